@@ -1,0 +1,57 @@
+// Token sampling on the host: penalties, then temperature, then top-k / top-p / min-p filtering, then a
+// seeded draw. temperature <= 0 means greedy (argmax, ties to the lowest id).
+#pragma once
+#include <cstdint>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace vireo {
+
+struct SamplingParams {
+  float temperature = 0.8f;
+  int32_t top_k = 40;        // <= 0: off
+  float top_p = 0.95f;       // >= 1: off
+  float min_p = 0.05f;       // <= 0: off (relative to the most likely token)
+  float repeat_penalty = 1.0f;     // 1: off; divides positive logits / multiplies negative ones
+  float presence_penalty = 0.0f;   // subtracted once if the token occurred in the window
+  float frequency_penalty = 0.0f;  // subtracted per occurrence in the window
+  int32_t penalty_last_n = 64;     // window of recent tokens the penalties look at (-1: all, 0: off)
+  uint64_t seed = 0xC0FFEE;        // same seed, same output
+};
+
+class Sampler {
+ public:
+  Sampler(const SamplingParams& p, int32_t n_vocab);
+  // Picks a token from logits (modified in place by penalties). `history` is every token so far.
+  int32_t sample(std::span<float> logits, std::span<const int32_t> history);
+  void reseed(uint64_t seed) { rng_.seed(seed); }
+  const SamplingParams& params() const { return p_; }
+
+ private:
+  SamplingParams p_;
+  std::mt19937_64 rng_;
+  // Scratch reused across calls (no allocation per token after the first).
+  std::vector<std::pair<float, int32_t>> cand_;
+  std::vector<int32_t> counts_;
+};
+
+int32_t argmax(std::span<const float> logits);
+
+// Stop-string matcher for streamed text: holds back text that could still become a stop string.
+class StopMatcher {
+ public:
+  explicit StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+  // Appends `piece`; returns the text safe to emit now. Sets *stopped when a stop string completed
+  // (the stop string itself and anything after it are not emitted).
+  std::string push(const std::string& piece, bool* stopped);
+  // Text still held back (emit it at the end when generation stops for another reason).
+  std::string flush();
+
+ private:
+  std::vector<std::string> stops_;
+  std::string pending_;
+};
+
+}  // namespace vireo
