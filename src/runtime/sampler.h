@@ -7,19 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "vireo/vireo.h"
+
 namespace vireo {
 
-struct SamplingParams {
-  float temperature = 0.8f;
-  int32_t top_k = 40;        // <= 0: off
-  float top_p = 0.95f;       // >= 1: off
-  float min_p = 0.05f;       // <= 0: off (relative to the most likely token)
-  float repeat_penalty = 1.0f;     // 1: off; divides positive logits / multiplies negative ones
-  float presence_penalty = 0.0f;   // subtracted once if the token occurred in the window
-  float frequency_penalty = 0.0f;  // subtracted per occurrence in the window
-  int32_t penalty_last_n = 64;     // window of recent tokens the penalties look at (-1: all, 0: off)
-  uint64_t seed = 0xC0FFEE;        // same seed, same output
-};
+// SamplingParams is public: include/vireo/vireo.h
+
 
 class Sampler {
  public:
