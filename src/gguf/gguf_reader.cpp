@@ -199,10 +199,13 @@ GgufFile::GgufFile(std::unique_ptr<ByteSource> src) : src_(std::move(src)) {
   if (const GgufValue* a = find("general.alignment")) {
     if (a->type != GgufType::U32 && a->type != GgufType::I32 && a->type != GgufType::U64)
       fail("general.alignment must be an integer");
-    int64_t al = a->as_int();
-    if (al <= 0 || al > (1 << 20) || (al & (al - 1)) != 0)
-      fail("general.alignment " + std::to_string(al) + " is not a power of two in [1, 1 MiB]");
-    alignment_ = static_cast<uint64_t>(al);
+    // Read the raw value (a huge u64 must give this message, not as_int()'s range error).
+    uint64_t al = 0;
+    if (auto u = std::get_if<uint64_t>(&a->v)) al = *u;
+    else if (auto i = std::get_if<int64_t>(&a->v)) al = *i < 0 ? 0 : static_cast<uint64_t>(*i);
+    if (al == 0 || al > (1u << 20) || (al & (al - 1)) != 0)
+      fail("general.alignment " + gguf_value_to_string(*a) + " is not a power of two in [1, 1 MiB]");
+    alignment_ = al;
   }
 
   tensors_.reserve(n_tensors);
@@ -300,7 +303,12 @@ int64_t GgufValue::as_int() const {
     if (*p > uint64_t(std::numeric_limits<int64_t>::max())) throw GgufError("integer value out of range");
     return static_cast<int64_t>(*p);
   }
-  if (auto p = std::get_if<double>(&v)) return static_cast<int64_t>(*p);
+  if (auto p = std::get_if<double>(&v)) {
+    // Out-of-range (or NaN) float-to-integer conversion is undefined behaviour: refuse it.
+    if (!(*p >= -9223372036854775808.0 && *p < 9223372036854775808.0))
+      throw GgufError("metadata value " + gguf_value_to_string(*this) + " does not fit a 64-bit integer");
+    return static_cast<int64_t>(*p);
+  }
   if (auto p = std::get_if<bool>(&v)) return *p;
   throw GgufError("metadata value of type " + gguf_type_name(type) + " is not a number");
 }
