@@ -1,0 +1,460 @@
+// PackedMatrix: repacks GGUF weights into 16-row groups (see kernels_internal.h), quantizes activations once per
+// call, and runs the kernels of the selected instruction-set path on the thread pool.
+#include "backend/cpu/matmul.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "backend/cpu/kernels_internal.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+namespace vireo::cpu {
+
+using kern::ActKind;
+using kern::ActLayout;
+using kern::GemmArgs;
+using kern::Kernels;
+using kern::WType;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Path selection.
+
+CpuPath detect_best_path() {
+#if defined(VIREO_HAVE_X86_KERNELS)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2"))
+    return CpuPath::Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+      __builtin_cpu_supports("bmi2"))
+    return CpuPath::Avx2;
+#endif
+  return CpuPath::Scalar;
+}
+
+CpuPath g_best = detect_best_path();
+std::atomic<int> g_active{static_cast<int>(g_best)};
+
+const Kernels& kernels_for(CpuPath p) {
+#if defined(VIREO_HAVE_X86_KERNELS)
+  if (p == CpuPath::Avx512) return kern::avx512_kernels();
+  if (p == CpuPath::Avx2) return kern::avx2_kernels();
+#endif
+  (void)p;
+  return kern::scalar_kernels();
+}
+
+bool to_wtype(DType t, WType* out) {
+  switch (t) {
+    case DType::F32: *out = WType::F32; return true;
+    case DType::F16: *out = WType::F16; return true;
+    case DType::BF16: *out = WType::BF16; return true;
+    case DType::Q4_0: *out = WType::Q4_0; return true;
+    case DType::Q4_1: *out = WType::Q4_1; return true;
+    case DType::Q5_0: *out = WType::Q5_0; return true;
+    case DType::Q5_1: *out = WType::Q5_1; return true;
+    case DType::Q8_0: *out = WType::Q8_0; return true;
+    case DType::Q2_K: *out = WType::Q2_K; return true;
+    case DType::Q3_K: *out = WType::Q3_K; return true;
+    case DType::Q4_K: *out = WType::Q4_K; return true;
+    case DType::Q5_K: *out = WType::Q5_K; return true;
+    case DType::Q6_K: *out = WType::Q6_K; return true;
+    default: return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 64-byte aligned byte buffers.
+
+struct AlignedBytes {
+  uint8_t* p = nullptr;
+  int64_t n = 0;
+  AlignedBytes() = default;
+  AlignedBytes(const AlignedBytes&) = delete;
+  AlignedBytes& operator=(const AlignedBytes&) = delete;
+  ~AlignedBytes() { std::free(p); }
+  // Grows (never shrinks); contents are not preserved. New memory is zeroed.
+  void reserve(int64_t bytes) {
+    if (bytes <= n) return;
+    std::free(p);
+    p = nullptr;
+    n = 0;
+    const size_t sz = static_cast<size_t>((bytes + 4095) & ~int64_t(4095));
+    p = static_cast<uint8_t*>(std::aligned_alloc(4096, sz));
+    if (!p) throw std::bad_alloc();
+    std::memset(p, 0, sz);
+    n = static_cast<int64_t>(sz);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Repacking: GGUF blocks -> 16-row groups. Each GGUF block is first decoded to its integer codes and raw scales.
+
+inline uint16_t rd16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline void wr16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+
+// The k-quant and 32-block codes, unsigned (what the kernels multiply), for one block of one row.
+struct Decoded {
+  uint8_t q[256];
+  uint16_t d = 0, dmin = 0;   // f16 bits
+  uint8_t raw_scales[16];     // Q2_K: 16 bytes as stored; Q4_K/Q5_K: 12 bytes as stored
+  int8_t sc[16];              // Q3_K (decoded, -32..31), Q6_K (as stored)
+};
+
+void decode_block(WType t, const uint8_t* s, Decoded& o) {
+  switch (t) {
+    case WType::Q8_0: {
+      o.d = rd16(s);
+      for (int j = 0; j < 32; ++j) o.q[j] = static_cast<uint8_t>(static_cast<int8_t>(s[2 + j]) + 128);
+      break;
+    }
+    case WType::Q4_0:
+    case WType::Q4_1: {
+      const int hdr = t == WType::Q4_0 ? 2 : 4;
+      o.d = rd16(s);
+      if (t == WType::Q4_1) o.dmin = rd16(s + 2);
+      for (int j = 0; j < 16; ++j) {
+        o.q[j] = s[hdr + j] & 15;
+        o.q[j + 16] = s[hdr + j] >> 4;
+      }
+      break;
+    }
+    case WType::Q5_0:
+    case WType::Q5_1: {
+      const int hdr = t == WType::Q5_0 ? 2 : 4;
+      o.d = rd16(s);
+      if (t == WType::Q5_1) o.dmin = rd16(s + 2);
+      uint32_t qh;
+      std::memcpy(&qh, s + hdr, 4);
+      for (int j = 0; j < 16; ++j) {
+        o.q[j] = static_cast<uint8_t>((s[hdr + 4 + j] & 15) | (((qh >> j) & 1) << 4));
+        o.q[j + 16] = static_cast<uint8_t>((s[hdr + 4 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+      }
+      break;
+    }
+    case WType::Q2_K: {
+      const uint8_t* scales = s;
+      const uint8_t* qs = s + 16;
+      o.d = rd16(s + 80);
+      o.dmin = rd16(s + 82);
+      std::memcpy(o.raw_scales, scales, 16);
+      for (int h = 0; h < 2; ++h)
+        for (int g = 0; g < 4; ++g)
+          for (int l = 0; l < 32; ++l) o.q[128 * h + 32 * g + l] = (qs[32 * h + l] >> (2 * g)) & 3;
+      break;
+    }
+    case WType::Q3_K: {
+      const uint8_t* hmask = s;
+      const uint8_t* qs = s + 32;
+      const uint8_t* sc = s + 96;
+      o.d = rd16(s + 108);
+      for (int j = 0; j < 16; ++j) {
+        const int lo = j < 8 ? (sc[j] & 15) : (sc[j - 8] >> 4);
+        const int hi = (sc[8 + (j % 4)] >> (2 * (j / 4))) & 3;
+        o.sc[j] = static_cast<int8_t>((lo | (hi << 4)) - 32);
+      }
+      for (int h = 0; h < 2; ++h)
+        for (int g = 0; g < 4; ++g)
+          for (int l = 0; l < 32; ++l) {
+            const int q2 = (qs[32 * h + l] >> (2 * g)) & 3;
+            const int hb = (hmask[l] >> (4 * h + g)) & 1;
+            o.q[128 * h + 32 * g + l] = static_cast<uint8_t>(q2 + 4 * hb);  // value = u - 4
+          }
+      break;
+    }
+    case WType::Q4_K:
+    case WType::Q5_K: {
+      o.d = rd16(s);
+      o.dmin = rd16(s + 2);
+      std::memcpy(o.raw_scales, s + 4, 12);
+      const uint8_t* qh = s + 16;
+      const uint8_t* qs = t == WType::Q4_K ? s + 16 : s + 48;
+      for (int c = 0; c < 4; ++c)
+        for (int l = 0; l < 32; ++l) {
+          int lo = qs[32 * c + l] & 15, hi = qs[32 * c + l] >> 4;
+          if (t == WType::Q5_K) {
+            lo |= ((qh[l] >> (2 * c)) & 1) << 4;
+            hi |= ((qh[l] >> (2 * c + 1)) & 1) << 4;
+          }
+          o.q[64 * c + l] = static_cast<uint8_t>(lo);
+          o.q[64 * c + 32 + l] = static_cast<uint8_t>(hi);
+        }
+      break;
+    }
+    case WType::Q6_K: {
+      const uint8_t* ql = s;
+      const uint8_t* qh = s + 128;
+      std::memcpy(o.sc, s + 192, 16);
+      o.d = rd16(s + 208);
+      for (int h = 0; h < 2; ++h)
+        for (int l = 0; l < 32; ++l) {
+          const uint8_t a = ql[64 * h + l], b = ql[64 * h + l + 32], c = qh[32 * h + l];
+          o.q[128 * h + l] = static_cast<uint8_t>((a & 15) | ((c & 3) << 4));
+          o.q[128 * h + l + 32] = static_cast<uint8_t>((b & 15) | (((c >> 2) & 3) << 4));
+          o.q[128 * h + l + 64] = static_cast<uint8_t>((a >> 4) | (((c >> 4) & 3) << 4));
+          o.q[128 * h + l + 96] = static_cast<uint8_t>((b >> 4) | (((c >> 6) & 3) << 4));
+        }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+// Writes row rr's block (decoded) into a group block at `blk`.
+void write_block(WType t, const Decoded& o, int rr, uint8_t* blk) {
+  const uint8_t* q = o.q;
+  switch (t) {
+    case WType::Q8_0:
+      wr16(blk + 2 * rr, o.d);
+      for (int t4 = 0; t4 < 8; ++t4)
+        for (int jj = 0; jj < 4; ++jj) blk[32 + 64 * t4 + rr * 4 + jj] = q[4 * t4 + jj];
+      break;
+    case WType::Q4_0:
+    case WType::Q4_1:
+    case WType::Q5_0:
+    case WType::Q5_1: {
+      wr16(blk + 2 * rr, o.d);
+      int off = 32;
+      if (t == WType::Q4_1 || t == WType::Q5_1) {
+        wr16(blk + 32 + 2 * rr, o.dmin);
+        off = 64;
+      }
+      if (t == WType::Q5_0 || t == WType::Q5_1) {
+        for (int c = 0; c < 4; ++c)
+          for (int jj = 0; jj < 4; ++jj) {
+            uint8_t& b = blk[off + rr * 4 + jj];
+            b |= static_cast<uint8_t>(((q[8 * c + jj] >> 4) & 1) << (2 * c));
+            b |= static_cast<uint8_t>(((q[8 * c + 4 + jj] >> 4) & 1) << (2 * c + 1));
+          }
+        off += 64;
+      }
+      for (int c = 0; c < 4; ++c)
+        for (int jj = 0; jj < 4; ++jj)
+          blk[off + 64 * c + rr * 4 + jj] =
+              static_cast<uint8_t>((q[8 * c + jj] & 15) | ((q[8 * c + 4 + jj] & 15) << 4));
+      break;
+    }
+    case WType::Q2_K: {
+      wr16(blk + 2 * rr, o.d);
+      wr16(blk + 32 + 2 * rr, o.dmin);
+      for (int j = 0; j < 16; ++j) blk[64 + 16 * j + rr] = o.raw_scales[j];
+      for (int j = 0; j < 16; ++j)
+        for (int g = 0; g < 4; ++g)
+          for (int jj = 0; jj < 4; ++jj)
+            blk[320 + 64 * j + rr * 4 + jj] |= static_cast<uint8_t>((q[16 * j + 4 * g + jj] & 3) << (2 * g));
+      break;
+    }
+    case WType::Q3_K: {
+      wr16(blk + 2 * rr, o.d);
+      for (int j = 0; j < 16; ++j) blk[32 + 16 * j + rr] = static_cast<uint8_t>(o.sc[j]);
+      for (int j = 0; j < 16; ++j)
+        for (int g = 0; g < 4; ++g)
+          for (int jj = 0; jj < 4; ++jj) {
+            const int u = q[16 * j + 4 * g + jj];
+            blk[288 + 64 * j + rr * 4 + jj] |= static_cast<uint8_t>((u & 3) << (2 * g));
+            blk[1312 + 64 * (j / 2) + rr * 4 + jj] |= static_cast<uint8_t>(((u >> 2) & 1) << (g + 4 * (j & 1)));
+          }
+      break;
+    }
+    case WType::Q4_K:
+    case WType::Q5_K: {
+      wr16(blk + 2 * rr, o.d);
+      wr16(blk + 32 + 2 * rr, o.dmin);
+      for (int p = 0; p < 12; ++p) blk[64 + 16 * p + rr] = o.raw_scales[p];
+      int off = 256;
+      if (t == WType::Q5_K) {
+        for (int j = 0; j < 8; ++j)
+          for (int c = 0; c < 4; ++c)
+            for (int jj = 0; jj < 4; ++jj) {
+              uint8_t& b = blk[off + 64 * j + rr * 4 + jj];
+              b |= static_cast<uint8_t>(((q[32 * j + 8 * c + jj] >> 4) & 1) << (2 * c));
+              b |= static_cast<uint8_t>(((q[32 * j + 8 * c + 4 + jj] >> 4) & 1) << (2 * c + 1));
+            }
+        off += 512;
+      }
+      for (int j = 0; j < 8; ++j)
+        for (int c = 0; c < 4; ++c)
+          for (int jj = 0; jj < 4; ++jj)
+            blk[off + 64 * (4 * j + c) + rr * 4 + jj] = static_cast<uint8_t>(
+                (q[32 * j + 8 * c + jj] & 15) | ((q[32 * j + 8 * c + 4 + jj] & 15) << 4));
+      break;
+    }
+    case WType::Q6_K: {
+      wr16(blk + 2 * rr, o.d);
+      for (int j = 0; j < 16; ++j) blk[32 + 16 * j + rr] = static_cast<uint8_t>(o.sc[j]);
+      for (int j = 0; j < 16; ++j) {
+        uint8_t* base = blk + 288 + 192 * j;
+        for (int c = 0; c < 2; ++c)
+          for (int jj = 0; jj < 4; ++jj)
+            base[64 * c + rr * 4 + jj] = static_cast<uint8_t>((q[16 * j + 8 * c + jj] & 15) |
+                                                             ((q[16 * j + 8 * c + 4 + jj] & 15) << 4));
+        for (int g = 0; g < 4; ++g)
+          for (int jj = 0; jj < 4; ++jj)
+            base[128 + rr * 4 + jj] |= static_cast<uint8_t>(((q[16 * j + 4 * g + jj] >> 4) & 3) << (2 * g));
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+
+struct PackedMatrix::Impl {
+  DType type;
+  WType wt;
+  int64_t rows = 0, cols = 0;
+  const uint8_t* src = nullptr;  // GGUF data (for dequantize_row)
+  int64_t src_row_bytes = 0;
+  AlignedBytes packed;
+  int64_t n_groups = 0, group_bytes = 0;
+};
+
+PackedMatrix::PackedMatrix(DType type, const void* data, int64_t rows, int64_t cols) : impl_(new Impl) {
+  Impl& I = *impl_;
+  I.type = type;
+  if (!to_wtype(type, &I.wt))
+    throw std::runtime_error("PackedMatrix: unsupported weight type " + std::string(dtype_name(type)));
+  if (rows <= 0 || cols <= 0) throw std::runtime_error("PackedMatrix: empty matrix");
+  const int64_t be = kern::block_elems(I.wt);
+  if (cols % be != 0)
+    throw std::runtime_error("PackedMatrix: " + std::string(dtype_name(type)) + " needs cols to be a multiple of " +
+                             std::to_string(be) + ", got " + std::to_string(cols));
+  I.rows = rows;
+  I.cols = cols;
+  I.src = static_cast<const uint8_t*>(data);
+  I.src_row_bytes = row_bytes(type, cols);
+  I.n_groups = (rows + kern::kGroupRows - 1) / kern::kGroupRows;
+  const int64_t nb = cols / be;
+  const int64_t gbb = kern::group_block_bytes(I.wt);
+  I.group_bytes = nb * gbb;
+  I.packed.reserve(I.n_groups * I.group_bytes);  // zeroed: padding rows stay zero
+
+  const WType wt = I.wt;
+  for (int64_t g = 0; g < I.n_groups; ++g) {
+    uint8_t* gdst = I.packed.p + g * I.group_bytes;
+    for (int rr = 0; rr < kern::kGroupRows; ++rr) {
+      const int64_t r = g * kern::kGroupRows + rr;
+      if (r >= rows) break;
+      const uint8_t* srow = I.src + r * I.src_row_bytes;
+      if (wt == WType::F32 || wt == WType::F16 || wt == WType::BF16) {
+        const int es = wt == WType::F32 ? 4 : 2;
+        for (int64_t k = 0; k < cols; ++k) std::memcpy(gdst + (k * 16 + rr) * es, srow + k * es, es);
+        continue;
+      }
+      const int64_t sbb = dtype_info(type).block_bytes;
+      Decoded dec;
+      for (int64_t b = 0; b < nb; ++b) {
+        decode_block(wt, srow + b * sbb, dec);
+        write_block(wt, dec, rr, gdst + b * gbb);
+      }
+    }
+  }
+}
+
+PackedMatrix::~PackedMatrix() = default;
+PackedMatrix::PackedMatrix(PackedMatrix&&) noexcept = default;
+PackedMatrix& PackedMatrix::operator=(PackedMatrix&&) noexcept = default;
+
+DType PackedMatrix::type() const { return impl_->type; }
+int64_t PackedMatrix::rows() const { return impl_->rows; }
+int64_t PackedMatrix::cols() const { return impl_->cols; }
+int64_t PackedMatrix::bytes() const { return impl_->n_groups * impl_->group_bytes; }
+
+void PackedMatrix::dequantize_row(int64_t r, float* out) const {
+  const Impl& I = *impl_;
+  if (r < 0 || r >= I.rows) throw std::out_of_range("PackedMatrix::dequantize_row: row out of range");
+  vireo::dequantize_row(I.type, I.src + r * I.src_row_bytes, out, I.cols);
+}
+
+void PackedMatrix::matmul(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool) const {
+  const Impl& I = *impl_;
+  if (m <= 0) return;
+  const Kernels& K = kernels_for(active_cpu_path());
+  const int wi = static_cast<int>(I.wt);
+
+  GemmArgs a;
+  a.w = I.packed.p;
+  a.group_bytes = I.group_bytes;
+  a.K = I.cols;
+  a.rows = I.rows;
+  a.m = m;
+  a.y = y;
+  a.ldy = ldy;
+  a.x = x;
+  a.ldx = ldx;
+  a.al = kern::make_act_layout(kern::act_kind(I.wt), I.cols);
+
+  const int nt = pool.size();
+  if (a.al.kind != ActKind::F32) {
+    // The activation buffer belongs to the calling thread and only grows: no allocation once warm.
+    static thread_local AlignedBytes act_buf;
+    act_buf.reserve(m * a.al.stride);
+    a.act = act_buf.p;
+    const kern::QuantFn qf = a.al.kind == ActKind::Q8B32 ? K.quant32 : K.quant256;
+    const int off = K.act_offset[wi];
+    uint8_t* dst = act_buf.p;
+    const ActLayout al = a.al;
+    if (m == 1 || nt == 1) {
+      for (int64_t i = 0; i < m; ++i) qf(x + i * ldx, dst + i * al.stride, al, off);
+    } else {
+      pool.run([&](int ti, int tn) {
+        int64_t b, e;
+        split_range(m, ti, tn, 1, &b, &e);
+        for (int64_t i = b; i < e; ++i) qf(x + i * ldx, dst + i * al.stride, al, off);
+      });
+    }
+  }
+
+  const kern::GemmFn fn = K.gemm[wi];
+  if (nt == 1 || I.n_groups == 1) {
+    a.g0 = 0;
+    a.g1 = I.n_groups;
+    fn(a);
+    return;
+  }
+  // Split row groups; pairs of groups keep the kernels' 2-group tiles whole where the counts allow.
+  const int64_t align = I.n_groups >= 4 * nt ? 2 : 1;
+  pool.run([&](int ti, int tn) {
+    GemmArgs t = a;
+    split_range(I.n_groups, ti, tn, align, &t.g0, &t.g1);
+    if (t.g0 < t.g1) fn(t);
+  });
+}
+
+CpuPath best_cpu_path() { return g_best; }
+
+void force_cpu_path(CpuPath p) {
+  if (static_cast<int>(p) > static_cast<int>(g_best)) p = g_best;
+  g_active.store(static_cast<int>(p));
+}
+
+CpuPath active_cpu_path() { return static_cast<CpuPath>(g_active.load(std::memory_order_relaxed)); }
+
+const char* cpu_path_name(CpuPath p) {
+  switch (p) {
+    case CpuPath::Scalar: return "scalar";
+    case CpuPath::Avx2: return "avx2";
+    case CpuPath::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+}  // namespace vireo::cpu
