@@ -26,7 +26,7 @@ const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DTyp
 
 // Relative error bound ||y - ref|| / ||ref|| over all products of one matrix (85 activation rows): float weights
 // see only f32 rounding; quantized weights also see the activations' 8-bit quantization, ~0.5% with a scale per 32
-// (Q8_0-style) and ~0.8% with a scale per 256 (Q8_K-style, the k-quants). A single m is checked against twice the
+// (Q8_0-style) and ~0.8% with a scale per 256 (Q8_K-style, the k-quants). A single m is checked against 3x the
 // bound: with few outputs (m = 1, 5 rows) the ratio itself is noisy.
 double error_bound(DType t) {
   if (t == DType::F32) return 1e-5;
@@ -122,7 +122,7 @@ void check_product(DType t, int64_t rows, int64_t cols, CpuPath path, ThreadPool
         ASSERT_TRUE(std::isnan(y[i * ldy + r])) << "wrote past the last row, m=" << m << " i=" << i;
     }
     const double rel = std::sqrt(err2 / ref2);
-    EXPECT_LT(rel, 2 * error_bound(t)) << "m=" << m;
+    EXPECT_LT(rel, 3 * error_bound(t)) << "m=" << m;
     EXPECT_FALSE(std::isnan(rel));
     all_err2 += err2;
     all_ref2 += ref2;
