@@ -16,12 +16,9 @@
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "tokenizer/hf_import.h"
 #include "tokenizer/tokenizer.h"
 
-#if __has_include(<nlohmann/json.hpp>)
-#include <nlohmann/json.hpp>
-#define VIREO_TOK_HAVE_JSON 1
-#endif
 
 namespace fs = std::filesystem;
 using vireo::GgufFile;
@@ -111,78 +108,11 @@ const std::map<std::string, HfSource>& hf_sources() {
   return m;
 }
 
-#ifdef VIREO_TOK_HAVE_JSON
 std::unique_ptr<GgufFile> gguf_from_hf(const HfSource& src) {
-  using nlohmann::json;
-  const fs::path dir = fs::path(VIREO_FIXTURES) / "tokenizers" / src.dir;
-  if (!fs::exists(dir / "tokenizer.json")) return nullptr;
-  json j = json::parse(slurp(dir / "tokenizer.json"));
-  const json& model = j.at("model");
-  std::vector<std::string> tokens;
-  std::vector<int32_t> types;
-  auto put = [&](size_t id, const std::string& text, int32_t type) {
-    if (tokens.size() <= id) {
-      tokens.resize(id + 1);
-      types.resize(id + 1, -1);
-    }
-    tokens[id] = text;
-    types[id] = type;
-  };
-  const bool gemma = std::string(src.model) == "gemma4";
-  for (auto it = model.at("vocab").begin(); it != model.at("vocab").end(); ++it) {
-    const std::string& t = it.key();
-    bool is_byte = gemma && t.size() == 6 && t.rfind("<0x", 0) == 0 && t.back() == '>';
-    put(it.value().get<size_t>(), t, is_byte ? 6 : 1);
-  }
-  for (const json& a : j.at("added_tokens")) {
-    size_t id = a.at("id").get<size_t>();
-    bool special = a.at("special").get<bool>();
-    int32_t type = special ? 3 : (gemma ? 1 : 4);  // Gemma's non-special added tokens are ordinary pieces
-    if (!special && gemma && id < tokens.size() && types[id] == 6) type = 6;
-    put(id, a.at("content").get<std::string>(), type);
-  }
-  for (size_t i = 0; i < tokens.size(); ++i)
-    if (types[i] < 0) {
-      tokens[i] = "[PAD" + std::to_string(i) + "]";
-      types[i] = 5;
-    }
-  std::vector<std::string> merges;
-  for (const json& m : model.at("merges")) {
-    if (m.is_string())
-      merges.push_back(m.get<std::string>());
-    else
-      merges.push_back(m.at(0).get<std::string>() + " " + m.at(1).get<std::string>());
-  }
-
-  vireo::GgufWriter w;
-  w.set_string("general.architecture", "vocab");
-  w.set_string("tokenizer.ggml.model", src.model);
-  if (*src.pre) w.set_string("tokenizer.ggml.pre", src.pre);
-  auto str_array = [](const std::vector<std::string>& v) {
-    vireo::GgufArray a{vireo::GgufType::STRING, {}};
-    a.items.reserve(v.size());
-    for (const auto& s : v) a.items.push_back({vireo::GgufType::STRING, s});
-    return vireo::GgufValue{vireo::GgufType::ARRAY, std::move(a)};
-  };
-  w.set("tokenizer.ggml.tokens", str_array(tokens));
-  {
-    vireo::GgufArray a{vireo::GgufType::I32, {}};
-    for (int32_t t : types) a.items.push_back({vireo::GgufType::I32, int64_t(t)});
-    w.set("tokenizer.ggml.token_type", {vireo::GgufType::ARRAY, std::move(a)});
-  }
-  w.set("tokenizer.ggml.merges", str_array(merges));
-  json cfg = fs::exists(dir / "tokenizer_config.json") ? json::parse(slurp(dir / "tokenizer_config.json")) : json();
-  auto id_of = [&](const char* key) -> int64_t {
-    if (!cfg.is_object() || !cfg.contains(key) || !cfg[key].is_string()) return -1;
-    auto it = std::find(tokens.begin(), tokens.end(), cfg[key].get<std::string>());
-    return it == tokens.end() ? -1 : int64_t(it - tokens.begin());
-  };
-  if (int64_t b = id_of("bos_token"); b >= 0) w.set_u32("tokenizer.ggml.bos_token_id", uint32_t(b));
-  if (int64_t e = id_of("eos_token"); e >= 0) w.set_u32("tokenizer.ggml.eos_token_id", uint32_t(e));
-  auto buf = w.write_to_memory([](size_t, std::vector<uint8_t>&) {});
-  return std::make_unique<GgufFile>(vireo::ByteSource::from_buffer(std::move(buf)));
+  const fs::path json = fs::path(VIREO_FIXTURES) / "tokenizers" / src.dir / "tokenizer.json";
+  if (!fs::exists(json)) return nullptr;
+  return vireo::open_hf_tokenizer_as_gguf(json.string(), src.model, src.pre);
 }
-#endif
 
 struct VocabEntry {
   std::string name;  // e.g. "llama-spm"
@@ -231,13 +161,9 @@ TEST_P(TokenizerVectors, AllCasesPass) {
   } else {
     auto it = hf_sources().find(e.name);
     if (it == hf_sources().end()) GTEST_SKIP() << "no GGUF and no known tokenizer.json for " << e.name;
-#ifdef VIREO_TOK_HAVE_JSON
     f = gguf_from_hf(it->second);
     if (!f) GTEST_SKIP() << "no GGUF and no tokenizers/" << it->second.dir << "/tokenizer.json for " << e.name;
     origin = std::string("tokenizers/") + it->second.dir + "/tokenizer.json";
-#else
-    GTEST_SKIP() << "nlohmann/json not available to build " << e.name << " from tokenizer.json";
-#endif
   }
   auto tok = Tokenizer::from_gguf(*f);
   ASSERT_GT(tok->n_vocab(), 0);

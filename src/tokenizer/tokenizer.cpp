@@ -324,6 +324,18 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
       }
     }
 
+    if (t->model_ != TokenizerModel::Bpe) {
+      auto inner_space = [](const std::string& x) {
+        for (size_t p = x.find(kSpmSpace, 1); p != std::string::npos; p = x.find(kSpmSpace, p + 1))
+          if (p < 3 || x.compare(p - 3, 3, kSpmSpace) != 0) return true;
+        return false;
+      };
+      bool ok = true;
+      for (size_t i = 0; i < n && ok; ++i) ok = !inner_space(t->tokens_[i]);
+      for (size_t i = 0; i < im.index.extra().size() && ok; ++i) ok = !inner_space(im.index.extra()[i]);
+      im.split_words = ok;
+    }
+
     // Special-token trie: control, user-defined and unknown tokens with non-empty text.
     for (size_t i = 0; i < n; ++i) {
       uint8_t ty8 = t->types_[i];

@@ -2,6 +2,7 @@
 // All work on a doubly linked list of symbols with a binary heap of candidate pairs; stale heap entries are
 // recognised and skipped when popped, so each encode is O(n log n) in the piece length.
 #include <algorithm>
+#include <unordered_map>
 
 #include "tokenizer/tokenizer_impl.h"
 
@@ -86,9 +87,68 @@ struct SCandLess {  // highest score first, then leftmost
   }
 };
 
+constexpr std::string_view kSpace = "\xE2\x96\x81";  // U+2581
+
+// Calls f(word) for the words of U+2581-escaped text: a word starts at a U+2581 that follows another character.
+template <class F>
+void for_each_word(std::string_view text, F&& f) {
+  size_t start = 0;
+  bool prev_space = false;
+  for (size_t i = 0; i < text.size();) {
+    size_t len = std::min(utf8_len_lead(static_cast<unsigned char>(text[i])), text.size() - i);
+    bool sp = len == 3 && text.compare(i, 3, kSpace) == 0;
+    if (sp && i > 0 && !prev_space) {
+      f(text.substr(start, i - start));
+      start = i;
+    }
+    prev_space = sp;
+    i += len;
+  }
+  if (start < text.size()) f(text.substr(start));
+}
+
+// Remembers the ids of each distinct word of one long input, so that repeated words are merged once.
+class WordCache {
+ public:
+  explicit WordCache(size_t text_size) : on_(text_size >= 1024) {
+    if (on_) map_.reserve(text_size / 16);
+  }
+  template <class F>
+  void emit(std::string_view word, std::vector<int32_t>& out, F&& encode_word) {
+    if (on_) {
+      auto it = map_.find(word);
+      if (it != map_.end()) {
+        for (uint32_t k = 0; k < it->second.second; ++k) {
+          int32_t v = out[it->second.first + k];
+          out.push_back(v);
+        }
+        return;
+      }
+    }
+    size_t b = out.size();
+    encode_word(word, out);
+    if (on_) map_.emplace(word, std::make_pair(uint32_t(b), uint32_t(out.size() - b)));
+  }
+
+ private:
+  bool on_;
+  std::unordered_map<std::string_view, std::pair<uint32_t, uint32_t>> map_;
+};
+
 }  // namespace
 
 void Tokenizer::Impl::encode_spm(const Tokenizer& t, std::string_view text, std::vector<int32_t>& out) const {
+  if (!split_words) {
+    spm_word(t, text, out);
+    return;
+  }
+  WordCache cache(text.size());
+  for_each_word(text, [&](std::string_view w) {
+    cache.emit(w, out, [&](std::string_view x, std::vector<int32_t>& o) { spm_word(t, x, o); });
+  });
+}
+
+void Tokenizer::Impl::spm_word(const Tokenizer& t, std::string_view text, std::vector<int32_t>& out) const {
   thread_local std::vector<SSym> syms;
   thread_local std::vector<SCand> heap;
   syms.clear();
@@ -136,7 +196,6 @@ void Tokenizer::Impl::encode_spm(const Tokenizer& t, std::string_view text, std:
 
 void Tokenizer::Impl::encode_bpe(const Tokenizer& t, std::string_view text, std::vector<int32_t>& out) const {
   BpeScratch& s = bpe_scratch();
-  const int32_t nv = t.n_vocab();
   // Pre-tokenize valid UTF-8 runs; a byte that is not valid UTF-8 becomes a word of its own.
   s.words.clear();
   size_t run = 0;
@@ -161,40 +220,47 @@ void Tokenizer::Impl::encode_bpe(const Tokenizer& t, std::string_view text, std:
   }
   flush_run(text.size());
 
+  WordCache cache(text.size());
   for (const Span& w : s.words) {
-    std::string_view word = text.substr(w.begin, w.end - w.begin);
-    if (ignore_merges) {
-      s.enc.clear();
-      for (unsigned char c : word) s.enc += byte_chr[c];
-      int32_t id = index.find(s.enc);
-      if (id >= 0 && id < nv) {
-        out.push_back(id);
-        continue;
-      }
+    cache.emit(text.substr(w.begin, w.end - w.begin), out,
+               [&](std::string_view word, std::vector<int32_t>& o) { bpe_word(t, word, o); });
+  }
+}
+
+void Tokenizer::Impl::bpe_word(const Tokenizer& t, std::string_view word, std::vector<int32_t>& out) const {
+  BpeScratch& s = bpe_scratch();
+  const int32_t nv = t.n_vocab();
+  if (ignore_merges) {
+    s.enc.clear();
+    for (unsigned char c : word) s.enc += byte_chr[c];
+    int32_t id = index.find(s.enc);
+    if (id >= 0 && id < nv) {
+      out.push_back(id);
+      return;
     }
-    s.syms.clear();
-    for (size_t k = 0; k < word.size(); ++k) {
-      int32_t id = byte_sym[static_cast<unsigned char>(word[k])];
-      s.syms.push_back({id, uint32_t(k), uint32_t(k + 1), int32_t(k) - 1, k + 1 < word.size() ? int32_t(k + 1) : -1});
-    }
-    if (s.syms.size() > 1) bpe_merge(merges, s.syms, s.heap);
-    for (int32_t i = 0; i >= 0; i = s.syms[size_t(i)].next) {
-      const BSym& sym = s.syms[size_t(i)];
-      if (sym.id >= 0 && sym.id < nv) {
-        out.push_back(sym.id);
-      } else {
-        for (uint32_t k = sym.begin; k < sym.end; ++k) {
-          int32_t id = byte_sym[static_cast<unsigned char>(word[k])];
-          if (id >= 0 && id < nv) out.push_back(id);
-        }
+  }
+  s.syms.clear();
+  for (size_t k = 0; k < word.size(); ++k) {
+    int32_t id = byte_sym[static_cast<unsigned char>(word[k])];
+    s.syms.push_back({id, uint32_t(k), uint32_t(k + 1), int32_t(k) - 1, k + 1 < word.size() ? int32_t(k + 1) : -1});
+  }
+  if (s.syms.size() > 1) bpe_merge(merges, s.syms, s.heap);
+  for (int32_t i = 0; i >= 0; i = s.syms[size_t(i)].next) {
+    const BSym& sym = s.syms[size_t(i)];
+    if (sym.id >= 0 && sym.id < nv) {
+      out.push_back(sym.id);
+    } else {
+      for (uint32_t k = sym.begin; k < sym.end; ++k) {
+        int32_t id = byte_sym[static_cast<unsigned char>(word[k])];
+        if (id >= 0 && id < nv) out.push_back(id);
       }
     }
   }
 }
 
 void Tokenizer::Impl::encode_gemma4(const Tokenizer& t, std::string_view text, std::vector<int32_t>& out) const {
-  BpeScratch& s = bpe_scratch();
   const int32_t nv = t.n_vocab();
+  WordCache cache(text.size());
   for (size_t pos = 0; pos < text.size();) {
     // Pieces: runs of newlines and runs of anything else.
     const bool nl = text[pos] == '\n';
@@ -209,22 +275,32 @@ void Tokenizer::Impl::encode_gemma4(const Tokenizer& t, std::string_view text, s
         continue;
       }
     }
-    s.syms.clear();
-    for (size_t k = 0; k < piece.size();) {
-      size_t len = std::min(utf8_len_lead(static_cast<unsigned char>(piece[k])), piece.size() - k);
-      int32_t i = int32_t(s.syms.size());
-      s.syms.push_back({index.find(piece.substr(k, len)), uint32_t(k), uint32_t(k + len), i - 1, -1});
-      if (i > 0) s.syms[size_t(i - 1)].next = i;
-      k += len;
-    }
-    if (s.syms.size() > 1) bpe_merge(merges, s.syms, s.heap);
-    for (int32_t i = 0; i >= 0; i = s.syms[size_t(i)].next) {
-      const BSym& sym = s.syms[size_t(i)];
-      if (sym.id >= 0 && sym.id < nv)
-        out.push_back(sym.id);
-      else
-        push_byte_fallback(t, piece.substr(sym.begin, sym.end - sym.begin), out);
-    }
+    auto word = [&](std::string_view w, std::vector<int32_t>& o) { merge_word(t, w, o); };
+    if (split_words)
+      for_each_word(piece, [&](std::string_view w) { cache.emit(w, out, word); });
+    else
+      word(piece, out);
+  }
+}
+
+void Tokenizer::Impl::merge_word(const Tokenizer& t, std::string_view piece, std::vector<int32_t>& out) const {
+  BpeScratch& s = bpe_scratch();
+  const int32_t nv = t.n_vocab();
+  s.syms.clear();
+  for (size_t k = 0; k < piece.size();) {
+    size_t len = std::min(utf8_len_lead(static_cast<unsigned char>(piece[k])), piece.size() - k);
+    int32_t i = int32_t(s.syms.size());
+    s.syms.push_back({index.find(piece.substr(k, len)), uint32_t(k), uint32_t(k + len), i - 1, -1});
+    if (i > 0) s.syms[size_t(i - 1)].next = i;
+    k += len;
+  }
+  if (s.syms.size() > 1) bpe_merge(merges, s.syms, s.heap);
+  for (int32_t i = 0; i >= 0; i = s.syms[size_t(i)].next) {
+    const BSym& sym = s.syms[size_t(i)];
+    if (sym.id >= 0 && sym.id < nv)
+      out.push_back(sym.id);
+    else
+      push_byte_fallback(t, piece.substr(sym.begin, sym.end - sym.begin), out);
   }
 }
 

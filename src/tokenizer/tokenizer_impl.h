@@ -54,6 +54,7 @@ class StrIndex {
     // Insert in order; a later duplicate replaces an earlier one.
     for (size_t i = 0; i < vocab->size(); ++i) put(static_cast<int32_t>(i));
   }
+  const std::vector<std::string>& extra() const { return extra_; }
   const std::string& str(int32_t id) const {
     size_t n = vocab_->size();
     return size_t(id) < n ? (*vocab_)[size_t(id)] : extra_[size_t(id) - n];
@@ -193,6 +194,9 @@ struct Tokenizer::Impl {
   std::array<std::string, 256> byte_chr;  // gpt2: UTF-8 of the byte-level character of each byte
   std::array<int32_t, 256> byte_tok{};    // llama/gemma4: id of <0xXX> (or of the 1-byte text) (-1 if absent)
   SpecialTrie specials;
+  // llama/gemma4: no token (nor merge intermediate) has U+2581 right after another character, so no merge can
+  // cross the point before a U+2581 that follows a non-U+2581 character: the text is merged word by word.
+  bool split_words = false;
 
   struct Fragment {
     int32_t token;  // >= 0: a special token; -1: raw text [begin, end)
@@ -203,6 +207,9 @@ struct Tokenizer::Impl {
   void encode_spm(const Tokenizer& t, std::string_view text, std::vector<int32_t>& out) const;
   void encode_bpe(const Tokenizer& t, std::string_view text, std::vector<int32_t>& out) const;
   void encode_gemma4(const Tokenizer& t, std::string_view text, std::vector<int32_t>& out) const;
+  void spm_word(const Tokenizer& t, std::string_view text, std::vector<int32_t>& out) const;
+  void bpe_word(const Tokenizer& t, std::string_view word, std::vector<int32_t>& out) const;
+  void merge_word(const Tokenizer& t, std::string_view text, std::vector<int32_t>& out) const;
   void push_byte_fallback(const Tokenizer& t, std::string_view bytes, std::vector<int32_t>& out) const;
 };
 

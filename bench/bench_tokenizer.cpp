@@ -1,0 +1,154 @@
+// Tokenizer encode throughput (MB/s of input text) on English-like text.
+//   llama-bpe: fixtures/vocab/ggml-vocab-llama-bpe.gguf, or built from fixtures/tokenizers/llama3/tokenizer.json
+//   llama-spm: fixtures/vocab/ggml-vocab-llama-spm.gguf
+// Fixtures are found through $VIREO_FIXTURES or ../shared/fixtures beside the source tree.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "gguf/gguf.h"
+#include "tokenizer/hf_import.h"
+#include "tokenizer/tokenizer.h"
+
+namespace fs = std::filesystem;
+using vireo::GgufFile;
+using vireo::Tokenizer;
+
+namespace {
+
+fs::path fixtures() {
+  if (const char* e = std::getenv("VIREO_FIXTURES")) return e;
+  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "shared" / "fixtures";
+}
+
+// Deterministic English-like prose: common words, capitalised sentences, punctuation, numbers, paragraphs.
+std::string english_text(size_t bytes) {
+  static const char* kWords[] = {
+      "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not",
+      "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they", "you", "were",
+      "their", "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would",
+      "who", "so", "no", "time", "people", "year", "way", "day", "man", "thing", "woman", "life", "child", "world",
+      "school", "state", "family", "student", "group", "country", "problem", "hand", "part", "place", "case",
+      "week", "company", "system", "program", "question", "work", "government", "number", "night", "point",
+      "home", "water", "room", "mother", "area", "money", "story", "fact", "month", "lot", "right", "study",
+      "book", "eye", "job", "word", "business", "issue", "side", "kind", "head", "house", "service", "friend",
+      "father", "power", "hour", "game", "line", "end", "member", "law", "car", "city", "community", "name",
+      "president", "team", "minute", "idea", "kid", "body", "information", "back", "parent", "face", "others",
+      "level", "office", "door", "health", "person", "art", "war", "history", "party", "result", "change",
+      "morning", "reason", "research", "girl", "guy", "moment", "air", "teacher", "force", "education",
+      "understanding", "developed", "important", "beautiful", "unexpectedly", "tokenization", "performance",
+      "measured", "between", "through", "because", "although", "however", "therefore", "quickly", "carefully",
+      "don't", "it's", "we'll", "they're", "I'm", "couldn't", "river", "mountain", "forest", "library", "engine"};
+  constexpr size_t kN = sizeof(kWords) / sizeof(kWords[0]);
+  std::mt19937 rng(1234);
+  std::string s;
+  s.reserve(bytes + 64);
+  bool cap = true;
+  while (s.size() < bytes) {
+    std::string w = kWords[rng() % kN];
+    if (cap) w[0] = char(std::toupper(static_cast<unsigned char>(w[0])));
+    cap = false;
+    s += w;
+    unsigned r = rng() % 100;
+    if (r < 6) {
+      s += ". ";
+      cap = true;
+    } else if (r < 10) {
+      s += ", ";
+    } else if (r < 11) {
+      s += " " + std::to_string(rng() % 100000) + " ";
+    } else if (r < 12) {
+      s += ".\n\n";
+      cap = true;
+    } else {
+      s += ' ';
+    }
+  }
+  s.resize(bytes);
+  return s;
+}
+
+const Tokenizer* llama_bpe() {
+  static std::unique_ptr<GgufFile> f;
+  static std::unique_ptr<Tokenizer> t;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    try {
+      fs::path g = fixtures() / "vocab" / "ggml-vocab-llama-bpe.gguf";
+      fs::path j = fixtures() / "tokenizers" / "llama3" / "tokenizer.json";
+      if (fs::exists(g))
+        f = std::make_unique<GgufFile>(GgufFile::open(g.string()));
+      else if (fs::exists(j))
+        f = vireo::open_hf_tokenizer_as_gguf(j.string(), "gpt2", "llama-bpe");
+      if (f) t = Tokenizer::from_gguf(*f);
+    } catch (...) {
+      t.reset();
+    }
+  }
+  return t.get();
+}
+
+const Tokenizer* llama_spm() {
+  static std::unique_ptr<GgufFile> f;
+  static std::unique_ptr<Tokenizer> t;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    try {
+      fs::path g = fixtures() / "vocab" / "ggml-vocab-llama-spm.gguf";
+      if (fs::exists(g)) {
+        f = std::make_unique<GgufFile>(GgufFile::open(g.string()));
+        t = Tokenizer::from_gguf(*f);
+      }
+    } catch (...) {
+      t.reset();
+    }
+  }
+  return t.get();
+}
+
+void run_encode(benchmark::State& state, const Tokenizer* tok) {
+  if (!tok) {
+    state.SkipWithError("vocab fixture not found");
+    return;
+  }
+  const std::string text = english_text(size_t(state.range(0)));
+  size_t n_tokens = 0;
+  for (auto _ : state) {
+    auto ids = tok->encode(text, false, false);
+    n_tokens = ids.size();
+    benchmark::DoNotOptimize(ids.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(text.size()));
+  state.counters["tokens"] = double(n_tokens);
+  state.counters["bytes/token"] = n_tokens ? double(text.size()) / double(n_tokens) : 0.0;
+}
+
+void BM_TokenizerEncode_LlamaBpe(benchmark::State& state) { run_encode(state, llama_bpe()); }
+void BM_TokenizerEncode_LlamaSpm(benchmark::State& state) { run_encode(state, llama_spm()); }
+
+void BM_TokenizerDecode_LlamaBpe(benchmark::State& state) {
+  const Tokenizer* tok = llama_bpe();
+  if (!tok) {
+    state.SkipWithError("vocab fixture not found");
+    return;
+  }
+  const std::string text = english_text(size_t(state.range(0)));
+  const auto ids = tok->encode(text, false, false);
+  for (auto _ : state) {
+    std::string s = tok->decode(ids);
+    benchmark::DoNotOptimize(s.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(text.size()));
+}
+
+}  // namespace
+
+BENCHMARK(BM_TokenizerEncode_LlamaBpe)->Arg(4 << 10)->Arg(1 << 20)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TokenizerEncode_LlamaSpm)->Arg(4 << 10)->Arg(1 << 20)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TokenizerDecode_LlamaBpe)->Arg(1 << 20)->Unit(benchmark::kMicrosecond);

@@ -1,0 +1,345 @@
+#include "tokenizer/hf_import.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string_view>
+#include <unordered_map>
+
+#include "gguf/gguf.h"
+#include "tokenizer/tokenizer_impl.h"
+
+namespace vireo {
+namespace {
+
+// A small pull parser for JSON: the caller walks the document and skips what it does not need, so a 30 MB
+// tokenizer.json is read without building a tree.
+class JsonReader {
+ public:
+  explicit JsonReader(std::string_view s) : s_(s) {}
+
+  char peek() {
+    ws();
+    if (i_ >= s_.size()) fail("unexpected end of input");
+    return s_[i_];
+  }
+  void expect(char c) {
+    if (peek() != c) fail(std::string("expected '") + c + "'");
+    ++i_;
+  }
+  std::string string() {
+    expect('"');
+    std::string out;
+    while (true) {
+      if (i_ >= s_.size()) fail("unterminated string");
+      char c = s_[i_++];
+      if (c == '"') break;
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (i_ >= s_.size()) fail("unterminated escape");
+      char e = s_[i_++];
+      switch (e) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          uint32_t cp = hex4();
+          if (cp >= 0xD800 && cp <= 0xDBFF && i_ + 1 < s_.size() && s_[i_] == '\\' && s_[i_ + 1] == 'u') {
+            size_t save = i_;
+            i_ += 2;
+            uint32_t lo = hex4();
+            if (lo >= 0xDC00 && lo <= 0xDFFF)
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            else
+              i_ = save;
+          }
+          if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;  // lone surrogate
+          append_utf8(out, cp);
+          break;
+        }
+        default: fail("bad escape");
+      }
+    }
+    return out;
+  }
+  double number() {
+    ws();
+    size_t b = i_;
+    while (i_ < s_.size() && std::strchr("+-0123456789.eE", s_[i_]) && s_[i_] != '\0') ++i_;
+    if (b == i_) fail("expected a number");
+    std::string tmp(s_.substr(b, i_ - b));
+    return std::strtod(tmp.c_str(), nullptr);
+  }
+  bool boolean() {
+    ws();
+    if (s_.compare(i_, 4, "true") == 0) {
+      i_ += 4;
+      return true;
+    }
+    if (s_.compare(i_, 5, "false") == 0) {
+      i_ += 5;
+      return false;
+    }
+    fail("expected a boolean");
+  }
+  bool null() {
+    ws();
+    if (s_.compare(i_, 4, "null") == 0) {
+      i_ += 4;
+      return true;
+    }
+    return false;
+  }
+  // f(key) must consume the value.
+  template <class F>
+  void object(F&& f) {
+    expect('{');
+    if (peek() == '}') {
+      ++i_;
+      return;
+    }
+    while (true) {
+      std::string key = string();
+      expect(':');
+      f(key);
+      char c = peek();
+      ++i_;
+      if (c == '}') return;
+      if (c != ',') fail("expected ',' or '}'");
+    }
+  }
+  // f() must consume one value.
+  template <class F>
+  void array(F&& f) {
+    expect('[');
+    if (peek() == ']') {
+      ++i_;
+      return;
+    }
+    while (true) {
+      f();
+      char c = peek();
+      ++i_;
+      if (c == ']') return;
+      if (c != ',') fail("expected ',' or ']'");
+    }
+  }
+  void skip() {
+    char c = peek();
+    if (c == '{') {
+      object([&](const std::string&) { skip(); });
+    } else if (c == '[') {
+      array([&] { skip(); });
+    } else if (c == '"') {
+      string();
+    } else if (c == 't' || c == 'f') {
+      boolean();
+    } else if (c == 'n') {
+      if (!null()) fail("bad literal");
+    } else {
+      number();
+    }
+  }
+  [[noreturn]] void fail(const std::string& what) const {
+    throw std::runtime_error("tokenizer.json: " + what + " at byte " + std::to_string(i_));
+  }
+
+ private:
+  void ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
+  }
+  uint32_t hex4() {
+    if (i_ + 4 > s_.size()) fail("bad \\u escape");
+    uint32_t v = 0;
+    for (int k = 0; k < 4; ++k) {
+      char c = s_[i_++];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= uint32_t(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= uint32_t(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= uint32_t(c - 'A' + 10);
+      else fail("bad \\u escape");
+    }
+    return v;
+  }
+  std::string_view s_;
+  size_t i_ = 0;
+};
+
+std::string read_all(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot open " + p.string());
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+GgufValue string_array(const std::vector<std::string>& v) {
+  GgufArray a{GgufType::STRING, {}};
+  a.items.reserve(v.size());
+  for (const auto& s : v) a.items.push_back({GgufType::STRING, s});
+  return {GgufType::ARRAY, std::move(a)};
+}
+
+bool is_byte_piece(const std::string& t) {
+  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f'); };
+  return t.size() == 6 && t.compare(0, 3, "<0x") == 0 && hex(t[3]) && hex(t[4]) && t[5] == '>';
+}
+
+}  // namespace
+
+std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path, const std::string& model,
+                                          const std::string& pre) {
+  if (model != "gpt2" && model != "gemma4")
+    throw std::runtime_error("hf_tokenizer_to_gguf: unsupported target model '" + model + "' (want gpt2 or gemma4)");
+  const std::string text = read_all(tokenizer_json_path);
+  JsonReader r(text);
+
+  std::vector<std::string> tokens;
+  std::vector<int32_t> types;
+  std::vector<std::string> merges;
+  std::string model_type;
+  bool byte_fallback = false;
+  auto put = [&](size_t id, std::string t, int32_t type) {
+    if (id > (1u << 26)) r.fail("token id too large");
+    if (tokens.size() <= id) {
+      tokens.resize(id + 1);
+      types.resize(id + 1, -1);
+    }
+    tokens[id] = std::move(t);
+    types[id] = type;
+  };
+  struct Added {
+    size_t id;
+    std::string content;
+    bool special;
+  };
+  std::vector<Added> added;
+
+  r.object([&](const std::string& key) {
+    if (key == "model") {
+      r.object([&](const std::string& k) {
+        if (k == "type") {
+          model_type = r.null() ? "" : r.string();
+        } else if (k == "byte_fallback") {
+          byte_fallback = r.null() ? false : r.boolean();
+        } else if (k == "vocab") {
+          r.object([&](const std::string& tok) { put(size_t(r.number()), tok, 1); });
+        } else if (k == "merges") {
+          r.array([&] {
+            if (r.peek() == '"') {
+              merges.push_back(r.string());
+            } else {
+              std::string m;
+              int n = 0;
+              r.array([&] {
+                if (n++) m += ' ';
+                m += r.string();
+              });
+              if (n != 2) r.fail("a merge must have two parts");
+              merges.push_back(std::move(m));
+            }
+          });
+        } else {
+          r.skip();
+        }
+      });
+    } else if (key == "added_tokens") {
+      r.array([&] {
+        Added a{0, {}, false};
+        r.object([&](const std::string& k) {
+          if (k == "id") a.id = size_t(r.number());
+          else if (k == "content") a.content = r.string();
+          else if (k == "special") a.special = r.boolean();
+          else r.skip();
+        });
+        added.push_back(std::move(a));
+      });
+    } else {
+      r.skip();
+    }
+  });
+  if (model_type != "BPE") throw std::runtime_error("hf_tokenizer_to_gguf: model type '" + model_type + "' is not BPE");
+  if (tokens.empty()) throw std::runtime_error("hf_tokenizer_to_gguf: empty vocab");
+  const bool gemma = model == "gemma4";
+  if (byte_fallback)
+    for (size_t i = 0; i < tokens.size(); ++i)
+      if (types[i] == 1 && is_byte_piece(tokens[i])) types[i] = 6;
+  for (auto& a : added) {
+    int32_t type = a.special ? 3 : (gemma ? 1 : 4);
+    if (!a.special && a.id < types.size() && types[a.id] == 6) type = 6;
+    put(a.id, std::move(a.content), type);
+  }
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (types[i] < 0) {
+      tokens[i] = "[PAD" + std::to_string(i) + "]";
+      types[i] = 5;
+    }
+
+  GgufWriter w;
+  w.set_string("general.architecture", "vocab");
+  w.set_string("tokenizer.ggml.model", model);
+  if (!pre.empty()) w.set_string("tokenizer.ggml.pre", pre);
+  w.set("tokenizer.ggml.tokens", string_array(tokens));
+  {
+    GgufArray a{GgufType::I32, {}};
+    a.items.reserve(types.size());
+    for (int32_t t : types) a.items.push_back({GgufType::I32, int64_t(t)});
+    w.set("tokenizer.ggml.token_type", {GgufType::ARRAY, std::move(a)});
+  }
+  w.set("tokenizer.ggml.merges", string_array(merges));
+
+  // bos / eos from tokenizer_config.json (a string or {"content": ...}).
+  const auto cfg_path = std::filesystem::path(tokenizer_json_path).parent_path() / "tokenizer_config.json";
+  if (std::filesystem::exists(cfg_path)) {
+    const std::string cfg = read_all(cfg_path);
+    JsonReader c(cfg);
+    std::string bos, eos;
+    std::optional<bool> add_bos, add_eos;
+    auto token_name = [&]() -> std::string {
+      char ch = c.peek();
+      if (ch == '"') return c.string();
+      if (ch == '{') {
+        std::string content;
+        c.object([&](const std::string& k) {
+          if (k == "content") content = c.string();
+          else c.skip();
+        });
+        return content;
+      }
+      c.skip();
+      return {};
+    };
+    c.object([&](const std::string& k) {
+      if (k == "bos_token") bos = token_name();
+      else if (k == "eos_token") eos = token_name();
+      else if (k == "add_bos_token" && (c.peek() == 't' || c.peek() == 'f')) add_bos = c.boolean();
+      else if (k == "add_eos_token" && (c.peek() == 't' || c.peek() == 'f')) add_eos = c.boolean();
+      else c.skip();
+    });
+    std::unordered_map<std::string_view, uint32_t> ids;
+    for (size_t i = 0; i < tokens.size(); ++i) ids[tokens[i]] = uint32_t(i);
+    if (auto it = ids.find(bos); !bos.empty() && it != ids.end()) w.set_u32("tokenizer.ggml.bos_token_id", it->second);
+    if (auto it = ids.find(eos); !eos.empty() && it != ids.end()) w.set_u32("tokenizer.ggml.eos_token_id", it->second);
+    if (add_bos) w.set_bool("tokenizer.ggml.add_bos_token", *add_bos);
+    if (add_eos) w.set_bool("tokenizer.ggml.add_eos_token", *add_eos);
+  }
+  return w.write_to_memory([](size_t, std::vector<uint8_t>&) {});
+}
+
+std::unique_ptr<GgufFile> open_hf_tokenizer_as_gguf(const std::string& tokenizer_json_path, const std::string& model,
+                                                    const std::string& pre) {
+  return std::make_unique<GgufFile>(ByteSource::from_buffer(hf_tokenizer_to_gguf(tokenizer_json_path, model, pre)));
+}
+
+}  // namespace vireo
