@@ -1,0 +1,107 @@
+// A loaded model: hyper-parameters from GGUF metadata, weights on a backend, and its forward pass.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gguf/gguf.h"
+#include "runtime/backend.h"
+
+namespace vireo {
+
+struct ModelConfig {
+  std::string arch;  // "llama", "qwen2"
+  std::string name;
+  int32_t n_vocab = 0;
+  int32_t dim = 0;         // embedding length
+  int32_t n_layers = 0;
+  int32_t n_heads = 0;
+  int32_t n_kv_heads = 0;
+  int32_t head_dim = 0;
+  int32_t ffn_dim = 0;
+  int32_t rope_dim = 0;
+  float rope_base = 10000.f;
+  RopeMode rope_mode = RopeMode::Normal;
+  float norm_eps = 1e-5f;
+  int32_t ctx_train = 0;
+  bool tied_output = false;  // output projection shares token_embd
+  bool qkv_bias = false;
+
+  // Reads and validates `<arch>.*` keys; throws std::runtime_error naming what is wrong.
+  static ModelConfig from_gguf(const GgufFile& f);
+};
+
+// Per-layer weights of the Llama family (Qwen2 adds the q/k/v biases).
+struct LayerWeights {
+  const Weight* attn_norm = nullptr;
+  const Weight* wq = nullptr;
+  const Weight* wk = nullptr;
+  const Weight* wv = nullptr;
+  const Weight* wo = nullptr;
+  const Weight* bq = nullptr;
+  const Weight* bk = nullptr;
+  const Weight* bv = nullptr;
+  const Weight* ffn_norm = nullptr;
+  const Weight* w_gate = nullptr;
+  const Weight* w_up = nullptr;
+  const Weight* w_down = nullptr;
+};
+
+struct ModelWeights {
+  const Weight* tok_embd = nullptr;
+  const Weight* output_norm = nullptr;
+  const Weight* output = nullptr;  // == tok_embd when tied
+  const Weight* rope_freqs = nullptr;
+  std::vector<LayerWeights> layers;
+};
+
+// Activation buffers of one step, sized for the largest step at plan time.
+struct StepBuffers {
+  Act x, xb, q, k, v, att, hb, hb2, ffn_out, logits_in, logits;
+};
+
+struct RunOptions {
+  int32_t n_ctx = 0;        // 0: the model's training context (capped at 4096 to bound memory)
+  int32_t n_slots = 1;      // sequences live at once
+  int32_t max_batch = 512;  // tokens per step
+  int32_t max_logit_rows = 0;  // 0: as many as max_batch
+  DType kv_type = DType::F16;
+};
+
+using ProgressFn = std::function<void(int64_t done, int64_t total)>;
+
+class Model {
+ public:
+  // Uploads every weight to `backend` (progress in bytes) and plans buffers and the KV cache.
+  Model(std::shared_ptr<const GgufFile> file, std::unique_ptr<Backend> backend, const RunOptions& opts,
+        const ProgressFn& progress = {});
+
+  const ModelConfig& config() const { return cfg_; }
+  const GgufFile& file() const { return *file_; }
+  Backend& backend() { return *backend_; }
+  int32_t n_ctx() const { return n_ctx_; }
+  int32_t max_batch() const { return opts_.max_batch; }
+  int32_t max_logit_rows() const { return max_logit_rows_; }
+  // Weight bytes one decode step reads (every matrix once, plus one embedding row).
+  int64_t weight_bytes_per_token() const { return weight_bytes_; }
+
+  // Runs the batch through the model; writes batch.logit_rows.size() x n_vocab logits to `logits`.
+  void forward(const Batch& batch, std::span<float> logits);
+
+ private:
+  void build_step(int32_t n_tokens, int32_t n_logit_rows);  // the architecture's math, top to bottom
+
+  std::shared_ptr<const GgufFile> file_;
+  std::unique_ptr<Backend> backend_;
+  ModelConfig cfg_;
+  RunOptions opts_;
+  ModelWeights w_;
+  StepBuffers b_;
+  int32_t n_ctx_ = 0;
+  int32_t max_logit_rows_ = 0;
+  int64_t weight_bytes_ = 0;
+};
+
+}  // namespace vireo

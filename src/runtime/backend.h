@@ -1,0 +1,114 @@
+// The seam between model code and compute backends.
+//
+// A model's forward pass (src/model/<arch>.cpp) is written once, as a sequence of calls on a Backend. The
+// backend decides what a call means: the CPU backend computes at once; a GPU backend records a kernel launch,
+// so a whole step can be captured once (CUDA graph, one WebGPU command buffer) and replayed. Therefore:
+//  - every buffer (weights, activations, KV cache) is created at load/plan time; ops take handles, not data;
+//  - the values of a step (token ids, positions, sequence slots) reach the backend through begin_step() and
+//    are read by the kernels from backend memory, never baked into a recorded op; only the token count is
+//    part of the op shapes;
+//  - only what the host needs back (logits of the tokens that asked for them) is read after the step.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace vireo {
+
+// An activation buffer: `rows` tokens of `cols` f32 values, laid out row-major in backend memory.
+// Created once at plan time for the largest step; ops see `rows` = tokens in the current step.
+struct Act {
+  void* data = nullptr;
+  int64_t cols = 0;
+  int64_t rows = 0;
+  Act with_rows(int64_t r) const { return {data, cols, r}; }
+};
+
+// A weight tensor in the backend's preferred layout (opaque; owned by the backend).
+struct Weight {
+  virtual ~Weight() = default;
+  DType type;
+  std::vector<int64_t> shape;  // GGUF order: shape[0] is the row length
+};
+
+// The tokens of one forward step. Tokens of several sequences may share a step; each sequence owns a KV slot.
+// Reused across steps: clear() keeps the capacity, so steps allocate nothing.
+struct Batch {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> positions;  // position of each token in its sequence
+  std::vector<int32_t> slots;      // KV-cache slot (sequence) of each token
+  std::vector<int32_t> logit_rows; // indices of the tokens whose logits are wanted, ascending
+  int32_t size() const { return static_cast<int32_t>(tokens.size()); }
+  void clear() { tokens.clear(); positions.clear(); slots.clear(); logit_rows.clear(); }
+  void add(int32_t tok, int32_t pos, int32_t slot, bool want_logits) {
+    if (want_logits) logit_rows.push_back(size());
+    tokens.push_back(tok);
+    positions.push_back(pos);
+    slots.push_back(slot);
+  }
+};
+
+struct KvCacheConfig {
+  int32_t n_layers = 0;
+  int32_t n_slots = 1;    // sequences that can be live at once
+  int32_t n_ctx = 0;      // positions per slot
+  int32_t kv_dim = 0;     // n_kv_heads * head_dim
+  DType type = DType::F16;
+};
+
+enum class RopeMode { Normal, Neox };  // rotate adjacent pairs (2i, 2i+1) vs halves (i, i + d/2)
+
+struct RopeParams {
+  int32_t n_heads = 0, head_dim = 0, rope_dim = 0;
+  float freq_base = 10000.f;
+  RopeMode mode = RopeMode::Normal;
+  const Weight* freq_factors = nullptr;  // Llama-3 style per-frequency divisors (rope_freqs.weight), or null
+};
+
+struct AttentionParams {
+  int32_t layer = 0;
+  int32_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float scale = 1.f;  // usually 1/sqrt(head_dim)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // ---- load / plan time ----
+  // `bytes` is the tensor in GGUF layout (usually memory-mapped); the backend copies or repacks it.
+  virtual const Weight* upload_weight(const std::string& name, DType type, const std::vector<int64_t>& shape,
+                                      std::span<const uint8_t> bytes) = 0;
+  virtual Act alloc_act(int64_t max_rows, int64_t cols) = 0;
+  virtual void alloc_kv(const KvCacheConfig& cfg) = 0;
+  // Device memory used so far (weights + activations + KV), for reports.
+  virtual int64_t memory_bytes() const = 0;
+
+  // ---- one step ----
+  virtual void begin_step(const Batch& batch) = 0;
+  // Finishes the step and copies the logits of batch.logit_rows (n_logit_rows x n_vocab f32) to the host.
+  virtual void end_step(Act logits, std::span<float> host_logits) = 0;
+
+  // ---- ops (the current step's token count is taken from begin_step) ----
+  virtual void embed(const Weight* table, Act out) = 0;                         // out[t] = table[token[t]]
+  virtual void rmsnorm(Act x, const Weight* w, float eps, Act out) = 0;        // out = x / rms(x) * w
+  virtual void add_rmsnorm(Act x, Act y, const Weight* w, float eps, Act out) = 0;  // x += y; out = rmsnorm(x)
+  virtual void matmul(const Weight* w, Act x, Act out) = 0;                    // out = x · wᵀ
+  virtual void add_bias(Act x, const Weight* b) = 0;                            // x[t] += b
+  virtual void rope(Act x, const RopeParams& p) = 0;                            // in place, at each token's position
+  virtual void kv_store(int32_t layer, Act k, Act v) = 0;                      // at each token's slot/position
+  virtual void attention(Act q, Act out, const AttentionParams& p) = 0;        // causal over the token's slot
+  virtual void swiglu(Act gate, Act up, Act out) = 0;                          // out = silu(gate) * up
+  virtual void add(Act x, Act y) = 0;                                          // x += y
+  virtual void gather_logit_rows(Act x, Act out) = 0;                          // out[i] = x[logit_rows[i]]
+
+  // ---- KV-cache bookkeeping ----
+  // Forget positions >= from in a slot (a new prompt reusing a prefix, /reset, a finished request).
+  virtual void kv_truncate(int32_t slot, int32_t from) = 0;
+};
+
+}  // namespace vireo
