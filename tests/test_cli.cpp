@@ -1,0 +1,130 @@
+// The vireo command-line tool, run as a user would: stdout carries only the generated text / ids, stderr the rest.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <sys/wait.h>
+
+namespace {
+
+const std::string kFixtures = VIREO_FIXTURES;
+const std::string kCli = VIREO_CLI_PATH;
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+// Runs `args` through the shell with stdout and stderr captured separately.
+Result run_cli(const std::string& args, const std::string& stdin_text = "") {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string out = (dir / "vireo_cli_out.txt").string(), err = (dir / "vireo_cli_err.txt").string(),
+                    in = (dir / "vireo_cli_in.txt").string();
+  std::ofstream(in) << stdin_text;
+  const std::string cmd = kCli + " " + args + " <" + in + " >" + out + " 2>" + err;
+  Result r;
+  const int rc = std::system(cmd.c_str());
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  std::stringstream a, b;
+  a << std::ifstream(out).rdbuf();
+  b << std::ifstream(err).rdbuf();
+  r.out = a.str();
+  r.err = b.str();
+  return r;
+}
+
+std::string read_file(const std::string& path) {
+  std::stringstream ss;
+  ss << std::ifstream(path, std::ios::binary).rdbuf();
+  return ss.str();
+}
+
+#define REQUIRE_FIXTURES()                                                       \
+  if (!std::filesystem::exists(kFixtures + "/models/stories260K-f32.gguf"))      \
+  GTEST_SKIP() << "fixtures not found at " << kFixtures << " (../shared/fixtures)"
+
+}  // namespace
+
+TEST(Cli, RunStreamsTextToStdoutAndSummaryToStderr) {
+  REQUIRE_FIXTURES();
+  Result r = run_cli("run -m " + kFixtures + "/models/stories260K-f16.gguf -p 'Once upon a time' -n 64 --temp 0 -t 2");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string want = read_file(kFixtures + "/golden/llamacpp_stories260K-f16_once_upon_a_time_n64.txt");
+  want = want.substr(std::string("<s> Once upon a time").size());
+  while (!want.empty() && want.back() == '\n') want.pop_back();
+  EXPECT_EQ(r.out, want + "\n");
+  EXPECT_NE(r.err.find("decode:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("tok/s"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("time to first token"), std::string::npos) << r.err;
+}
+
+TEST(Cli, SameSeedSameText) {
+  REQUIRE_FIXTURES();
+  const std::string args = "run -m " + kFixtures + "/models/stories260K-f32.gguf -p 'Once' -n 40 --temp 1 --seed 7";
+  Result a = run_cli(args), b = run_cli(args);
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  Result c = run_cli("run -m " + kFixtures + "/models/stories260K-f32.gguf -p 'Once' -n 40 --temp 1 --seed 8");
+  EXPECT_NE(a.out, c.out);
+}
+
+TEST(Cli, TokenizeMatchesVocabVectors) {
+  REQUIRE_FIXTURES();
+  const std::string vocab = kFixtures + "/vocab/ggml-vocab-llama-spm.gguf";
+  const std::string inp = read_file(vocab + ".inp"), outp = read_file(vocab + ".out");
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  const std::string first_case = inp.substr(0, inp.find(sep));
+  const std::string first_ids = outp.substr(0, outp.find('\n'));
+  Result r = run_cli("tokenize -m " + vocab + " --ids", first_case);
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto trim = [](std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    while (!s.empty() && s.front() == ' ') s.erase(0, 1);
+    return s;
+  };
+  EXPECT_EQ(trim(r.out), trim(first_ids));
+  Result b = run_cli("tokenize -m " + vocab + " --ids --bos", first_case);
+  EXPECT_EQ(trim(b.out), "1 " + trim(first_ids));
+}
+
+TEST(Cli, InfoShowsArchitectureTensorsAndMemory) {
+  REQUIRE_FIXTURES();
+  Result r = run_cli("info " + kFixtures + "/models/stories260K-Q4_K_M-fallback.gguf -c 256");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("arch:        llama"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("blk.0.attn_q.weight"), std::string::npos);
+  EXPECT_NE(r.out.find("memory:      at ctx 256"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Q4_K"), std::string::npos);
+}
+
+TEST(Cli, CorruptFileGivesOneClearErrorAndExitCode1) {
+  REQUIRE_FIXTURES();
+  const std::string bytes = read_file(kFixtures + "/models/stories260K-f32.gguf");
+  const std::string path = (std::filesystem::temp_directory_path() / "vireo_truncated.gguf").string();
+  std::ofstream(path, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  Result r = run_cli("run -m " + path + " -p hi -n 4");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_NE(r.err.find("error: invalid GGUF"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("truncated"), std::string::npos) << r.err;
+}
+
+TEST(Cli, PromptLongerThanContextIsRejected) {
+  REQUIRE_FIXTURES();
+  std::string long_prompt;
+  for (int i = 0; i < 100; ++i) long_prompt += "Once upon a time ";
+  Result r = run_cli("run -m " + kFixtures + "/models/stories260K-f32.gguf -c 64 -f -", long_prompt);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("context"), std::string::npos) << r.err;
+}
+
+TEST(Cli, UnknownArchitectureIsAClearError) {
+  REQUIRE_FIXTURES();
+  // A vocab-only GGUF has no weights: loading it as a model must fail cleanly.
+  Result r = run_cli("run -m " + kFixtures + "/vocab/ggml-vocab-gpt-2.gguf -p hi");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("error:"), std::string::npos) << r.err;
+}

@@ -1,0 +1,47 @@
+// Shared pieces of the vireo command-line tool.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "vireo/vireo.h"
+
+namespace vireo::cli {
+
+// Options every command that loads a model takes.
+struct LoadArgs {
+  std::string model;
+  std::string device = "cpu";
+  int threads = 0;
+  int ctx = 0;
+  bool kv_f32 = false;
+  int batch = 512;
+  void add_to(CLI::App* app);
+  EngineOptions engine_options() const;
+};
+
+// A progress bar on stderr (only when stderr is a terminal; otherwise one line at the end).
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string label);
+  void update(int64_t done, int64_t total);
+  void finish();
+
+ private:
+  std::string label_;
+  bool tty_;
+  int last_pct_ = -1;
+  std::chrono::steady_clock::time_point start_;
+};
+
+std::unique_ptr<Engine> load_engine(const LoadArgs& a, bool quiet = false);
+std::string human_bytes(double b);
+
+void add_run_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_synth_command(CLI::App& app);
+
+}  // namespace vireo::cli
