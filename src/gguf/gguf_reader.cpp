@@ -54,6 +54,10 @@ class Reader {
  private:
   std::span<const uint8_t> b_;
   uint64_t pos_ = 0;
+
+ public:
+  // Array items held in memory so far (each costs ~48 bytes, whatever its size in the file).
+  uint64_t array_items = 0;
 };
 
 // Smallest number of bytes one value of a type occupies in the file (bounds absurd array counts).
@@ -97,6 +101,12 @@ GgufValue read_value(Reader& r, GgufType t, int depth, const std::string& key) {
       if (n > r.remaining() / min_value_bytes(elem))
         fail("key '" + key + "': array length " + std::to_string(n) + " exceeds the file");
       GgufArray arr{elem, {}};
+      // A u8 array costs ~48x its file size once parsed: bound the total so a hostile file gets an error,
+      // not an allocation failure. Real vocabularies hold well under a million items per array.
+      constexpr uint64_t kMaxArrayItems = uint64_t(1) << 25;
+      r.array_items += n;
+      if (r.array_items > kMaxArrayItems)
+        fail("key '" + key + "': metadata arrays hold more than " + std::to_string(kMaxArrayItems) + " items");
       arr.items.reserve(n);
       for (uint64_t i = 0; i < n; ++i) arr.items.push_back(read_value(r, elem, depth + 1, key));
       return {t, std::move(arr)};
