@@ -1,6 +1,7 @@
 // Tokenizer encode throughput (MB/s of input text) on English-like text.
 //   llama-bpe: fixtures/vocab/ggml-vocab-llama-bpe.gguf, or built from fixtures/tokenizers/llama3/tokenizer.json
 //   llama-spm: fixtures/vocab/ggml-vocab-llama-spm.gguf
+//   gemma-4:   fixtures/vocab/ggml-vocab-gemma-4.gguf, or built from fixtures/tokenizers/gemma3/tokenizer.json
 // Fixtures are found through $VIREO_FIXTURES or ../shared/fixtures beside the source tree.
 #include <benchmark/benchmark.h>
 
@@ -112,6 +113,27 @@ const Tokenizer* llama_spm() {
   return t.get();
 }
 
+const Tokenizer* gemma4() {
+  static std::unique_ptr<GgufFile> f;
+  static std::unique_ptr<Tokenizer> t;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    try {
+      fs::path g = fixtures() / "vocab" / "ggml-vocab-gemma-4.gguf";
+      fs::path j = fixtures() / "tokenizers" / "gemma3" / "tokenizer.json";
+      if (fs::exists(g))
+        f = std::make_unique<GgufFile>(GgufFile::open(g.string()));
+      else if (fs::exists(j))
+        f = vireo::open_hf_tokenizer_as_gguf(j.string(), "gemma4", "");
+      if (f) t = Tokenizer::from_gguf(*f);
+    } catch (...) {
+      t.reset();
+    }
+  }
+  return t.get();
+}
+
 void run_encode(benchmark::State& state, const Tokenizer* tok) {
   if (!tok) {
     state.SkipWithError("vocab fixture not found");
@@ -131,6 +153,7 @@ void run_encode(benchmark::State& state, const Tokenizer* tok) {
 
 void BM_TokenizerEncode_LlamaBpe(benchmark::State& state) { run_encode(state, llama_bpe()); }
 void BM_TokenizerEncode_LlamaSpm(benchmark::State& state) { run_encode(state, llama_spm()); }
+void BM_TokenizerEncode_Gemma4(benchmark::State& state) { run_encode(state, gemma4()); }
 
 void BM_TokenizerDecode_LlamaBpe(benchmark::State& state) {
   const Tokenizer* tok = llama_bpe();
@@ -151,4 +174,5 @@ void BM_TokenizerDecode_LlamaBpe(benchmark::State& state) {
 
 BENCHMARK(BM_TokenizerEncode_LlamaBpe)->Arg(4 << 10)->Arg(1 << 20)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_TokenizerEncode_LlamaSpm)->Arg(4 << 10)->Arg(1 << 20)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TokenizerEncode_Gemma4)->Arg(4 << 10)->Arg(1 << 20)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_TokenizerDecode_LlamaBpe)->Arg(1 << 20)->Unit(benchmark::kMicrosecond);

@@ -1,7 +1,9 @@
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer/pretokenizer.h"
 
+#if !defined(VIREO_NO_PCRE2)
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#endif
 
 #include <stdexcept>
 
@@ -66,6 +68,7 @@ constexpr const char* kDeepseek3 =
     R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+|)"
     R"( ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+#if !defined(VIREO_NO_PCRE2)
 std::string pcre2_message(int code) {
   PCRE2_UCHAR buf[256];
   pcre2_get_error_message(code, buf, sizeof(buf));
@@ -95,6 +98,7 @@ MatchScratch& scratch() {
   thread_local MatchScratch s;
   return s;
 }
+#endif  // !VIREO_NO_PCRE2
 
 }  // namespace
 
@@ -129,6 +133,16 @@ std::vector<std::string> Pretokenizer::patterns_for(const std::string& pre) {
   throw std::runtime_error("unsupported pre-tokenizer '" + pre + "' (tokenizer.ggml.pre)");
 }
 
+#if defined(VIREO_NO_PCRE2)
+// Builds without PCRE2 (the WASM build): SentencePiece vocabs need no regex; byte-level BPE ones cannot load.
+Pretokenizer::Pretokenizer(const std::vector<std::string>&) {
+  throw std::runtime_error("tokenizer: byte-level BPE tokenizers need PCRE2, which this WASM build lacks");
+}
+Pretokenizer::~Pretokenizer() = default;
+void Pretokenizer::split(std::string_view, std::vector<Span>&) const {
+  throw std::runtime_error("tokenizer: byte-level BPE tokenizers need PCRE2, which this WASM build lacks");
+}
+#else
 Pretokenizer::Pretokenizer(const std::vector<std::string>& patterns) {
   for (const auto& p : patterns) {
     int err = 0;
@@ -140,7 +154,8 @@ Pretokenizer::Pretokenizer(const std::vector<std::string>& patterns) {
       throw std::runtime_error("tokenizer: bad pre-tokenizer regex at offset " + std::to_string(off) + " (" +
                                pcre2_message(err) + "): " + p);
     }
-    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
+    // Falls back to the interpreter where JIT is unavailable.
+    jit_.push_back(pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0);
     codes_.push_back(code);
   }
 }
@@ -162,7 +177,8 @@ void Pretokenizer::split(std::string_view text, std::vector<Span>& out) const {
       const size_t len = sp.end - sp.begin;
       size_t pos = 0, last = 0;
       while (pos < len) {
-        int rc = pcre2_match(code, subj, len, pos, PCRE2_NO_UTF_CHECK, ms.md, ms.mctx);
+        int rc = jit_[pi] ? pcre2_jit_match(code, subj, len, pos, 0, ms.md, ms.mctx)
+                          : pcre2_match(code, subj, len, pos, PCRE2_NO_UTF_CHECK, ms.md, ms.mctx);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0 && rc != 0)
           throw std::runtime_error("tokenizer: pre-tokenizer regex match failed (" + pcre2_message(rc) + ")");
@@ -183,5 +199,6 @@ void Pretokenizer::split(std::string_view text, std::vector<Span>& out) const {
   }
   out.insert(out.end(), cur.begin(), cur.end());
 }
+#endif  // VIREO_NO_PCRE2
 
 }  // namespace vireo

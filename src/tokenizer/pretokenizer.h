@@ -28,6 +28,7 @@ class Pretokenizer {
 
  private:
   std::vector<void*> codes_;  // pcre2_code_8*
+  std::vector<bool> jit_;     // JIT-compiled
 };
 
 }  // namespace vireo

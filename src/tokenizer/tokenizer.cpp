@@ -325,15 +325,20 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
     }
 
     if (t->model_ != TokenizerModel::Bpe) {
-      auto inner_space = [](const std::string& x) {
-        for (size_t p = x.find(kSpmSpace, 1); p != std::string::npos; p = x.find(kSpmSpace, p + 1))
-          if (p < 3 || x.compare(p - 3, 3, kSpmSpace) != 0) return true;
-        return false;
+      auto scan = [&](const std::string& x) {
+        for (size_t p = x.find(kSpmSpace, 1); p != std::string::npos; p = x.find(kSpmSpace, p + 1)) {
+          size_t c = p;  // start of the character before the U+2581
+          while (c > 0 && (static_cast<unsigned char>(x[c - 1]) & 0xC0) == 0x80) --c;
+          if (c > 0) --c;
+          std::string ch = x.substr(c, p - c);
+          if (ch == kSpmSpace) continue;
+          auto& j = im.join_before_space;
+          if (std::find(j.begin(), j.end(), ch) == j.end()) j.push_back(ch);
+        }
       };
-      bool ok = true;
-      for (size_t i = 0; i < n && ok; ++i) ok = !inner_space(t->tokens_[i]);
-      for (size_t i = 0; i < im.index.extra().size() && ok; ++i) ok = !inner_space(im.index.extra()[i]);
-      im.split_words = ok;
+      for (size_t i = 0; i < n; ++i) scan(t->tokens_[i]);
+      for (const auto& x : im.index.extra()) scan(x);
+      im.split_words = im.join_before_space.size() <= 16;
     }
 
     // Special-token trie: control, user-defined and unknown tokens with non-empty text.

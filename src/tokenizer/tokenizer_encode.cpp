@@ -2,7 +2,6 @@
 // All work on a doubly linked list of symbols with a binary heap of candidate pairs; stale heap entries are
 // recognised and skipped when popped, so each encode is O(n log n) in the piece length.
 #include <algorithm>
-#include <unordered_map>
 
 #include "tokenizer/tokenizer_impl.h"
 
@@ -89,50 +88,83 @@ struct SCandLess {  // highest score first, then leftmost
 
 constexpr std::string_view kSpace = "\xE2\x96\x81";  // U+2581
 
-// Calls f(word) for the words of U+2581-escaped text: a word starts at a U+2581 that follows another character.
+// Calls f(word) for the words of U+2581-escaped text: a word starts at a U+2581 that follows another character,
+// except a character listed in `join` (one that some token contains right before a U+2581).
 template <class F>
-void for_each_word(std::string_view text, F&& f) {
-  size_t start = 0;
+void for_each_word(std::string_view text, const std::vector<std::string>& join, F&& f) {
+  size_t start = 0, prev = 0;
   bool prev_space = false;
   for (size_t i = 0; i < text.size();) {
     size_t len = std::min(utf8_len_lead(static_cast<unsigned char>(text[i])), text.size() - i);
     bool sp = len == 3 && text.compare(i, 3, kSpace) == 0;
     if (sp && i > 0 && !prev_space) {
-      f(text.substr(start, i - start));
-      start = i;
+      std::string_view pc = text.substr(prev, i - prev);
+      bool joined = false;
+      for (const auto& j : join) joined = joined || pc == j;
+      if (!joined) {
+        f(text.substr(start, i - start));
+        start = i;
+      }
     }
     prev_space = sp;
+    prev = i;
     i += len;
   }
   if (start < text.size()) f(text.substr(start));
 }
 
 // Remembers the ids of each distinct word of one long input, so that repeated words are merged once.
+// Open addressing over views into the input (valid for the call).
 class WordCache {
  public:
   explicit WordCache(size_t text_size) : on_(text_size >= 1024) {
-    if (on_) map_.reserve(text_size / 16);
+    if (on_) slots_.assign(1024, Slot{});
   }
   template <class F>
   void emit(std::string_view word, std::vector<int32_t>& out, F&& encode_word) {
-    if (on_) {
-      auto it = map_.find(word);
-      if (it != map_.end()) {
-        for (uint32_t k = 0; k < it->second.second; ++k) {
-          int32_t v = out[it->second.first + k];
+    if (!on_ || word.size() > 64) {
+      encode_word(word, out);
+      return;
+    }
+    const uint64_t h = tok_hash(word.data(), word.size());
+    size_t mask = slots_.size() - 1, i = h & mask;
+    for (;; i = (i + 1) & mask) {
+      Slot& sl = slots_[i];
+      if (!sl.data) break;
+      if (sl.hash == h && sl.len == word.size() && std::memcmp(sl.data, word.data(), word.size()) == 0) {
+        for (uint32_t k = 0; k < sl.n; ++k) {
+          int32_t v = out[sl.first + k];
           out.push_back(v);
         }
         return;
       }
     }
-    size_t b = out.size();
+    const size_t b = out.size();
     encode_word(word, out);
-    if (on_) map_.emplace(word, std::make_pair(uint32_t(b), uint32_t(out.size() - b)));
+    slots_[i] = Slot{word.data(), h, uint32_t(word.size()), uint32_t(b), uint32_t(out.size() - b)};
+    if (++used_ * 2 > slots_.size()) grow();
   }
 
  private:
+  struct Slot {
+    const char* data = nullptr;
+    uint64_t hash = 0;
+    uint32_t len = 0, first = 0, n = 0;
+  };
+  void grow() {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    const size_t mask = slots_.size() - 1;
+    for (const Slot& sl : old) {
+      if (!sl.data) continue;
+      size_t i = sl.hash & mask;
+      while (slots_[i].data) i = (i + 1) & mask;
+      slots_[i] = sl;
+    }
+  }
   bool on_;
-  std::unordered_map<std::string_view, std::pair<uint32_t, uint32_t>> map_;
+  size_t used_ = 0;
+  std::vector<Slot> slots_;
 };
 
 }  // namespace
@@ -143,7 +175,7 @@ void Tokenizer::Impl::encode_spm(const Tokenizer& t, std::string_view text, std:
     return;
   }
   WordCache cache(text.size());
-  for_each_word(text, [&](std::string_view w) {
+  for_each_word(text, join_before_space, [&](std::string_view w) {
     cache.emit(w, out, [&](std::string_view x, std::vector<int32_t>& o) { spm_word(t, x, o); });
   });
 }
@@ -209,6 +241,10 @@ void Tokenizer::Impl::encode_bpe(const Tokenizer& t, std::string_view text, std:
     }
   };
   for (size_t i = 0; i < text.size();) {
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+      continue;
+    }
     size_t n = utf8_valid_len(text, i);
     if (n) {
       i += n;
@@ -277,7 +313,7 @@ void Tokenizer::Impl::encode_gemma4(const Tokenizer& t, std::string_view text, s
     }
     auto word = [&](std::string_view w, std::vector<int32_t>& o) { merge_word(t, w, o); };
     if (split_words)
-      for_each_word(piece, [&](std::string_view w) { cache.emit(w, out, word); });
+      for_each_word(piece, join_before_space, [&](std::string_view w) { cache.emit(w, out, word); });
     else
       word(piece, out);
   }

@@ -194,9 +194,11 @@ struct Tokenizer::Impl {
   std::array<std::string, 256> byte_chr;  // gpt2: UTF-8 of the byte-level character of each byte
   std::array<int32_t, 256> byte_tok{};    // llama/gemma4: id of <0xXX> (or of the 1-byte text) (-1 if absent)
   SpecialTrie specials;
-  // llama/gemma4: no token (nor merge intermediate) has U+2581 right after another character, so no merge can
-  // cross the point before a U+2581 that follows a non-U+2581 character: the text is merged word by word.
+  // llama/gemma4: merges never cross the point before a U+2581 that follows a character c, unless some token (or
+  // merge intermediate) contains c followed by U+2581 past its start. The text is merged word by word, split at
+  // those points; `join_before_space` lists the characters c for which the split is not safe.
   bool split_words = false;
+  std::vector<std::string> join_before_space;
 
   struct Fragment {
     int32_t token;  // >= 0: a special token; -1: raw text [begin, end)
