@@ -14,8 +14,13 @@
 // tokens win (each token's occurrences are carved out in order of decreasing length).
 //
 // Decoding: token_bytes() gives the raw bytes of one token. decode() concatenates them; for "llama" vocabs that add
-// a dummy prefix space, one leading space is stripped from the first piece of text that is produced (so that
-// decode(encode(x)) == x). decode() does no other clean-up (no removal of spaces before punctuation).
+// a dummy prefix space, one leading space is stripped from the first piece when nothing was emitted before it
+// (a hidden BOS emits nothing, so decode(encode(x, add_bos)) == x; with show_special the shown "<s>" keeps the
+// space after it, as in llama.cpp). decode() does no other clean-up (no removal of spaces before punctuation).
+//
+// Exactness: encode() reproduces llama.cpp's tokenizer on the fixture vectors (fixtures/vocab/*.inp/.out).
+// Not implemented: per-model LSTRIP/RSTRIP attributes of special tokens (llama.cpp sets them by model name for
+// e.g. phi-3 and jina), text normalizers (NFC/NFKC), and the "bert"/"t5"/"rwkv"/"plamo2" models.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -41,7 +46,8 @@ class Tokenizer {
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;
 
-  // add_bos: prepend BOS (when the vocab has one); also appends EOS when the vocab sets add_eos_token.
+  // add_bos: prepend BOS (when the vocab has one) and, when the vocab sets add_eos_token, append EOS. Pass
+  // add_bos_default() for the model's own convention.
   // parse_special: match CONTROL/UNKNOWN token texts in `text` (USER_DEFINED tokens are always matched).
   // Thread-safe (const; scratch state is per call / per thread).
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special = true) const;
