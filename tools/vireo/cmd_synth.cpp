@@ -1,9 +1,6 @@
 // vireo synth: a random-weight GGUF with the exact shapes (and quantization mix) of a real model.
 #include "common.h"
-#if __has_include("model/synth.h")
 #include "model/synth.h"
-#define VIREO_HAVE_SYNTH 1
-#endif
 
 namespace vireo::cli {
 
@@ -21,14 +18,10 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--vocab", args->vocab, "take the vocabulary from this GGUF (else one is generated)");
   cmd->add_option("--seed", args->seed, "random seed");
   cmd->callback([args] {
-#ifdef VIREO_HAVE_SYNTH
     ProgressBar bar("writing " + args->out);
     write_synthetic_gguf(args->preset, args->type, args->out, args->vocab, args->seed,
                          [&](int64_t d, int64_t t) { bar.update(d, t); });
     bar.finish();
-#else
-    throw std::runtime_error("synth is not built");
-#endif
   });
 }
 
