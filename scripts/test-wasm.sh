@@ -2,6 +2,11 @@
 # Builds the core for WebAssembly with Emscripten (Debian's `emscripten` package) in build-wasm/ and runs the
 # stories260K golden tests under Node (tools/wasm/vireo_wasm_golden.cpp) against ../shared/fixtures.
 # Skips (exit 0) when emcc or node is not installed; the driver itself skips when the fixtures are absent.
+#
+# PCRE2 (byte-level BPE pre-tokenizers) has no wasm32 build in Debian. VIREO_WASM_PCRE2 chooses:
+#   auto  (default) build it with Emscripten when its source is in build-wasm/pcre2/src, else go without
+#   fetch           as auto, first fetching Debian's source package (`apt-get source pcre2`, needs deb-src entries)
+#   off             go without: the WASM tokenizer then loads SentencePiece vocabs only
 # VIREO_JOBS sets the build parallelism (default: all cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,12 +22,43 @@ fi
 
 # Emscripten 3.1.6's JS tools find acorn & co. only through NODE_PATH.
 export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
+jobs="${VIREO_JOBS:-$(nproc)}"
+mode="${VIREO_WASM_PCRE2:-auto}"
+start=$SECONDS
+
+pcre2_dir="$PWD/build-wasm/pcre2"
+pcre2_src() { find "$pcre2_dir/src" -mindepth 2 -maxdepth 2 -name CMakeLists.txt -path '*/pcre2-*' 2>/dev/null |
+                head -n1 | xargs -r dirname; }
+if [ "$mode" = fetch ] && [ -z "$(pcre2_src)" ]; then
+  mkdir -p "$pcre2_dir/src"
+  # The candidate version's source may be missing from the mirror: try each version apt knows, newest first.
+  for v in $(apt-cache showsrc pcre2 2>/dev/null | awk '/^Version:/ {print $2}' | sort -rV | uniq); do
+    if (cd "$pcre2_dir/src" && apt-get source -qq "pcre2=$v" >/dev/null 2>&1); then break; fi
+    rm -rf "${pcre2_dir:?}/src/"*
+  done
+  [ -n "$(pcre2_src)" ] || echo "test-wasm: could not fetch the pcre2 source package (deb-src entries?): going without"
+fi
+pcre2_prefix=""
+if [ "$mode" != off ] && [ -n "$(pcre2_src)" ]; then
+  if [ ! -f "$pcre2_dir/install/lib/libpcre2-8.a" ] || [ ! -f "$pcre2_dir/install/include/pcre2.h" ]; then
+    echo "test-wasm: building PCRE2 for wasm32 from $(pcre2_src)"
+    emcmake cmake -S "$(pcre2_src)" -B "$pcre2_dir/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+      -DBUILD_STATIC_LIBS=ON -DPCRE2_BUILD_PCRE2_8=ON -DPCRE2_BUILD_PCRE2_16=OFF -DPCRE2_BUILD_PCRE2_32=OFF \
+      -DPCRE2_SUPPORT_JIT=OFF -DPCRE2_SUPPORT_UNICODE=ON -DPCRE2_BUILD_PCRE2GREP=OFF -DPCRE2_BUILD_TESTS=OFF \
+      -DCMAKE_INSTALL_PREFIX="$pcre2_dir/install" >/dev/null
+    cmake --build "$pcre2_dir/build" --target pcre2-8-static -j "$jobs" >/dev/null
+    mkdir -p "$pcre2_dir/install/include" "$pcre2_dir/install/lib"
+    cp "$pcre2_dir/build/pcre2.h" "$pcre2_dir/install/include/"
+    cp "$pcre2_dir/build/libpcre2-8.a" "$pcre2_dir/install/lib/"
+  fi
+  pcre2_prefix="$pcre2_dir/install"
+fi
 
 gen=()
 if command -v ninja >/dev/null 2>&1 && [ ! -f build-wasm/Makefile ]; then gen=(-G Ninja); fi
-start=$SECONDS
-emcmake cmake -S . -B build-wasm "${gen[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-wasm --target vireo_wasm_golden -j "${VIREO_JOBS:-$(nproc)}"
+emcmake cmake -S . -B build-wasm "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DVIREO_WASM_PCRE2_PREFIX="$pcre2_prefix" >/dev/null
+cmake --build build-wasm --target vireo_wasm_golden -j "$jobs"
 echo "test-wasm: build took $((SECONDS - start)) s"
 
 # Linked with -sSINGLE_FILE=1 (no .wasm fetch) and -sNODERAWFS=1 (host paths).

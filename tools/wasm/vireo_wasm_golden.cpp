@@ -203,10 +203,9 @@ std::string case_vocab_vectors(const std::string& name) {
   return bad == 0 ? "" : std::to_string(bad) + " of " + std::to_string(texts.size()) + " cases differ, first " + first;
 }
 
-#if defined(VIREO_NO_PCRE2)
 // Without PCRE2 a byte-level BPE vocab must fail to load with a message that says why.
-std::string case_bpe_needs_pcre2() {
-  vireo::GgufFile f = vireo::GgufFile::open(g_fix + "/vocab/ggml-vocab-gpt-2.gguf");
+[[maybe_unused]] std::string case_bpe_needs_pcre2(const std::string& name) {
+  vireo::GgufFile f = vireo::GgufFile::open(g_fix + "/vocab/ggml-vocab-" + name + ".gguf");
   try {
     auto tok = vireo::Tokenizer::from_gguf(f);
   } catch (const std::exception& e) {
@@ -215,7 +214,26 @@ std::string case_bpe_needs_pcre2() {
   }
   return "loaded a byte-level BPE vocab without PCRE2";
 }
-#endif
+
+// ggml-vocab-<name>.gguf files that have .inp/.out vectors next to them, sorted.
+std::vector<std::string> vocabs_with_vectors() {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& de : fs::directory_iterator(g_fix + "/vocab", ec)) {
+    const std::string fn = de.path().filename().string();
+    if (fn.rfind("ggml-vocab-", 0) != 0 || fn.size() < 16 || fn.compare(fn.size() - 5, 5, ".gguf") != 0) continue;
+    if (fs::exists(de.path().string() + ".inp") && fs::exists(de.path().string() + ".out"))
+      names.push_back(fn.substr(11, fn.size() - 16));
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+[[maybe_unused]] bool is_byte_level_bpe(const std::string& name) {
+  vireo::GgufFile f = vireo::GgufFile::open(g_fix + "/vocab/ggml-vocab-" + name + ".gguf");
+  const vireo::GgufValue* v = f.find("tokenizer.ggml.model");
+  return v && v->as_string() == "gpt2";
+}
 
 // Informational: decode speed once the engine is warm (the first run above includes the Wasm tier-up).
 void report_speed() {
@@ -254,11 +272,16 @@ int main(int argc, char** argv) {
     return 0;
   }
 #if defined(__EMSCRIPTEN__)
-  std::printf("vireo WASM golden tests (wasm32%s), fixtures %s\n",
+  std::printf("vireo WASM golden tests (wasm32%s, %s), fixtures %s\n",
 #if defined(__wasm_simd128__)
               ", simd128",
 #else
               "",
+#endif
+#if defined(VIREO_NO_PCRE2)
+              "no PCRE2: SentencePiece vocabs only",
+#else
+              "PCRE2 interpreter",
 #endif
               g_fix.c_str());
 #else
@@ -275,14 +298,20 @@ int main(int argc, char** argv) {
     }
     run_case("llamacpp_once_upon_a_time_" + name, [&] { return case_llamacpp(name); });
   }
-  if (fs::exists(g_fix + "/vocab/ggml-vocab-llama-spm.gguf.inp"))
-    run_case("vocab_llama_spm_vectors", [] { return case_vocab_vectors("llama-spm"); });
-  if (fs::exists(g_fix + "/vocab/ggml-vocab-gpt-2.gguf")) {
+  // Tokenizer vectors (encode without BOS or special-token parsing, as the native vector tests do). Without PCRE2
+  // the byte-level BPE vocabs must instead be refused with a clear error.
+  for (const std::string& name : vocabs_with_vectors()) {
+    bool bpe = false;
 #if defined(VIREO_NO_PCRE2)
-    run_case("vocab_bpe_without_pcre2_is_a_clear_error", case_bpe_needs_pcre2);
-#else
-    run_case("vocab_gpt_2_vectors", [] { return case_vocab_vectors("gpt-2"); });
+    try {
+      bpe = is_byte_level_bpe(name);
+    } catch (const std::exception&) {
+    }
 #endif
+    if (bpe)
+      run_case("vocab_" + name + "_without_pcre2_is_a_clear_error", [&] { return case_bpe_needs_pcre2(name); });
+    else
+      run_case("vocab_" + name + "_vectors", [&] { return case_vocab_vectors(name); });
   }
 
   report_speed();
