@@ -120,7 +120,7 @@ const Kernels& avx512_kernels();
 #endif
 
 // Facts about the weight types in the repacked layout.
-inline ActKind act_kind(WType t) {
+constexpr ActKind act_kind(WType t) {
   switch (t) {
     case WType::F32:
     case WType::F16:
@@ -138,14 +138,14 @@ inline ActKind act_kind(WType t) {
 }
 
 // Elements per block (1 for the float types) and repacked bytes per block of one 16-row group.
-inline int64_t block_elems(WType t) {
+constexpr int64_t block_elems(WType t) {
   switch (act_kind(t)) {
     case ActKind::F32: return 1;
     case ActKind::Q8B32: return 32;
     default: return 256;
   }
 }
-inline int64_t group_block_bytes(WType t) {
+constexpr int64_t group_block_bytes(WType t) {
   switch (t) {
     case WType::F32: return 64;
     case WType::F16: return 32;

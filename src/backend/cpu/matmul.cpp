@@ -10,6 +10,10 @@
 #include <stdexcept>
 #include <string>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "backend/cpu/kernels_internal.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
@@ -82,15 +86,21 @@ struct AlignedBytes {
   AlignedBytes(const AlignedBytes&) = delete;
   AlignedBytes& operator=(const AlignedBytes&) = delete;
   ~AlignedBytes() { std::free(p); }
-  // Grows (never shrinks); contents are not preserved. New memory is zeroed.
+  // Grows (never shrinks); contents are not preserved. New memory is zeroed. Large buffers are 2 MiB aligned and
+  // asked for transparent huge pages: streaming weights then costs no TLB misses.
   void reserve(int64_t bytes) {
     if (bytes <= n) return;
     std::free(p);
     p = nullptr;
     n = 0;
-    const size_t sz = static_cast<size_t>((bytes + 4095) & ~int64_t(4095));
-    p = static_cast<uint8_t*>(std::aligned_alloc(4096, sz));
+    const int64_t kHuge = int64_t(2) << 20;
+    const int64_t align = bytes >= kHuge / 2 ? kHuge : 4096;
+    const size_t sz = static_cast<size_t>((bytes + align - 1) & ~(align - 1));
+    p = static_cast<uint8_t*>(std::aligned_alloc(static_cast<size_t>(align), sz));
     if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (align == kHuge) madvise(p, sz, MADV_HUGEPAGE);
+#endif
     std::memset(p, 0, sz);
     n = static_cast<int64_t>(sz);
   }
