@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace {
 
@@ -20,9 +21,12 @@ struct Result {
 
 // Runs `args` through the shell with stdout and stderr captured separately.
 Result run_cli(const std::string& args, const std::string& stdin_text = "") {
+  // ctest runs tests in parallel processes: every call gets files of its own.
+  static int calls = 0;
   const auto dir = std::filesystem::temp_directory_path();
-  const std::string out = (dir / "vireo_cli_out.txt").string(), err = (dir / "vireo_cli_err.txt").string(),
-                    in = (dir / "vireo_cli_in.txt").string();
+  const std::string tag = std::to_string(getpid()) + "_" + std::to_string(++calls);
+  const std::string out = (dir / ("vireo_cli_out_" + tag)).string(), err = (dir / ("vireo_cli_err_" + tag)).string(),
+                    in = (dir / ("vireo_cli_in_" + tag)).string();
   std::ofstream(in) << stdin_text;
   const std::string cmd = kCli + " " + args + " <" + in + " >" + out + " 2>" + err;
   Result r;
@@ -33,6 +37,9 @@ Result run_cli(const std::string& args, const std::string& stdin_text = "") {
   b << std::ifstream(err).rdbuf();
   r.out = a.str();
   r.err = b.str();
+  std::filesystem::remove(out);
+  std::filesystem::remove(err);
+  std::filesystem::remove(in);
   return r;
 }
 
@@ -103,7 +110,8 @@ TEST(Cli, InfoShowsArchitectureTensorsAndMemory) {
 TEST(Cli, CorruptFileGivesOneClearErrorAndExitCode1) {
   REQUIRE_FIXTURES();
   const std::string bytes = read_file(kFixtures + "/models/stories260K-f32.gguf");
-  const std::string path = (std::filesystem::temp_directory_path() / "vireo_truncated.gguf").string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("vireo_truncated_" + std::to_string(getpid()) + ".gguf")).string();
   std::ofstream(path, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   Result r = run_cli("run -m " + path + " -p hi -n 4");
   EXPECT_EQ(r.status, 1);
