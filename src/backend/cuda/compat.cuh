@@ -1,0 +1,212 @@
+// What every file of the CUDA backend includes: the CUDA headers (or, in the CPU emulation build used by the tests
+// on machines without a GPU, the emulator that stands in for them), error checks, and small device helpers that
+// also compile as host code (so the emulator runs the very same kernel source).
+//
+// Conventions for kernel source, so it builds both ways:
+//  - launch with VLAUNCH(fn, grid, block, smem, stream, args...) where fn is a plain name (take a template
+//    instance's address first: `auto* k = &kern<A, B>;`);
+//  - shared memory through VSHARED(T, name, count) and VDYN_SHARED(T, name);
+//  - 16/8-byte global loads through ld16/ld8 (checked for alignment in the emulator);
+//  - f16/bf16 values are kept as raw uint16_t bits and converted with h2f/f2h/bf2f.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "core/dtype.h"
+
+#if defined(VIREO_CUDA_EMU)
+#include "backend/cuda/emu/emu_runtime.h"
+#define VIREO_CUDA_NS cuda_emu
+#define VLAUNCH(kernel, grid, block, smem, stream, ...) \
+  ::emu::launch((grid), (block), (smem), (stream), [=]() { kernel(__VA_ARGS__); })
+#define VSHARED(T, name, count) T* name = static_cast<T*>(::emu::shared_static(sizeof(T) * (count), alignof(T)))
+#define VDYN_SHARED(T, name) T* name = static_cast<T*>(::emu::shared_dynamic())
+#else
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#define VIREO_CUDA_NS cuda
+#define VLAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#define VSHARED(T, name, count) __shared__ T name[count]
+#define VDYN_SHARED(T, name)                                       \
+  extern __shared__ __align__(16) unsigned char vireo_dyn_smem[]; \
+  T* name = reinterpret_cast<T*>(vireo_dyn_smem)
+#endif
+
+#define VHD __host__ __device__ __forceinline__
+#if defined(__CUDACC__)
+#define VUNROLL _Pragma("unroll")
+#else
+#define VUNROLL
+#endif
+#define VDEV __device__ __forceinline__
+
+namespace vireo::VIREO_CUDA_NS {
+
+// ---- errors: every CUDA call and launch is checked; the message names the op ----
+[[noreturn]] inline void cuda_fail(const char* what, const char* err, const char* file, int line) {
+  throw std::runtime_error(std::string("CUDA backend: ") + what + ": " + err + " (" + file + ":" +
+                           std::to_string(line) + ")");
+}
+#define VCUDA(call, what)                                                                 \
+  do {                                                                                    \
+    const cudaError_t vireo_e_ = (call);                                                  \
+    if (vireo_e_ != cudaSuccess) cuda_fail((what), cudaGetErrorString(vireo_e_), __FILE__, __LINE__); \
+  } while (0)
+// After a launch: configuration errors show at once; faults inside kernels show at the next synchronization.
+#define VCHECK_LAUNCH(what) VCUDA(cudaGetLastError(), (what))
+
+// ---- portable device helpers ----
+VHD uint4 ld16(const void* p) {
+#if defined(__CUDA_ARCH__)
+  return __ldg(reinterpret_cast<const uint4*>(p));
+#else
+#if defined(VIREO_CUDA_EMU)
+  ::emu::check_aligned(p, 16);
+#endif
+  uint4 v;
+  std::memcpy(&v, p, 16);
+  return v;
+#endif
+}
+
+VHD int4 ld16i(const void* p) {
+#if defined(__CUDA_ARCH__)
+  return __ldg(reinterpret_cast<const int4*>(p));
+#else
+#if defined(VIREO_CUDA_EMU)
+  ::emu::check_aligned(p, 16);
+#endif
+  int4 v;
+  std::memcpy(&v, p, 16);
+  return v;
+#endif
+}
+
+VHD float4 ld16f(const void* p) {
+#if defined(__CUDA_ARCH__)
+  return __ldg(reinterpret_cast<const float4*>(p));
+#else
+#if defined(VIREO_CUDA_EMU)
+  ::emu::check_aligned(p, 16);
+#endif
+  float4 v;
+  std::memcpy(&v, p, 16);
+  return v;
+#endif
+}
+
+VHD uint2 ld8(const void* p) {
+#if defined(__CUDA_ARCH__)
+  return __ldg(reinterpret_cast<const uint2*>(p));
+#else
+#if defined(VIREO_CUDA_EMU)
+  ::emu::check_aligned(p, 8);
+#endif
+  uint2 v;
+  std::memcpy(&v, p, 8);
+  return v;
+#endif
+}
+
+VHD void st16(void* p, uint4 v) {
+#if defined(__CUDA_ARCH__)
+  *reinterpret_cast<uint4*>(p) = v;
+#else
+#if defined(VIREO_CUDA_EMU)
+  ::emu::check_aligned(p, 16);
+#endif
+  std::memcpy(p, &v, 16);
+#endif
+}
+
+VHD float h2f(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+  return __half2float(__ushort_as_half(h));
+#else
+  return vireo::fp16_to_fp32(h);
+#endif
+}
+
+VHD uint16_t f2h(float f) {
+#if defined(__CUDA_ARCH__)
+  return __half_as_ushort(__float2half_rn(f));
+#else
+  return vireo::fp32_to_fp16(f);
+#endif
+}
+
+VHD float bf2f(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(static_cast<uint32_t>(h) << 16);
+#else
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+// Sum of the four signed byte products of a and b, plus c.
+VHD int dp4a(int a, int b, int c) {
+#if defined(__CUDA_ARCH__)
+  return __dp4a(a, b, c);
+#else
+  for (int i = 0; i < 4; ++i)
+    c += static_cast<int>(static_cast<int8_t>(a >> (8 * i))) * static_cast<int>(static_cast<int8_t>(b >> (8 * i)));
+  return c;
+#endif
+}
+
+// Per-byte a - b, modulo 256 (no borrow between bytes).
+VHD uint32_t vsub4(uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __vsub4(a, b);
+#else
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= ((((a >> (8 * i)) & 0xffu) - ((b >> (8 * i)) & 0xffu)) & 0xffu) << (8 * i);
+  return r;
+#endif
+}
+
+VHD int round_to_int(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float2int_rn(x);
+#else
+  return static_cast<int>(std::nearbyint(x));
+#endif
+}
+
+VHD void sin_cos(float x, float* s, float* c) {
+#if defined(__CUDA_ARCH__)
+  sincosf(x, s, c);
+#else
+  *s = std::sin(x);
+  *c = std::cos(x);
+#endif
+}
+
+// Butterfly reductions over the 32 lanes of a warp (every lane must take part).
+VDEV float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+VDEV int warp_sum_int(int v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+VDEV float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+VHD int imin(int a, int b) { return a < b ? a : b; }
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+}  // namespace vireo::VIREO_CUDA_NS

@@ -1,0 +1,898 @@
+// The CUDA backend (see cuda_backend.h).
+//
+// Steps and graphs. The model calls the ops of a step between begin_step and end_step. Here an op call only
+// validates its arguments, makes sure scratch memory exists and appends a record to the step's op log; nothing is
+// launched. end_step then either
+//   - replays the CUDA graph cached for the step's shape (token count n, logit rows r) when the log equals the
+//     log the graph was captured from (same ops, same buffers, same parameters: everything that may differ between
+//     two steps of one shape lives in device memory, written by begin_step), or
+//   - captures the log into a new graph (stream capture) and launches it, or runs it eagerly (shapes seen for the
+//     first time above CudaOptions::graph_first_use_max_tokens, graphs disabled).
+// A log that differs from the cached one for its shape is re-captured, so a replay can never run stale
+// arguments. The values of a step (tokens, positions, slots, logit rows) are copied to device memory with one
+// asynchronous copy in begin_step, ordered before the graph on the same stream.
+#include "backend/cuda/cuda_backend.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/repack.cuh"
+#include "quant/quant.h"
+
+namespace vireo::VIREO_CUDA_NS {
+namespace {
+
+struct CudaWeight : Weight {
+  bool is_vec = false;
+  // matrices (and embedding tables)
+  PackPlan plan;
+  MatView view;
+  // 1-D tensors (norm gains, biases, rope factors): f32 on the device, and a host copy
+  float* vec = nullptr;
+  std::vector<float> host_vec;
+};
+
+enum class OpKind : uint8_t { Embed, RmsNorm, AddRmsNorm, Matmul, AddBias, Rope, KvStore, Attention, Swiglu, Add, Gather };
+
+const char* op_name(OpKind k) {
+  switch (k) {
+    case OpKind::Embed: return "embed";
+    case OpKind::RmsNorm: return "rmsnorm";
+    case OpKind::AddRmsNorm: return "add_rmsnorm";
+    case OpKind::Matmul: return "matmul";
+    case OpKind::AddBias: return "add_bias";
+    case OpKind::Rope: return "rope";
+    case OpKind::KvStore: return "kv_store";
+    case OpKind::Attention: return "attention";
+    case OpKind::Swiglu: return "swiglu";
+    case OpKind::Add: return "add";
+    case OpKind::Gather: return "gather_logit_rows";
+  }
+  return "?";
+}
+
+struct Op {
+  OpKind kind = OpKind::Add;
+  const Weight* w = nullptr;
+  Act a, b, c;
+  float eps = 0.f;
+  RopeParams rope;
+  AttentionParams attn;
+  int32_t layer = 0;
+  // Derived at record time from the arguments above (part of the comparison all the same).
+  const float* rope_table = nullptr;
+  int splits = 1, chunk = 0;
+};
+
+bool same_act(const Act& x, const Act& y) { return x.data == y.data && x.cols == y.cols && x.rows == y.rows; }
+bool same_bits(float x, float y) { return std::memcmp(&x, &y, sizeof x) == 0; }
+
+bool same_op(const Op& x, const Op& y) {
+  return x.kind == y.kind && x.w == y.w && same_act(x.a, y.a) && same_act(x.b, y.b) && same_act(x.c, y.c) &&
+         same_bits(x.eps, y.eps) && x.rope.n_heads == y.rope.n_heads && x.rope.head_dim == y.rope.head_dim &&
+         x.rope.rope_dim == y.rope.rope_dim && same_bits(x.rope.freq_base, y.rope.freq_base) &&
+         x.rope.mode == y.rope.mode && x.rope.freq_factors == y.rope.freq_factors &&
+         x.attn.layer == y.attn.layer && x.attn.n_heads == y.attn.n_heads &&
+         x.attn.n_kv_heads == y.attn.n_kv_heads && x.attn.head_dim == y.attn.head_dim &&
+         same_bits(x.attn.scale, y.attn.scale) && x.layer == y.layer && x.rope_table == y.rope_table &&
+         x.splits == y.splits && x.chunk == y.chunk;
+}
+
+bool same_log(const std::vector<Op>& x, const std::vector<Op>& y) {
+  if (x.size() != y.size()) return false;
+  for (size_t i = 0; i < x.size(); ++i)
+    if (!same_op(x[i], y[i])) return false;
+  return true;
+}
+
+const CudaWeight* cw(const Weight* w) { return static_cast<const CudaWeight*>(w); }
+float* f(const Act& a) { return static_cast<float*>(a.data); }
+
+class CudaBackend final : public Backend, public CudaBackendExt {
+ public:
+  CudaBackend(int device, const CudaOptions& opts) : device_(device), opts_(opts) {
+    int count = 0;
+    VCUDA(cudaGetDeviceCount(&count), "device query");
+    if (device < 0 || device >= count)
+      throw std::runtime_error("CUDA backend: no device " + std::to_string(device) + " (found " +
+                               std::to_string(count) + ")");
+    VCUDA(cudaSetDevice(device_), "select device");
+    cudaDeviceProp prop;
+    VCUDA(cudaGetDeviceProperties(&prop, device_), "device properties");
+    device_name_ = prop.name;
+    sms_ = prop.multiProcessorCount;
+    if (prop.major < 8)
+      throw std::runtime_error("CUDA backend: device '" + device_name_ + "' has compute capability " +
+                               std::to_string(prop.major) + "." + std::to_string(prop.minor) +
+                               "; this build needs 8.0 or newer");
+    VCUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
+    attention_init();
+    if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("CUDA backend: cublasCreate failed");
+    if (cublasSetStream(cublas_, stream_) != CUBLAS_STATUS_SUCCESS)
+      throw std::runtime_error("CUDA backend: cublasSetStream failed");
+    // A workspace of our own, so that cuBLAS allocates nothing while a graph is being captured.
+    cublas_ws_bytes_ = size_t(32) << 20;
+    cublas_ws_ = dev_alloc(cublas_ws_bytes_, "cuBLAS workspace");
+    if (cublasSetWorkspace(cublas_, cublas_ws_, cublas_ws_bytes_) != CUBLAS_STATUS_SUCCESS)
+      throw std::runtime_error("CUDA backend: cublasSetWorkspace failed");
+    if (opts_.sync_each_op) opts_.graphs = 0;
+  }
+
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    if (stream_) cudaStreamSynchronize(stream_);
+    for (auto& [key, g] : graphs_)
+      if (g.exec) cudaGraphExecDestroy(g.exec);
+    for (void* p : allocations_) cudaFree(p);
+    if (h_step_) cudaFreeHost(h_step_);
+    if (h_logits_) cudaFreeHost(h_logits_);
+    if (cublas_) cublasDestroy(cublas_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda:" + std::to_string(device_); }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // load / plan time
+  // ---------------------------------------------------------------------------------------------------------
+  const Weight* upload_weight(const std::string& name, DType type, const std::vector<int64_t>& shape,
+                              std::span<const uint8_t> bytes) override {
+    VCUDA(cudaSetDevice(device_), "select device");
+    auto w = std::make_unique<CudaWeight>();
+    w->type = type;
+    w->shape = shape;
+    if (shape.empty()) throw std::runtime_error("tensor '" + name + "': no shape");
+    const std::string what = "upload '" + name + "'";
+    if (shape.size() == 1) {
+      w->is_vec = true;
+      if (!can_dequantize(type))
+        throw std::runtime_error("tensor '" + name + "': cannot read type " + std::string(dtype_name(type)));
+      if (static_cast<int64_t>(bytes.size()) < row_bytes(type, shape[0]))
+        throw std::runtime_error("tensor '" + name + "': data too short");
+      w->host_vec.resize(static_cast<size_t>(shape[0]));
+      dequantize_row(type, bytes.data(), w->host_vec.data(), shape[0]);
+      w->vec = static_cast<float*>(dev_alloc(w->host_vec.size() * sizeof(float), what.c_str()));
+      VCUDA(cudaMemcpy(w->vec, w->host_vec.data(), w->host_vec.size() * sizeof(float), cudaMemcpyHostToDevice),
+            what.c_str());
+    } else {
+      int64_t rows = 1;
+      for (size_t i = 1; i < shape.size(); ++i) rows *= shape[i];
+      std::string why;
+      if (!plan_matrix(type, rows, shape[0], &w->plan, &why)) throw std::runtime_error("tensor '" + name + "': " + why);
+      const PackPlan& p = w->plan;
+      const int64_t src_row = row_bytes(type, p.K);
+      if (static_cast<int64_t>(bytes.size()) < rows * src_row)
+        throw std::runtime_error("tensor '" + name + "': data too short");
+      uint8_t* mem = static_cast<uint8_t*>(dev_alloc(static_cast<size_t>(p.total_bytes), what.c_str()));
+      w->view = view_of(p, mem);
+      if (p.verbatim) {
+        VCUDA(cudaMemcpy(mem, bytes.data(), static_cast<size_t>(rows * p.row_bytes), cudaMemcpyHostToDevice),
+              what.c_str());
+      } else {
+        // Repack in slices of about 64 MiB.
+        const int64_t slice = std::max<int64_t>(1, (int64_t(64) << 20) / std::max<int64_t>(p.row_bytes, 1));
+        std::vector<uint8_t> q_host;
+        std::vector<uint16_t> aux_host;
+        for (int64_t r0 = 0; r0 < rows; r0 += slice) {
+          const int64_t r1 = std::min(rows, r0 + slice);
+          q_host.resize(static_cast<size_t>((r1 - r0) * p.row_bytes));
+          aux_host.resize(p.aux_offset ? static_cast<size_t>((r1 - r0) * p.nb) : 0);
+          pack_rows(p, bytes.data() + r0 * src_row, r0, r1, q_host.data(), p.aux_offset ? aux_host.data() : nullptr);
+          VCUDA(cudaMemcpy(mem + r0 * p.row_bytes, q_host.data(), q_host.size(), cudaMemcpyHostToDevice), what.c_str());
+          if (p.aux_offset)
+            VCUDA(cudaMemcpy(mem + p.aux_offset + r0 * p.nb * 2, aux_host.data(), aux_host.size() * 2,
+                             cudaMemcpyHostToDevice),
+                  what.c_str());
+        }
+      }
+    }
+    weights_.push_back(std::move(w));
+    return weights_.back().get();
+  }
+
+  Act alloc_act(int64_t max_rows, int64_t cols) override {
+    VCUDA(cudaSetDevice(device_), "select device");
+    const size_t bytes = static_cast<size_t>(max_rows * cols) * sizeof(float);
+    void* p = dev_alloc(bytes, "activation buffer");
+    VCUDA(cudaMemset(p, 0, bytes), "activation buffer");
+    max_act_rows_ = std::max(max_act_rows_, max_rows);
+    return {p, cols, max_rows};
+  }
+
+  void alloc_kv(const KvCacheConfig& cfg) override {
+    VCUDA(cudaSetDevice(device_), "select device");
+    if (cfg.type != DType::F32 && cfg.type != DType::F16)
+      throw std::runtime_error("CUDA KV cache supports f16 and f32");
+    kv_ = cfg;
+    const size_t elem = cfg.type == DType::F32 ? 4 : 2;
+    const size_t per_layer = static_cast<size_t>(cfg.n_slots) * cfg.n_ctx * cfg.kv_dim * elem;
+    k_cache_.assign(cfg.n_layers, nullptr);
+    v_cache_.assign(cfg.n_layers, nullptr);
+    for (int l = 0; l < cfg.n_layers; ++l) {
+      k_cache_[l] = dev_alloc(per_layer, "KV cache");
+      v_cache_[l] = dev_alloc(per_layer, "KV cache");
+      VCUDA(cudaMemset(k_cache_[l], 0, per_layer), "KV cache");
+      VCUDA(cudaMemset(v_cache_[l], 0, per_layer), "KV cache");
+    }
+    kv_ready_ = true;
+  }
+
+  int64_t memory_bytes() const override { return memory_; }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // one step
+  // ---------------------------------------------------------------------------------------------------------
+  void begin_step(const Batch& batch) override {
+    VCUDA(cudaSetDevice(device_), "select device");
+    const int32_t n = batch.size();
+    if (n <= 0) throw std::runtime_error("empty batch");
+    if (batch.positions.size() != static_cast<size_t>(n) || batch.slots.size() != static_cast<size_t>(n))
+      throw std::runtime_error("batch: tokens, positions and slots differ in length");
+    for (int32_t i = 0; i < n; ++i) {
+      const int32_t pos = batch.positions[i], slot = batch.slots[i];
+      if (kv_ready_ && (pos < 0 || pos >= kv_.n_ctx || slot < 0 || slot >= kv_.n_slots))
+        throw std::runtime_error("position or slot outside the KV cache");
+    }
+    for (int32_t row : batch.logit_rows)
+      if (row < 0 || row >= n) throw std::runtime_error("logit row outside the batch");
+    ensure_step_capacity(n);
+    int32_t* h = h_step_;
+    std::memcpy(h, batch.tokens.data(), n * sizeof(int32_t));
+    std::memcpy(h + step_cap_, batch.positions.data(), n * sizeof(int32_t));
+    std::memcpy(h + 2 * step_cap_, batch.slots.data(), n * sizeof(int32_t));
+    if (!batch.logit_rows.empty())
+      std::memcpy(h + 3 * step_cap_, batch.logit_rows.data(), batch.logit_rows.size() * sizeof(int32_t));
+    VCUDA(cudaMemcpyAsync(d_step_, h_step_, 4 * step_cap_ * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+          "begin_step (copy step values)");
+    batch_ = &batch;
+    n_ = n;
+    r_ = static_cast<int32_t>(batch.logit_rows.size());
+    log_.clear();
+    in_step_ = true;
+  }
+
+  void end_step(Act logits, std::span<float> host) override {
+    if (!in_step_) throw std::runtime_error("end_step without begin_step");
+    in_step_ = false;
+    const size_t count = static_cast<size_t>(r_) * static_cast<size_t>(logits.cols);
+    if (host.size() < count) throw std::runtime_error("logits buffer too small");
+    if (count * sizeof(float) > h_logits_bytes_) {
+      if (h_logits_) VCUDA(cudaFreeHost(h_logits_), "end_step (free logits staging)");
+      h_logits_ = nullptr;
+      VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_logits_), count * sizeof(float)), "end_step (logits staging)");
+      h_logits_bytes_ = count * sizeof(float);
+    }
+    run_step();
+    if (count)
+      VCUDA(cudaMemcpyAsync(h_logits_, logits.data, count * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+            "end_step (copy logits)");
+    const cudaError_t e = cudaStreamSynchronize(stream_);
+    if (e != cudaSuccess)
+      cuda_fail("step failed (an error inside a kernel; VIREO_CUDA_SYNC=1 names the op)", cudaGetErrorString(e),
+                __FILE__, __LINE__);
+    if (count) std::memcpy(host.data(), h_logits_, count * sizeof(float));
+    batch_ = nullptr;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // ops: validate, prepare scratch, record
+  // ---------------------------------------------------------------------------------------------------------
+  void embed(const Weight* table, Act out) override {
+    need_step("embed");
+    const CudaWeight* w = cw(table);
+    if (w->is_vec) throw std::runtime_error("embed: table is not a matrix");
+    for (int32_t t = 0; t < n_; ++t) {
+      const int32_t tok = batch_->tokens[t];
+      if (tok < 0 || tok >= w->view.rows) throw std::runtime_error("token id out of range");
+    }
+    if (out.cols != w->view.K) throw std::runtime_error("embed: output width differs from the table's rows");
+    Op op;
+    op.kind = OpKind::Embed;
+    op.w = table;
+    op.a = out;
+    log_.push_back(op);
+  }
+
+  void rmsnorm(Act x, const Weight* w, float eps, Act out) override {
+    need_step("rmsnorm");
+    check_vec(w, x.cols, "rmsnorm");
+    Op op;
+    op.kind = OpKind::RmsNorm;
+    op.w = w;
+    op.a = x;
+    op.b = out;
+    op.eps = eps;
+    log_.push_back(op);
+  }
+
+  void add_rmsnorm(Act x, Act y, const Weight* w, float eps, Act out) override {
+    need_step("add_rmsnorm");
+    check_vec(w, x.cols, "add_rmsnorm");
+    Op op;
+    op.kind = OpKind::AddRmsNorm;
+    op.w = w;
+    op.a = x;
+    op.b = y;
+    op.c = out;
+    op.eps = eps;
+    log_.push_back(op);
+  }
+
+  void matmul(const Weight* w, Act x, Act out) override {
+    need_step("matmul");
+    const CudaWeight* m = cw(w);
+    if (m->is_vec) throw std::runtime_error("matmul: weight is not a matrix");
+    const MatView& v = m->view;
+    if (x.cols != v.K)
+      throw std::runtime_error("matmul: input has " + std::to_string(x.cols) + " columns, weight rows have " +
+                               std::to_string(v.K));
+    if (out.cols < v.rows) throw std::runtime_error("matmul: output narrower than the weight's rows");
+    const int64_t m_tok = x.rows;
+    if (m_tok <= 0) return;
+    if (m_tok <= std::min(opts_.matvec_max_tokens, kMatvecMaxN)) {
+      if (wfmt_uses_q8(v.fmt)) {
+        ensure(q8_, static_cast<size_t>(m_tok * v.K), "matmul scratch");
+        ensure(q8ds_, static_cast<size_t>(m_tok * (v.K / 32)) * sizeof(float2), "matmul scratch");
+      } else {
+        ensure(f32x_, static_cast<size_t>(m_tok * v.Kp) * sizeof(float), "matmul scratch");
+      }
+    } else {
+      ensure(f16x_, static_cast<size_t>(m_tok * v.Kp) * 2, "matmul scratch");
+      if (v.fmt != WFmt::F16) {
+        const int64_t slice = gemm_slice_rows(v);
+        ensure(f16w_, static_cast<size_t>(std::min(slice, v.rows) * v.Kp) * 2, "matmul scratch (f16 weights)");
+      }
+    }
+    Op op;
+    op.kind = OpKind::Matmul;
+    op.w = w;
+    op.a = x;
+    op.b = out;
+    log_.push_back(op);
+  }
+
+  void add_bias(Act x, const Weight* b) override {
+    need_step("add_bias");
+    check_vec(b, x.cols, "add_bias");
+    Op op;
+    op.kind = OpKind::AddBias;
+    op.w = b;
+    op.a = x;
+    log_.push_back(op);
+  }
+
+  void rope(Act x, const RopeParams& p) override {
+    need_step("rope");
+    if (p.rope_dim <= 0 || p.rope_dim % 2 != 0 || p.rope_dim > p.head_dim || p.n_heads * p.head_dim > x.cols)
+      throw std::runtime_error("rope: bad parameters");
+    if (p.freq_factors) check_vec(p.freq_factors, p.rope_dim / 2, "rope (frequency factors)");
+    Op op;
+    op.kind = OpKind::Rope;
+    op.a = x;
+    op.rope = p;
+    op.rope_table = rope_table(p);
+    log_.push_back(op);
+  }
+
+  void kv_store(int32_t layer, Act k, Act v) override {
+    need_step("kv_store");
+    if (!kv_ready_) throw std::runtime_error("kv_store: no KV cache (alloc_kv first)");
+    if (layer < 0 || layer >= kv_.n_layers) throw std::runtime_error("kv_store: layer out of range");
+    if (k.cols != kv_.kv_dim || v.cols != kv_.kv_dim) throw std::runtime_error("kv_store: rows are not kv_dim wide");
+    Op op;
+    op.kind = OpKind::KvStore;
+    op.layer = layer;
+    op.a = k;
+    op.b = v;
+    log_.push_back(op);
+  }
+
+  void attention(Act q, Act out, const AttentionParams& p) override {
+    need_step("attention");
+    if (!kv_ready_) throw std::runtime_error("attention: no KV cache (alloc_kv first)");
+    if (p.layer < 0 || p.layer >= kv_.n_layers) throw std::runtime_error("attention: layer out of range");
+    if (p.n_kv_heads <= 0 || p.n_heads % p.n_kv_heads != 0 || p.n_kv_heads * p.head_dim != kv_.kv_dim ||
+        p.n_heads * p.head_dim > q.cols || p.n_heads * p.head_dim > out.cols)
+      throw std::runtime_error("attention: head layout does not match the KV cache or the buffers");
+    if (p.head_dim > kAttnMaxHeadDim)
+      throw std::runtime_error("attention: head_dim " + std::to_string(p.head_dim) + " is above " +
+                               std::to_string(kAttnMaxHeadDim));
+    AttnArgs a;
+    a.n = n_;
+    a.n_ctx = kv_.n_ctx;
+    a.n_heads = p.n_heads;
+    a.n_kv_heads = p.n_kv_heads;
+    attn_plan(a, sms_);
+    if (a.splits > 1) {
+      const size_t rows = static_cast<size_t>(n_) * p.n_heads * a.splits;
+      ensure(attn_o_, rows * p.head_dim * sizeof(float), "attention scratch");
+      ensure(attn_ml_, rows * sizeof(float2), "attention scratch");
+    }
+    Op op;
+    op.kind = OpKind::Attention;
+    op.a = q;
+    op.b = out;
+    op.attn = p;
+    op.splits = a.splits;
+    op.chunk = a.chunk;
+    log_.push_back(op);
+  }
+
+  void swiglu(Act gate, Act up, Act out) override {
+    need_step("swiglu");
+    if (gate.cols < out.cols || up.cols < out.cols) throw std::runtime_error("swiglu: inputs narrower than output");
+    Op op;
+    op.kind = OpKind::Swiglu;
+    op.a = gate;
+    op.b = up;
+    op.c = out;
+    log_.push_back(op);
+  }
+
+  void add(Act x, Act y) override {
+    need_step("add");
+    Op op;
+    op.kind = OpKind::Add;
+    op.a = x;
+    op.b = y;
+    log_.push_back(op);
+  }
+
+  void gather_logit_rows(Act x, Act out) override {
+    need_step("gather_logit_rows");
+    if (out.cols < x.cols) throw std::runtime_error("gather_logit_rows: output narrower than input");
+    Op op;
+    op.kind = OpKind::Gather;
+    op.a = x;
+    op.b = out;
+    log_.push_back(op);
+  }
+
+  void kv_truncate(int32_t, int32_t) override {}  // slotted cache: later positions are overwritten before use
+
+  // ---------------------------------------------------------------------------------------------------------
+  // CudaBackendExt
+  // ---------------------------------------------------------------------------------------------------------
+  void copy_to_device(void* dst, const void* src, size_t bytes) override {
+    VCUDA(cudaSetDevice(device_), "select device");
+    VCUDA(cudaStreamSynchronize(stream_), "copy_to_device");
+    VCUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy_to_device");
+  }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    VCUDA(cudaSetDevice(device_), "select device");
+    VCUDA(cudaStreamSynchronize(stream_), "copy_to_host");
+    VCUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy_to_host");
+  }
+  void fill_bytes(void* dst, int byte, size_t bytes) override {
+    VCUDA(cudaSetDevice(device_), "select device");
+    VCUDA(cudaStreamSynchronize(stream_), "fill_bytes");
+    VCUDA(cudaMemset(dst, byte, bytes), "fill_bytes");
+    VCUDA(cudaDeviceSynchronize(), "fill_bytes");
+  }
+  void synchronize() override { VCUDA(cudaStreamSynchronize(stream_), "synchronize"); }
+  GraphStats graph_stats() const override { return stats_; }
+  std::string device_name() const override { return device_name_; }
+
+ private:
+  struct DevBuf {
+    void* p = nullptr;
+    size_t bytes = 0;
+  };
+  struct GraphEntry {
+    cudaGraphExec_t exec = nullptr;
+    std::vector<Op> ops;
+    uint64_t last_use = 0;
+  };
+  struct RopeTable {
+    int32_t rope_dim;
+    float base;
+    const Weight* factors;
+    float* table;
+  };
+  struct PrepCache {
+    const void* src = nullptr;
+    int64_t rows = 0, cols = 0;
+    bool matches(const Act& x) const { return src == x.data && rows == x.rows && cols == x.cols; }
+  };
+
+  void* dev_alloc(size_t bytes, const char* what) {
+    void* p = nullptr;
+    if (bytes == 0) bytes = 16;
+    const cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      throw std::runtime_error(std::string("CUDA backend: ") + what + ": cannot allocate " +
+                               std::to_string(bytes >> 20) + " MiB (" + cudaGetErrorString(e) + "; " +
+                               std::to_string(free_b >> 20) + " MiB free of " + std::to_string(total_b >> 20) +
+                               ", " + std::to_string(memory_ >> 20) + " MiB used by this backend)");
+    }
+    allocations_.push_back(p);
+    memory_ += static_cast<int64_t>(bytes);
+    return p;
+  }
+  void dev_free(void* p, size_t bytes) {
+    if (!p) return;
+    VCUDA(cudaFree(p), "free");
+    allocations_.erase(std::find(allocations_.begin(), allocations_.end(), p));
+    memory_ -= static_cast<int64_t>(bytes);
+  }
+
+  // Grows a scratch buffer (recording time: nothing runs). Graphs hold the old address, so they go.
+  void ensure(DevBuf& b, size_t bytes, const char* what) {
+    if (b.bytes >= bytes) return;
+    VCUDA(cudaStreamSynchronize(stream_), what);
+    const size_t want = std::max(bytes, b.bytes + b.bytes / 4);
+    dev_free(b.p, b.bytes);
+    b = {};
+    b.p = dev_alloc(want, what);
+    b.bytes = want;
+    drop_graphs();
+  }
+
+  void drop_graphs() {
+    for (auto& [key, g] : graphs_)
+      if (g.exec) cudaGraphExecDestroy(g.exec);
+    graphs_.clear();
+  }
+
+  void ensure_step_capacity(int32_t n) {
+    const int64_t want = std::max<int64_t>(n, max_act_rows_);
+    if (want <= step_cap_) return;
+    if (d_step_) {
+      VCUDA(cudaStreamSynchronize(stream_), "step buffers");
+      dev_free(d_step_, static_cast<size_t>(4 * step_cap_) * sizeof(int32_t));
+      VCUDA(cudaFreeHost(h_step_), "step buffers");
+      h_step_ = nullptr;
+      d_step_ = nullptr;
+    }
+    step_cap_ = want;
+    d_step_ = static_cast<int32_t*>(dev_alloc(static_cast<size_t>(4 * step_cap_) * sizeof(int32_t), "step buffers"));
+    VCUDA(cudaMemset(d_step_, 0, static_cast<size_t>(4 * step_cap_) * sizeof(int32_t)), "step buffers");
+    VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_step_), static_cast<size_t>(4 * step_cap_) * sizeof(int32_t)),
+          "step buffers");
+    std::memset(h_step_, 0, static_cast<size_t>(4 * step_cap_) * sizeof(int32_t));
+    drop_graphs();
+  }
+
+  void need_step(const char* op) const {
+    if (!in_step_ || !batch_) throw std::runtime_error(std::string(op) + " called outside a step");
+  }
+
+  void check_vec(const Weight* w, int64_t n, const char* op) const {
+    const CudaWeight* v = cw(w);
+    if (!v || !v->is_vec || static_cast<int64_t>(v->host_vec.size()) < n)
+      throw std::runtime_error(std::string(op) + ": vector weight missing or too short");
+  }
+
+  int64_t gemm_slice_rows(const MatView& v) const {
+    return std::max<int64_t>(1, opts_.gemm_scratch_elems / std::max<int64_t>(v.Kp, 1));
+  }
+
+  // Inverse frequencies of one RoPE configuration, computed like the CPU backend does, uploaded once.
+  const float* rope_table(const RopeParams& p) {
+    for (const RopeTable& t : rope_tables_)
+      if (t.rope_dim == p.rope_dim && same_bits(t.base, p.freq_base) && t.factors == p.freq_factors) return t.table;
+    const int half = p.rope_dim / 2;
+    std::vector<float> host(static_cast<size_t>(half));
+    const float* factors = p.freq_factors ? cw(p.freq_factors)->host_vec.data() : nullptr;
+    for (int i = 0; i < half; ++i) {
+      float freq = std::pow(p.freq_base, -2.0f * static_cast<float>(i) / static_cast<float>(p.rope_dim));
+      if (factors) freq /= factors[i];
+      host[i] = freq;
+    }
+    float* d = static_cast<float*>(dev_alloc(host.size() * sizeof(float), "rope table"));
+    VCUDA(cudaMemcpy(d, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice), "rope table");
+    rope_tables_.push_back({p.rope_dim, p.freq_base, p.freq_factors, d});
+    return d;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // execution
+  // ---------------------------------------------------------------------------------------------------------
+  void run_step() {
+    if (opts_.graphs == 0 || graphs_broken_) {
+      run_log();
+      ++stats_.eager_steps;
+      return;
+    }
+    const std::pair<int32_t, int32_t> key{n_, r_};
+    ++clock_;
+    auto it = graphs_.find(key);
+    if (it != graphs_.end()) {
+      if (same_log(it->second.ops, log_)) {
+        it->second.last_use = clock_;
+        VCUDA(cudaGraphLaunch(it->second.exec, stream_), "graph launch");
+        ++stats_.replays;
+        return;
+      }
+      cudaGraphExecDestroy(it->second.exec);
+      graphs_.erase(it);
+      ++stats_.recaptures;
+    }
+    const bool now = n_ <= opts_.graph_first_use_max_tokens || ++seen_[key] >= 2;
+    if (!now) {
+      run_log();
+      ++stats_.eager_steps;
+      return;
+    }
+    if (static_cast<int>(graphs_.size()) >= std::max(1, opts_.max_graphs)) {  // evict the least recently used
+      auto lru = graphs_.begin();
+      for (auto g = graphs_.begin(); g != graphs_.end(); ++g)
+        if (g->second.last_use < lru->second.last_use) lru = g;
+      cudaGraphExecDestroy(lru->second.exec);
+      graphs_.erase(lru);
+    }
+    cudaGraph_t graph = nullptr;
+    VCUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed), "graph capture (begin)");
+    try {
+      run_log();
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      throw;
+    }
+    cudaError_t e = cudaStreamEndCapture(stream_, &graph);
+    cudaGraphExec_t exec = nullptr;
+    if (e == cudaSuccess) {
+      e = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+    }
+    if (e != cudaSuccess) {  // capture is an optimization: report once, run eagerly from now on
+      cudaGetLastError();
+      std::fprintf(stderr, "vireo: CUDA graph capture failed (%s); running without graphs\n", cudaGetErrorString(e));
+      graphs_broken_ = true;
+      run_log();
+      ++stats_.eager_steps;
+      return;
+    }
+    GraphEntry& g = graphs_[key];
+    g.exec = exec;
+    g.ops = log_;
+    g.last_use = clock_;
+    ++stats_.captures;
+    VCUDA(cudaGraphLaunch(exec, stream_), "graph launch");
+  }
+
+  void run_log() {
+    q8_cache_ = {};
+    f32_cache_ = {};
+    f16_cache_ = {};
+    for (const Op& op : log_) {
+      run_op(op);
+      if (opts_.sync_each_op) {
+        const cudaError_t e = cudaStreamSynchronize(stream_);
+        if (e != cudaSuccess) cuda_fail(op_name(op.kind), cudaGetErrorString(e), __FILE__, __LINE__);
+      }
+    }
+  }
+
+  void wrote(const void* p) {
+    if (q8_cache_.src == p) q8_cache_ = {};
+    if (f32_cache_.src == p) f32_cache_ = {};
+    if (f16_cache_.src == p) f16_cache_ = {};
+  }
+
+  const int32_t* d_tokens() const { return d_step_; }
+  const int32_t* d_pos() const { return d_step_ + step_cap_; }
+  const int32_t* d_slots() const { return d_step_ + 2 * step_cap_; }
+  const int32_t* d_rows() const { return d_step_ + 3 * step_cap_; }
+
+  void run_op(const Op& op) {
+    switch (op.kind) {
+      case OpKind::Embed:
+        embed_rows(cw(op.w)->view, d_tokens(), n_, f(op.a), op.a.cols, stream_);
+        wrote(op.a.data);
+        break;
+      case OpKind::RmsNorm:
+        VIREO_CUDA_NS::rmsnorm(f(op.a), op.a.cols, cw(op.w)->vec, op.eps, static_cast<int>(op.a.rows), op.a.cols,
+                               f(op.b), op.b.cols, stream_);
+        wrote(op.b.data);
+        break;
+      case OpKind::AddRmsNorm:
+        VIREO_CUDA_NS::add_rmsnorm(f(op.a), op.a.cols, f(op.b), op.b.cols, cw(op.w)->vec, op.eps,
+                                   static_cast<int>(op.a.rows), op.a.cols, f(op.c), op.c.cols, stream_);
+        wrote(op.a.data);
+        wrote(op.c.data);
+        break;
+      case OpKind::Matmul:
+        run_matmul(cw(op.w)->view, op.a, op.b);
+        wrote(op.b.data);
+        break;
+      case OpKind::AddBias:
+        VIREO_CUDA_NS::add_bias(f(op.a), op.a.cols, cw(op.w)->vec, static_cast<int>(op.a.rows), op.a.cols, stream_);
+        wrote(op.a.data);
+        break;
+      case OpKind::Rope:
+        VIREO_CUDA_NS::rope(f(op.a), op.a.cols, n_, d_pos(), op.rope_table, op.rope.n_heads, op.rope.head_dim,
+                            op.rope.rope_dim, op.rope.mode == RopeMode::Neox, stream_);
+        wrote(op.a.data);
+        break;
+      case OpKind::KvStore:
+        VIREO_CUDA_NS::kv_store(f(op.a), op.a.cols, f(op.b), op.b.cols, n_, d_pos(), d_slots(), k_cache_[op.layer],
+                                v_cache_[op.layer], kv_.type == DType::F16, kv_.n_ctx, kv_.kv_dim, stream_);
+        break;
+      case OpKind::Attention: {
+        AttnArgs a;
+        a.q = f(op.a);
+        a.ldq = op.a.cols;
+        a.out = f(op.b);
+        a.ldo = op.b.cols;
+        a.k_cache = k_cache_[op.attn.layer];
+        a.v_cache = v_cache_[op.attn.layer];
+        a.f16 = kv_.type == DType::F16;
+        a.pos = d_pos();
+        a.slot = d_slots();
+        a.n = n_;
+        a.n_ctx = kv_.n_ctx;
+        a.kv_dim = kv_.kv_dim;
+        a.head_dim = op.attn.head_dim;
+        a.n_heads = op.attn.n_heads;
+        a.n_kv_heads = op.attn.n_kv_heads;
+        a.scale = op.attn.scale;
+        a.splits = op.splits;
+        a.chunk = op.chunk;
+        a.part_o = static_cast<float*>(attn_o_.p);
+        a.part_ml = static_cast<float2*>(attn_ml_.p);
+        VIREO_CUDA_NS::attention(a, stream_);
+        wrote(op.b.data);
+        break;
+      }
+      case OpKind::Swiglu:
+        VIREO_CUDA_NS::swiglu(f(op.a), op.a.cols, f(op.b), op.b.cols, f(op.c), op.c.cols, static_cast<int>(op.c.rows),
+                              op.c.cols, stream_);
+        wrote(op.c.data);
+        break;
+      case OpKind::Add:
+        add_inplace(f(op.a), op.a.cols, f(op.b), op.b.cols, static_cast<int>(op.a.rows), op.a.cols, stream_);
+        wrote(op.a.data);
+        break;
+      case OpKind::Gather:
+        gather_rows(f(op.a), op.a.cols, d_rows(), r_, op.a.cols, f(op.b), op.b.cols, stream_);
+        wrote(op.b.data);
+        break;
+    }
+  }
+
+  void run_matmul(const MatView& w, const Act& x, const Act& out) {
+    const int m = static_cast<int>(x.rows);
+    if (m <= 0) return;
+    if (m <= std::min(opts_.matvec_max_tokens, kMatvecMaxN)) {
+      if (wfmt_uses_q8(w.fmt)) {
+        int8_t* q = static_cast<int8_t*>(q8_.p);
+        float2* ds = static_cast<float2*>(q8ds_.p);
+        if (!q8_cache_.matches(x)) {
+          quantize_act_q8(f(x), x.cols, m, w.K, q, ds, stream_);
+          q8_cache_ = {x.data, x.rows, x.cols};
+        }
+        ActQ8 a;
+        a.q = q;
+        a.ds = ds;
+        a.q_stride = w.K;
+        a.ds_stride = w.K / 32;
+        if (w.fmt == WFmt::Q8_0 || w.fmt == WFmt::Q4_0)
+          matvec_q32(w, a, m, f(out), out.cols, stream_);
+        else
+          matvec_kquant(w, a, m, f(out), out.cols, stream_);
+      } else {
+        float* xp = static_cast<float*>(f32x_.p);
+        if (!f32_cache_.matches(x)) {
+          prep_act_f32(f(x), x.cols, m, w.K, w.Kp, xp, stream_);
+          f32_cache_ = {x.data, x.rows, x.cols};
+        }
+        ActF32 a;
+        a.x = xp;
+        a.stride = w.Kp;
+        matvec_float(w, a, m, f(out), out.cols, stream_);
+      }
+      return;
+    }
+    uint16_t* xh = static_cast<uint16_t*>(f16x_.p);
+    if (!f16_cache_.matches(x)) {
+      prep_act_f16(f(x), x.cols, m, w.K, w.Kp, xh, stream_);
+      f16_cache_ = {x.data, x.rows, x.cols};
+    }
+    if (w.fmt == WFmt::F16) {
+      gemm_f16(cublas_, reinterpret_cast<const uint16_t*>(w.q), w.rows, xh, m, w.Kp, f(out), out.cols);
+      return;
+    }
+    const int64_t slice = gemm_slice_rows(w);
+    uint16_t* wh = static_cast<uint16_t*>(f16w_.p);
+    for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {
+      const int64_t rc = std::min(slice, w.rows - r0);
+      dequant_f16(w, r0, rc, wh, stream_);
+      gemm_f16(cublas_, wh, rc, xh, m, w.Kp, f(out) + r0, out.cols);
+    }
+  }
+
+  int device_ = 0;
+  CudaOptions opts_;
+  std::string device_name_;
+  int sms_ = 1;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  void* cublas_ws_ = nullptr;
+  size_t cublas_ws_bytes_ = 0;
+
+  std::deque<std::unique_ptr<CudaWeight>> weights_;
+  std::vector<void*> allocations_;
+  int64_t memory_ = 0;
+  int64_t max_act_rows_ = 0;
+
+  KvCacheConfig kv_;
+  bool kv_ready_ = false;
+  std::vector<void*> k_cache_, v_cache_;
+
+  // step values: [tokens | positions | slots | logit rows], step_cap_ each
+  int64_t step_cap_ = 0;
+  int32_t* d_step_ = nullptr;
+  int32_t* h_step_ = nullptr;
+  float* h_logits_ = nullptr;
+  size_t h_logits_bytes_ = 0;
+
+  const Batch* batch_ = nullptr;
+  int32_t n_ = 0, r_ = 0;
+  bool in_step_ = false;
+  std::vector<Op> log_;
+
+  DevBuf q8_, q8ds_, f32x_, f16x_, f16w_, attn_o_, attn_ml_;
+  PrepCache q8_cache_, f32_cache_, f16_cache_;
+  std::vector<RopeTable> rope_tables_;
+
+  std::map<std::pair<int32_t, int32_t>, GraphEntry> graphs_;
+  std::map<std::pair<int32_t, int32_t>, int> seen_;
+  uint64_t clock_ = 0;
+  bool graphs_broken_ = false;
+  GraphStats stats_;
+};
+
+}  // namespace
+
+#if defined(VIREO_CUDA_EMU)
+std::unique_ptr<Backend> make_backend(const CudaOptions& opts) { return std::make_unique<CudaBackend>(0, opts); }
+#endif
+
+}  // namespace vireo::VIREO_CUDA_NS
+
+#if !defined(VIREO_CUDA_EMU)
+namespace vireo {
+
+CudaOptions CudaOptions::from_env() {
+  CudaOptions o;
+  if (const char* g = std::getenv("VIREO_CUDA_GRAPHS")) o.graphs = std::atoi(g) != 0 ? 1 : 0;
+  if (const char* s = std::getenv("VIREO_CUDA_SYNC")) o.sync_each_op = std::atoi(s) != 0;
+  return o;
+}
+
+bool cuda_available(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    if (why) *why = std::string("no usable CUDA device: ") + cudaGetErrorString(e);
+    return false;
+  }
+  if (n <= 0) {
+    if (why) *why = "no CUDA device found";
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device_index) {
+  return make_cuda_backend(device_index, CudaOptions::from_env());
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaOptions& opts) {
+  return std::make_unique<cuda::CudaBackend>(device_index, opts);
+}
+
+}  // namespace vireo
+#endif

@@ -1,0 +1,165 @@
+// A CPU stand-in for the small part of the CUDA runtime and cuBLAS that the CUDA backend uses, so that the
+// backend's own source (host code and kernels alike) can be compiled by the host compiler and run in tests on
+// machines without a GPU. Not a general emulator: it implements what src/backend/cuda uses and checks what it can.
+//
+// Kernels run block by block; the threads of a block are cooperative fibers, so __syncthreads and warp shuffles
+// have their real meaning (a shuffle waits for the 32 lanes of its warp). "Device memory" is host memory from an
+// aligned allocator; streams run work at once, except while capturing, when work is recorded into a graph that
+// cudaGraphLaunch replays. cublasGemmEx is computed on the host from the documented column-major definition.
+//
+// The implementation lives in tests/gpu/emu/emu_runtime.cpp (only the emulation test build links it).
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+
+// ---- CUDA vector types and launch geometry ----
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(16) int4 { int x, y, z, w; };
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
+struct alignas(8) float2 { float x, y; };
+inline float2 make_float2(float a, float b) { return {a, b}; }
+
+namespace emu {
+struct StreamImpl;
+struct GraphImpl;
+struct CublasImpl;
+
+const dim3& thread_idx();
+const dim3& block_idx();
+const dim3& block_dim();
+const dim3& grid_dim();
+void syncthreads();
+uint32_t shfl_xor_bits(uint32_t v, int lane_mask);
+void* shared_static(size_t bytes, size_t align);
+void* shared_dynamic();
+void check_aligned(const void* p, size_t align);
+[[noreturn]] void fatal(const char* msg);
+// Runs body once per thread of every block of the grid (or records it when the stream is capturing).
+void launch(dim3 grid, dim3 block, size_t dyn_smem, StreamImpl* stream, std::function<void()> body);
+
+template <class T>
+T shfl_xor(T v, int lane_mask) {
+  static_assert(sizeof(T) == 4, "32-bit shuffles only");
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  b = shfl_xor_bits(b, lane_mask);
+  T r;
+  std::memcpy(&r, &b, 4);
+  return r;
+}
+}  // namespace emu
+
+#define threadIdx (::emu::thread_idx())
+#define blockIdx (::emu::block_idx())
+#define blockDim (::emu::block_dim())
+#define gridDim (::emu::grid_dim())
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
+inline void __syncthreads() { ::emu::syncthreads(); }
+template <class T>
+inline T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask) {
+  return ::emu::shfl_xor(v, lane_mask);
+}
+
+// ---- runtime API subset ----
+typedef int cudaError_t;
+enum : int {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorNoDevice = 100,
+  cudaErrorStreamCaptureInvalidated = 901,
+};
+typedef emu::StreamImpl* cudaStream_t;
+typedef emu::GraphImpl* cudaGraph_t;
+typedef emu::GraphImpl* cudaGraphExec_t;
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4
+};
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2
+};
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+constexpr unsigned cudaStreamNonBlocking = 1;
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int multiProcessorCount;
+  int major, minor;
+  size_t sharedMemPerBlockOptin;
+  int memoryBusWidth;
+};
+
+cudaError_t cudaGetDeviceCount(int* n);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDevice(int* d);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d);
+cudaError_t cudaMalloc(void** p, size_t bytes);
+cudaError_t cudaFree(void* p);
+cudaError_t cudaMallocHost(void** p, size_t bytes);
+cudaError_t cudaFreeHost(void* p);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s);
+cudaError_t cudaMemset(void* dst, int v, size_t bytes);
+cudaError_t cudaMemsetAsync(void* dst, int v, size_t bytes, cudaStream_t s);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaGetLastError();
+const char* cudaGetErrorString(cudaError_t e);
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long flags);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+template <class F>
+cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) {
+  return cudaSuccess;
+}
+
+// ---- cuBLAS subset ----
+typedef emu::CublasImpl* cublasHandle_t;
+typedef int cublasStatus_t;
+enum : int { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_INVALID_VALUE = 7, CUBLAS_STATUS_NOT_SUPPORTED = 15 };
+typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
+typedef enum { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14 } cudaDataType;
+typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
+typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
+cublasStatus_t cublasCreate(cublasHandle_t* h);
+cublasStatus_t cublasDestroy(cublasHandle_t h);
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void* ws, size_t bytes);
+const char* cublasGetStatusString(cublasStatus_t s);
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void* alpha, const void* A, cudaDataType at, int lda, const void* B,
+                            cudaDataType bt, int ldb, const void* beta, void* C, cudaDataType ct, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t algo);
+
+namespace emu {
+// Counters for tests of the emulator itself.
+struct Stats {
+  long long launches = 0, blocks = 0, graph_launches = 0, bytes_allocated = 0;
+};
+Stats stats();
+}  // namespace emu

@@ -1,0 +1,88 @@
+// Host entry points of the kernels (one family per .cu file). Every function enqueues work on `s` and checks the
+// launch; shapes are the op's shapes (row-major activations, `ld` = elements between rows). Values of a step
+// (tokens, positions, slots, logit rows) are passed as device pointers, so a launch can be captured in a graph
+// and replayed with new values.
+#pragma once
+#include <cstdint>
+
+#include "backend/cuda/formats.cuh"
+
+namespace vireo::VIREO_CUDA_NS {
+
+// ---- matvec_*.cu: y[t][row] = dot(W[row], x[t]) for t < n (n <= kMatvecMaxN) ----
+constexpr int kMatvecMaxN = 8;
+void matvec_kquant(const MatView& w, const ActQ8& a, int n, float* y, int64_t ldy, cudaStream_t s);  // Q4_K/Q5_K/Q6_K
+void matvec_q32(const MatView& w, const ActQ8& a, int n, float* y, int64_t ldy, cudaStream_t s);     // Q8_0/Q4_0
+void matvec_float(const MatView& w, const ActF32& a, int n, float* y, int64_t ldy, cudaStream_t s);  // F32/F16/BF16
+inline bool wfmt_uses_q8(WFmt f) { return !wfmt_is_float(f); }
+
+// ---- elementwise.cu ----
+// Activations for the matvec kernels: int8 per 32 elements (q stride K bytes, ds stride K/32), K % 32 == 0.
+void quantize_act_q8(const float* x, int64_t ldx, int n, int64_t K, int8_t* q, float2* ds, cudaStream_t s);
+// f32 copy with rows padded to Kp (zeros after K).
+void prep_act_f32(const float* x, int64_t ldx, int n, int64_t K, int64_t Kp, float* out, cudaStream_t s);
+// f16 copy with rows padded to Kp (zeros after K), for the tensor-core path.
+void prep_act_f16(const float* x, int64_t ldx, int n, int64_t K, int64_t Kp, uint16_t* out, cudaStream_t s);
+void embed_rows(const MatView& table, const int32_t* tokens, int n, float* out, int64_t ldo, cudaStream_t s);
+void add_bias(float* x, int64_t ldx, const float* b, int rows, int64_t cols, cudaStream_t s);
+void add_inplace(float* x, int64_t ldx, const float* y, int64_t ldy, int rows, int64_t cols, cudaStream_t s);
+void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* out, int64_t ldo, int rows,
+            int64_t cols, cudaStream_t s);
+void gather_rows(const float* x, int64_t ldx, const int32_t* idx, int r, int64_t cols, float* out, int64_t ldo,
+                 cudaStream_t s);
+// k/v rows of n tokens into the cache of one layer at (slot[t], pos[t]); cache rows are kv_dim elements.
+void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int n, const int32_t* pos,
+              const int32_t* slot, void* kc, void* vc, bool f16, int n_ctx, int kv_dim, cudaStream_t s);
+
+// ---- norm.cu ----
+void rmsnorm(const float* x, int64_t ldx, const float* g, float eps, int rows, int64_t cols, float* out,
+             int64_t ldo, cudaStream_t s);
+// x += y (in place), out = rmsnorm(x) * g
+void add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const float* g, float eps, int rows,
+                 int64_t cols, float* out, int64_t ldo, cudaStream_t s);
+
+// ---- rope.cu ----
+// In place; inv_freq[i] (i < rope_dim/2) already includes the frequency factors.
+void rope(float* x, int64_t ldx, int n, const int32_t* pos, const float* inv_freq, int n_heads, int head_dim,
+          int rope_dim, bool neox, cudaStream_t s);
+
+// ---- attention.cu ----
+struct AttnArgs {
+  const float* q = nullptr;
+  int64_t ldq = 0;
+  float* out = nullptr;
+  int64_t ldo = 0;
+  const void* k_cache = nullptr;  // layer base, [slot][pos][kv_dim]
+  const void* v_cache = nullptr;
+  bool f16 = true;
+  const int32_t* pos = nullptr;
+  const int32_t* slot = nullptr;
+  int n = 0;  // tokens
+  int n_ctx = 0, kv_dim = 0, head_dim = 0, n_heads = 0, n_kv_heads = 0;
+  float scale = 1.f;
+  // Split-KV (flash-decoding): the positions of a token are cut into chunks of `chunk` (a multiple of the tile);
+  // with splits > 1 every chunk writes a partial result and a merge kernel combines them.
+  int splits = 1, chunk = 0;
+  float* part_o = nullptr;    // [n][n_heads][splits][head_dim]
+  float2* part_ml = nullptr;  // [n][n_heads][splits] {max, sum}
+};
+constexpr int kAttnTile = 32;       // positions per tile
+constexpr int kAttnMaxHeadDim = 256;
+constexpr int kAttnMaxGroup = 8;    // query heads sharing one block
+// Heads per block: the largest divisor of n_heads / n_kv_heads that is at most kAttnMaxGroup.
+int attn_heads_per_block(int n_heads, int n_kv_heads);
+// Chooses splits/chunk for n tokens so that the grid fills `sms` multiprocessors; sets a.splits and a.chunk.
+void attn_plan(AttnArgs& a, int sms);
+void attention(const AttnArgs& a, cudaStream_t s);
+// Once per process and device: opt in to the shared memory the kernels may need.
+void attention_init();
+
+// ---- gemm.cu ----
+// Dequantizes rows [row0, row0 + nrows) to f16, out[r][Kp].
+void dequant_f16(const MatView& w, int64_t row0, int64_t nrows, uint16_t* out, cudaStream_t s);
+// y[t][r] = sum_k W[r][k] * X[t][k] for r < rows, t < n: W [rows][Kp] and X [n][Kp] f16, y f32 (row stride ldy).
+// On tensor cores through cuBLAS (f32 accumulation); the handle is bound to the backend's stream.
+void gemm_f16(cublasHandle_t h, const uint16_t* W, int64_t rows, const uint16_t* X, int n, int64_t Kp, float* y,
+              int64_t ldy);
+
+}  // namespace vireo::VIREO_CUDA_NS
