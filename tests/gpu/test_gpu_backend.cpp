@@ -1,2 +1,815 @@
+// Tests of the CUDA backend against the CPU reference (quant_ref dequantizers, the CPU backend, double-precision
+// products). Every test runs twice:
+//   Cuda/...  on the GPU (real shapes: 4096x4096, 14336x4096, 4096x14336 ...); skipped, saying so, without a GPU;
+//   Emu/...   the same backend source compiled for the CPU emulator (src/backend/cuda/emu), on small shapes, so the
+//             kernels' indexing, synchronization, graph logic and the cuBLAS call are checked on any machine.
+//
+// Error bounds. Matmul outputs are checked element by element against a bound derived from the arithmetic:
+//   int8 activations (quantized weights, <= 8 tokens): |err| <= sum_k |w_k| * amax(block of k) / 254 (the
+//       activation rounding) + 1e-5 * (sum |w x| + max|w| * sum|x|) (f32 rounding);
+//   float weights, <= 8 tokens (f32 activations): 4e-5 * sum |w x|;
+//   types stored as f16 (Q4_1, Q5_0, Q5_1, Q2_K, Q3_K): 2^-11 weight rounding on top: 6e-4 * sum |w x| + 3e-8 * sum|x|;
+//   > 8 tokens (f16 tensor cores): 1.5e-3 * sum |w x| + 3e-8 * (sum|x| + sum|w|);
+// and the relative L2 error ||y - ref|| / ||ref|| is bounded per path: int8 2e-2, float 1e-4, f16-stored 1e-3,
+// tensor cores 3e-3. Outputs are poisoned with NaN before every run; a NaN or inf anywhere fails.
 #include <gtest/gtest.h>
-TEST(Stub, Nothing) {}
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "core/dtype.h"
+#include "gguf/gguf.h"
+#include "model/model.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+namespace vireo::cuda_emu {
+std::unique_ptr<Backend> make_backend(const CudaOptions& opts);
+}
+
+namespace vireo {
+namespace {
+
+enum class Dev { Cuda, Emu };
+
+int device_index() {
+  const char* d = std::getenv("VIREO_CUDA_DEVICE");
+  return d ? std::atoi(d) : 0;
+}
+
+std::unique_ptr<Backend> make_dev(Dev d, const CudaOptions& o) {
+  return d == Dev::Cuda ? make_cuda_backend(device_index(), o) : cuda_emu::make_backend(o);
+}
+
+unsigned n_threads() { return std::max(1u, std::min(32u, std::thread::hardware_concurrency())); }
+
+// Runs f(i) for i in [0, n) on all cores.
+void parallel_for(int64_t n, const std::function<void(int64_t)>& f) {
+  const unsigned nt = std::max<unsigned>(1, std::min<int64_t>(n_threads(), n));
+  std::vector<std::thread> ts;
+  for (unsigned t = 0; t < nt; ++t)
+    ts.emplace_back([&, t] {
+      for (int64_t i = t; i < n; i += nt) f(i);
+    });
+  for (auto& t : ts) t.join();
+}
+
+// ---- activation buffers on any backend (device memory for CUDA backends, host memory for the CPU) ----
+CudaBackendExt* ext_of(Backend& be) { return dynamic_cast<CudaBackendExt*>(&be); }
+
+void put(Backend& be, Act a, const std::vector<float>& v) {
+  ASSERT_LE(v.size(), static_cast<size_t>(a.rows * a.cols));
+  if (auto* e = ext_of(be))
+    e->copy_to_device(a.data, v.data(), v.size() * sizeof(float));
+  else
+    std::memcpy(a.data, v.data(), v.size() * sizeof(float));
+}
+
+std::vector<float> get(Backend& be, Act a, int64_t rows) {
+  std::vector<float> v(static_cast<size_t>(rows * a.cols));
+  if (auto* e = ext_of(be))
+    e->copy_to_host(v.data(), a.data, v.size() * sizeof(float));
+  else
+    std::memcpy(v.data(), a.data, v.size() * sizeof(float));
+  return v;
+}
+
+void poison(Backend& be, Act a) {  // every f32 becomes NaN
+  const size_t bytes = static_cast<size_t>(a.rows * a.cols) * sizeof(float);
+  if (auto* e = ext_of(be))
+    e->fill_bytes(a.data, 0xff, bytes);
+  else
+    std::memset(a.data, 0xff, bytes);
+}
+
+template <class F>
+void step(Backend& be, const Batch& b, F&& ops) {
+  be.begin_step(b);
+  ops();
+  be.end_step(Act{}, std::span<float>());
+}
+
+Batch plain_batch(int n) {
+  Batch b;
+  for (int i = 0; i < n; ++i) b.add(0, i, 0, false);
+  return b;
+}
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng) * scale;
+  return v;
+}
+
+// Activations like a model's: normal, with a few outliers.
+std::vector<float> make_acts(int64_t rows, int64_t cols, uint32_t seed) {
+  std::vector<float> v = randn(static_cast<size_t>(rows * cols), seed);
+  std::mt19937 rng(seed ^ 0x5a5a);
+  std::uniform_int_distribution<int64_t> pick(0, rows * cols - 1);
+  for (int64_t i = 0; i < rows * cols / 100; ++i) v[pick(rng)] *= 8.f;
+  return v;
+}
+
+bool all_finite(const std::vector<float>& v) {
+  for (float x : v)
+    if (!std::isfinite(x)) return false;
+  return true;
+}
+
+// ---- weights in GGUF layout ----
+const DType kAllTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16,
+                           DType::F32,  DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K};
+
+bool native_quant(DType t) {
+  return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::Q8_0 || t == DType::Q4_0;
+}
+bool native_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+// Byte offsets of the f16 scale fields of one block (scaling them all scales the block's values).
+std::vector<size_t> f16_fields(DType t) {
+  switch (t) {
+    case DType::Q4_0: return {offsetof(BlockQ4_0, d)};
+    case DType::Q4_1: return {offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m)};
+    case DType::Q5_0: return {offsetof(BlockQ5_0, d)};
+    case DType::Q5_1: return {offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m)};
+    case DType::Q8_0: return {offsetof(BlockQ8_0, d)};
+    case DType::Q2_K: return {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)};
+    case DType::Q3_K: return {offsetof(BlockQ3_K, d)};
+    case DType::Q4_K: return {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)};
+    case DType::Q5_K: return {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)};
+    case DType::Q6_K: return {offsetof(BlockQ6_K, d)};
+    default: return {};
+  }
+}
+
+// rows x K weights. Float types: normal values with a per-row scale. Quantized types: rows quantized by the
+// reference quantizer from normal data; for large matrices a pool of 256 quantized rows is reused, each copy with
+// its own scale (its f16 scale fields multiplied by a per-row factor), so every row still differs.
+std::vector<uint8_t> make_weights(DType t, int64_t rows, int64_t K, uint32_t seed) {
+  const int64_t rb = row_bytes(t, K);
+  std::vector<uint8_t> out(static_cast<size_t>(rows * rb));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> scale(0.25f, 2.0f);
+  std::vector<float> row_scale(static_cast<size_t>(rows));
+  for (auto& s : row_scale) s = scale(rng);
+  if (native_float(t)) {
+    parallel_for(rows, [&](int64_t r) {
+      const std::vector<float> v = randn(static_cast<size_t>(K), seed * 7919u + static_cast<uint32_t>(r), 0.05f * row_scale[r]);
+      uint8_t* dst = out.data() + r * rb;
+      for (int64_t k = 0; k < K; ++k) {
+        if (t == DType::F32) {
+          std::memcpy(dst + 4 * k, &v[k], 4);
+        } else {
+          const uint16_t h = t == DType::F16 ? fp32_to_fp16(v[k]) : fp32_to_bf16(v[k]);
+          std::memcpy(dst + 2 * k, &h, 2);
+        }
+      }
+    });
+    return out;
+  }
+  const int64_t pool = std::min<int64_t>(rows, 256);
+  std::vector<uint8_t> pool_rows(static_cast<size_t>(pool * rb));
+  parallel_for(pool, [&](int64_t r) {
+    const std::vector<float> v = randn(static_cast<size_t>(K), seed * 104729u + static_cast<uint32_t>(r), 0.05f);
+    quantize_row_ref(t, v.data(), pool_rows.data() + r * rb, K);
+  });
+  const int64_t bs = dtype_info(t).block_bytes, nb = K / dtype_info(t).block_elems;
+  const std::vector<size_t> fields = f16_fields(t);
+  std::uniform_int_distribution<int64_t> pick(0, pool - 1);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t src = rows == pool ? r : pick(rng);
+    uint8_t* dst = out.data() + r * rb;
+    std::memcpy(dst, pool_rows.data() + src * rb, static_cast<size_t>(rb));
+    for (int64_t b = 0; b < nb; ++b)
+      for (size_t off : fields) {
+        uint16_t h;
+        std::memcpy(&h, dst + b * bs + off, 2);
+        h = fp32_to_fp16(fp16_to_fp32(h) * row_scale[r]);
+        std::memcpy(dst + b * bs + off, &h, 2);
+      }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The fixture: one instance per device kind.
+// ---------------------------------------------------------------------------------------------------------------
+class Gpu : public ::testing::TestWithParam<Dev> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Dev::Cuda) {
+      std::string why;
+      if (!cuda_available(&why))
+        GTEST_SKIP() << "no CUDA GPU on this machine (" << why
+                     << "); the CUDA backend tests need one. The Emu/ variants run the same code on the CPU.";
+    }
+  }
+  bool emu() const { return GetParam() == Dev::Emu; }
+  std::unique_ptr<Backend> make(const CudaOptions& o = CudaOptions()) { return make_dev(GetParam(), o); }
+};
+
+std::string dev_name(const ::testing::TestParamInfo<Dev>& i) { return i.param == Dev::Cuda ? "Cuda" : "Emu"; }
+
+// ---------------------------------------------------------------------------------------------------------------
+// matmul
+// ---------------------------------------------------------------------------------------------------------------
+struct MatmulResult {
+  double rel_l2 = 0, worst_ratio = 0;
+};
+
+void check_matmul(Backend& be, DType t, int64_t rows, int64_t K, const std::vector<int>& ns, uint32_t seed,
+                  int matvec_max = 8) {
+  SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(rows) + "x" + std::to_string(K));
+  const std::vector<uint8_t> wb = make_weights(t, rows, K, seed);
+  const int maxn = *std::max_element(ns.begin(), ns.end());
+  const std::vector<float> xs = make_acts(maxn, K, seed + 1);
+
+  // Reference and bound terms for every (token, row).
+  const size_t cells = static_cast<size_t>(maxn * rows);
+  std::vector<double> ref(cells), s_wx(cells), s_q(cells), s_x(cells), s_w(cells), max_w(cells);
+  std::vector<float> amax(static_cast<size_t>(maxn * (K / 32 + 1)));
+  for (int tk = 0; tk < maxn; ++tk)
+    for (int64_t b = 0; b * 32 < K; ++b) {
+      float m = 0;
+      for (int64_t k = b * 32; k < std::min(K, b * 32 + 32); ++k) m = std::max(m, std::fabs(xs[tk * K + k]));
+      amax[tk * (K / 32 + 1) + b] = m;
+    }
+  parallel_for(rows, [&](int64_t r) {
+    std::vector<float> w(static_cast<size_t>(K));
+    dequantize_row(t, wb.data() + r * row_bytes(t, K), w.data(), K);
+    double sw = 0, mw = 0;
+    for (float v : w) sw += std::fabs(v), mw = std::max<double>(mw, std::fabs(v));
+    for (int tk = 0; tk < maxn; ++tk) {
+      const float* x = xs.data() + tk * K;
+      double acc = 0, awx = 0, aq = 0, ax = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        acc += double(w[k]) * x[k];
+        awx += std::fabs(double(w[k]) * x[k]);
+        aq += std::fabs(w[k]) * double(amax[tk * (K / 32 + 1) + k / 32]) / 254.0;
+        ax += std::fabs(x[k]);
+      }
+      const size_t c = static_cast<size_t>(tk * rows + r);
+      ref[c] = acc, s_wx[c] = awx, s_q[c] = aq, s_x[c] = ax, s_w[c] = sw, max_w[c] = mw;
+    }
+  });
+
+  const Weight* w = be.upload_weight("test.weight", t, {K, rows}, wb);
+  Act x = be.alloc_act(maxn, K);
+  Act y = be.alloc_act(maxn, rows);
+  put(be, x, xs);
+  for (int n : ns) {
+    SCOPED_TRACE("tokens=" + std::to_string(n));
+    poison(be, y);
+    const Batch b = plain_batch(n);
+    step(be, b, [&] { be.matmul(w, x.with_rows(n), y.with_rows(n)); });
+    const std::vector<float> out = get(be, y, n);
+    ASSERT_TRUE(all_finite(out)) << "non-finite output (NaN poison left or overflow)";
+    const bool gemm = n > matvec_max;
+    double num = 0, den = 0, worst = 0;
+    int64_t worst_at = -1;
+    for (int tk = 0; tk < n; ++tk)
+      for (int64_t r = 0; r < rows; ++r) {
+        const size_t c = static_cast<size_t>(tk * rows + r);
+        const double err = std::fabs(double(out[tk * rows + r]) - ref[c]);
+        double bound;
+        if (gemm)
+          bound = 1.5e-3 * s_wx[c] + 3e-8 * (s_x[c] + s_w[c]);
+        else if (native_quant(t))
+          bound = 1.02 * s_q[c] + 1e-5 * (s_wx[c] + max_w[c] * s_x[c]);
+        else if (native_float(t))
+          bound = 4e-5 * s_wx[c];
+        else
+          bound = 6e-4 * s_wx[c] + 3e-8 * s_x[c];
+        bound += 1e-30;
+        num += err * err;
+        den += ref[c] * ref[c];
+        if (err / bound > worst) worst = err / bound, worst_at = static_cast<int64_t>(c);
+      }
+    const double rel = std::sqrt(num / std::max(den, 1e-300));
+    const double l2_bound = gemm ? 3e-3 : native_quant(t) ? 2e-2 : native_float(t) ? 1e-4 : 1e-3;
+    EXPECT_LE(worst, 1.0) << "element " << worst_at % rows << " of token " << worst_at / rows << ": got "
+                          << out[worst_at] << ", reference " << ref[worst_at] << " (" << (gemm ? "tensor-core" : "matvec")
+                          << " path)";
+    EXPECT_LE(rel, l2_bound) << (gemm ? "tensor-core" : "matvec") << " path";
+  }
+}
+
+TEST_P(Gpu, MatmulEveryTypeEveryTokenCount) {
+  // Every type, every matvec token count (1..8) and the tensor-core path; shapes with partial warps/blocks.
+  for (DType t : kAllTypes) {
+    auto be = make();
+    const bool k = dtype_info(t).block_elems == 256;
+    const bool f = native_float(t);
+    int64_t rows, K;
+    if (emu()) {
+      rows = 37;
+      K = k ? 512 : (f ? 172 : 96);
+    } else {
+      rows = 4096;
+      K = k ? 4096 : (f ? 4100 : 4096);
+    }
+    check_matmul(*be, t, rows, K, {1, 2, 3, 4, 5, 6, 7, 8, 9, 33}, 11u + static_cast<uint32_t>(t));
+  }
+}
+
+TEST_P(Gpu, MatmulRealShapes) {
+  // The Llama-3-8B projections: 4096x4096 (q, o), 14336x4096 (gate, up), 4096x14336 (down), 1024x4096 (k, v).
+  struct Shape {
+    int64_t rows, K;
+  };
+  const std::vector<Shape> shapes = emu() ? std::vector<Shape>{{20, 1280}, {70, 256}}
+                                          : std::vector<Shape>{{4096, 4096}, {14336, 4096}, {4096, 14336}, {1024, 4096}};
+  const std::vector<int> ns = emu() ? std::vector<int>{1, 4, 12} : std::vector<int>{1, 2, 8, 64};
+  for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16})
+    for (const Shape& s : shapes) {
+      auto be = make();
+      check_matmul(*be, t, s.rows, s.K, ns, 1000u + static_cast<uint32_t>(t) * 7u + static_cast<uint32_t>(s.rows));
+    }
+}
+
+TEST_P(Gpu, MatmulTensorCorePathInSlices) {
+  // A tiny f16 scratch forces the prefill path to dequantize and multiply the weights in many slices.
+  CudaOptions o;
+  o.gemm_scratch_elems = emu() ? 5 * 512 : 1000 * 4096;
+  auto be = make(o);
+  check_matmul(*be, DType::Q4_K, emu() ? 23 : 4096, emu() ? 512 : 4096, {9, 17}, 77);
+  auto be2 = make(o);
+  check_matmul(*be2, DType::F32, emu() ? 23 : 4096, emu() ? 172 : 4096, {10}, 78);
+}
+
+TEST_P(Gpu, MatmulMatvecOnlyUpToOneToken) {
+  // matvec_max_tokens = 1: two tokens already take the tensor-core path.
+  CudaOptions o;
+  o.matvec_max_tokens = 1;
+  auto be = make(o);
+  check_matmul(*be, DType::Q6_K, emu() ? 9 : 2048, emu() ? 256 : 4096, {1, 2}, 91, 1);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// elementwise ops against the CPU backend
+// ---------------------------------------------------------------------------------------------------------------
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel, double abs,
+                  const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  ASSERT_TRUE(all_finite(got)) << what << ": non-finite output";
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!(std::fabs(double(got[i]) - want[i]) <= rel * std::fabs(want[i]) + abs)) {
+      if (bad++ == 0) first = i;
+    }
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " elements off, first at " << first << ": " << got[first] << " vs "
+                     << want[first];
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, double(std::fabs(x)));
+  return m;
+}
+
+const Weight* upload_vec(Backend& be, const std::string& name, const std::vector<float>& v) {
+  std::vector<uint8_t> bytes(v.size() * 4);
+  std::memcpy(bytes.data(), v.data(), bytes.size());
+  return be.upload_weight(name, DType::F32, {static_cast<int64_t>(v.size())}, bytes);
+}
+
+TEST_P(Gpu, NormsMatchCpu) {
+  const int n = 5;
+  const int64_t cols = emu() ? 96 : 4096;
+  auto be = make();
+  auto cpu = make_cpu_backend(4);
+  const std::vector<float> xs = make_acts(n, cols, 1), ys = make_acts(n, cols, 2);
+  std::vector<float> g = randn(static_cast<size_t>(cols), 3);
+  for (auto& v : g) v = 1.f + 0.2f * v;
+  std::vector<float> out_be, out_cpu, x_be, x_cpu;
+  for (Backend* b : {be.get(), cpu.get()}) {
+    const Weight* gw = upload_vec(*b, "norm", g);
+    Act x = b->alloc_act(n, cols), y = b->alloc_act(n, cols), o = b->alloc_act(n, cols), o2 = b->alloc_act(n, cols);
+    put(*b, x, xs);
+    put(*b, y, ys);
+    poison(*b, o);
+    poison(*b, o2);
+    step(*b, plain_batch(n), [&] {
+      b->rmsnorm(x, gw, 1e-5f, o);
+      b->add_rmsnorm(x, y, gw, 1e-5f, o2);
+    });
+    std::vector<float> r = get(*b, o, n);
+    const std::vector<float> r2 = get(*b, o2, n);
+    r.insert(r.end(), r2.begin(), r2.end());
+    (b == be.get() ? out_be : out_cpu) = r;
+    (b == be.get() ? x_be : x_cpu) = get(*b, x, n);
+  }
+  expect_close(out_be, out_cpu, 2e-5, 1e-6, "rmsnorm / add_rmsnorm output");
+  expect_close(x_be, x_cpu, 0, 0, "add_rmsnorm residual (x += y)");
+}
+
+TEST_P(Gpu, RopeMatchesCpu) {
+  struct Case {
+    int heads, head_dim, rope_dim;
+    RopeMode mode;
+    bool factors;
+  };
+  const std::vector<Case> cases = {{32, 128, 128, RopeMode::Normal, true},
+                                   {8, 128, 128, RopeMode::Neox, false},
+                                   {4, 64, 32, RopeMode::Normal, false},
+                                   {14, 64, 64, RopeMode::Neox, true},
+                                   {8, 8, 8, RopeMode::Normal, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE("heads=" + std::to_string(c.heads) + " head_dim=" + std::to_string(c.head_dim) +
+                 " rope_dim=" + std::to_string(c.rope_dim) + (c.mode == RopeMode::Neox ? " neox" : " normal"));
+    const int n = 7;
+    const int64_t cols = int64_t(c.heads) * c.head_dim;
+    Batch b;
+    const int32_t positions[n] = {0, 1, 17, 511, 4095, 8191, 3};
+    for (int i = 0; i < n; ++i) b.add(i, positions[i], 0, false);
+    const std::vector<float> xs = make_acts(n, cols, 5);
+    std::vector<float> fac(static_cast<size_t>(c.rope_dim / 2));
+    for (size_t i = 0; i < fac.size(); ++i) fac[i] = 1.f + static_cast<float>(i % 5);
+    std::vector<float> res[2];
+    auto be = make();
+    auto cpu = make_cpu_backend(2);
+    int k = 0;
+    for (Backend* bk : {be.get(), cpu.get()}) {
+      const Weight* fw = c.factors ? upload_vec(*bk, "rope_freqs.weight", fac) : nullptr;
+      Act x = bk->alloc_act(n, cols);
+      put(*bk, x, xs);
+      RopeParams p{c.heads, c.head_dim, c.rope_dim, 500000.f, c.mode, fw};
+      step(*bk, b, [&] { bk->rope(x, p); });
+      res[k++] = get(*bk, x, n);
+    }
+    expect_close(res[0], res[1], 0, 2e-5 * max_abs(xs), "rope");
+  }
+}
+
+TEST_P(Gpu, ElementwiseMatchCpu) {
+  const int n = 6;
+  const int64_t cols = emu() ? 172 : 14336;
+  const std::vector<float> a = make_acts(n, cols, 7), bb = make_acts(n, cols, 8);
+  const std::vector<float> bias = randn(static_cast<size_t>(cols), 9);
+  std::vector<float> res[2];
+  auto be = make();
+  auto cpu = make_cpu_backend(2);
+  int k = 0;
+  for (Backend* b : {be.get(), cpu.get()}) {
+    const Weight* bw = upload_vec(*b, "bias", bias);
+    Act x = b->alloc_act(n, cols), y = b->alloc_act(n, cols), o = b->alloc_act(n, cols), z = b->alloc_act(n, cols);
+    put(*b, x, a);
+    put(*b, y, bb);
+    put(*b, z, a);
+    poison(*b, o);
+    step(*b, plain_batch(n), [&] {
+      b->swiglu(x, y, o);  // o = silu(x) * y
+      b->add_bias(x, bw);  // x += bias
+      b->add(y, x);        // y += x
+      b->swiglu(z, y, z);  // in place, as the model does
+    });
+    std::vector<float> r = get(*b, o, n);
+    for (Act t : {x, y, z}) {
+      const std::vector<float> v = get(*b, t, n);
+      r.insert(r.end(), v.begin(), v.end());
+    }
+    res[k++] = r;
+  }
+  expect_close(res[0], res[1], 2e-6, 1e-7, "swiglu / add_bias / add");
+}
+
+TEST_P(Gpu, EmbedEveryType) {
+  for (DType t : kAllTypes) {
+    SCOPED_TRACE(std::string(dtype_name(t)));
+    const bool k = dtype_info(t).block_elems == 256;
+    const int64_t dim = emu() ? (k ? 256 : (native_float(t) ? 100 : 64)) : (k ? 4096 : (native_float(t) ? 4100 : 4096));
+    const int64_t vocab = emu() ? 50 : 1000;
+    const std::vector<uint8_t> tb = make_weights(t, vocab, dim, 21);
+    auto be = make();
+    const Weight* w = be->upload_weight("token_embd.weight", t, {dim, vocab}, tb);
+    const int n = 9;
+    Batch b;
+    std::vector<int32_t> toks = {0, 1, int32_t(vocab - 1), 7, 7, 13, 42 % int32_t(vocab), 3, int32_t(vocab / 2)};
+    for (int i = 0; i < n; ++i) b.add(toks[i], i, 0, false);
+    Act out = be->alloc_act(n, dim);
+    poison(*be, out);
+    step(*be, b, [&] { be->embed(w, out); });
+    const std::vector<float> got = get(*be, out, n);
+    std::vector<float> want(static_cast<size_t>(n * dim));
+    for (int i = 0; i < n; ++i) dequantize_row(t, tb.data() + toks[i] * row_bytes(t, dim), want.data() + i * dim, dim);
+    const bool f16_stored = !native_quant(t) && !native_float(t);
+    expect_close(got, want, f16_stored ? 1e-3 : 1e-6, (f16_stored ? 1e-7 : 2e-6) * max_abs(want), "embed");
+  }
+}
+
+TEST_P(Gpu, EmbedRejectsBadTokens) {
+  auto be = make();
+  const std::vector<uint8_t> tb = make_weights(DType::F16, 10, 64, 1);
+  const Weight* w = be->upload_weight("token_embd.weight", DType::F16, {64, 10}, tb);
+  Act out = be->alloc_act(2, 64);
+  Batch b;
+  b.add(3, 0, 0, false);
+  b.add(10, 1, 0, false);
+  be->begin_step(b);
+  EXPECT_THROW(be->embed(w, out), std::runtime_error);
+}
+
+TEST_P(Gpu, GatherLogitRows) {
+  const int n = 6;
+  const int64_t cols = 300;
+  const std::vector<float> xs = make_acts(n, cols, 4);
+  auto be = make();
+  Act x = be->alloc_act(n, cols), o = be->alloc_act(n, cols);
+  put(*be, x, xs);
+  poison(*be, o);
+  Batch b;
+  for (int i = 0; i < n; ++i) b.add(i, i, 0, i == 1 || i == 4 || i == 5);
+  step(*be, b, [&] { be->gather_logit_rows(x, o.with_rows(3)); });
+  const std::vector<float> got = get(*be, o, 3);
+  std::vector<float> want;
+  for (int r : {1, 4, 5}) want.insert(want.end(), xs.begin() + r * cols, xs.begin() + (r + 1) * cols);
+  expect_close(got, want, 0, 0, "gather_logit_rows");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// attention (with kv_store) against the CPU backend
+// ---------------------------------------------------------------------------------------------------------------
+struct AttnCase {
+  int heads, kv_heads, head_dim;
+  DType kv;
+};
+
+// Fills the caches of both backends with the same keys/values, then runs steps of several kinds (one decode
+// token, tokens of different slots, tokens of one slot in one step, a long prefill) and compares the outputs.
+void check_attention(Backend& be, Backend& cpu, const AttnCase& c, int n_ctx, int max_batch, uint32_t seed) {
+  SCOPED_TRACE("heads=" + std::to_string(c.heads) + "/" + std::to_string(c.kv_heads) +
+               " head_dim=" + std::to_string(c.head_dim) + " kv=" + std::string(dtype_name(c.kv)) +
+               " n_ctx=" + std::to_string(n_ctx));
+  const int kv_dim = c.kv_heads * c.head_dim, qd = c.heads * c.head_dim;
+  const KvCacheConfig cfg{2, 3, n_ctx, kv_dim, c.kv};
+  Backend* bes[2] = {&be, &cpu};
+  Act q[2], k[2], v[2], o[2];
+  for (int i = 0; i < 2; ++i) {
+    bes[i]->alloc_kv(cfg);
+    q[i] = bes[i]->alloc_act(max_batch, qd);
+    k[i] = bes[i]->alloc_act(max_batch, kv_dim);
+    v[i] = bes[i]->alloc_act(max_batch, kv_dim);
+    o[i] = bes[i]->alloc_act(max_batch, qd);
+  }
+  // Fill positions [0, len[s]) of each slot in layer 1.
+  const int len[3] = {n_ctx - 3, n_ctx / 2 + 5, 0};
+  uint32_t sd = seed;
+  for (int s = 0; s < 3; ++s)
+    for (int p0 = 0; p0 < len[s]; p0 += max_batch) {
+      const int n = std::min(max_batch, len[s] - p0);
+      Batch b;
+      for (int i = 0; i < n; ++i) b.add(0, p0 + i, s, false);
+      const std::vector<float> ks = randn(static_cast<size_t>(n * kv_dim), ++sd), vs = randn(static_cast<size_t>(n * kv_dim), ++sd);
+      for (int i = 0; i < 2; ++i) {
+        put(*bes[i], k[i], ks);
+        put(*bes[i], v[i], vs);
+        step(*bes[i], b, [&] { bes[i]->kv_store(1, k[i].with_rows(n), v[i].with_rows(n)); });
+      }
+    }
+  const float scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+  auto run = [&](const Batch& b, const std::string& what) {
+    SCOPED_TRACE(what);
+    const int n = b.size();
+    const std::vector<float> qs = randn(static_cast<size_t>(n * qd), ++sd);
+    const std::vector<float> ks = randn(static_cast<size_t>(n * kv_dim), ++sd), vs = randn(static_cast<size_t>(n * kv_dim), ++sd);
+    std::vector<float> res[2];
+    for (int i = 0; i < 2; ++i) {
+      put(*bes[i], q[i], qs);
+      put(*bes[i], k[i], ks);
+      put(*bes[i], v[i], vs);
+      poison(*bes[i], o[i]);
+      step(*bes[i], b, [&] {
+        bes[i]->kv_store(1, k[i].with_rows(n), v[i].with_rows(n));
+        bes[i]->attention(q[i].with_rows(n), o[i].with_rows(n), {1, c.heads, c.kv_heads, c.head_dim, scale});
+      });
+      res[i] = get(*bes[i], o[i], n);
+    }
+    expect_close(res[0], res[1], 1e-4, 2e-5, "attention output");
+  };
+  {
+    Batch b;
+    b.add(0, len[0], 0, true);  // one decode token at the end of slot 0 (all splits busy)
+    run(b, "decode, long context");
+  }
+  {
+    Batch b;
+    b.add(0, 5, 2, true);  // a short context: most splits empty
+    run(b, "decode, short context");
+  }
+  {
+    Batch b;  // tokens of three slots, two of them in slot 1 (the second sees the first)
+    b.add(0, len[1], 1, true);
+    b.add(0, len[1] + 1, 1, true);
+    b.add(0, 6, 2, true);
+    b.add(0, 0, 2, false);  // overwrites position 0 of slot 2 and attends to it alone
+    run(b, "several slots");
+  }
+  {
+    Batch b;  // prefill: causal within the step
+    for (int i = 0; i < max_batch; ++i) b.add(0, i, 2, i == max_batch - 1);
+    run(b, "prefill");
+  }
+}
+
+TEST_P(Gpu, AttentionMatchesCpu) {
+  const std::vector<AttnCase> cases = {{32, 8, 128, DType::F16},  // Llama-3 8B
+                                       {8, 4, 8, DType::F16},     // stories260K
+                                       {14, 2, 64, DType::F16},   // group of 7 (Qwen2.5-0.5B)
+                                       {4, 4, 256, DType::F16},   // MHA, largest head
+                                       {32, 8, 128, DType::F32},  // f32 cache
+                                       {16, 1, 64, DType::F16}};  // MQA: 16 heads on one KV head (2 blocks of 8)
+  for (const AttnCase& c : cases) {
+    auto be = make();
+    auto cpu = make_cpu_backend(static_cast<int>(n_threads()));
+    if (emu())
+      check_attention(*be, *cpu, c, 160, 40, 3);
+    else
+      check_attention(*be, *cpu, c, 4096, 512, 3);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// CUDA graphs
+// ---------------------------------------------------------------------------------------------------------------
+// A decode-like step: embed, norm, matmul, rope, kv_store, attention, matmul, gather.
+struct MiniModel {
+  const Weight *emb, *g, *wq, *wk, *wv, *wo;
+  Act x, xb, q, k, v, att, out, sel;
+  int dim = 64, heads = 4, kv_heads = 2, hd = 16;
+  void build(Backend& be) {
+    const int64_t vocab = 40;
+    emb = be.upload_weight("token_embd.weight", DType::F16, {dim, vocab}, make_weights(DType::F16, vocab, dim, 1));
+    std::vector<float> gv(static_cast<size_t>(dim), 1.f);
+    g = upload_vec(be, "norm", gv);
+    wq = be.upload_weight("wq", DType::Q8_0, {dim, heads * hd}, make_weights(DType::Q8_0, heads * hd, dim, 2));
+    wk = be.upload_weight("wk", DType::Q8_0, {dim, kv_heads * hd}, make_weights(DType::Q8_0, kv_heads * hd, dim, 3));
+    wv = be.upload_weight("wv", DType::Q4_0, {dim, kv_heads * hd}, make_weights(DType::Q4_0, kv_heads * hd, dim, 4));
+    wo = be.upload_weight("wo", DType::F16, {heads * hd, dim}, make_weights(DType::F16, dim, heads * hd, 5));
+    const int m = 32;
+    x = be.alloc_act(m, dim), xb = be.alloc_act(m, dim), q = be.alloc_act(m, heads * hd);
+    k = be.alloc_act(m, kv_heads * hd), v = be.alloc_act(m, kv_heads * hd), att = be.alloc_act(m, heads * hd);
+    out = be.alloc_act(m, dim), sel = be.alloc_act(m, dim);
+    be.alloc_kv({1, 2, 64, kv_heads * hd, DType::F16});
+  }
+  std::vector<float> run(Backend& be, const Batch& b, bool alt = false) {
+    const int n = b.size(), r = static_cast<int>(b.logit_rows.size());
+    Act X = x.with_rows(n), XB = xb.with_rows(n), Q = q.with_rows(n), K = k.with_rows(n), V = v.with_rows(n);
+    Act A = att.with_rows(n), O = out.with_rows(n);
+    RopeParams rp{heads, hd, hd, 10000.f, RopeMode::Normal, nullptr};
+    RopeParams rk = rp;
+    rk.n_heads = kv_heads;
+    be.begin_step(b);
+    be.embed(emb, X);
+    be.rmsnorm(X, g, 1e-5f, XB);
+    be.matmul(wq, XB, Q);
+    be.matmul(wk, XB, K);
+    be.matmul(wv, XB, V);
+    be.rope(Q, rp);
+    be.rope(K, rk);
+    be.kv_store(0, K, V);
+    be.attention(Q, A, {0, heads, kv_heads, hd, 0.25f});
+    be.matmul(wo, A, O);
+    be.add(O, X);
+    if (alt) be.add(O, X);  // a different op list for the same shape
+    be.gather_logit_rows(O, sel.with_rows(r));
+    std::vector<float> logits(static_cast<size_t>(r * dim));
+    be.end_step(sel.with_rows(r), logits);
+    return logits;
+  }
+};
+
+TEST_P(Gpu, GraphReplayEqualsEagerRun) {
+  CudaOptions eager;
+  eager.graphs = 0;
+  auto bg = make();
+  auto be = make(eager);
+  MiniModel mg, me;
+  mg.build(*bg);
+  me.build(*be);
+  uint32_t seed = 1;
+  for (int stepi = 0; stepi < 6; ++stepi) {
+    Batch b;  // two sequences decoding: same shape every step, new tokens/positions/slots
+    b.add(static_cast<int32_t>((seed * 7) % 40), stepi, 0, true);
+    b.add(static_cast<int32_t>((seed * 13) % 40), 2 * stepi, 1, true);
+    ++seed;
+    const std::vector<float> a = mg.run(*bg, b), c = me.run(*be, b);
+    ASSERT_TRUE(all_finite(a));
+    EXPECT_EQ(a, c) << "graph replay differs from the eager run at step " << stepi;
+  }
+  const auto sg = ext_of(*bg)->graph_stats(), se = ext_of(*be)->graph_stats();
+  EXPECT_EQ(sg.captures, 1);
+  EXPECT_EQ(sg.replays, 5);
+  EXPECT_EQ(se.captures, 0);
+  EXPECT_EQ(se.eager_steps, 6);
+
+  // Same shape, different ops: captured again, and right.
+  Batch b;
+  b.add(3, 6, 0, true);
+  b.add(4, 12, 1, true);
+  const std::vector<float> a = mg.run(*bg, b, true), c = me.run(*be, b, true);
+  EXPECT_EQ(a, c);
+  EXPECT_EQ(ext_of(*bg)->graph_stats().recaptures, 1);
+
+  // A large step: eager the first time, captured the second, replayed the third.
+  for (int rep = 0; rep < 3; ++rep) {
+    Batch big;
+    for (int i = 0; i < 20; ++i) big.add(i % 40, i, 1, i == 19);
+    const std::vector<float> x = mg.run(*bg, big), y = me.run(*be, big);
+    EXPECT_EQ(x, y);
+  }
+  const auto s2 = ext_of(*bg)->graph_stats();
+  EXPECT_EQ(s2.captures, 3);  // the decode shape twice, the large shape once
+  EXPECT_EQ(s2.replays, 6);
+  EXPECT_EQ(s2.eager_steps, 1);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// end to end: vireo::Model on the stories260K fixtures, CUDA backend against the CPU backend
+// ---------------------------------------------------------------------------------------------------------------
+std::filesystem::path fixtures_models() {
+  if (const char* d = std::getenv("VIREO_FIXTURES_DIR")) {
+    std::filesystem::path p(d);
+    if (std::filesystem::exists(p / "models")) return p / "models";
+    return p;  // the stories260K files directly in it
+  }
+  return std::filesystem::path(VIREO_FIXTURES) / "models";
+}
+
+int argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
+
+TEST_P(Gpu, EndToEndStories260K) {
+  const std::filesystem::path dir = fixtures_models();
+  std::vector<std::filesystem::path> files;
+  if (std::filesystem::exists(dir))
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("stories260K", 0) == 0 && e.path().extension() == ".gguf") files.push_back(e.path());
+    }
+  if (files.empty())
+    GTEST_SKIP() << "no stories260K-*.gguf in " << dir << " (set VIREO_FIXTURES_DIR to the fixtures folder)";
+  std::sort(files.begin(), files.end());
+  for (const auto& path : files) {
+    const std::string name = path.filename().string();
+    if (emu() && name.find("f32") != std::string::npos) continue;  // the emulator is slow; three files suffice
+    SCOPED_TRACE(name);
+    auto file = std::make_shared<const GgufFile>(GgufFile::open(path.string()));
+    RunOptions ro;
+    ro.n_ctx = 128;
+    ro.max_batch = 32;
+    Model cpu(file, make_cpu_backend(2), ro);
+    Model gpu(file, make(), ro);
+    const int V = cpu.config().n_vocab;
+    const bool quantized = name.find("f16") == std::string::npos && name.find("f32") == std::string::npos;
+    const double tol = quantized ? 3e-2 : 1e-2;  // relative L2 of the logits
+
+    std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 429, 285, 370, 263, 354, 280, 411};  // 12 > 8: tensor cores
+    std::vector<float> lc(static_cast<size_t>(V)), lg(static_cast<size_t>(V));
+    Batch b;
+    for (size_t i = 0; i < prompt.size(); ++i) b.add(prompt[i], static_cast<int32_t>(i), 0, i + 1 == prompt.size());
+    const int decode_steps = emu() ? 6 : 40;
+    int pos = static_cast<int>(prompt.size());
+    for (int s = 0; s <= decode_steps; ++s) {
+      SCOPED_TRACE("step " + std::to_string(s));
+      std::fill(lg.begin(), lg.end(), NAN);
+      cpu.forward(b, lc);
+      gpu.forward(b, lg);
+      ASSERT_TRUE(all_finite(lg));
+      double num = 0, den = 0, maxd = 0;
+      for (int i = 0; i < V; ++i) {
+        const double d = double(lg[i]) - lc[i];
+        num += d * d, den += double(lc[i]) * lc[i], maxd = std::max(maxd, std::fabs(d));
+      }
+      const double rel = std::sqrt(num / den);
+      EXPECT_LE(rel, tol);
+      // Greedy tokens agree unless the CPU's best two are closer than the two backends are to each other.
+      const int tc = argmax(lc.data(), V), tg = argmax(lg.data(), V);
+      if (tc != tg) EXPECT_LE(lc[tc] - lc[tg], 2 * maxd) << "greedy token differs: cpu " << tc << ", cuda " << tg;
+      b.clear();
+      b.add(tc, pos++, 0, true);  // teacher forcing with the CPU's token
+    }
+    if (!emu()) {
+      const auto st = ext_of(gpu.backend())->graph_stats();
+      EXPECT_GE(st.replays, decode_steps - 1) << "decode steps should replay a graph";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Gpu, ::testing::Values(Dev::Cuda, Dev::Emu), dev_name);
+
+}  // namespace
+}  // namespace vireo
