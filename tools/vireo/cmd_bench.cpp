@@ -47,7 +47,7 @@ void add_bench_command(CLI::App& app) {
     const int threads = la.threads > 0 ? la.threads : static_cast<int>(std::thread::hardware_concurrency());
 
     double bw = a.bandwidth_gbs * 1e9;
-    if (bw <= 0) bw = cpu::measure_read_bandwidth(threads);
+    if (bw <= 0) bw = cpu::measure_read_bandwidth(threads, static_cast<double>(engine->weight_bytes_per_token()));
 
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> tok(1, engine->n_vocab() - 1);

@@ -6,6 +6,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#if !defined(__EMSCRIPTEN__)
+#include <sys/mman.h>
+#endif
+
 #include "backend/cpu/thread_pool.h"
 
 #if defined(__x86_64__) && !defined(VIREO_NO_X86)
@@ -43,10 +47,14 @@ uint64_t sum_plain(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-double measure_read_bandwidth(int threads, double buffer_mib) {
-  const size_t n = static_cast<size_t>(buffer_mib * 1024 * 1024) / 4096 * 4096;
-  auto* buf = static_cast<uint8_t*>(std::aligned_alloc(4096, n));
+double measure_read_bandwidth(int threads, double buffer_bytes) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t n = std::max(kHuge, static_cast<size_t>(buffer_bytes) / kHuge * kHuge);
+  auto* buf = static_cast<uint8_t*>(std::aligned_alloc(kHuge, n));
   if (!buf) return 0;
+#if defined(MADV_HUGEPAGE)
+  madvise(buf, n, MADV_HUGEPAGE);
+#endif
   ThreadPool pool(threads);
   // Touch every page from the threads that will read it.
   pool.run([&](int i, int t) {
@@ -54,9 +62,8 @@ double measure_read_bandwidth(int threads, double buffer_mib) {
     split_range(static_cast<int64_t>(n), i, t, 4096, &b, &e);
     std::memset(buf + b, i + 1, static_cast<size_t>(e - b));
   });
-  bool avx512 = false;
 #if defined(__x86_64__) && !defined(VIREO_NO_X86)
-  avx512 = __builtin_cpu_supports("avx512f");
+  const bool avx512 = __builtin_cpu_supports("avx512f");
 #endif
   double best = 0;
   volatile uint64_t sink = 0;
