@@ -632,7 +632,8 @@ TEST_P(Gpu, AttentionMatchesCpu) {
                                        {14, 2, 64, DType::F16},   // group of 7 (Qwen2.5-0.5B)
                                        {4, 4, 256, DType::F16},   // MHA, largest head
                                        {32, 8, 128, DType::F32},  // f32 cache
-                                       {16, 1, 64, DType::F16}};  // MQA: 16 heads on one KV head (2 blocks of 8)
+                                       {16, 1, 64, DType::F16},   // MQA: 16 heads on one KV head (2 blocks of 8)
+                                       {4, 2, 12, DType::F16}};   // head_dim not a multiple of 8 (scalar loads)
   for (const AttnCase& c : cases) {
     auto be = make();
     auto cpu = make_cpu_backend(static_cast<int>(n_threads()));

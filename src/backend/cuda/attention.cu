@@ -18,6 +18,21 @@ constexpr int kMaxAcc = kAttnMaxGroup * kAttnMaxHeadDim / kThreads;  // outputs 
 VDEV float kv_load(const uint16_t* p, int64_t i) { return h2f(p[i]); }
 VDEV float kv_load(const float* p, int64_t i) { return p[i]; }
 
+// Eight consecutive cache elements with 16-byte loads (element offset i a multiple of 8).
+VDEV void kv_load8(const uint16_t* p, int64_t i, float* out) {
+  const uint4 v = ld16(p + i);
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+  for (int k = 0; k < 4; ++k) {
+    out[2 * k] = h2f(static_cast<uint16_t>(w[k] & 0xffffu));
+    out[2 * k + 1] = h2f(static_cast<uint16_t>(w[k] >> 16));
+  }
+}
+VDEV void kv_load8(const float* p, int64_t i, float* out) {
+  const float4 a = ld16f(p + i), b = ld16f(p + i + 4);
+  out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w;
+  out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+}
+
 inline int64_t attn_smem_floats(int hg, int D) {
   return int64_t(hg) * D + int64_t(kAttnTile) * (D + 1) + int64_t(kAttnTile) * D + int64_t(hg) * kAttnTile +
          3 * int64_t(hg);
@@ -62,21 +77,41 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnArgs a, int hg) {
   const KV* kc = static_cast<const KV*>(a.k_cache);
   const KV* vc = static_cast<const KV*>(a.v_cache);
   const int64_t base = static_cast<int64_t>(slot) * a.n_ctx * a.kv_dim + static_cast<int64_t>(kvh) * D;
+  const bool vec8 = D % 8 == 0 && a.kv_dim % 8 == 0;  // rows start 16-byte aligned (cache base: cudaMalloc)
   __syncthreads();
 
   const int warp = tid >> 5, lane = tid & 31, nwarps = nthr >> 5;
   for (int j0 = start; j0 < end; j0 += T) {
     const int jn = imin(T, end - j0);
-    for (int i = tid; i < T * D; i += nthr) {
-      const int j = i / D, d = i % D;
-      float kv = 0.f, vv = 0.f;
-      if (j < jn) {
-        const int64_t off = base + static_cast<int64_t>(j0 + j) * a.kv_dim + d;
-        kv = kv_load(kc, off);
-        vv = kv_load(vc, off);
+    if (vec8) {  // 16-byte loads: 8 elements of one row per thread and step
+      const int D8 = D / 8;
+      for (int i = tid; i < T * D8; i += nthr) {
+        const int j = i / D8, d = (i % D8) * 8;
+        float kv[8], vv[8];
+        if (j < jn) {
+          const int64_t off = base + static_cast<int64_t>(j0 + j) * a.kv_dim + d;
+          kv_load8(kc, off, kv);
+          kv_load8(vc, off, vv);
+        } else {
+          for (int e = 0; e < 8; ++e) kv[e] = vv[e] = 0.f;
+        }
+        for (int e = 0; e < 8; ++e) {
+          k_s[j * (D + 1) + d + e] = kv[e];
+          v_s[j * D + d + e] = vv[e];
+        }
       }
-      k_s[j * (D + 1) + d] = kv;
-      v_s[j * D + d] = vv;
+    } else {
+      for (int i = tid; i < T * D; i += nthr) {
+        const int j = i / D, d = i % D;
+        float kv = 0.f, vv = 0.f;
+        if (j < jn) {
+          const int64_t off = base + static_cast<int64_t>(j0 + j) * a.kv_dim + d;
+          kv = kv_load(kc, off);
+          vv = kv_load(vc, off);
+        }
+        k_s[j * (D + 1) + d] = kv;
+        v_s[j * D + d] = vv;
+      }
     }
     __syncthreads();
     // scores of this tile: s = (q . k) * scale; positions past the end are -inf

@@ -157,8 +157,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       w->host_vec.resize(static_cast<size_t>(shape[0]));
       dequantize_row(type, bytes.data(), w->host_vec.data(), shape[0]);
       w->vec = static_cast<float*>(dev_alloc(w->host_vec.size() * sizeof(float), what.c_str()));
-      VCUDA(cudaMemcpy(w->vec, w->host_vec.data(), w->host_vec.size() * sizeof(float), cudaMemcpyHostToDevice),
-            what.c_str());
+      h2d(w->vec, w->host_vec.data(), w->host_vec.size() * sizeof(float), what.c_str());
     } else {
       int64_t rows = 1;
       for (size_t i = 1; i < shape.size(); ++i) rows *= shape[i];
@@ -171,8 +170,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       uint8_t* mem = static_cast<uint8_t*>(dev_alloc(static_cast<size_t>(p.total_bytes), what.c_str()));
       w->view = view_of(p, mem);
       if (p.verbatim) {
-        VCUDA(cudaMemcpy(mem, bytes.data(), static_cast<size_t>(rows * p.row_bytes), cudaMemcpyHostToDevice),
-              what.c_str());
+        h2d(mem, bytes.data(), static_cast<size_t>(rows * p.row_bytes), what.c_str());
       } else {
         // Repack in slices of about 64 MiB.
         const int64_t slice = std::max<int64_t>(1, (int64_t(64) << 20) / std::max<int64_t>(p.row_bytes, 1));
@@ -183,11 +181,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
           q_host.resize(static_cast<size_t>((r1 - r0) * p.row_bytes));
           aux_host.resize(p.aux_offset ? static_cast<size_t>((r1 - r0) * p.nb) : 0);
           pack_rows(p, bytes.data() + r0 * src_row, r0, r1, q_host.data(), p.aux_offset ? aux_host.data() : nullptr);
-          VCUDA(cudaMemcpy(mem + r0 * p.row_bytes, q_host.data(), q_host.size(), cudaMemcpyHostToDevice), what.c_str());
-          if (p.aux_offset)
-            VCUDA(cudaMemcpy(mem + p.aux_offset + r0 * p.nb * 2, aux_host.data(), aux_host.size() * 2,
-                             cudaMemcpyHostToDevice),
-                  what.c_str());
+          h2d(mem + r0 * p.row_bytes, q_host.data(), q_host.size(), what.c_str());
+          if (p.aux_offset) h2d(mem + p.aux_offset + r0 * p.nb * 2, aux_host.data(), aux_host.size() * 2, what.c_str());
         }
       }
     }
@@ -199,7 +194,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     VCUDA(cudaSetDevice(device_), "select device");
     const size_t bytes = static_cast<size_t>(max_rows * cols) * sizeof(float);
     void* p = dev_alloc(bytes, "activation buffer");
-    VCUDA(cudaMemset(p, 0, bytes), "activation buffer");
+    memset_sync(p, 0, bytes, "activation buffer");
     max_act_rows_ = std::max(max_act_rows_, max_rows);
     return {p, cols, max_rows};
   }
@@ -208,6 +203,16 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     VCUDA(cudaSetDevice(device_), "select device");
     if (cfg.type != DType::F32 && cfg.type != DType::F16)
       throw std::runtime_error("CUDA KV cache supports f16 and f32");
+    if (kv_ready_) {  // planned again: the old cache goes, and every graph that reads it
+      VCUDA(cudaStreamSynchronize(stream_), "KV cache");
+      const size_t old = static_cast<size_t>(kv_.n_slots) * kv_.n_ctx * kv_.kv_dim * (kv_.type == DType::F32 ? 4 : 2);
+      for (size_t l = 0; l < k_cache_.size(); ++l) {
+        dev_free(k_cache_[l], old);
+        dev_free(v_cache_[l], old);
+      }
+      kv_ready_ = false;
+    }
+    drop_graphs();
     kv_ = cfg;
     const size_t elem = cfg.type == DType::F32 ? 4 : 2;
     const size_t per_layer = static_cast<size_t>(cfg.n_slots) * cfg.n_ctx * cfg.kv_dim * elem;
@@ -216,8 +221,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     for (int l = 0; l < cfg.n_layers; ++l) {
       k_cache_[l] = dev_alloc(per_layer, "KV cache");
       v_cache_[l] = dev_alloc(per_layer, "KV cache");
-      VCUDA(cudaMemset(k_cache_[l], 0, per_layer), "KV cache");
-      VCUDA(cudaMemset(v_cache_[l], 0, per_layer), "KV cache");
+      memset_sync(k_cache_[l], 0, per_layer, "KV cache");
+      memset_sync(v_cache_[l], 0, per_layer, "KV cache");
     }
     kv_ready_ = true;
   }
@@ -229,6 +234,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   // ---------------------------------------------------------------------------------------------------------
   void begin_step(const Batch& batch) override {
     VCUDA(cudaSetDevice(device_), "select device");
+    if (in_step_) VCUDA(cudaStreamSynchronize(stream_), "begin_step");  // a step left unfinished
+    in_step_ = false;
     const int32_t n = batch.size();
     if (n <= 0) throw std::runtime_error("empty batch");
     if (batch.positions.size() != static_cast<size_t>(n) || batch.slots.size() != static_cast<size_t>(n))
@@ -461,18 +468,16 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   void copy_to_device(void* dst, const void* src, size_t bytes) override {
     VCUDA(cudaSetDevice(device_), "select device");
     VCUDA(cudaStreamSynchronize(stream_), "copy_to_device");
-    VCUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy_to_device");
+    h2d(dst, src, bytes, "copy_to_device");
   }
   void copy_to_host(void* dst, const void* src, size_t bytes) override {
     VCUDA(cudaSetDevice(device_), "select device");
+    VCUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "copy_to_host");
     VCUDA(cudaStreamSynchronize(stream_), "copy_to_host");
-    VCUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy_to_host");
   }
   void fill_bytes(void* dst, int byte, size_t bytes) override {
     VCUDA(cudaSetDevice(device_), "select device");
-    VCUDA(cudaStreamSynchronize(stream_), "fill_bytes");
-    VCUDA(cudaMemset(dst, byte, bytes), "fill_bytes");
-    VCUDA(cudaDeviceSynchronize(), "fill_bytes");
+    memset_sync(dst, byte, bytes, "fill_bytes");
   }
   void synchronize() override { VCUDA(cudaStreamSynchronize(stream_), "synchronize"); }
   GraphStats graph_stats() const override { return stats_; }
@@ -499,6 +504,17 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     int64_t rows = 0, cols = 0;
     bool matches(const Act& x) const { return src == x.data && rows == x.rows && cols == x.cols; }
   };
+
+  // Copies and fills go through our stream, then wait for it: a plain cudaMemcpy runs on the legacy default
+  // stream, which is not ordered with a non-blocking stream.
+  void h2d(void* dst, const void* src, size_t bytes, const char* what) {
+    VCUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), what);
+    VCUDA(cudaStreamSynchronize(stream_), what);
+  }
+  void memset_sync(void* dst, int byte, size_t bytes, const char* what) {
+    VCUDA(cudaMemsetAsync(dst, byte, bytes, stream_), what);
+    VCUDA(cudaStreamSynchronize(stream_), what);
+  }
 
   void* dev_alloc(size_t bytes, const char* what) {
     void* p = nullptr;
@@ -554,7 +570,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     }
     step_cap_ = want;
     d_step_ = static_cast<int32_t*>(dev_alloc(static_cast<size_t>(4 * step_cap_) * sizeof(int32_t), "step buffers"));
-    VCUDA(cudaMemset(d_step_, 0, static_cast<size_t>(4 * step_cap_) * sizeof(int32_t)), "step buffers");
+    memset_sync(d_step_, 0, static_cast<size_t>(4 * step_cap_) * sizeof(int32_t), "step buffers");
     VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_step_), static_cast<size_t>(4 * step_cap_) * sizeof(int32_t)),
           "step buffers");
     std::memset(h_step_, 0, static_cast<size_t>(4 * step_cap_) * sizeof(int32_t));
@@ -588,7 +604,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       host[i] = freq;
     }
     float* d = static_cast<float*>(dev_alloc(host.size() * sizeof(float), "rope table"));
-    VCUDA(cudaMemcpy(d, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice), "rope table");
+    h2d(d, host.data(), host.size() * sizeof(float), "rope table");
     rope_tables_.push_back({p.rope_dim, p.freq_base, p.freq_factors, d});
     return d;
   }
