@@ -227,35 +227,67 @@ template <> struct Traits<WType::Q6_K> : TraitsK16<WType::Q6_K> {};
 #ifndef VIREO_PF_BYTES
 #define VIREO_PF_BYTES 0
 #endif
+// Per-thread scratch that only grows (decoded block scales shared by the tiles of one lane-group column).
+inline uint8_t* scratch(size_t bytes) {
+  struct Buf {
+    uint8_t* p = nullptr;
+    size_t n = 0;
+    ~Buf() { std::free(p); }
+  };
+  static thread_local Buf b;
+  if (bytes > b.n) {
+    std::free(b.p);
+    b.n = (bytes + 4095) & ~size_t(4095);
+    b.p = static_cast<uint8_t*>(std::aligned_alloc(64, b.n));
+    if (!b.p) throw std::bad_alloc();
+  }
+  return b.p;
+}
+
+// Decodes the block scales of lane groups lg0 .. lg0+NR-1 for every block into pre[b * NR + n].
+template <WType T, int NR>
+void prep_column(const GemmArgs& a, int64_t lg0, typename Traits<T>::St* pre) {
+  constexpr int64_t gbb = group_block_bytes(T);
+  for (int n = 0; n < NR; ++n) {
+    const int64_t lg = lg0 + n;
+    const uint8_t* base = a.w + (lg / kLaneGroupsPerGroup) * a.group_bytes;
+    const Hoff o(static_cast<int>(lg % kLaneGroupsPerGroup));
+    for (int64_t b = 0; b < a.al.nb; ++b) Traits<T>::prep(base + b * gbb, o, pre[b * NR + n]);
+  }
+}
+
+// pre: the lane groups' decoded scales (prep_column), or null to decode them here (decode: one tile per column).
 template <WType T, int MR, int NR>
-__attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, int64_t lg0) {
+__attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, int64_t lg0,
+                                                 const typename Traits<T>::St* pre) {
   using Tr = Traits<T>;
   constexpr int BK = Tr::BK, UK = Tr::UK, NU = Tr::NU, NP = UK / 8;
   constexpr int64_t gbb = group_block_bytes(T);
   const ActLayout& al = a.al;
   const uint8_t* base[NR];
   int hh[NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int n = 0; n < NR; ++n) {
     const int64_t lg = lg0 + n;
     base[n] = a.w + (lg / kLaneGroupsPerGroup) * a.group_bytes;
     hh[n] = static_cast<int>(lg % kLaneGroupsPerGroup);
   }
   const uint8_t* act[MR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) act[i] = a.act + (i0 + i) * al.stride;
 
   F acc[MR][NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int n = 0; n < NR; ++n) acc[i][n] = I::zerof();
 
-  typename Tr::St st[NR];
+  typename Tr::St local[NR];
   const int64_t nb = al.nb;
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk[NR];
-#pragma GCC unroll 8
+    const typename Tr::St* st[NR];
+#pragma GCC unroll 16
     for (int n = 0; n < NR; ++n) {
       blk[n] = base[n] + b * gbb;
       if constexpr (MR == 1 && VIREO_PF_BYTES > 0) {
@@ -264,92 +296,112 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
 #pragma GCC unroll 64
           for (int64_t o = 0; o < gbb; o += 64) I::prefetch(blk[n] + dist + o);
       }
-      Tr::prep(blk[n], Hoff(hh[n]), st[n]);
+      if (pre) {
+        st[n] = pre + b * NR + n;
+      } else {
+#ifdef VIREO_HACK_NOPREP
+        if (b == 0)
+#endif
+        Tr::prep(blk[n], Hoff(hh[n]), local[n]);
+        st[n] = &local[n];
+      }
     }
     F fb[MR][NR];
 #pragma GCC unroll 16
     for (int u = 0; u < NU; ++u) {
       V s[MR][NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         if constexpr (Tr::kCorr) {
           const V c = I::bcast32(act[i] + al.off_corr + 4 * (b * NU + u));
-#pragma GCC unroll 8
+#pragma GCC unroll 16
           for (int n = 0; n < NR; ++n) s[i][n] = c;
         } else {
-#pragma GCC unroll 8
+#pragma GCC unroll 16
           for (int n = 0; n < NR; ++n) s[i][n] = I::zeroi();
         }
+      }
+      // With one activation row, a second accumulator per lane group halves the vpdpbusd dependency chain.
+      constexpr bool kTwo = MR == 1 && NR <= 2;
+      V s2[NR];
+      if constexpr (kTwo) {
+#pragma GCC unroll 16
+        for (int n = 0; n < NR; ++n) s2[n] = I::zeroi();
       }
 #pragma GCC unroll 4
       for (int p = 0; p < NP; ++p) {
         V w0[NR], w1[NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int n = 0; n < NR; ++n) Tr::unpack(blk[n], Hoff(hh[n]), u, p, w0[n], w1[n]);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int i = 0; i < MR; ++i) {
           const uint8_t* q = act[i] + b * BK + u * UK + 8 * p;
           const V x0 = I::bcast32(q), x1 = I::bcast32(q + 4);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
           for (int n = 0; n < NR; ++n) {
+            V& t = kTwo ? s2[n] : s[i][n];
             if constexpr (Tr::kQ8) {
               s[i][n] = I::dp_q8(s[i][n], w0[n], x0);
-              s[i][n] = I::dp_q8(s[i][n], w1[n], x1);
+              t = I::dp_q8(t, w1[n], x1);
             } else {
               s[i][n] = I::dp(s[i][n], w0[n], x0);
-              s[i][n] = I::dp(s[i][n], w1[n], x1);
+              t = I::dp(t, w1[n], x1);
             }
           }
         }
       }
-#pragma GCC unroll 8
+      if constexpr (kTwo) {
+#pragma GCC unroll 16
+        for (int n = 0; n < NR; ++n) s[0][n] = I::addi(s[0][n], s2[n]);
+      }
+#pragma GCC unroll 16
       for (int n = 0; n < NR; ++n) {
-        const F sv = I::loadf(st[n].sv[u]);
-#pragma GCC unroll 8
+        const F sv = I::loadf(st[n]->sv[u]);
+#pragma GCC unroll 16
         for (int i = 0; i < MR; ++i)
           fb[i][n] = u == 0 ? I::mul(I::cvt(s[i][n]), sv) : I::fmadd(I::cvt(s[i][n]), sv, fb[i][n]);
       }
     }
     // Block epilogue: mins, activation scale.
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const F dx = I::bcastf(reinterpret_cast<const float*>(act[i] + al.off_d)[b]);
       if constexpr (Tr::kMins == 32) {
         const uint8_t* bs = act[i] + al.off_bs32 + 16 * b;
         const V b0 = I::bcast32(bs), b1 = I::bcast32(bs + 4), b2 = I::bcast32(bs + 8), b3 = I::bcast32(bs + 12);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int n = 0; n < NR; ++n) {
-          V mi = I::dpw(I::zeroi(), st[n].mp[0], b0);
-          mi = I::dpw(mi, st[n].mp[1], b1);
-          mi = I::dpw(mi, st[n].mp[2], b2);
-          mi = I::dpw(mi, st[n].mp[3], b3);
-          fb[i][n] = I::fnmadd(I::cvt(mi), st[n].dmin, fb[i][n]);
+          V mi = I::dpw(I::zeroi(), st[n]->mp[0], b0);
+          mi = I::dpw(mi, st[n]->mp[1], b1);
+          mi = I::dpw(mi, st[n]->mp[2], b2);
+          mi = I::dpw(mi, st[n]->mp[3], b3);
+          fb[i][n] = I::fnmadd(I::cvt(mi), st[n]->dmin, fb[i][n]);
         }
       } else if constexpr (Tr::kMins == 16) {
         const uint8_t* bs = act[i] + al.off_bs16 + 32 * b;
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int n = 0; n < NR; ++n) {
           V mi = I::zeroi();
-#pragma GCC unroll 8
-          for (int q = 0; q < 8; ++q) mi = I::dpw(mi, st[n].mp[q], I::bcast32(bs + 4 * q));
-          fb[i][n] = I::fnmadd(I::cvt(mi), st[n].dmin, fb[i][n]);
+#pragma GCC unroll 16
+          for (int q = 0; q < 8; ++q) mi = I::dpw(mi, st[n]->mp[q], I::bcast32(bs + 4 * q));
+          fb[i][n] = I::fnmadd(I::cvt(mi), st[n]->dmin, fb[i][n]);
         }
       }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int n = 0; n < NR; ++n) acc[i][n] = I::fmadd(fb[i][n], dx, acc[i][n]);
       if constexpr (Tr::kDsum) {
         const F ds = I::bcastf(reinterpret_cast<const float*>(act[i] + al.off_dsum)[b]);
-#pragma GCC unroll 8
-        for (int n = 0; n < NR; ++n) acc[i][n] = I::fmadd(st[n].mv, ds, acc[i][n]);
+#pragma GCC unroll 16
+        for (int n = 0; n < NR; ++n) acc[i][n] = I::fmadd(st[n]->mv, ds, acc[i][n]);
       }
     }
   }
 
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int n = 0; n < NR; ++n) {
     const int64_t r0 = (lg0 + n) * L;
     const int64_t valid = a.rows - r0 < L ? a.rows - r0 : L;
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) I::store(a.y + (i0 + i) * a.ldy + r0, acc[i][n], static_cast<int>(valid));
   }
 }
@@ -368,29 +420,29 @@ template <WType T, int MR, int NR>
 __attribute__((always_inline)) inline void ftile(const GemmArgs& a, int64_t i0, int64_t lg0) {
   constexpr int es = T == WType::F32 ? 4 : 2;
   const uint8_t* base[NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int n = 0; n < NR; ++n) {
     const int64_t lg = lg0 + n;
     base[n] = a.w + (lg / kLaneGroupsPerGroup) * a.group_bytes + (lg % kLaneGroupsPerGroup) * L * es;
   }
   const float* x[MR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) x[i] = a.x + (i0 + i) * a.ldx;
   F acc[MR][NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int n = 0; n < NR; ++n) acc[i][n] = I::zerof();
   // Two interleaved accumulator sets for m = 1 so the FMA latency is covered.
   F acc2[NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int n = 0; n < NR; ++n) acc2[n] = I::zerof();
   const int64_t K = a.K;
   int64_t k = 0;
   if constexpr (MR == 1) {
     for (; k + 2 <= K; k += 2) {
       const F x0 = I::bcastf(x[0][k]), x1 = I::bcastf(x[0][k + 1]);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int n = 0; n < NR; ++n) {
         acc[0][n] = I::fmadd(load_wf<T>(base[n] + k * kGroupRows * es), x0, acc[0][n]);
         acc2[n] = I::fmadd(load_wf<T>(base[n] + (k + 1) * kGroupRows * es), x1, acc2[n]);
@@ -399,24 +451,24 @@ __attribute__((always_inline)) inline void ftile(const GemmArgs& a, int64_t i0, 
   }
   for (; k < K; ++k) {
     F w[NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int n = 0; n < NR; ++n) w[n] = load_wf<T>(base[n] + k * kGroupRows * es);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const F xv = I::bcastf(x[i][k]);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int n = 0; n < NR; ++n) acc[i][n] = I::fmadd(w[n], xv, acc[i][n]);
     }
   }
   if constexpr (MR == 1) {
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int n = 0; n < NR; ++n) acc[0][n] = I::add(acc[0][n], acc2[n]);
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int n = 0; n < NR; ++n) {
     const int64_t r0 = (lg0 + n) * L;
     const int64_t valid = a.rows - r0 < L ? a.rows - r0 : L;
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) I::store(a.y + (i0 + i) * a.ldy + r0, acc[i][n], static_cast<int>(valid));
   }
 }
@@ -425,34 +477,54 @@ __attribute__((always_inline)) inline void ftile(const GemmArgs& a, int64_t i0, 
 // Drivers. Decode (m = 1) runs 1 x NR1 tiles; prefill runs MR x NR tiles over blocks of activation rows, so a tile's
 // weights stay in L1/L2 while the activation block (MC rows) stays in L2.
 
+template <WType T>
+struct PreOf {
+  using type = typename Traits<T>::St;
+};
+template <>
+struct PreOf<WType::F32> {
+  using type = void;
+};
+template <>
+struct PreOf<WType::F16> {
+  using type = void;
+};
+template <>
+struct PreOf<WType::BF16> {
+  using type = void;
+};
+template <WType T>
+using Pre = typename PreOf<T>::type;
+
 template <WType T, int MR, int NR>
-inline void tile(const GemmArgs& a, int64_t i0, int64_t lg0) {
+void tile_fn(const GemmArgs& a, int64_t i0, int64_t lg0, const Pre<T>* pre) {
   if constexpr (act_kind(T) == ActKind::F32)
     ftile<T, MR, NR>(a, i0, lg0);
   else
-    qtile<T, MR, NR>(a, i0, lg0);
-}
-
-template <WType T, int MR, int NR>
-void tile_fn(const GemmArgs& a, int64_t i0, int64_t lg0) {
-  tile<T, MR, NR>(a, i0, lg0);
+    qtile<T, MR, NR>(a, i0, lg0, pre);
 }
 
 template <WType T, int R, int NR>
-inline void rem_tile(const GemmArgs& a, int64_t i, int64_t lg0, int64_t rem) {
+inline void rem_tile(const GemmArgs& a, int64_t i, int64_t lg0, int64_t rem, const Pre<T>* pre) {
   if constexpr (R >= 1) {
     if (rem == R)
-      tile_fn<T, R, NR>(a, i, lg0);
+      tile_fn<T, R, NR>(a, i, lg0, pre);
     else
-      rem_tile<T, R - 1, NR>(a, i, lg0, rem);
+      rem_tile<T, R - 1, NR>(a, i, lg0, rem, pre);
   }
 }
 
 template <WType T, int MRMAX, int NR>
 inline void row_tiles(const GemmArgs& a, int64_t i0, int64_t i1, int64_t lg0) {
+  const Pre<T>* pre = nullptr;
+  if constexpr (act_kind(T) != ActKind::F32) {
+    auto* p = reinterpret_cast<Pre<T>*>(scratch(sizeof(Pre<T>) * static_cast<size_t>(a.al.nb * NR)));
+    prep_column<T, NR>(a, lg0, p);
+    pre = p;
+  }
   int64_t i = i0;
-  for (; i + MRMAX <= i1; i += MRMAX) tile_fn<T, MRMAX, NR>(a, i, lg0);
-  if (i < i1) rem_tile<T, MRMAX - 1, NR>(a, i, lg0, i1 - i);
+  for (; i + MRMAX <= i1; i += MRMAX) tile_fn<T, MRMAX, NR>(a, i, lg0, pre);
+  if (i < i1) rem_tile<T, MRMAX - 1, NR>(a, i, lg0, i1 - i, pre);
 }
 
 template <WType T, int MR, int NR, int NR1, int MC>
@@ -463,8 +535,8 @@ void gemm(const GemmArgs& a) {
   if (lg1 > lg_rows) lg1 = lg_rows;
   if (a.m == 1) {
     int64_t lg = lg0;
-    for (; lg + NR1 <= lg1; lg += NR1) tile_fn<T, 1, NR1>(a, 0, lg);
-    for (; lg < lg1; ++lg) tile_fn<T, 1, 1>(a, 0, lg);
+    for (; lg + NR1 <= lg1; lg += NR1) tile_fn<T, 1, NR1>(a, 0, lg, nullptr);
+    for (; lg < lg1; ++lg) tile_fn<T, 1, 1>(a, 0, lg, nullptr);
     return;
   }
   for (int64_t ib = 0; ib < a.m; ib += MC) {

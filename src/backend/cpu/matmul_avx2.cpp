@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "backend/cpu/kernels_internal.h"
 
@@ -51,6 +53,7 @@ struct I {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
   }
   static inline V dpw(V acc, V a, V b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
+  static inline V addi(V a, V b) { return _mm256_add_epi32(a, b); }
   static inline F cvt(V a) { return _mm256_cvtepi32_ps(a); }
   static inline F mul(F a, F b) { return _mm256_mul_ps(a, b); }
   static inline F add(F a, F b) { return _mm256_add_ps(a, b); }

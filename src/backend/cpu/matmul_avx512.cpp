@@ -5,7 +5,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "backend/cpu/kernels_internal.h"
 
@@ -44,6 +46,7 @@ struct I {
   static inline V dp(V acc, V u, V s) { return _mm512_dpbusd_epi32(acc, u, s); }
   static inline V dp_q8(V acc, V u, V s) { return _mm512_dpbusd_epi32(acc, u, s); }
   static inline V dpw(V acc, V a, V b) { return _mm512_dpwssd_epi32(acc, a, b); }
+  static inline V addi(V a, V b) { return _mm512_add_epi32(a, b); }
   static inline F cvt(V a) { return _mm512_cvtepi32_ps(a); }
   static inline F mul(F a, F b) { return _mm512_mul_ps(a, b); }
   static inline F add(F a, F b) { return _mm512_add_ps(a, b); }
@@ -131,22 +134,33 @@ struct I {
 namespace vireo::cpu::kern {
 namespace {
 
+// Tile shapes (activation rows x 16-row groups) per family, and the number of groups a decode (m = 1) tile streams
+// at once. Tuned on Sapphire Rapids; overridable for experiments.
+#ifndef VIREO_TILE_K
+#define VIREO_TILE_K 8, 1, 2
+#endif
+#ifndef VIREO_TILE_32
+#define VIREO_TILE_32 6, 2, 4
+#endif
+#ifndef VIREO_TILE_F
+#define VIREO_TILE_F 8, 2, 4
+#endif
 Kernels make_avx512() {
   namespace K = avx512;
   Kernels k;
-  k.gemm[int(WType::F32)] = K::gemm<WType::F32, 4, 2, 2, 64>;
-  k.gemm[int(WType::F16)] = K::gemm<WType::F16, 4, 2, 2, 64>;
-  k.gemm[int(WType::BF16)] = K::gemm<WType::BF16, 4, 2, 2, 64>;
-  k.gemm[int(WType::Q4_0)] = K::gemm<WType::Q4_0, 4, 2, 2, 64>;
-  k.gemm[int(WType::Q4_1)] = K::gemm<WType::Q4_1, 4, 2, 2, 64>;
-  k.gemm[int(WType::Q5_0)] = K::gemm<WType::Q5_0, 4, 2, 2, 64>;
-  k.gemm[int(WType::Q5_1)] = K::gemm<WType::Q5_1, 4, 2, 2, 64>;
-  k.gemm[int(WType::Q8_0)] = K::gemm<WType::Q8_0, 4, 2, 2, 64>;
-  k.gemm[int(WType::Q2_K)] = K::gemm<WType::Q2_K, 4, 2, 2, 64>;
-  k.gemm[int(WType::Q3_K)] = K::gemm<WType::Q3_K, 4, 2, 2, 64>;
-  k.gemm[int(WType::Q4_K)] = K::gemm<WType::Q4_K, 4, 2, 2, 64>;
-  k.gemm[int(WType::Q5_K)] = K::gemm<WType::Q5_K, 4, 2, 2, 64>;
-  k.gemm[int(WType::Q6_K)] = K::gemm<WType::Q6_K, 4, 2, 2, 64>;
+  k.gemm[int(WType::F32)] = K::gemm<WType::F32, VIREO_TILE_F, 64>;
+  k.gemm[int(WType::F16)] = K::gemm<WType::F16, VIREO_TILE_F, 64>;
+  k.gemm[int(WType::BF16)] = K::gemm<WType::BF16, VIREO_TILE_F, 64>;
+  k.gemm[int(WType::Q4_0)] = K::gemm<WType::Q4_0, VIREO_TILE_32, 64>;
+  k.gemm[int(WType::Q4_1)] = K::gemm<WType::Q4_1, VIREO_TILE_32, 64>;
+  k.gemm[int(WType::Q5_0)] = K::gemm<WType::Q5_0, VIREO_TILE_32, 64>;
+  k.gemm[int(WType::Q5_1)] = K::gemm<WType::Q5_1, VIREO_TILE_32, 64>;
+  k.gemm[int(WType::Q8_0)] = K::gemm<WType::Q8_0, VIREO_TILE_32, 64>;
+  k.gemm[int(WType::Q2_K)] = K::gemm<WType::Q2_K, VIREO_TILE_K, 64>;
+  k.gemm[int(WType::Q3_K)] = K::gemm<WType::Q3_K, VIREO_TILE_K, 64>;
+  k.gemm[int(WType::Q4_K)] = K::gemm<WType::Q4_K, VIREO_TILE_K, 64>;
+  k.gemm[int(WType::Q5_K)] = K::gemm<WType::Q5_K, VIREO_TILE_K, 64>;
+  k.gemm[int(WType::Q6_K)] = K::gemm<WType::Q6_K, VIREO_TILE_K, 64>;
   k.act_offset[int(WType::Q8_0)] = K::I::kQ8Offset;
   k.act_offset[int(WType::Q4_0)] = 8;
   k.act_offset[int(WType::Q5_0)] = 16;
