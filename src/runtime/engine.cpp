@@ -4,6 +4,9 @@
 #include <stdexcept>
 
 #include "backend/cpu/cpu_backend.h"
+#ifdef VIREO_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 #include "model/model.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -44,7 +47,24 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
 
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
   if (device == "cpu") return make_cpu_backend(threads);
-  throw std::runtime_error("unknown or unavailable device '" + device + "' (this build has: cpu)");
+#ifdef VIREO_HAVE_CUDA
+  if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
+    int index = 0;
+    if (device.size() > 5) {
+      try {
+        index = std::stoi(device.substr(5));
+      } catch (const std::exception&) {
+        throw std::runtime_error("bad device '" + device + "' (use cuda or cuda:N)");
+      }
+    }
+    std::string why;
+    if (!cuda_available(&why)) throw std::runtime_error("device '" + device + "' is not available: " + why);
+    return make_cuda_backend(index);
+  }
+  throw std::runtime_error("unknown device '" + device + "' (this build has: cpu, cuda[:N])");
+#else
+  throw std::runtime_error("unknown or unavailable device '" + device + "' (this build has: cpu; CUDA needs nvcc at build time)");
+#endif
 }
 
 std::vector<int32_t> Engine::tokenize(std::string_view text, bool add_bos) const {
