@@ -360,15 +360,30 @@ PackedMatrix::PackedMatrix(DType type, const void* data, int64_t rows, int64_t c
   const WType wt = I.wt;
   for (int64_t g = 0; g < I.n_groups; ++g) {
     uint8_t* gdst = I.packed.p + g * I.group_bytes;
-    for (int rr = 0; rr < kern::kGroupRows; ++rr) {
+    const int nr = static_cast<int>(std::min<int64_t>(kern::kGroupRows, rows - g * kern::kGroupRows));
+    if (wt == WType::F32 || wt == WType::F16 || wt == WType::BF16) {
+      // Transpose 16 rows into k-major order, 16 columns at a time (each source line is read whole once).
+      const uint8_t* s0 = I.src + g * kern::kGroupRows * I.src_row_bytes;
+      auto transpose = [&](auto zero) {
+        using E = decltype(zero);
+        E* d = reinterpret_cast<E*>(gdst);
+        E tile[16][16];
+        for (int64_t kb = 0; kb < cols; kb += 16) {
+          const int kn = static_cast<int>(std::min<int64_t>(16, cols - kb));
+          for (int rr = 0; rr < nr; ++rr) std::memcpy(tile[rr], s0 + rr * I.src_row_bytes + kb * sizeof(E), kn * sizeof(E));
+          for (int j = 0; j < kn; ++j)
+            for (int rr = 0; rr < nr; ++rr) d[(kb + j) * 16 + rr] = tile[rr][j];
+        }
+      };
+      if (wt == WType::F32)
+        transpose(uint32_t{0});
+      else
+        transpose(uint16_t{0});
+      continue;
+    }
+    for (int rr = 0; rr < nr; ++rr) {
       const int64_t r = g * kern::kGroupRows + rr;
-      if (r >= rows) break;
       const uint8_t* srow = I.src + r * I.src_row_bytes;
-      if (wt == WType::F32 || wt == WType::F16 || wt == WType::BF16) {
-        const int es = wt == WType::F32 ? 4 : 2;
-        for (int64_t k = 0; k < cols; ++k) std::memcpy(gdst + (k * 16 + rr) * es, srow + k * es, es);
-        continue;
-      }
       const int64_t sbb = dtype_info(type).block_bytes;
       Decoded dec;
       for (int64_t b = 0; b < nb; ++b) {
