@@ -23,8 +23,9 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Calls fn(thread_index, n_threads) once on every thread (the caller is thread 0) and waits for all.
-  // fn must split the work itself; see split_range.
+  // Calls fn(slot, n_threads) once for every slot in [0, n_threads) and waits for all. The caller runs slot 0
+  // and any slot no worker claimed in time, so a slot is not tied to an OS thread: per-slot scratch is indexed
+  // by slot, and fn must split the work by slot itself; see split_range.
   void run(const std::function<void(int, int)>& fn);
 
   // Runs fn(begin, end) over [0, n) in chunks of `grain` (rounded up), spread over the threads.
@@ -32,12 +33,14 @@ class ThreadPool {
 
  private:
   void worker(int index);
+  bool claim(uint64_t tag, int* slot);
 
   int n_threads_;
   std::vector<std::thread> threads_;
   const std::function<void(int, int)>* job_ = nullptr;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> claim_word_{0};  // (region tag << 32) | next unclaimed slot
+  std::atomic<int> done_{0};             // slots finished by workers in the current region
   std::atomic<bool> stop_{false};
   std::atomic<int> sleepers_{0};
   std::mutex mu_;
