@@ -130,8 +130,12 @@ struct TraitsK4 {
   static inline void unpack_p(const uint8_t* blk, Hoff o, int u, V& w0, V& w1) {
     const V v = I::load(blk + QS + 64 * (4 * u + P) + o.b64);
     const V m4 = I::c8(0x0F);
+#ifdef VIREO_HACK_NOUNPACK
+    w0 = v; w1 = v; (void)m4;
+#else
     w0 = I::and_(v, m4);
     w1 = I::and_(I::template srl16<4>(v), m4);
+#endif
     if constexpr (Q5) {
       const V qh = I::load(blk + 256 + 64 * u + o.b64);
       const V m10 = I::c8(0x10);
