@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <stdexcept>
@@ -77,7 +78,8 @@ std::vector<uint8_t> make_weights(DType t, int64_t rows, int64_t cols, uint32_t 
   return out;
 }
 
-void check_product(DType t, int64_t rows, int64_t cols, CpuPath path, ThreadPool& pool, uint32_t seed) {
+void check_product(DType t, int64_t rows, int64_t cols, CpuPath path, ThreadPool& pool, uint32_t seed,
+                   std::initializer_list<int64_t> ms = {1, 3, 17, 64}) {
   SCOPED_TRACE(std::string(dtype_name(t)) + " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
                " path=" + cpu_path_name(path) + " threads=" + std::to_string(pool.size()));
   const std::vector<uint8_t> w = make_weights(t, rows, cols, seed);
@@ -101,7 +103,7 @@ void check_product(DType t, int64_t rows, int64_t cols, CpuPath path, ThreadPool
   std::mt19937 rng(seed * 7 + 1);
   std::normal_distribution<float> nd(0.f, 1.f);
   double all_err2 = 0, all_ref2 = 0;
-  for (int64_t m : {1, 3, 17, 64}) {
+  for (int64_t m : ms) {
     const int64_t ldx = cols + 5, ldy = rows + 3;
     std::vector<float> x(static_cast<size_t>(m * ldx));
     for (auto& v : x) v = nd(rng);
@@ -193,6 +195,17 @@ TEST(Matmul, PathsAgree) {
       }
       EXPECT_LT(std::sqrt(e2 / r2), 1e-5) << dtype_name(t) << " " << cpu_path_name(p);
     }
+  }
+}
+
+TEST(Matmul, ManyActivationRows) {
+  // Past the kernels' 64-row activation blocks, with remainders of every tile height.
+  PathGuard guard;
+  ThreadPool pool(2);
+  for (CpuPath p : available_paths()) {
+    force_cpu_path(p);
+    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_1, DType::F16})
+      check_product(t, 40, 512, p, pool, 11, {130, 71});
   }
 }
 
