@@ -10,6 +10,13 @@
 // Environment: VIREO_BENCH_PATH=scalar|avx2|avx512 forces a path; VIREO_BENCH_THREADS overrides 2.
 #include <benchmark/benchmark.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -114,27 +121,51 @@ std::vector<float> random_x(int64_t n) {
   return x;
 }
 
+// Sum of n uint64 words, loads only (the roofline read loop).
+uint64_t read_words_portable(const uint64_t* p, int64_t n) {
+  uint64_t s[8] = {};
+  for (int64_t k = 0; k + 8 <= n; k += 8)
+    for (int j = 0; j < 8; ++j) s[j] += p[k + j];
+  uint64_t t = 0;
+  for (uint64_t v : s) t += v;
+  return t;
+}
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) uint64_t read_words_avx512(const uint64_t* p, int64_t n) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t k = 0; k + 32 <= n; k += 32) {
+    a0 = _mm512_add_epi64(a0, _mm512_load_si512(p + k));
+    a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + k + 8));
+    a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + k + 16));
+    a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + k + 24));
+  }
+  return static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3))));
+}
+#endif
+
 void BM_ReadBandwidth(benchmark::State& state) {
   ThreadPool& p = pool();
   const size_t bytes = size_t(1) << 30;
+  // 2 MiB pages, as the weight arena uses.
   static uint64_t* buf = [] {
-    auto* b = static_cast<uint64_t*>(std::aligned_alloc(4096, size_t(1) << 30));
+    auto* b = static_cast<uint64_t*>(std::aligned_alloc(size_t(2) << 20, size_t(1) << 30));
+#if defined(__linux__)
+    madvise(b, size_t(1) << 30, MADV_HUGEPAGE);
+#endif
     std::memset(b, 1, size_t(1) << 30);
     return b;
   }();
   const int64_t n = static_cast<int64_t>(bytes / 8);
+  auto reader = read_words_portable;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f")) reader = read_words_avx512;
+#endif
   std::atomic<uint64_t> sink{0};
   for (auto _ : state) {
     p.run([&](int i, int t) {
       int64_t b, e;
       vireo::cpu::split_range(n, i, t, 64, &b, &e);
-      // 8 independent sums so the loop is load-bound (the compiler vectorises it).
-      uint64_t s[8] = {};
-      for (int64_t k = b; k < e; k += 8)
-        for (int j = 0; j < 8; ++j) s[j] += buf[k + j];
-      uint64_t tot = 0;
-      for (uint64_t v : s) tot += v;
-      sink.fetch_add(tot, std::memory_order_relaxed);
+      sink.fetch_add(reader(buf + b, e - b), std::memory_order_relaxed);
     });
   }
   benchmark::DoNotOptimize(sink.load());
@@ -147,7 +178,10 @@ void BM_Decode(benchmark::State& state, DType t, Shape s) {
   ThreadPool& p = pool();
   const std::vector<uint8_t> gguf = make_gguf(t, s.rows, s.cols);
   PackedMatrix first(t, gguf.data(), s.rows, s.cols);
-  const int64_t copies = std::max<int64_t>(1, ((int64_t(1) << 30) + first.bytes() - 1) / first.bytes());
+  // >= 1 GiB of copies (VIREO_BENCH_DECODE_MIB overrides), so every call streams from DRAM.
+  const char* mib = std::getenv("VIREO_BENCH_DECODE_MIB");
+  const int64_t footprint = (mib ? std::atoll(mib) : 1024) << 20;
+  const int64_t copies = std::max<int64_t>(1, (footprint + first.bytes() - 1) / first.bytes());
   std::vector<std::unique_ptr<PackedMatrix>> mats;
   for (int64_t c = 0; c < copies; ++c) mats.push_back(std::make_unique<PackedMatrix>(t, gguf.data(), s.rows, s.cols));
   const std::vector<float> x = random_x(s.cols);

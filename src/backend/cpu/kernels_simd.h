@@ -130,12 +130,8 @@ struct TraitsK4 {
   static inline void unpack_p(const uint8_t* blk, Hoff o, int u, V& w0, V& w1) {
     const V v = I::load(blk + QS + 64 * (4 * u + P) + o.b64);
     const V m4 = I::c8(0x0F);
-#ifdef VIREO_HACK_NOUNPACK
-    w0 = v; w1 = v; (void)m4;
-#else
     w0 = I::and_(v, m4);
     w1 = I::and_(I::template srl16<4>(v), m4);
-#endif
     if constexpr (Q5) {
       const V qh = I::load(blk + 256 + 64 * u + o.b64);
       const V m10 = I::c8(0x10);
@@ -228,9 +224,6 @@ template <> struct Traits<WType::Q6_K> : TraitsK16<WType::Q6_K> {};
 // ---------------------------------------------------------------------------------------------------------------
 // Quantized tile: MR activation rows x NR lane groups starting at lane group lg0.
 
-#ifndef VIREO_PF_BYTES
-#define VIREO_PF_BYTES 0
-#endif
 // Per-thread scratch that only grows (decoded block scales shared by the tiles of one lane-group column).
 inline uint8_t* scratch(size_t bytes) {
   struct Buf {
@@ -294,18 +287,9 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
 #pragma GCC unroll 16
     for (int n = 0; n < NR; ++n) {
       blk[n] = base[n] + b * gbb;
-      if constexpr (MR == 1 && VIREO_PF_BYTES > 0) {
-        constexpr int64_t dist = VIREO_PF_BYTES;
-        if (hh[n] == 0)
-#pragma GCC unroll 64
-          for (int64_t o = 0; o < gbb; o += 64) I::prefetch(blk[n] + dist + o);
-      }
       if (pre) {
         st[n] = pre + b * NR + n;
       } else {
-#ifdef VIREO_HACK_NOPREP
-        if (b == 0)
-#endif
         Tr::prep(blk[n], Hoff(hh[n]), local[n]);
         st[n] = &local[n];
       }

@@ -2,6 +2,9 @@
 // int8 dot product is vpmaddubsw + vpmaddwd (no VNNI): the weight codes are at most 6 bits, so the int16 pair sums
 // cannot saturate; Q8_0 uses the sign trick (|w| x sign(x, w)) instead of unsigned codes. Compiled with the AVX2
 // flags (see CMakeLists.txt) and only called when best_cpu_path() allows it.
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own _mm512_undefined_* placeholders.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <cmath>

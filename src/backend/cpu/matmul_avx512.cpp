@@ -1,6 +1,9 @@
 // AVX-512 (F/BW/VL/DQ + VNNI) matmul kernels: one zmm lane per weight row (16-row groups), vpdpbusd for the
 // int8 dot products, vpdpwssd for the k-quant mins. Compiled with the AVX-512 flags (see CMakeLists.txt) and
 // only called when best_cpu_path() says the CPU has them.
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own _mm512_undefined_* placeholders.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <cmath>
