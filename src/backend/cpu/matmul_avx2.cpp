@@ -134,23 +134,33 @@ struct I {
 namespace vireo::cpu::kern {
 namespace {
 
+// Tile shapes (activation rows x 8-row lane groups) and decode lane groups per family; 16 ymm registers hold the
+// MR x NR int and f32 accumulators plus the unpacked weights. Overridable for experiments.
+#ifndef VIREO_TILE2_K
+#define VIREO_TILE2_K 4, 1, 2
+#endif
+#ifndef VIREO_TILE2_32
+#define VIREO_TILE2_32 3, 1, 2
+#endif
+#ifndef VIREO_TILE2_F
+#define VIREO_TILE2_F 4, 2, 2
+#endif
 Kernels make_avx2() {
   namespace K = avx2;
   Kernels k;
-  // MR x NR tiles: 16 ymm registers hold MR*NR int and f32 accumulators plus 2*NR unpacked weights.
-  k.gemm[int(WType::F32)] = K::gemm<WType::F32, 4, 2, 2, 64>;
-  k.gemm[int(WType::F16)] = K::gemm<WType::F16, 4, 2, 2, 64>;
-  k.gemm[int(WType::BF16)] = K::gemm<WType::BF16, 4, 2, 2, 64>;
-  k.gemm[int(WType::Q4_0)] = K::gemm<WType::Q4_0, 2, 2, 2, 64>;
-  k.gemm[int(WType::Q4_1)] = K::gemm<WType::Q4_1, 2, 2, 2, 64>;
-  k.gemm[int(WType::Q5_0)] = K::gemm<WType::Q5_0, 2, 2, 2, 64>;
-  k.gemm[int(WType::Q5_1)] = K::gemm<WType::Q5_1, 2, 2, 2, 64>;
-  k.gemm[int(WType::Q8_0)] = K::gemm<WType::Q8_0, 2, 2, 2, 64>;
-  k.gemm[int(WType::Q2_K)] = K::gemm<WType::Q2_K, 2, 2, 2, 64>;
-  k.gemm[int(WType::Q3_K)] = K::gemm<WType::Q3_K, 2, 2, 2, 64>;
-  k.gemm[int(WType::Q4_K)] = K::gemm<WType::Q4_K, 2, 2, 2, 64>;
-  k.gemm[int(WType::Q5_K)] = K::gemm<WType::Q5_K, 2, 2, 2, 64>;
-  k.gemm[int(WType::Q6_K)] = K::gemm<WType::Q6_K, 2, 2, 2, 64>;
+  k.gemm[int(WType::F32)] = K::gemm<WType::F32, VIREO_TILE2_F, 64>;
+  k.gemm[int(WType::F16)] = K::gemm<WType::F16, VIREO_TILE2_F, 64>;
+  k.gemm[int(WType::BF16)] = K::gemm<WType::BF16, VIREO_TILE2_F, 64>;
+  k.gemm[int(WType::Q4_0)] = K::gemm<WType::Q4_0, VIREO_TILE2_32, 64>;
+  k.gemm[int(WType::Q4_1)] = K::gemm<WType::Q4_1, VIREO_TILE2_32, 64>;
+  k.gemm[int(WType::Q5_0)] = K::gemm<WType::Q5_0, VIREO_TILE2_32, 64>;
+  k.gemm[int(WType::Q5_1)] = K::gemm<WType::Q5_1, VIREO_TILE2_32, 64>;
+  k.gemm[int(WType::Q8_0)] = K::gemm<WType::Q8_0, VIREO_TILE2_32, 64>;
+  k.gemm[int(WType::Q2_K)] = K::gemm<WType::Q2_K, VIREO_TILE2_K, 64>;
+  k.gemm[int(WType::Q3_K)] = K::gemm<WType::Q3_K, VIREO_TILE2_K, 64>;
+  k.gemm[int(WType::Q4_K)] = K::gemm<WType::Q4_K, VIREO_TILE2_K, 64>;
+  k.gemm[int(WType::Q5_K)] = K::gemm<WType::Q5_K, VIREO_TILE2_K, 64>;
+  k.gemm[int(WType::Q6_K)] = K::gemm<WType::Q6_K, VIREO_TILE2_K, 64>;
   k.act_offset[int(WType::Q8_0)] = K::I::kQ8Offset;
   k.act_offset[int(WType::Q4_0)] = 8;
   k.act_offset[int(WType::Q5_0)] = 16;
