@@ -310,7 +310,10 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
         }
       }
       // With one activation row, a second accumulator per lane group halves the vpdpbusd dependency chain.
-      constexpr bool kTwo = MR == 1 && NR <= 2;
+#ifndef VIREO_TWO_MAX
+#define VIREO_TWO_MAX 2
+#endif
+      constexpr bool kTwo = MR == 1 && NR <= VIREO_TWO_MAX;
       V s2[NR];
       if constexpr (kTwo) {
 #pragma GCC unroll 16

@@ -516,10 +516,19 @@ void PackedMatrix::matmul(const float* x, int64_t m, int64_t ldx, float* y, int6
     if (m == 1 || nt == 1) {
       for (int64_t i = 0; i < m; ++i) qf(x + i * ldx, dst + i * al.stride, al, off);
     } else {
-      pool.run([&](int ti, int tn) {
+      // One reference captured: std::function keeps it inline (no allocation per call).
+      struct QJob {
+        kern::QuantFn qf;
+        const float* x;
+        int64_t ldx, m;
+        uint8_t* dst;
+        const ActLayout* al;
+        int off;
+      } job{qf, x, ldx, m, dst, &al, off};
+      pool.run([&job](int ti, int tn) {
         int64_t b, e;
-        split_range(m, ti, tn, 1, &b, &e);
-        for (int64_t i = b; i < e; ++i) qf(x + i * ldx, dst + i * al.stride, al, off);
+        split_range(job.m, ti, tn, 1, &b, &e);
+        for (int64_t i = b; i < e; ++i) job.qf(job.x + i * job.ldx, job.dst + i * job.al->stride, *job.al, job.off);
       });
     }
   }
@@ -531,12 +540,16 @@ void PackedMatrix::matmul(const float* x, int64_t m, int64_t ldx, float* y, int6
     fn(a);
     return;
   }
-  // Split row groups; pairs of groups keep the kernels' 2-group tiles whole where the counts allow.
-  const int64_t align = I.n_groups >= 4 * nt ? 2 : 1;
-  pool.run([&](int ti, int tn) {
-    GemmArgs t = a;
-    split_range(I.n_groups, ti, tn, align, &t.g0, &t.g1);
-    if (t.g0 < t.g1) fn(t);
+  // Split row groups; multiples of 4 (or 2) keep the kernels' multi-group decode tiles whole where counts allow.
+  struct GJob {
+    const GemmArgs* a;
+    kern::GemmFn fn;
+    int64_t n_groups, align;
+  } job{&a, fn, I.n_groups, I.n_groups >= 8 * nt ? 4 : I.n_groups >= 4 * nt ? 2 : 1};
+  pool.run([&job](int ti, int tn) {
+    GemmArgs t = *job.a;
+    split_range(job.n_groups, ti, tn, job.align, &t.g0, &t.g1);
+    if (t.g0 < t.g1) job.fn(t);
   });
 }
 
