@@ -6,6 +6,7 @@
 #include <deque>
 #include <stdexcept>
 
+#include "backend/cpu/attention_kernels.h"
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/thread_pool.h"
 #include "quant/quant.h"
@@ -37,7 +38,12 @@ float* f(Act a) { return static_cast<float*>(a.data); }
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int n_threads) : pool_(n_threads), h2f_(fp16_table()) {}
+  explicit CpuBackend(int n_threads) : pool_(n_threads), h2f_(fp16_table()) {
+#if defined(__x86_64__) && !defined(VIREO_NO_X86)
+    simd_attention_ = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c") &&
+                      cpu::active_cpu_path() == cpu::CpuPath::Avx512;
+#endif
+  }
 
   std::string name() const override { return "cpu"; }
 
@@ -176,6 +182,15 @@ class CpuBackend final : public Backend {
         const int32_t pos = batch_->positions[t], slot = batch_->slots[t];
         const float* qv = f(q) + t * q.cols + h * p.head_dim;
         const size_t base = static_cast<size_t>(slot) * kv_.n_ctx * kv_.kv_dim + kvh * p.head_dim;
+#if defined(__x86_64__) && !defined(VIREO_NO_X86)
+        if (simd_attention_ && kv_.type == DType::F16 && p.head_dim % 16 == 0 && p.head_dim <= 256) {
+          const auto* kc = reinterpret_cast<const uint16_t*>(k_cache_[p.layer].data()) + base;
+          const auto* vc = reinterpret_cast<const uint16_t*>(v_cache_[p.layer].data()) + base;
+          cpu::attend_head_f16_avx512(qv, kc, vc, kv_.kv_dim, pos + 1, p.head_dim, p.scale, scores,
+                                      f(out) + t * out.cols + h * p.head_dim);
+          continue;
+        }
+#endif
         // scores[j] = q · k_j * scale for the positions 0..pos of this sequence (causal)
         float mx = -INFINITY;
         for (int j = 0; j <= pos; ++j) {
@@ -261,6 +276,7 @@ class CpuBackend final : public Backend {
 
   ThreadPool pool_;
   const float* h2f_;
+  bool simd_attention_ = false;  // AVX-512 attention over the f16 cache (the scalar loop is the reference)
   std::deque<std::unique_ptr<CpuWeight>> weights_;
   std::deque<std::vector<float>> acts_;
   KvCacheConfig kv_;

@@ -1,0 +1,12 @@
+// Vectorized attention inner loops for the CPU backend (chosen at run time; see cpu_backend.cpp).
+#pragma once
+#include <cstdint>
+
+namespace vireo::cpu {
+
+// out[0..head_dim) = softmax(q · k_j * scale over j < n_pos) weighted sum of v_j, for one query head over an f16
+// cache whose rows are `row_stride` elements apart. `scores` holds n_pos floats of scratch.
+void attend_head_f16_avx512(const float* q, const uint16_t* k, const uint16_t* v, int64_t row_stride, int n_pos,
+                            int head_dim, float scale, float* scores, float* out);
+
+}  // namespace vireo::cpu
