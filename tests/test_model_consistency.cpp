@@ -83,15 +83,18 @@ INSTANTIATE_TEST_SUITE_P(Synthetic, Consistency,
 #include "backend/cpu/matmul.h"
 
 TEST(CpuPaths, SimdMatchesScalarEndToEnd) {
-  const std::string path = synth("test-tiny", "q4_k_m");
   std::vector<int32_t> toks(48);
   for (size_t i = 0; i < toks.size(); ++i) toks[i] = static_cast<int32_t>((i * 37) % 200 + 3);
   const vireo::cpu::CpuPath best = vireo::cpu::best_cpu_path();
-  vireo::cpu::force_cpu_path(vireo::cpu::CpuPath::Scalar);
-  const auto scalar = logits(path, toks, 64, false);
-  vireo::cpu::force_cpu_path(best);
-  const auto simd = logits(path, toks, 64, false);
-  // Same quantized activations; only float summation order differs (and f16 KV rows are read the same way).
-  EXPECT_LT(max_rel(simd, scalar), 1e-3) << vireo::cpu::cpu_path_name(best);
-  std::filesystem::remove(path);
+  // f32 weights: activations stay f32, so only the summation order differs. Quantized weights: activations are
+  // re-quantized to int8 per layer, where order-level differences flip an occasional rounding step.
+  for (const auto& [type, bound] : {std::pair<std::string, double>{"f32", 1e-4}, {"q4_k_m", 2e-2}}) {
+    const std::string path = synth("test-tiny", type);
+    vireo::cpu::force_cpu_path(vireo::cpu::CpuPath::Scalar);
+    const auto scalar = logits(path, toks, 64, false);
+    vireo::cpu::force_cpu_path(best);
+    const auto simd = logits(path, toks, 64, false);
+    EXPECT_LT(max_rel(simd, scalar), bound) << type << " " << vireo::cpu::cpu_path_name(best);
+    std::filesystem::remove(path);
+  }
 }
