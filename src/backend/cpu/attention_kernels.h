@@ -1,4 +1,4 @@
-// Vectorized attention inner loops for the CPU backend (chosen at run time; see cpu_backend.cpp).
+// Vectorized attention and element-wise loops for the CPU backend (chosen at run time; see cpu_backend.cpp).
 #pragma once
 #include <cstdint>
 
@@ -8,5 +8,8 @@ namespace vireo::cpu {
 // cache whose rows are `row_stride` elements apart. `scores` holds n_pos floats of scratch.
 void attend_head_f16_avx512(const float* q, const uint16_t* k, const uint16_t* v, int64_t row_stride, int n_pos,
                             int head_dim, float scale, float* scores, float* out);
+
+// out = silu(gate) * up, element-wise (out may alias gate).
+void swiglu_avx512(const float* gate, const float* up, float* out, int64_t n);
 
 }  // namespace vireo::cpu

@@ -219,6 +219,12 @@ class CpuBackend final : public Backend {
       const float* g = f(gate) + t * gate.cols;
       const float* u = f(up) + t * up.cols;
       float* o = f(out) + t * out.cols;
+#if defined(__x86_64__) && !defined(VIREO_NO_X86)
+      if (simd_attention_) {
+        cpu::swiglu_avx512(g, u, o, out.cols);
+        continue;
+      }
+#endif
       for (int64_t i = 0; i < out.cols; ++i) o[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
     }
   }
@@ -276,7 +282,7 @@ class CpuBackend final : public Backend {
 
   ThreadPool pool_;
   const float* h2f_;
-  bool simd_attention_ = false;  // AVX-512 attention over the f16 cache (the scalar loop is the reference)
+  bool simd_attention_ = false;  // AVX-512 attention and SwiGLU (the scalar loops are the reference)
   std::deque<std::unique_ptr<CpuWeight>> weights_;
   std::deque<std::vector<float>> acts_;
   KvCacheConfig kv_;
