@@ -83,7 +83,7 @@ class CpuBackend final : public Backend {
     k_cache_.assign(cfg.n_layers, std::vector<uint8_t>(per_layer));
     v_cache_.assign(cfg.n_layers, std::vector<uint8_t>(per_layer));
     memory_ += static_cast<int64_t>(2 * per_layer * cfg.n_layers);
-    scores_.assign(static_cast<size_t>(pool_.size()) * cfg.n_ctx, 0.f);
+    scores_.assign(static_cast<size_t>(pool_.slots()) * cfg.n_ctx, 0.f);
   }
 
   int64_t memory_bytes() const override { return memory_; }

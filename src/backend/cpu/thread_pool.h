@@ -22,8 +22,11 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return n_threads_; }
+  // Slots a region is split into: several per thread, so a thread the OS preempts holds back only a small
+  // share of the work (the others claim the rest). Per-slot scratch must be sized by this, not size().
+  int slots() const { return n_slots_; }
 
-  // Calls fn(slot, n_threads) once for every slot in [0, n_threads) and waits for all. The caller runs slot 0
+  // Calls fn(slot, slots()) once for every slot in [0, slots()) and waits for all. The caller runs slot 0
   // and any slot no worker claimed in time, so a slot is not tied to an OS thread: per-slot scratch is indexed
   // by slot, and fn must split the work by slot itself; see split_range.
   void run(const std::function<void(int, int)>& fn);
@@ -36,6 +39,7 @@ class ThreadPool {
   bool claim(uint64_t tag, int* slot);
 
   int n_threads_;
+  int n_slots_;
   std::vector<std::thread> threads_;
   const std::function<void(int, int)>* job_ = nullptr;
   std::atomic<uint64_t> generation_{0};
