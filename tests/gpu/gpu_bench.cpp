@@ -93,6 +93,7 @@ struct Bench {
   std::unique_ptr<Backend> be;
   CudaBackendExt* ext = nullptr;
   explicit Bench(int dev) : be(make_cuda_backend(dev)), ext(dynamic_cast<CudaBackendExt*>(be.get())) {}
+  Bench(int dev, const CudaOptions& o) : be(make_cuda_backend(dev, o)), ext(dynamic_cast<CudaBackendExt*>(be.get())) {}
 
   // Median seconds of one step running `ops` (after warm-up steps that capture the graph).
   template <class F>
@@ -139,26 +140,45 @@ double copy_bandwidth(int dev) {
   return 2.0 * bytes * reps / (ms * 1e-3) / 1e9;  // read + write
 }
 
-void bench_kernels(int dev) {
+// Kernel timings run one op kind per step (no fusion across the repeated ops); "old" is the previous engineer's
+// path (register matvec, flash attention, no programmatic dependent launch) for before/after tables.
+CudaOptions kernel_opts(bool old) {
+  CudaOptions o = CudaOptions::from_env();
+  o.fuse = 0;
+  if (old) o.mv = o.pdl = o.attn_decode = 0;
+  return o;
+}
+
+void bench_kernels(int dev, bool quick) {
   const double bw = copy_bandwidth(dev);
+  const double rbw = cuda_read_bandwidth(dev, double(size_t(2) << 30)) / 1e9;
   {
     Bench b(dev);
     std::printf("\n== kernels on %s ==\n", b.ext->device_name().c_str());
   }
-  std::printf("device-to-device copy: %.0f GB/s (read + write)\n", bw);
+  std::printf("device-to-device copy: %.0f GB/s (read + write); streaming read: %.0f GB/s\n", bw, rbw);
   result("copy_bandwidth", bw, "GB/s");
-  std::printf("\n%-34s %12s %10s %9s %7s\n", "matmul", "shape", "us/op", "GB/s", "%copy");
+  result("read_bandwidth", rbw, "GB/s");
+  std::printf("\n%-38s %12s %10s %9s %7s\n", "matmul", "shape", "us/op", "GB/s", "%read");
   struct Shape {
     int64_t rows, K;
   };
-  const Shape shapes[] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {1024, 4096}, {128256, 4096}};
-  const DType types[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16};
+  const Shape shapes[] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {1024, 4096}, {2048, 2048}, {8192, 2048},
+                          {128256, 4096}};
+  std::vector<DType> types = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16};
+  if (quick) types = {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16};
   for (DType t : types)
     for (const Shape& s : shapes) {
       if (s.rows == 128256 && t != DType::Q6_K && t != DType::Q4_K) continue;
-      Bench b(dev);
       const std::vector<uint8_t> wb = random_weights(t, s.rows, s.K, 7);
-      const Weight* w = b.be->upload_weight("w", t, {s.K, s.rows}, wb);
+      for (int old = 0; old < 2; ++old) {
+      Bench b(dev, kernel_opts(old));
+      // Copies of the matrix, used in turn, so that the repeated ops stream from memory rather than from the
+      // 50 MB L2 cache (at least 200 MB in all).
+      const double mbytes = double(s.rows) * row_bytes(t, s.K);
+      const int copies = static_cast<int>(std::min(20.0, std::ceil(200e6 / mbytes)));
+      std::vector<const Weight*> ws;
+      for (int c = 0; c < copies; ++c) ws.push_back(b.be->upload_weight("w", t, {s.K, s.rows}, wb));
       Act x = b.be->alloc_act(512, s.K), y = b.be->alloc_act(512, s.rows);
       std::vector<float> xs(static_cast<size_t>(512 * s.K));
       std::mt19937 rng(1);
@@ -167,32 +187,38 @@ void bench_kernels(int dev) {
       b.ext->copy_to_device(x.data, xs.data(), xs.size() * 4);
       const double empty = b.time_step(tokens_batch(1), [] {});
       for (int n : {1, 4, 8, 512}) {
-        if (n == 512 && (s.rows == 128256 || t == DType::BF16)) continue;
+        if (n == 512 && (s.rows == 128256 || t == DType::BF16 || old || quick)) continue;
+        if (quick && n == 4) continue;
         const int R = n == 512 ? 3 : 20;
         const double ts = b.time_step(tokens_batch(std::min(n, 512)), [&] {
-          for (int i = 0; i < R; ++i) b.be->matmul(w, x.with_rows(n), y.with_rows(n));
+          for (int i = 0; i < R; ++i) b.be->matmul(ws[i % copies], x.with_rows(n), y.with_rows(n));
         });
         const double per = std::max(ts - empty, 1e-9) / R;
         const double bytes = double(s.rows) * row_bytes(t, s.K);
-        const std::string name = "matmul " + std::string(dtype_name(t)) + " n=" + std::to_string(n);
+        const std::string name =
+            "matmul " + std::string(dtype_name(t)) + " n=" + std::to_string(n) + (old ? " old" : "");
         const std::string shape = std::to_string(s.rows) + "x" + std::to_string(s.K);
         if (n == 512) {
           const double tflops = 2.0 * n * s.rows * s.K / per / 1e12;
-          std::printf("%-34s %12s %10.1f %9s %7s   %.0f TFLOP/s\n", name.c_str(), shape.c_str(), per * 1e6, "-", "-",
+          std::printf("%-38s %12s %10.1f %9s %7s   %.0f TFLOP/s\n", name.c_str(), shape.c_str(), per * 1e6, "-", "-",
                       tflops);
           result(name + " " + shape, tflops, "TFLOP/s");
         } else {
           const double gbs = bytes / per / 1e9;
-          std::printf("%-34s %12s %10.1f %9.0f %6.0f%%\n", name.c_str(), shape.c_str(), per * 1e6, gbs,
-                      bw > 0 ? 100.0 * gbs / bw : 0.0);
+          std::printf("%-38s %12s %10.1f %9.0f %6.0f%%\n", name.c_str(), shape.c_str(), per * 1e6, gbs,
+                      rbw > 0 ? 100.0 * gbs / rbw : 0.0);
           result(name + " " + shape, gbs, "GB/s");
         }
       }
+      }
     }
 
-  std::printf("\n%-34s %12s %10s\n", "attention (32 q / 8 kv heads, d 128)", "tokens@pos", "us/op");
-  for (const auto& [n, pos] : std::vector<std::pair<int, int>>{{1, 511}, {1, 4095}, {1, 16383}, {8, 4095}, {512, 0}}) {
-    Bench b(dev);
+  std::printf("\n%-38s %12s %10s %9s\n", "attention (32 q / 8 kv heads, d 128)", "tokens@pos", "us/op", "KV GB/s");
+  for (const auto& [n, pos] : std::vector<std::pair<int, int>>{
+           {1, 511}, {1, 4095}, {1, 16383}, {1, 32767}, {4, 4095}, {8, 4095}, {8, 16383}, {512, 0}})
+    for (int old = 0; old < 2; ++old) {
+    if (n == 512 && old) continue;
+    Bench b(dev, kernel_opts(old));
     const int ctx = std::max(4096, pos + n);
     const int slots = n == 8 ? 8 : 1;
     b.be->alloc_kv({1, slots, ctx, 8 * 128, DType::F16});
@@ -207,15 +233,18 @@ void bench_kernels(int dev) {
     });
     const double per = std::max(ts - empty, 1e-9) / R;
     const std::string where = std::to_string(n) + "@" + std::to_string(pos) + (n == 512 ? " (causal)" : "");
-    std::printf("%-34s %12s %10.1f\n", "attention", where.c_str(), per * 1e6);
-    result("attention " + where, per * 1e6, "us");
+    const double kv_bytes = n == 512 ? 0 : double(n) * (pos + 1) * 8 * 128 * 2 * 2;
+    std::printf("%-38s %12s %10.1f %9.0f\n", old ? "attention old" : "attention", where.c_str(), per * 1e6,
+                kv_bytes / per / 1e9);
+    result(std::string(old ? "attention old " : "attention ") + where, per * 1e6, "us");
   }
 }
 
-void bench_model(int dev, const std::string& path, int prefill, int decode) {
+void bench_model(int dev, const std::string& path, int prefill, int decode, int decode_at) {
   auto file = std::make_shared<const GgufFile>(GgufFile::open(path));
   RunOptions ro;
-  ro.n_ctx = prefill + decode + 16;
+  if (decode_at < 0) decode_at = prefill;
+  ro.n_ctx = std::max(prefill, decode_at) + decode + 16;
   ro.n_slots = 8;
   ro.max_batch = std::max(prefill, 8);
   ro.max_logit_rows = 8;
@@ -250,7 +279,7 @@ void bench_model(int dev, const std::string& path, int prefill, int decode) {
     std::vector<double> td;
     for (int s = 0; s < decode; ++s) {
       b.clear();
-      for (int q = 0; q < seqs; ++q) b.add(tok(rng), prefill + s, q, true);
+      for (int q = 0; q < seqs; ++q) b.add(tok(rng), decode_at + s, q, true);
       const auto t0 = Clock::now();
       m.forward(b, logits);
       if (s >= 2) td.push_back(seconds_since(t0));
@@ -258,8 +287,10 @@ void bench_model(int dev, const std::string& path, int prefill, int decode) {
     const double t = median(td);
     const double tps = seqs / t;
     const double gbs = m.weight_bytes_per_token() / t / 1e9;
-    std::printf("decode %d seq: %.3f ms/step, %.1f tok/s, weights at %.0f GB/s\n", seqs, t * 1e3, tps, gbs);
-    result(base + " decode x" + std::to_string(seqs), tps, "tok/s");
+    std::printf("decode %d seq @%d: %.3f ms/step, %.1f tok/s, weights at %.0f GB/s\n", seqs, decode_at, t * 1e3, tps,
+                gbs);
+    const std::string at = decode_at != prefill ? "@" + std::to_string(decode_at) : "";
+    result(base + " decode x" + std::to_string(seqs) + at, tps, "tok/s");
     if (seqs == 1) result(base + " decode x1 weight bandwidth", gbs, "GB/s");
   }
   const auto st = ext->graph_stats();
@@ -272,7 +303,8 @@ void bench_model(int dev, const std::string& path, int prefill, int decode) {
 int main(int argc, char** argv) {
   std::vector<std::string> models;
   bool kernels = false;
-  int prefill = 512, decode = 64, dev = 0;
+  int prefill = 512, decode = 64, dev = 0, decode_at = -1;
+  bool quick = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -284,13 +316,15 @@ int main(int argc, char** argv) {
     };
     if (a == "--model") models.push_back(next());
     else if (a == "--kernels") kernels = true;
+    else if (a == "--quick") quick = true;
+    else if (a == "--decode-at") decode_at = std::atoi(next().c_str());
     else if (a == "--prefill") prefill = std::atoi(next().c_str());
     else if (a == "--decode") decode = std::atoi(next().c_str());
     else if (a == "--device") dev = std::atoi(next().c_str());
     else {
       std::fprintf(stderr,
-                   "usage: vireo_gpu_bench [--kernels] [--model X.gguf]... [--prefill 512] [--decode 64] "
-                   "[--device 0]\n");
+                   "usage: vireo_gpu_bench [--kernels [--quick]] [--model X.gguf]... [--prefill 512] [--decode 64] "
+                   "[--decode-at POS] [--device 0]\n");
       return 2;
     }
   }
@@ -300,8 +334,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
-    if (kernels) bench_kernels(dev);
-    for (const std::string& m : models) bench_model(dev, m, prefill, decode);
+    if (kernels) bench_kernels(dev, quick);
+    for (const std::string& m : models) bench_model(dev, m, prefill, decode, decode_at);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vireo_gpu_bench: %s\n", e.what());
     return 1;

@@ -40,6 +40,8 @@ inline int64_t attn_smem_floats(int hg, int D) {
 
 template <class KV>
 __global__ void __launch_bounds__(kThreads) attn_kernel(AttnArgs a, int hg) {
+  pdl_wait();
+  pdl_trigger();
   VDYN_SHARED(float, smem);
   constexpr int T = kAttnTile;
   const int D = a.head_dim;
@@ -184,6 +186,8 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnArgs a, int hg) {
 
 // Block per (head, token): out = sum_s o_s * e^(m_s - M) / sum_s l_s * e^(m_s - M) over the chunks that exist.
 __global__ void __launch_bounds__(kThreads) attn_merge_kernel(AttnArgs a) {
+  pdl_wait();
+  pdl_trigger();
   const int h = static_cast<int>(blockIdx.x), t = static_cast<int>(blockIdx.y);
   const int D = a.head_dim;
   const int pos = a.pos[t];
@@ -247,15 +251,15 @@ void attention(const AttnArgs& a, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(a.n_heads / hg), static_cast<unsigned>(a.splits), static_cast<unsigned>(a.n));
   if (a.f16) {
     auto* k = &attn_kernel<uint16_t>;
-    VLAUNCH(k, grid, dim3(kThreads), smem, s, a, hg);
+    VLAUNCH_PDL(k, grid, dim3(kThreads), smem, s, a, hg);
   } else {
     auto* k = &attn_kernel<float>;
-    VLAUNCH(k, grid, dim3(kThreads), smem, s, a, hg);
+    VLAUNCH_PDL(k, grid, dim3(kThreads), smem, s, a, hg);
   }
   VCHECK_LAUNCH("attention");
   if (a.splits > 1) {
     auto* k = &attn_merge_kernel;
-    VLAUNCH(k, dim3(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(a.n)), dim3(kThreads), 0, s, a);
+    VLAUNCH_PDL(k, dim3(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(a.n)), dim3(kThreads), 0, s, a);
     VCHECK_LAUNCH("attention (merge of split-KV partials)");
   }
 }

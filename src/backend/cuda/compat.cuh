@@ -25,6 +25,9 @@
   ::emu::launch((grid), (block), (smem), (stream), [=]() { kernel(__VA_ARGS__); })
 #define VSHARED(T, name, count) T* name = static_cast<T*>(::emu::shared_static(sizeof(T) * (count), alignof(T)))
 #define VDYN_SHARED(T, name) T* name = static_cast<T*>(::emu::shared_dynamic())
+// Programmatic dependent launch does not exist in the emulator: streams run work in order anyway.
+#define VLAUNCH_PDL(kernel, grid, block, smem, stream, ...) \
+  ::emu::launch((grid), (block), (smem), (stream), [=]() { kernel(__VA_ARGS__); })
 #else
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -35,6 +38,27 @@
 #define VDYN_SHARED(T, name)                                       \
   extern __shared__ __align__(16) unsigned char vireo_dyn_smem[]; \
   T* name = reinterpret_cast<T*>(vireo_dyn_smem)
+// Launch with programmatic dependent launch allowed (Hopper+, when pdl_enabled()): the kernel may start while the
+// previous kernel of the stream is still running; it must call pdl_wait() before it reads anything that kernel
+// wrote (or writes anything the previous kernel reads), and it calls pdl_trigger() to let the next kernel start
+// early in turn. Work before pdl_wait() may only read memory no kernel of the step writes (weights, step values).
+// pdl_trigger() comes after pdl_wait(): at most two kernels overlap (the running one and the next, which streams
+// its weights), and a kernel never starts before the one two back has finished, so nothing it reads can sit stale
+// in an L1 cache filled by an older kernel.
+#define VLAUNCH_PDL(kern_, grid_, block_, smem_, stream_, ...)                                   \
+  do {                                                                                        \
+    cudaLaunchConfig_t vireo_cfg_ = {};                                                       \
+    vireo_cfg_.gridDim = (grid_);                                                              \
+    vireo_cfg_.blockDim = (block_);                                                            \
+    vireo_cfg_.dynamicSmemBytes = (smem_);                                                     \
+    vireo_cfg_.stream = (stream_);                                                             \
+    cudaLaunchAttribute vireo_attr_[1];                                                       \
+    vireo_attr_[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;                   \
+    vireo_attr_[0].val.programmaticStreamSerializationAllowed = 1;                            \
+    vireo_cfg_.attrs = vireo_attr_;                                                           \
+    vireo_cfg_.numAttrs = ::vireo::VIREO_CUDA_NS::pdl_enabled() ? 1 : 0;                      \
+    VCUDA(cudaLaunchKernelEx(&vireo_cfg_, kern_, __VA_ARGS__), "kernel launch");            \
+  } while (0)
 #endif
 
 #define VHD __host__ __device__ __forceinline__
@@ -46,6 +70,10 @@
 #define VDEV __device__ __forceinline__
 
 namespace vireo::VIREO_CUDA_NS {
+
+// Programmatic dependent launch on (process-wide switch, set by the backend from the device and its options).
+bool pdl_enabled();
+void set_pdl_enabled(bool on);
 
 // ---- errors: every CUDA call and launch is checked; the message names the op ----
 [[noreturn]] inline void cuda_fail(const char* what, const char* err, const char* file, int line) {
@@ -205,6 +233,65 @@ VDEV float warp_max(float v) {
 }
 
 VHD int imin(int a, int b) { return a < b ? a : b; }
+
+// ---- programmatic dependent launch (no-ops where it does not exist; see VLAUNCH_PDL) ----
+VDEV void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+VDEV void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+// A load that bypasses L1 (data written by other blocks of the same grid, after a fence and an atomic).
+VDEV float ld_cg(const float* p) {
+#if defined(__CUDA_ARCH__)
+  return __ldcg(p);
+#else
+  return *p;
+#endif
+}
+
+VDEV float4 ld_cg4(const float* p) {
+#if defined(__CUDA_ARCH__)
+  return __ldcg(reinterpret_cast<const float4*>(p));
+#else
+#if defined(VIREO_CUDA_EMU)
+  ::emu::check_aligned(p, 16);
+#endif
+  float4 v;
+  std::memcpy(&v, p, 16);
+  return v;
+#endif
+}
+
+VDEV int warp_max_int(int v) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const int w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = w > v ? w : v;
+  }
+  return v;
+}
+
+// Quantizes the 32 values of a warp (one per lane) to int8 like quantize_act_q8: d = max|v| / 127,
+// q = round(v / d); lane 0 writes {d, d * sum q}. A NaN or infinite value makes d infinite.
+VDEV void quant_warp32(float v, int lane, int8_t* q, float2* ds) {
+  float a = fabsf(v);
+  if (!(a <= 3.0e38f)) a = INFINITY;
+  const float amax = warp_max(a);
+  const float d = amax / 127.f;
+  int qi = 0;
+  if (d > 0.f && d < INFINITY) {
+    qi = round_to_int(v / d);
+    qi = qi > 127 ? 127 : (qi < -127 ? -127 : qi);
+  }
+  q[lane] = static_cast<int8_t>(qi);
+  const int sum = warp_sum_int(qi);
+  if (lane == 0) *ds = make_float2(d, d * static_cast<float>(sum));
+}
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }

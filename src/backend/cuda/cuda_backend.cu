@@ -9,8 +9,17 @@
 //   - captures the log into a new graph (stream capture) and launches it, or runs it eagerly (shapes seen for the
 //     first time above CudaOptions::graph_first_use_max_tokens, graphs disabled).
 // A log that differs from the cached one for its shape is re-captured, so a replay can never run stale
-// arguments. The values of a step (tokens, positions, slots, logit rows) are copied to device memory with one
-// asynchronous copy in begin_step, ordered before the graph on the same stream.
+// arguments. The values of a step (tokens, positions, slots, logit rows, and per token the smallest position the
+// step writes into its slot) are copied to device memory with one asynchronous copy in begin_step, ordered before
+// the graph on the same stream.
+//
+// Fusion (decode-sized steps, CudaOptions::fuse). run_log walks the op log and runs known sequences of a Llama
+// layer as one kernel each (run_fused): a norm whose output feeds a matmul with int8 activations also writes those
+// activations (norm_q8); q/k/v matmuls of one input, followed by RoPE of q and k and the KV store, are one mv.cu
+// launch; gate/up + SwiGLU are one launch that also emits the int8 activations of the down projection; the decode
+// attention emits the int8 activations of the o-projection. Every buffer the unfused ops would write is still
+// written, so later ops (and graphs compared by op log) see the same state. The int8 activations live in two
+// buffers, so that a kernel can read one and write the other; q8c_ records which Act each holds.
 #include "backend/cuda/cuda_backend.h"
 
 #include <cstdio>
@@ -21,6 +30,7 @@
 #include <vector>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mv.h"
 #include "backend/cuda/repack.cuh"
 #include "quant/quant.h"
 
@@ -67,6 +77,7 @@ struct Op {
   // Derived at record time from the arguments above (part of the comparison all the same).
   const float* rope_table = nullptr;
   int splits = 1, chunk = 0;
+  bool decode = false;  // attention: the split-KV decode kernel
 };
 
 bool same_act(const Act& x, const Act& y) { return x.data == y.data && x.cols == y.cols && x.rows == y.rows; }
@@ -80,7 +91,7 @@ bool same_op(const Op& x, const Op& y) {
          x.attn.layer == y.attn.layer && x.attn.n_heads == y.attn.n_heads &&
          x.attn.n_kv_heads == y.attn.n_kv_heads && x.attn.head_dim == y.attn.head_dim &&
          same_bits(x.attn.scale, y.attn.scale) && x.layer == y.layer && x.rope_table == y.rope_table &&
-         x.splits == y.splits && x.chunk == y.chunk;
+         x.splits == y.splits && x.chunk == y.chunk && x.decode == y.decode;
 }
 
 bool same_log(const std::vector<Op>& x, const std::vector<Op>& y) {
@@ -92,6 +103,17 @@ bool same_log(const std::vector<Op>& x, const std::vector<Op>& y) {
 
 const CudaWeight* cw(const Weight* w) { return static_cast<const CudaWeight*>(w); }
 float* f(const Act& a) { return static_cast<float*>(a.data); }
+
+// Do two activation views share memory?
+bool overlaps(const Act& x, const Act& y) {
+  const char* a = static_cast<const char*>(x.data);
+  const char* b = static_cast<const char*>(y.data);
+  const int64_t na = x.rows * x.cols * 4, nb = y.rows * y.cols * 4;
+  return a < b + nb && b < a + na;
+}
+
+// Number of step-value arrays in device memory: tokens, positions, slots, logit rows, safe positions.
+constexpr int kStepArrays = 5;
 
 class CudaBackend final : public Backend, public CudaBackendExt {
  public:
@@ -121,6 +143,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     if (cublasSetWorkspace(cublas_, cublas_ws_, cublas_ws_bytes_) != CUBLAS_STATUS_SUCCESS)
       throw std::runtime_error("CUDA backend: cublasSetWorkspace failed");
     if (opts_.sync_each_op) opts_.graphs = 0;
+    pdl_ = opts_.pdl != 0 && prop.major >= 9;
   }
 
   ~CudaBackend() override {
@@ -254,7 +277,21 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     std::memcpy(h + 2 * step_cap_, batch.slots.data(), n * sizeof(int32_t));
     if (!batch.logit_rows.empty())
       std::memcpy(h + 3 * step_cap_, batch.logit_rows.data(), batch.logit_rows.size() * sizeof(int32_t));
-    VCUDA(cudaMemcpyAsync(d_step_, h_step_, 4 * step_cap_ * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+    // Safe positions: the keys of a token's slot below the smallest position this step writes into that slot
+    // are older than the step (the decode attention may read them before the KV store of the step finishes).
+    {
+      int32_t* safe = h + 4 * step_cap_;
+      if (kv_ready_) {
+        slot_min_.assign(static_cast<size_t>(kv_.n_slots), INT32_MAX);
+        for (int32_t i = 0; i < n; ++i)
+          slot_min_[batch.slots[i]] = std::min(slot_min_[batch.slots[i]], batch.positions[i]);
+        for (int32_t i = 0; i < n; ++i) safe[i] = slot_min_[batch.slots[i]];
+      } else {
+        std::memset(safe, 0, static_cast<size_t>(n) * sizeof(int32_t));
+      }
+    }
+    VCUDA(cudaMemcpyAsync(d_step_, h_step_, kStepArrays * step_cap_ * sizeof(int32_t), cudaMemcpyHostToDevice,
+                          stream_),
           "begin_step (copy step values)");
     batch_ = &batch;
     n_ = n;
@@ -343,8 +380,9 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     if (m_tok <= 0) return;
     if (m_tok <= std::min(opts_.matvec_max_tokens, kMatvecMaxN)) {
       if (wfmt_uses_q8(v.fmt)) {
-        ensure(q8_, static_cast<size_t>(m_tok * v.K), "matmul scratch");
-        ensure(q8ds_, static_cast<size_t>(m_tok * (v.K / 32)) * sizeof(float2), "matmul scratch");
+        ensure_q8(m_tok, std::max(v.K, v.rows));
+        // a fused gate/up launch counts finished rows per group of 32 (one int each, kept zero between launches)
+        ensure_zeroed(glu_cnt_, static_cast<size_t>(v.rows / 32 + 1) * sizeof(int), "matmul scratch");
       } else {
         ensure(f32x_, static_cast<size_t>(m_tok * v.Kp) * sizeof(float), "matmul scratch");
       }
@@ -414,6 +452,25 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     a.n_ctx = kv_.n_ctx;
     a.n_heads = p.n_heads;
     a.n_kv_heads = p.n_kv_heads;
+    if (opts_.attn_decode && attn_decode_supported(kv_.type == DType::F16, p.head_dim, p.n_heads, p.n_kv_heads, n_)) {
+      a.min_chunk = std::max(1, opts_.attn_min_chunk);
+      attn_decode_plan(a, opts_.attn_blocks_per_sm * sms_);
+      const size_t rows = static_cast<size_t>(n_) * p.n_heads * a.splits;
+      ensure(attn_o_, rows * p.head_dim * sizeof(float), "attention scratch");
+      ensure(attn_ml_, rows * sizeof(float2), "attention scratch");
+      ensure_zeroed(attn_cnt_, static_cast<size_t>(n_) * p.n_heads * sizeof(int), "attention scratch");
+      ensure_q8(n_, out.cols);
+      Op op;
+      op.kind = OpKind::Attention;
+      op.a = q;
+      op.b = out;
+      op.attn = p;
+      op.splits = a.splits;
+      op.chunk = a.min_chunk;
+      op.decode = true;
+      log_.push_back(op);
+      return;
+    }
     attn_plan(a, sms_);
     if (a.splits > 1) {
       const size_t rows = static_cast<size_t>(n_) * p.n_heads * a.splits;
@@ -552,6 +609,22 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     drop_graphs();
   }
 
+  // Like ensure, for buffers that must start zeroed (counters of the fused kernels).
+  void ensure_zeroed(DevBuf& b, size_t bytes, const char* what) {
+    if (b.bytes >= bytes) return;
+    ensure(b, bytes, what);
+    memset_sync(b.p, 0, b.bytes, what);
+  }
+
+  // Both int8 activation buffers for m rows of up to K elements.
+  void ensure_q8(int64_t m, int64_t K) {
+    const int64_t k = round_up(std::max<int64_t>(K, 32), 32);
+    for (int i = 0; i < 2; ++i) {
+      ensure(q8_[i], static_cast<size_t>(m * k), "matmul scratch");
+      ensure(q8ds_[i], static_cast<size_t>(m * (k / 32)) * sizeof(float2), "matmul scratch");
+    }
+  }
+
   void drop_graphs() {
     for (auto& [key, g] : graphs_)
       if (g.exec) cudaGraphExecDestroy(g.exec);
@@ -563,17 +636,17 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     if (want <= step_cap_) return;
     if (d_step_) {
       VCUDA(cudaStreamSynchronize(stream_), "step buffers");
-      dev_free(d_step_, static_cast<size_t>(4 * step_cap_) * sizeof(int32_t));
+      dev_free(d_step_, static_cast<size_t>(kStepArrays * step_cap_) * sizeof(int32_t));
       VCUDA(cudaFreeHost(h_step_), "step buffers");
       h_step_ = nullptr;
       d_step_ = nullptr;
     }
     step_cap_ = want;
-    d_step_ = static_cast<int32_t*>(dev_alloc(static_cast<size_t>(4 * step_cap_) * sizeof(int32_t), "step buffers"));
-    memset_sync(d_step_, 0, static_cast<size_t>(4 * step_cap_) * sizeof(int32_t), "step buffers");
-    VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_step_), static_cast<size_t>(4 * step_cap_) * sizeof(int32_t)),
-          "step buffers");
-    std::memset(h_step_, 0, static_cast<size_t>(4 * step_cap_) * sizeof(int32_t));
+    const size_t bytes = static_cast<size_t>(kStepArrays * step_cap_) * sizeof(int32_t);
+    d_step_ = static_cast<int32_t*>(dev_alloc(bytes, "step buffers"));
+    memset_sync(d_step_, 0, bytes, "step buffers");
+    VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_step_), bytes), "step buffers");
+    std::memset(h_step_, 0, bytes);
     drop_graphs();
   }
 
@@ -613,6 +686,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   // execution
   // ---------------------------------------------------------------------------------------------------------
   void run_step() {
+    set_pdl_enabled(pdl_);
     if (opts_.graphs == 0 || graphs_broken_) {
       run_log();
       ++stats_.eager_steps;
@@ -678,28 +752,295 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   }
 
   void run_log() {
-    q8_cache_ = {};
+    q8c_[0] = q8c_[1] = {};
     f32_cache_ = {};
     f16_cache_ = {};
-    for (const Op& op : log_) {
-      run_op(op);
+    for (size_t i = 0; i < log_.size();) {
+      size_t used = run_fused(i);
+      if (used > 0) ++stats_.fused;
+      if (used == 0) {
+        run_op(log_[i]);
+        used = 1;
+      }
       if (opts_.sync_each_op) {
         const cudaError_t e = cudaStreamSynchronize(stream_);
-        if (e != cudaSuccess) cuda_fail(op_name(op.kind), cudaGetErrorString(e), __FILE__, __LINE__);
+        if (e != cudaSuccess) cuda_fail(op_name(log_[i].kind), cudaGetErrorString(e), __FILE__, __LINE__);
       }
+      i += used;
     }
   }
 
   void wrote(const void* p) {
-    if (q8_cache_.src == p) q8_cache_ = {};
+    for (PrepCache& c : q8c_)
+      if (c.src == p) c = {};
     if (f32_cache_.src == p) f32_cache_ = {};
     if (f16_cache_.src == p) f16_cache_ = {};
+  }
+
+  // ---- int8 activations: two buffers, so that a kernel can read one and write the other ----
+  int q8_find(const Act& x) const {
+    for (int b = 0; b < 2; ++b)
+      if (q8c_[b].matches(x)) return b;
+    return -1;
+  }
+  // A buffer to write, never `keep` (the one the writing kernel reads); otherwise the one written longer ago.
+  int q8_pick(int keep) {
+    const int b = keep >= 0 ? 1 - keep : (q8_stamp_[0] <= q8_stamp_[1] ? 0 : 1);
+    q8_stamp_[b] = ++q8_clock_;
+    return b;
+  }
+  void q8_set(int b, const Act& x) { q8c_[b] = {x.data, x.rows, x.cols}; }
+  int8_t* q8q(int b) { return static_cast<int8_t*>(q8_[b].p); }
+  float2* q8d(int b) { return static_cast<float2*>(q8ds_[b].p); }
+  ActQ8 q8_act(int b, int64_t K) {
+    ActQ8 a;
+    a.q = q8q(b);
+    a.ds = q8d(b);
+    a.q_stride = K;
+    a.ds_stride = K / 32;
+    return a;
+  }
+  // The int8 activations of x (K = x.cols), quantized now unless a buffer holds them already.
+  int q8_of(const Act& x, int64_t K) {
+    int b = q8_find(x);
+    if (b >= 0) return b;
+    b = q8_pick(-1);
+    quantize_act_q8(f(x), x.cols, static_cast<int>(x.rows), K, q8q(b), q8d(b), stream_);
+    q8_set(b, x);
+    return b;
+  }
+
+  bool on_matvec_path(const Op& op) const {
+    return op.kind == OpKind::Matmul && op.a.rows >= 1 && op.a.rows <= std::min(opts_.matvec_max_tokens, kMatvecMaxN);
+  }
+  static const MatView& view(const Op& op) { return cw(op.w)->view; }
+
+  // The activations of a fused matvec launch over input x: int8 (quantized unless cached) or f32 (x itself
+  // when its rows need no padding).
+  void mv_inputs(MvArgs& a, const Act& x, const MatView& w) {
+    if (wfmt_uses_q8(w.fmt)) {
+      a.aq = q8_act(q8_of(x, w.K), w.K);
+    } else if (w.Kp == w.K && x.cols == w.K) {
+      a.af.x = f(x);
+      a.af.stride = x.cols;
+    } else {
+      float* xp = static_cast<float*>(f32x_.p);
+      if (!f32_cache_.matches(x)) {
+        prep_act_f32(f(x), x.cols, static_cast<int>(x.rows), w.K, w.Kp, xp, stream_);
+        f32_cache_ = {x.data, x.rows, x.cols};
+      }
+      a.af.x = xp;
+      a.af.stride = w.Kp;
+    }
+    a.pos = d_pos();
+    a.slot = d_slots();
+    a.n_ctx = kv_.n_ctx;
+    a.kv_dim = kv_.kv_dim;
+  }
+  void mv_run(const MvArgs& a, int64_t rows) {
+    mv_launch(a, static_cast<int>(rows), opts_.mv_blocks_per_sm > 0 ? opts_.mv_blocks_per_sm * sms_ : 0, stream_);
+  }
+  static MvSeg plain_seg(const MatView& w, const Act& out) {
+    MvSeg g;
+    g.wa = g.wb = w;
+    g.mode = kMvPlain;
+    g.y = f(out);
+    g.ldy = out.cols;
+    return g;
+  }
+
+  // Runs ops i, i+1, ... as one fused kernel when they form a known pattern; returns how many ops it ran
+  // (0: none, run op i alone). Only for matvec-sized steps; the patterns are those of a Llama layer.
+  size_t run_fused(size_t i) {
+    if (!opts_.fuse || n_ > std::min(opts_.matvec_max_tokens, kMatvecMaxN)) return 0;
+    const Op& op = log_[i];
+    const Op* nx = i + 1 < log_.size() ? &log_[i + 1] : nullptr;
+    switch (op.kind) {
+      case OpKind::RmsNorm:
+      case OpKind::AddRmsNorm: {  // norm + the int8 activations of the matmul that reads its output
+        const bool add = op.kind == OpKind::AddRmsNorm;
+        const Act out = add ? op.c : op.b;
+        if (!nx || !on_matvec_path(*nx) || !same_act(nx->a, out) || !wfmt_uses_q8(view(*nx).fmt) ||
+            !norm_q8_supported(out.cols) || view(*nx).K != out.cols)
+          return 0;
+        const int b = q8_pick(-1);
+        norm_q8(f(op.a), op.a.cols, add ? f(op.b) : nullptr, add ? op.b.cols : 0, cw(op.w)->vec, op.eps,
+                static_cast<int>(op.a.rows), op.a.cols, f(out), out.cols, q8q(b), q8d(b), out.cols, out.cols / 32,
+                stream_);
+        if (add) wrote(op.a.data);
+        wrote(out.data);
+        q8_set(b, out);
+        return 1;
+      }
+      case OpKind::Attention: {  // decode attention + the int8 activations of its output
+        if (!op.decode || !nx || !on_matvec_path(*nx) || !same_act(nx->a, op.b) || !wfmt_uses_q8(view(*nx).fmt) ||
+            op.attn.head_dim % 32 != 0 || int64_t(op.attn.n_heads) * op.attn.head_dim != op.b.cols ||
+            view(*nx).K != op.b.cols)
+          return 0;
+        const int b = q8_pick(-1);
+        run_attention(op, q8q(b), q8d(b));
+        q8_set(b, op.b);
+        return 1;
+      }
+      case OpKind::Matmul:
+        if (!opts_.mv || !on_matvec_path(op)) return 0;
+        if (size_t k = run_glu(i)) return k;
+        return run_multi(i);
+      default:
+        return 0;
+    }
+  }
+
+  // gate/up matmuls + SwiGLU (+ the int8 activations of the next matmul, which reads the SwiGLU output).
+  size_t run_glu(size_t i) {
+    if (i + 2 >= log_.size()) return 0;
+    const Op &g = log_[i], &u = log_[i + 1], &sw = log_[i + 2];
+    if (!on_matvec_path(u) || sw.kind != OpKind::Swiglu || !same_act(u.a, g.a)) return 0;
+    const MatView &wg = view(g), &wu = view(u);
+    if (wg.fmt != wu.fmt || wg.rows != wu.rows || wg.K != wu.K || !mv_formats_supported(wg.fmt, wg.fmt)) return 0;
+    if (!same_act(sw.a, g.b) || !same_act(sw.b, u.b) || sw.c.cols != wg.rows || sw.c.rows != g.a.rows ||
+        g.b.cols != wg.rows || u.b.cols != wg.rows)
+      return 0;
+    const Act x = g.a;
+    if (overlaps(g.b, x) || overlaps(u.b, x) || overlaps(sw.c, x) || overlaps(g.b, u.b) || overlaps(u.b, sw.c) ||
+        (overlaps(g.b, sw.c) && g.b.data != sw.c.data))
+      return 0;
+    MvArgs a;
+    mv_inputs(a, x, wg);
+    MvSeg sg;
+    sg.wa = wg;
+    sg.wb = wu;
+    sg.mode = kMvGlu;
+    sg.y = g.b.data == sw.c.data ? nullptr : f(g.b);  // SwiGLU in place overwrites the gate output anyway
+    sg.ldy = g.b.cols;
+    sg.y2 = f(u.b);
+    sg.ldy2 = u.b.cols;
+    sg.h = f(sw.c);
+    sg.ldh = sw.c.cols;
+    a.seg[0] = sg;
+    a.nseg = 1;
+    int qb = -1;
+    const Op* nx = i + 3 < log_.size() ? &log_[i + 3] : nullptr;
+    if (wfmt_uses_q8(wg.fmt) && nx && on_matvec_path(*nx) && same_act(nx->a, sw.c) && wfmt_uses_q8(view(*nx).fmt) &&
+        view(*nx).K == sw.c.cols && wg.rows % 32 == 0) {
+      qb = q8_pick(q8_find(x));
+      a.oq = q8q(qb);
+      a.ods = q8d(qb);
+      a.oq_stride = sw.c.cols;
+      a.ods_stride = sw.c.cols / 32;
+      a.counters = static_cast<int*>(glu_cnt_.p);
+    }
+    mv_run(a, x.rows);
+    wrote(g.b.data);
+    wrote(u.b.data);
+    wrote(sw.c.data);
+    if (qb >= 0) q8_set(qb, sw.c);
+    return 3;
+  }
+
+  // Up to three matmuls of one input in one launch; q/k/v followed by RoPE of q and k and the KV store take
+  // those in too.
+  size_t run_multi(size_t i) {
+    const Op& m0 = log_[i];
+    const Act x = m0.a;
+    size_t k = 1;
+    while (k < static_cast<size_t>(kMvMaxSegs) && i + k < log_.size() && on_matvec_path(log_[i + k]) &&
+           same_act(log_[i + k].a, x))
+      ++k;
+    // formats: one launch holds one format or a supported pair, and one kind of activations
+    auto fits = [&](size_t cnt) {
+      WFmt f0 = view(m0).fmt, f1 = f0;
+      for (size_t j = 1; j < cnt; ++j) {
+        const WFmt fj = view(log_[i + j]).fmt;
+        if (fj == f0 || fj == f1) continue;
+        if (f1 != f0) return false;
+        f1 = fj;
+      }
+      if (!mv_formats_supported(f0, f1) || wfmt_uses_q8(f0) != wfmt_uses_q8(f1)) return false;
+      for (size_t j = 0; j < cnt; ++j) {
+        const Op& o = log_[i + j];
+        if (view(o).K != view(m0).K || overlaps(o.b, x)) return false;
+        for (size_t q = 0; q < j; ++q)
+          if (overlaps(o.b, log_[i + q].b)) return false;
+      }
+      return true;
+    };
+    while (k > 1 && !fits(k)) --k;
+    MvArgs a;
+    mv_inputs(a, x, view(m0));
+    for (size_t j = 0; j < k; ++j) a.seg[j] = plain_seg(view(log_[i + j]), log_[i + j].b);
+    a.nseg = static_cast<int>(k);
+    size_t used = k;
+    if (k == 3 && i + 5 < log_.size() && x.rows == n_) {  // q, k, v, rope(q), rope(k), kv_store(k, v)
+      const Op &rq = log_[i + 3], &rk = log_[i + 4], &st = log_[i + 5];
+      const Op &oq = log_[i], &ok = log_[i + 1], &ov = log_[i + 2];
+      auto rope_fits = [&](const Op& r, const Op& m) {
+        return r.kind == OpKind::Rope && same_act(r.a, m.b) &&
+               int64_t(r.rope.n_heads) * r.rope.head_dim == view(m).rows && r.rope.head_dim % 2 == 0;
+      };
+      if (rope_fits(rq, oq) && rope_fits(rk, ok) && st.kind == OpKind::KvStore && same_act(st.a, ok.b) &&
+          same_act(st.b, ov.b) && view(ok).rows == kv_.kv_dim && view(ov).rows == kv_.kv_dim) {
+        for (int j = 0; j < 2; ++j) {
+          const Op& r = j == 0 ? rq : rk;
+          MvSeg& g = a.seg[j];
+          g.mode = r.rope.mode == RopeMode::Neox ? kMvRopeNeox : kMvRopeNormal;
+          g.inv_freq = r.rope_table;
+          g.head_dim = r.rope.head_dim;
+          g.rope_dim = r.rope.rope_dim;
+        }
+        a.seg[1].cache = k_cache_[st.layer];
+        a.seg[2].cache = v_cache_[st.layer];
+        a.seg[1].cache_f16 = a.seg[2].cache_f16 = kv_.type == DType::F16 ? 1 : 0;
+        used = 6;
+      }
+    }
+    mv_run(a, x.rows);
+    for (size_t j = 0; j < k; ++j) wrote(log_[i + j].b.data);
+    return used;
+  }
+
+  void run_attention(const Op& op, int8_t* oq, float2* ods) {
+    AttnArgs a;
+    a.q = f(op.a);
+    a.ldq = op.a.cols;
+    a.out = f(op.b);
+    a.ldo = op.b.cols;
+    a.k_cache = k_cache_[op.attn.layer];
+    a.v_cache = v_cache_[op.attn.layer];
+    a.f16 = kv_.type == DType::F16;
+    a.pos = d_pos();
+    a.slot = d_slots();
+    a.n = n_;
+    a.n_ctx = kv_.n_ctx;
+    a.kv_dim = kv_.kv_dim;
+    a.head_dim = op.attn.head_dim;
+    a.n_heads = op.attn.n_heads;
+    a.n_kv_heads = op.attn.n_kv_heads;
+    a.scale = op.attn.scale;
+    a.splits = op.splits;
+    a.chunk = op.chunk;
+    a.part_o = static_cast<float*>(attn_o_.p);
+    a.part_ml = static_cast<float2*>(attn_ml_.p);
+    if (op.decode) {
+      a.min_chunk = op.chunk;
+      a.counters = static_cast<int*>(attn_cnt_.p);
+      a.safe = d_safe();
+      a.oq = oq;
+      a.ods = ods;
+      a.oq_stride = op.b.cols;
+      a.ods_stride = op.b.cols / 32;
+      attention_decode(a, stream_);
+    } else {
+      VIREO_CUDA_NS::attention(a, stream_);
+    }
+    wrote(op.b.data);
   }
 
   const int32_t* d_tokens() const { return d_step_; }
   const int32_t* d_pos() const { return d_step_ + step_cap_; }
   const int32_t* d_slots() const { return d_step_ + 2 * step_cap_; }
   const int32_t* d_rows() const { return d_step_ + 3 * step_cap_; }
+  const int32_t* d_safe() const { return d_step_ + 4 * step_cap_; }
 
   void run_op(const Op& op) {
     switch (op.kind) {
@@ -735,32 +1076,9 @@ class CudaBackend final : public Backend, public CudaBackendExt {
         VIREO_CUDA_NS::kv_store(f(op.a), op.a.cols, f(op.b), op.b.cols, n_, d_pos(), d_slots(), k_cache_[op.layer],
                                 v_cache_[op.layer], kv_.type == DType::F16, kv_.n_ctx, kv_.kv_dim, stream_);
         break;
-      case OpKind::Attention: {
-        AttnArgs a;
-        a.q = f(op.a);
-        a.ldq = op.a.cols;
-        a.out = f(op.b);
-        a.ldo = op.b.cols;
-        a.k_cache = k_cache_[op.attn.layer];
-        a.v_cache = v_cache_[op.attn.layer];
-        a.f16 = kv_.type == DType::F16;
-        a.pos = d_pos();
-        a.slot = d_slots();
-        a.n = n_;
-        a.n_ctx = kv_.n_ctx;
-        a.kv_dim = kv_.kv_dim;
-        a.head_dim = op.attn.head_dim;
-        a.n_heads = op.attn.n_heads;
-        a.n_kv_heads = op.attn.n_kv_heads;
-        a.scale = op.attn.scale;
-        a.splits = op.splits;
-        a.chunk = op.chunk;
-        a.part_o = static_cast<float*>(attn_o_.p);
-        a.part_ml = static_cast<float2*>(attn_ml_.p);
-        VIREO_CUDA_NS::attention(a, stream_);
-        wrote(op.b.data);
+      case OpKind::Attention:
+        run_attention(op, nullptr, nullptr);
         break;
-      }
       case OpKind::Swiglu:
         VIREO_CUDA_NS::swiglu(f(op.a), op.a.cols, f(op.b), op.b.cols, f(op.c), op.c.cols, static_cast<int>(op.c.rows),
                               op.c.cols, stream_);
@@ -781,18 +1099,16 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     const int m = static_cast<int>(x.rows);
     if (m <= 0) return;
     if (m <= std::min(opts_.matvec_max_tokens, kMatvecMaxN)) {
+      if (opts_.mv) {
+        MvArgs a;
+        mv_inputs(a, x, w);
+        a.seg[0] = plain_seg(w, out);
+        a.nseg = 1;
+        mv_run(a, m);
+        return;
+      }
       if (wfmt_uses_q8(w.fmt)) {
-        int8_t* q = static_cast<int8_t*>(q8_.p);
-        float2* ds = static_cast<float2*>(q8ds_.p);
-        if (!q8_cache_.matches(x)) {
-          quantize_act_q8(f(x), x.cols, m, w.K, q, ds, stream_);
-          q8_cache_ = {x.data, x.rows, x.cols};
-        }
-        ActQ8 a;
-        a.q = q;
-        a.ds = ds;
-        a.q_stride = w.K;
-        a.ds_stride = w.K / 32;
+        const ActQ8 a = q8_act(q8_of(x, w.K), w.K);
         if (w.fmt == WFmt::Q8_0 || w.fmt == WFmt::Q4_0)
           matvec_q32(w, a, m, f(out), out.cols, stream_);
         else
@@ -832,6 +1148,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   CudaOptions opts_;
   std::string device_name_;
   int sms_ = 1;
+  bool pdl_ = false;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_ws_ = nullptr;
@@ -858,8 +1175,10 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   bool in_step_ = false;
   std::vector<Op> log_;
 
-  DevBuf q8_, q8ds_, f32x_, f16x_, f16w_, attn_o_, attn_ml_;
-  PrepCache q8_cache_, f32_cache_, f16_cache_;
+  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
+  PrepCache q8c_[2], f32_cache_, f16_cache_;
+  uint64_t q8_stamp_[2] = {0, 0}, q8_clock_ = 0;
+  std::vector<int32_t> slot_min_;
   std::vector<RopeTable> rope_tables_;
 
   std::map<std::pair<int32_t, int32_t>, GraphEntry> graphs_;
@@ -884,7 +1203,30 @@ CudaOptions CudaOptions::from_env() {
   CudaOptions o;
   if (const char* g = std::getenv("VIREO_CUDA_GRAPHS")) o.graphs = std::atoi(g) != 0 ? 1 : 0;
   if (const char* s = std::getenv("VIREO_CUDA_SYNC")) o.sync_each_op = std::atoi(s) != 0;
+  auto env_int = [](const char* name, int* v) {
+    if (const char* e = std::getenv(name)) *v = std::atoi(e);
+  };
+  env_int("VIREO_CUDA_FUSE", &o.fuse);
+  env_int("VIREO_CUDA_PDL", &o.pdl);
+  env_int("VIREO_CUDA_MV", &o.mv);
+  env_int("VIREO_CUDA_ATTN", &o.attn_decode);
+  env_int("VIREO_CUDA_MV_BPS", &o.mv_blocks_per_sm);
+  env_int("VIREO_CUDA_ATTN_CHUNK", &o.attn_min_chunk);
+  env_int("VIREO_CUDA_ATTN_BPS", &o.attn_blocks_per_sm);
   return o;
+}
+
+double cuda_read_bandwidth(int device_index, double bytes) {
+  if (cudaSetDevice(device_index) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  try {
+    return cuda::read_bandwidth(bytes);
+  } catch (const std::exception&) {
+    cudaGetLastError();
+    return 0;
+  }
 }
 
 bool cuda_available(std::string* why) {

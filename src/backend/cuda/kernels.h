@@ -17,6 +17,8 @@ void matvec_float(const MatView& w, const ActF32& a, int n, float* y, int64_t ld
 inline bool wfmt_uses_q8(WFmt f) { return !wfmt_is_float(f); }
 
 // ---- elementwise.cu ----
+// Device read bandwidth in bytes/s on the current device (a streaming read of about `bytes`; median of 5 runs).
+double read_bandwidth(double bytes);
 // Activations for the matvec kernels: int8 per 32 elements (q stride K bytes, ds stride K/32), K % 32 == 0.
 void quantize_act_q8(const float* x, int64_t ldx, int n, int64_t K, int8_t* q, float2* ds, cudaStream_t s);
 // f32 copy with rows padded to Kp (zeros after K).
@@ -40,6 +42,12 @@ void rmsnorm(const float* x, int64_t ldx, const float* g, float eps, int rows, i
 // x += y (in place), out = rmsnorm(x) * g
 void add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const float* g, float eps, int rows,
                  int64_t cols, float* out, int64_t ldo, cudaStream_t s);
+
+// Fused x += y (y may be null: plain rmsnorm), out = rmsnorm(x) * g, and int8 activations of out (q stride
+// q_stride bytes, ds stride ds_stride), for widths norm_q8_supported accepts.
+bool norm_q8_supported(int64_t cols);
+void norm_q8(float* x, int64_t ldx, const float* y, int64_t ldy, const float* g, float eps, int rows, int64_t cols,
+             float* out, int64_t ldo, int8_t* q, float2* ds, int64_t q_stride, int64_t ds_stride, cudaStream_t s);
 
 // ---- rope.cu ----
 // In place; inv_freq[i] (i < rope_dim/2) already includes the frequency factors.
@@ -65,6 +73,17 @@ struct AttnArgs {
   int splits = 1, chunk = 0;
   float* part_o = nullptr;    // [n][n_heads][splits][head_dim]
   float2* part_ml = nullptr;  // [n][n_heads][splits] {max, sum}
+  // Decode kernel (attention_decode): grid (n_heads / hg, splits, n); each token's positions are cut at run time
+  // into at most `splits` chunks of at least min_chunk positions; the last block of a (token, head group) to finish
+  // merges the partial results (counters: [n][n_heads / hg] ints, zero, left zero).
+  int* counters = nullptr;
+  int min_chunk = 64;
+  // keys below safe[t] were written before this step and may be read before the previous kernel finishes
+  const int32_t* safe = nullptr;
+  // optional int8 activations of the output (for the next matmul), like quantize_act_q8 with K = ldo
+  int8_t* oq = nullptr;
+  float2* ods = nullptr;
+  int64_t oq_stride = 0, ods_stride = 0;
 };
 constexpr int kAttnTile = 32;       // positions per tile
 constexpr int kAttnMaxHeadDim = 256;
@@ -74,6 +93,13 @@ int attn_heads_per_block(int n_heads, int n_kv_heads);
 // Chooses splits/chunk for n tokens so that the grid fills `sms` multiprocessors; sets a.splits and a.chunk.
 void attn_plan(AttnArgs& a, int sms);
 void attention(const AttnArgs& a, cudaStream_t s);
+// The decode kernel: f16 cache, head_dim 8 * 2^k up to 256, n <= kAttnDecodeMaxTokens tokens.
+constexpr int kAttnDecodeMaxTokens = 16;
+constexpr int kAttnDecodeMaxSplits = 128;
+bool attn_decode_supported(bool f16, int head_dim, int n_heads, int n_kv_heads, int n);
+// Sets a.splits (the grid's y) for the decode kernel: about target_blocks blocks for n tokens at full context.
+void attn_decode_plan(AttnArgs& a, int target_blocks);
+void attention_decode(const AttnArgs& a, cudaStream_t s);
 // Once per process and device: opt in to the shared memory the kernels may need.
 void attention_init();
 

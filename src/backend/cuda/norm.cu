@@ -22,6 +22,8 @@ __global__ void __launch_bounds__(kThreads)
     rmsnorm_kernel(const float* __restrict__ x, int64_t ldx, const float* __restrict__ g, float eps, int64_t cols,
                    float* __restrict__ out, int64_t ldo) {
   VSHARED(float, red, 32);
+  pdl_wait();
+  pdl_trigger();
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * ldx;
   float* o = out + static_cast<int64_t>(blockIdx.x) * ldo;
   float ss = 0.f;
@@ -36,6 +38,8 @@ __global__ void __launch_bounds__(kThreads)
     add_rmsnorm_kernel(float* x, int64_t ldx, const float* __restrict__ y, int64_t ldy, const float* __restrict__ g,
                        float eps, int64_t cols, float* out, int64_t ldo) {
   VSHARED(float, red, 32);
+  pdl_wait();
+  pdl_trigger();
   float* xr = x + static_cast<int64_t>(blockIdx.x) * ldx;
   const float* yr = y + static_cast<int64_t>(blockIdx.x) * ldy;
   float* o = out + static_cast<int64_t>(blockIdx.x) * ldo;
@@ -50,13 +54,73 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) o[i] = xr[i] * scale * g[i];
 }
 
+// The block boundary of a decode step in one kernel: x += y (y may be null), out = rmsnorm(x) * g, and the int8
+// activations of out for the next matmul (quantize_act_q8's layout and arithmetic). Block per row, kNormQ8Ept
+// elements per thread kept in registers; thread i owns elements i + k * blockDim.x, so a warp owns whole groups
+// of 32.
+constexpr int kNormQ8Ept = 8;
+
+__global__ void __launch_bounds__(1024)
+    norm_q8_kernel(float* x, int64_t ldx, const float* __restrict__ y, int64_t ldy, const float* __restrict__ g,
+                   float eps, int64_t cols, float* out, int64_t ldo, int8_t* __restrict__ q, float2* __restrict__ ds,
+                   int64_t q_stride, int64_t ds_stride) {
+  VSHARED(float, red, 32);
+  const int tid = static_cast<int>(threadIdx.x), nt = static_cast<int>(blockDim.x);
+  const int warp = tid >> 5, lane = tid & 31;
+  float gv[kNormQ8Ept], v[kNormQ8Ept];
+  VUNROLL for (int k = 0; k < kNormQ8Ept; ++k) {
+    const int64_t i = tid + static_cast<int64_t>(k) * nt;
+    gv[k] = i < cols ? g[i] : 0.f;  // weights: before the wait
+  }
+  pdl_wait();
+  pdl_trigger();
+  const int64_t r = blockIdx.x;
+  float* xr = x + r * ldx;
+  float ss = 0.f;
+  VUNROLL for (int k = 0; k < kNormQ8Ept; ++k) {
+    const int64_t i = tid + static_cast<int64_t>(k) * nt;
+    float val = 0.f;
+    if (i < cols) {
+      val = xr[i];
+      if (y) {
+        val += y[r * ldy + i];
+        xr[i] = val;
+      }
+    }
+    v[k] = val;
+    ss += val * val;
+  }
+  const float total = block_sum(ss, red);
+  const float scale = 1.f / sqrtf(total / static_cast<float>(cols) + eps);
+  VUNROLL for (int k = 0; k < kNormQ8Ept; ++k) {
+    const int64_t i = tid + static_cast<int64_t>(k) * nt;
+    const float o = v[k] * scale * gv[k];
+    if (i < cols) out[r * ldo + i] = o;
+    const int64_t b0 = static_cast<int64_t>(k) * nt + warp * 32;
+    if (b0 < cols) quant_warp32(o, lane, q + r * q_stride + b0, ds + r * ds_stride + b0 / 32);
+  }
+}
+
 }  // namespace
+
+bool norm_q8_supported(int64_t cols) { return cols > 0 && cols % 32 == 0 && cols <= 1024 * kNormQ8Ept; }
+
+void norm_q8(float* x, int64_t ldx, const float* y, int64_t ldy, const float* g, float eps, int rows, int64_t cols,
+             float* out, int64_t ldo, int8_t* q, float2* ds, int64_t q_stride, int64_t ds_stride, cudaStream_t s) {
+  if (rows <= 0) return;
+  if (!norm_q8_supported(cols)) throw std::runtime_error("CUDA backend: norm_q8: unsupported width");
+  const int threads = static_cast<int>(round_up(ceil_div(cols, kNormQ8Ept), 32));
+  auto* k = &norm_q8_kernel;
+  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, s, x, ldx, y, ldy, g, eps, cols, out, ldo, q, ds,
+              q_stride, ds_stride);
+  VCHECK_LAUNCH("rmsnorm (with int8 activations)");
+}
 
 void rmsnorm(const float* x, int64_t ldx, const float* g, float eps, int rows, int64_t cols, float* out,
              int64_t ldo, cudaStream_t s) {
   if (rows <= 0) return;
   auto* k = &rmsnorm_kernel;
-  VLAUNCH(k, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, g, eps, cols, out, ldo);
+  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, g, eps, cols, out, ldo);
   VCHECK_LAUNCH("rmsnorm");
 }
 
@@ -64,7 +128,7 @@ void add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const float
                  int64_t cols, float* out, int64_t ldo, cudaStream_t s) {
   if (rows <= 0) return;
   auto* k = &add_rmsnorm_kernel;
-  VLAUNCH(k, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, y, ldy, g, eps, cols, out, ldo);
+  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, y, ldy, g, eps, cols, out, ldo);
   VCHECK_LAUNCH("add_rmsnorm");
 }
 

@@ -12,6 +12,8 @@ constexpr int kThreads = 256;
 __global__ void __launch_bounds__(kThreads)
     rope_kernel(float* __restrict__ x, int64_t ldx, const int32_t* __restrict__ pos,
                 const float* __restrict__ inv_freq, int n_heads, int head_dim, int half, int neox) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t t = blockIdx.x;
   const float p = static_cast<float>(pos[t]);
   float* xr = x + t * ldx;
@@ -35,7 +37,7 @@ void rope(float* x, int64_t ldx, int n, const int32_t* pos, const float* inv_fre
           int rope_dim, bool neox, cudaStream_t s) {
   if (n <= 0) return;
   auto* k = &rope_kernel;
-  VLAUNCH(k, dim3(static_cast<unsigned>(n)), dim3(kThreads), 0, s, x, ldx, pos, inv_freq, n_heads, head_dim,
+  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(n)), dim3(kThreads), 0, s, x, ldx, pos, inv_freq, n_heads, head_dim,
           rope_dim / 2, neox ? 1 : 0);
   VCHECK_LAUNCH("rope");
 }

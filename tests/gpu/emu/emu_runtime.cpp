@@ -236,13 +236,19 @@ void run_kernel(dim3 grid, dim3 block, size_t dyn_smem, const std::function<void
   b.gdim = grid;
   b.static_smem.resize(kStaticSharedBytes);
   b.dyn_smem.resize(dyn_smem);
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) {
-        b.bid = dim3(x, y, z);
-        run_block(b, body);
-        ++g_stats.blocks;
-      }
+  // Blocks run in reverse order when EMU_REVERSE_BLOCKS is set (a kernel must not depend on the order), and each
+  // starts with poisoned shared memory (a kernel must not read what an earlier block left there).
+  static const bool reverse = std::getenv("EMU_REVERSE_BLOCKS") != nullptr;
+  const unsigned long long n = static_cast<unsigned long long>(grid.x) * grid.y * grid.z;
+  for (unsigned long long i = 0; i < n; ++i) {
+    const unsigned long long k = reverse ? n - 1 - i : i;
+    b.bid = dim3(static_cast<unsigned>(k % grid.x), static_cast<unsigned>(k / grid.x % grid.y),
+                 static_cast<unsigned>(k / grid.x / grid.y));
+    std::fill(b.static_smem.begin(), b.static_smem.end(), static_cast<unsigned char>(0xCD));
+    std::fill(b.dyn_smem.begin(), b.dyn_smem.end(), static_cast<unsigned char>(0xCD));
+    run_block(b, body);
+    ++g_stats.blocks;
+  }
   ++g_stats.launches;
 }
 }  // namespace

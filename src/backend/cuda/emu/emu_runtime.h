@@ -26,6 +26,9 @@ struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(8) float2 { float x, y; };
 inline float2 make_float2(float a, float b) { return {a, b}; }
+inline uint2 make_uint2(unsigned a, unsigned b) { return {a, b}; }
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
 
 namespace emu {
 struct StreamImpl;
@@ -66,12 +69,22 @@ T shfl_xor(T v, int lane_mask) {
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __grid_constant__
 #define __align__(n) alignas(n)
 inline void __syncthreads() { ::emu::syncthreads(); }
 template <class T>
 inline T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask) {
   return ::emu::shfl_xor(v, lane_mask);
 }
+// Blocks run one after another and a block's threads are fibers on one core: atomics are plain read-modify-writes
+// and fences have nothing to order.
+inline int atomicAdd(int* p, int v) {
+  const int old = *p;
+  *p = old + v;
+  return old;
+}
+inline void __threadfence() {}
+inline void __syncwarp() { (void)::emu::shfl_xor_bits(0u, 0); }
 
 // ---- runtime API subset ----
 typedef int cudaError_t;

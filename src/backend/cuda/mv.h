@@ -1,0 +1,52 @@
+// The fused decode matmul of mv.cu: arguments and host entry point.
+#pragma once
+#include "backend/cuda/kernels.h"
+
+namespace vireo::VIREO_CUDA_NS {
+
+constexpr int kMvMaxSegs = 3;
+enum MvMode : int { kMvPlain = 0, kMvRopeNormal = 1, kMvRopeNeox = 2, kMvGlu = 3 };
+
+// One weight matrix of a launch (two for glu) and what happens to its results.
+struct MvSeg {
+  MatView wa, wb;  // wb: the up matrix of a glu segment (same rows, K and format as wa); otherwise wa
+  int mode = kMvPlain;
+  int64_t items = 0;  // set by mv_launch
+  float* y = nullptr;  // plain/rope: the output rows (row stride ldy); glu: gate output (may be null)
+  int64_t ldy = 0;
+  float* y2 = nullptr;  // glu: up output (may be null)
+  int64_t ldy2 = 0;
+  float* h = nullptr;  // glu: silu(gate) * up
+  int64_t ldh = 0;
+  // rope: inverse frequencies (rope_dim / 2), head layout of the rows
+  const float* inv_freq = nullptr;
+  int head_dim = 0, rope_dim = 0;
+  // cache: the layer's K or V cache; row (slot, pos) gets the (rotated) results
+  void* cache = nullptr;
+  int cache_f16 = 1;
+};
+
+struct MvArgs {
+  MvSeg seg[kMvMaxSegs];
+  int nseg = 0;
+  ActQ8 aq;  // activations of quantized formats
+  ActF32 af; // activations of float formats (rows padded to Kp, 16-byte aligned)
+  const int32_t* pos = nullptr;
+  const int32_t* slot = nullptr;
+  int n_ctx = 0, kv_dim = 0;
+  // glu: int8 activations of h (q stride oq_stride bytes, ds stride ods_stride), and one zeroed counter per
+  // group of 32 rows (left zeroed again)
+  int8_t* oq = nullptr;
+  float2* ods = nullptr;
+  int64_t oq_stride = 0, ods_stride = 0;
+  int* counters = nullptr;
+  int64_t units = 0;  // units per row (set by mv_launch)
+};
+
+int64_t mv_items(const MvSeg& s);
+// The format pairs one launch can mix (any single format; Q4_K/Q5_K with Q6_K, Q4_K with Q5_K).
+bool mv_formats_supported(WFmt f0, WFmt f1);
+// n tokens (1..kMatvecMaxN); max_blocks > 0 caps the grid (warps then loop over items).
+void mv_launch(MvArgs a, int n, int max_blocks, cudaStream_t s);
+
+}  // namespace vireo::VIREO_CUDA_NS
