@@ -5,10 +5,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <random>
 #include <thread>
 
 #include "backend/cpu/membw.h"
+#if defined(VIREO_HAVE_CUDA)
+#include "backend/cuda/cuda_backend.h"
+#endif
 #include "common.h"
 
 namespace vireo::cli {
@@ -47,6 +51,11 @@ void add_bench_command(CLI::App& app) {
     const int threads = la.threads > 0 ? la.threads : static_cast<int>(std::thread::hardware_concurrency());
 
     double bw = a.bandwidth_gbs * 1e9;
+#if defined(VIREO_HAVE_CUDA)
+    if (bw <= 0 && la.device.rfind("cuda", 0) == 0)  // the GPU's memory, not the host's
+      bw = cuda_read_bandwidth(la.device.size() > 5 ? std::atoi(la.device.c_str() + 5) : 0,
+                               static_cast<double>(engine->weight_bytes_per_token()));
+#endif
     if (bw <= 0) bw = cpu::measure_read_bandwidth(threads, static_cast<double>(engine->weight_bytes_per_token()));
 
     std::mt19937 rng(1234);
