@@ -137,13 +137,13 @@ namespace {
 // Tile shapes (activation rows x 8-row lane groups) and decode lane groups per family; 16 ymm registers hold the
 // MR x NR int and f32 accumulators plus the unpacked weights. Overridable for experiments.
 #ifndef VIREO_TILE2_K
-#define VIREO_TILE2_K 4, 1, 2
+#define VIREO_TILE2_K 4, 1, 4
 #endif
 #ifndef VIREO_TILE2_32
-#define VIREO_TILE2_32 3, 1, 2
+#define VIREO_TILE2_32 3, 1, 4
 #endif
 #ifndef VIREO_TILE2_F
-#define VIREO_TILE2_F 4, 2, 2
+#define VIREO_TILE2_F 4, 2, 4
 #endif
 Kernels make_avx2() {
   namespace K = avx2;
