@@ -138,18 +138,17 @@ class CpuBackend final : public Backend {
   void rope(Act x, const RopeParams& p) override {
     const float* factors = p.freq_factors ? static_cast<const CpuWeight*>(p.freq_factors)->vec.data() : nullptr;
     const int half = p.rope_dim / 2;
-    for (int t = 0; t < n_; ++t) {
-      const float pos = static_cast<float>(batch_->positions[t]);
-      for (int i = 0; i < half; ++i) {
-        // theta_i = pos * base^(-2i/d) / factor_i
-        float freq = std::pow(p.freq_base, -2.0f * static_cast<float>(i) / static_cast<float>(p.rope_dim));
-        if (factors) freq /= factors[i];
-        const float angle = pos * freq;
+    for (int i = 0; i < half; ++i) {
+      // theta_i = pos * base^(-2i/d) / factor_i; the frequency is the same for every token of the step
+      float freq = std::pow(p.freq_base, -2.0f * static_cast<float>(i) / static_cast<float>(p.rope_dim));
+      if (factors) freq /= factors[i];
+      const int a = p.mode == RopeMode::Normal ? 2 * i : i;
+      const int b = p.mode == RopeMode::Normal ? 2 * i + 1 : i + half;
+      for (int t = 0; t < n_; ++t) {
+        const float angle = static_cast<float>(batch_->positions[t]) * freq;
         const float c = std::cos(angle), s = std::sin(angle);
         for (int h = 0; h < p.n_heads; ++h) {
           float* v = f(x) + t * x.cols + h * p.head_dim;
-          const int a = p.mode == RopeMode::Normal ? 2 * i : i;
-          const int b = p.mode == RopeMode::Normal ? 2 * i + 1 : i + half;
           const float x0 = v[a], x1 = v[b];
           v[a] = x0 * c - x1 * s;
           v[b] = x0 * s + x1 * c;
