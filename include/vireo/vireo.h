@@ -3,9 +3,11 @@
 //   auto engine = vireo::Engine::load("model.gguf", {});
 //   engine->generate("Once upon a time", {}, [](std::string_view piece) { std::cout << piece; return true; });
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +42,8 @@ struct GenerateOptions {
   bool add_bos = true;             // prepend BOS when the tokenizer asks for it
   bool ignore_eos = false;
   bool reuse_cache = true;         // skip the prompt prefix already in the KV cache
+  bool show_special = false;       // include the text of control tokens in the output
+  int32_t logprobs = -1;           // -1: none; 0: the chosen token's log-probability; k > 0: also the top k
 };
 
 struct GenerateStats {
@@ -49,7 +53,75 @@ struct GenerateStats {
   double prompt_seconds = 0;     // prefill
   double decode_seconds = 0;     // all tokens after the first
   double ttft_seconds = 0;       // start to first token
-  std::string stop_reason;       // "eos", "stop", "length", "context", "cancelled"
+  std::string stop_reason;       // "eos", "stop", "length", "context", "cancelled", "error"
+  std::string error;             // what went wrong, when stop_reason is "error"
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0;  // natural log of the model's probability (softmax of the raw logits)
+};
+
+// What a running request reports, once per sampled token and once at the end.
+struct StreamEvent {
+  std::string_view text;             // text that became final with this event (may be empty)
+  int32_t token = -1;                // the sampled id (-1 on the final event)
+  TokenLogprob chosen;               // when GenerateOptions::logprobs >= 0
+  std::vector<TokenLogprob> top;     // the `logprobs` most likely tokens, most likely first
+  bool done = false;                 // last event of the request
+  const GenerateStats* stats = nullptr;  // on the final event
+};
+// Return false to cancel the request (its slot is freed at once).
+using EventFn = std::function<bool(const StreamEvent&)>;
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt;  // token ids, used as given
+  GenerateOptions opts;
+  EventFn on_event;             // called on the thread that runs the scheduler; keep it short
+};
+
+// Counters since load (for /metrics and benchmarks).
+struct SchedulerMetrics {
+  int64_t requests = 0, finished = 0, cancelled = 0, failed = 0;
+  int64_t prompt_tokens = 0, prompt_computed = 0, prompt_from_cache = 0, generated = 0;
+  int64_t steps = 0, step_tokens = 0;
+  double busy_seconds = 0;    // time spent in forward passes and sampling
+  int32_t queued = 0, active = 0;
+};
+
+class QueueFullError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Continuous batching over the engine's KV slots. Requests join and leave the running batch at token
+// granularity: each step is one forward pass over every active sequence (decode tokens first, then prompt chunks
+// within the step budget). A new request starts in the free slot sharing the longest prefix with its prompt, or
+// copies the longest shared prefix from any slot (prefix caching across users).
+// submit() and cancel() may be called from any thread; step()/run_until_idle()/serve() from one thread at a time.
+class Scheduler {
+ public:
+  // Throws std::invalid_argument for a request that can never run (empty, longer than the context, bad ids) and
+  // QueueFullError when `max_queue` requests already wait.
+  uint64_t submit(GenerateRequest req);
+  void cancel(uint64_t id);
+  // Admits waiting requests and runs one forward pass; false when there was nothing to do.
+  bool step();
+  void run_until_idle();
+  // Runs steps until `stop` becomes true, sleeping while idle. On stop, unfinished requests are cancelled.
+  void serve(const std::atomic<bool>& stop);
+  SchedulerMetrics metrics() const;
+  int32_t n_slots() const;
+  void set_max_queue(int32_t n);
+  // Tokens per step (decode tokens + prompt chunks), and the most prompt tokens one step may carry while other
+  // sequences decode (bounds the pause decoding users see when a long prompt arrives).
+  void set_step_budget(int32_t step_tokens, int32_t prefill_chunk);
+
+  struct Impl;
+  explicit Scheduler(Impl* impl) : impl_(impl) {}
+
+ private:
+  Impl* impl_;
 };
 
 using ProgressFn = std::function<void(int64_t done, int64_t total)>;
@@ -74,8 +146,15 @@ class Engine {
   // Logits of every position of `tokens` run from an empty cache (tests, perplexity).
   std::vector<float> logits_all(const std::vector<int32_t>& tokens);
 
+  // The continuous-batching scheduler over this engine's slots (EngineOptions::n_slots). generate() runs
+  // through it too, so do not call generate() while another thread serves requests.
+  Scheduler& scheduler();
+
   int32_t n_vocab() const;
   int32_t n_ctx() const;
+  int32_t n_slots() const;
+  bool is_eog(int32_t token) const;
+  std::string token_text(int32_t token) const;  // the bytes one token decodes to
   std::string architecture() const;
   int64_t weight_bytes_per_token() const;
   int64_t memory_bytes() const;

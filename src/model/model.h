@@ -83,6 +83,7 @@ class Model {
   Backend& backend() { return *backend_; }
   int32_t n_ctx() const { return n_ctx_; }
   int32_t max_batch() const { return opts_.max_batch; }
+  int32_t n_slots() const { return opts_.n_slots > 0 ? opts_.n_slots : 1; }
   int32_t max_logit_rows() const { return max_logit_rows_; }
   // Weight bytes one decode step reads (every matrix once, plus one embedding row).
   int64_t weight_bytes_per_token() const { return weight_bytes_; }

@@ -109,6 +109,9 @@ class Backend {
   // ---- KV-cache bookkeeping ----
   // Forget positions >= from in a slot (a new prompt reusing a prefix, /reset, a finished request).
   virtual void kv_truncate(int32_t slot, int32_t from) = 0;
+  // Copy positions [0, n) of every layer's keys and values from one slot to another (a prompt prefix that another
+  // sequence already computed: prefix caching across users). Ordered after the previous step, before the next.
+  virtual void kv_copy(int32_t src_slot, int32_t dst_slot, int32_t n) = 0;
 };
 
 }  // namespace vireo

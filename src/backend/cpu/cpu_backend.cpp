@@ -240,6 +240,19 @@ class CpuBackend final : public Backend {
 
   void kv_truncate(int32_t, int32_t) override {}  // slotted cache: later positions are overwritten before use
 
+  void kv_copy(int32_t src, int32_t dst, int32_t n) override {
+    if (src < 0 || src >= kv_.n_slots || dst < 0 || dst >= kv_.n_slots || n < 0 || n > kv_.n_ctx)
+      throw std::runtime_error("kv_copy: slot or length outside the KV cache");
+    if (src == dst || n == 0) return;
+    const size_t elem = kv_.type == DType::F32 ? 4 : 2;
+    const size_t slot_bytes = static_cast<size_t>(kv_.n_ctx) * kv_.kv_dim * elem;
+    const size_t bytes = static_cast<size_t>(n) * kv_.kv_dim * elem;
+    for (int32_t l = 0; l < kv_.n_layers; ++l) {
+      std::memcpy(k_cache_[l].data() + dst * slot_bytes, k_cache_[l].data() + src * slot_bytes, bytes);
+      std::memcpy(v_cache_[l].data() + dst * slot_bytes, v_cache_[l].data() + src * slot_bytes, bytes);
+    }
+  }
+
  private:
   static void rmsnorm_row(const float* x, const float* g, float eps, int64_t n, float* out) {
     double ss = 0;

@@ -519,6 +519,25 @@ class CudaBackend final : public Backend, public CudaBackendExt {
 
   void kv_truncate(int32_t, int32_t) override {}  // slotted cache: later positions are overwritten before use
 
+  // Device-to-device copies on the step stream: ordered after the last step and before the next.
+  void kv_copy(int32_t src, int32_t dst, int32_t n) override {
+    if (!kv_ready_ || src < 0 || src >= kv_.n_slots || dst < 0 || dst >= kv_.n_slots || n < 0 || n > kv_.n_ctx)
+      throw std::runtime_error("kv_copy: slot or length outside the KV cache");
+    if (src == dst || n == 0) return;
+    VCUDA(cudaSetDevice(device_), "select device");
+    const size_t elem = kv_.type == DType::F32 ? 4 : 2;
+    const size_t slot_bytes = static_cast<size_t>(kv_.n_ctx) * kv_.kv_dim * elem;
+    const size_t bytes = static_cast<size_t>(n) * kv_.kv_dim * elem;
+    for (size_t l = 0; l < k_cache_.size(); ++l) {
+      auto* k = static_cast<uint8_t*>(k_cache_[l]);
+      auto* v = static_cast<uint8_t*>(v_cache_[l]);
+      VCUDA(cudaMemcpyAsync(k + dst * slot_bytes, k + src * slot_bytes, bytes, cudaMemcpyDeviceToDevice, stream_),
+            "kv_copy");
+      VCUDA(cudaMemcpyAsync(v + dst * slot_bytes, v + src * slot_bytes, bytes, cudaMemcpyDeviceToDevice, stream_),
+            "kv_copy");
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // CudaBackendExt
   // ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,411 @@
+// Continuous batching: every step is one forward pass over all active sequences.
+//
+// A step is built as: one decode token for every sequence that has a sampled token waiting, then prompt chunks of
+// sequences still in prefill, within the step budget (and within `prefill_chunk` while others decode, so a long
+// prompt arriving does not stall the users already streaming). After the pass, each sequence whose row came back
+// samples its next token on the host, streams text, and stops on EOS / stop strings / max_tokens / context end.
+//
+// The KV cache is slotted: a sequence owns one slot while it runs; when it ends its tokens stay in the slot so a
+// later request with the same prefix (system prompt, earlier turns) starts after it. A request may also copy the
+// longest shared prefix out of any other slot (Backend::kv_copy), so users share a system prompt while running.
+#include "runtime/scheduler_impl.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+namespace vireo {
+
+namespace {
+using clock_type = std::chrono::steady_clock;
+double seconds_since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  size_t i = 0;
+  while (i < n && a[i] == b[i]) ++i;
+  return i;
+}
+}  // namespace
+
+Scheduler::Impl::Impl(Model& model, const Tokenizer& tok) : model_(model), tok_(tok) {
+  slots_.resize(static_cast<size_t>(model.n_slots()));
+  step_tokens_ = model.max_batch();
+  prefill_chunk_ = std::max(1, model.max_batch() / 2);
+  const int32_t rows = std::min(model.max_logit_rows(), model.max_batch());
+  logits_.resize(static_cast<size_t>(rows) * model.config().n_vocab);
+  batch_.tokens.reserve(static_cast<size_t>(step_tokens_));
+  row_owner_.reserve(static_cast<size_t>(rows));
+}
+
+uint64_t Scheduler::Impl::submit(GenerateRequest req) {
+  const int32_t n_ctx = model_.n_ctx(), n_vocab = model_.config().n_vocab;
+  if (req.prompt.empty()) throw std::invalid_argument("empty prompt (no tokens)");
+  if (static_cast<int32_t>(req.prompt.size()) >= n_ctx)
+    throw std::invalid_argument("prompt is " + std::to_string(req.prompt.size()) + " tokens, the context holds " +
+                                std::to_string(n_ctx) + " (use --ctx to raise it)");
+  for (int32_t t : req.prompt)
+    if (t < 0 || t >= n_vocab) throw std::invalid_argument("token id " + std::to_string(t) + " out of range");
+  if (req.opts.max_tokens < 0) throw std::invalid_argument("max_tokens must not be negative");
+  if (req.opts.logprobs > 20) throw std::invalid_argument("logprobs: at most 20 alternatives");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (static_cast<int32_t>(queue_.size()) >= max_queue_)
+    throw QueueFullError("the request queue is full (" + std::to_string(max_queue_) + " waiting)");
+  auto seq = std::make_unique<Sequence>();
+  seq->id = next_id_++;
+  seq->req = std::move(req);
+  seq->t_submit = clock_type::now();
+  const uint64_t id = seq->id;
+  queue_.push_back(std::move(seq));
+  ++metrics_.requests;
+  cv_.notify_one();
+  return id;
+}
+
+void Scheduler::Impl::cancel(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancel_ids_.push_back(id);
+  cv_.notify_one();
+}
+
+SchedulerMetrics Scheduler::Impl::metrics() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  SchedulerMetrics m = metrics_;
+  m.queued = static_cast<int32_t>(queue_.size());
+  m.active = static_cast<int32_t>(active_.size());
+  return m;
+}
+
+// Takes cancellations, then moves waiting requests into free slots.
+void Scheduler::Impl::admit() {
+  std::vector<uint64_t> cancels;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancels.swap(cancel_ids_);
+    for (uint64_t id : cancels) {
+      auto it = std::find_if(queue_.begin(), queue_.end(), [&](const auto& s) { return s->id == id; });
+      if (it != queue_.end()) {
+        auto seq = std::move(*it);
+        queue_.erase(it);
+        seq->st.stop_reason = "cancelled";
+        finished_.push_back(std::move(seq));
+      }
+    }
+  }
+  for (uint64_t id : cancels)
+    for (auto& seq : active_)
+      if (seq->id == id && !seq->done) seq->st.stop_reason = "cancelled", seq->done = true;
+  reap();
+
+  while (true) {
+    const bool any_free = std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.busy; });
+    if (!any_free) break;
+    std::unique_ptr<Sequence> seq;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queue_.empty()) break;
+      seq = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    start(std::move(seq));
+  }
+}
+
+// Chooses a slot for a new sequence and reuses as much of its prompt as the cache already holds.
+void Scheduler::Impl::start(std::unique_ptr<Sequence> seq) {
+  const std::vector<int32_t>& prompt = seq->req.prompt;
+  // At least the last prompt token is always run so its logits are fresh.
+  const size_t limit = prompt.size() - 1;
+  int32_t best_free = -1, lru_free = -1, best_any = -1;
+  size_t best_free_len = 0, best_any_len = 0;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& s = slots_[i];
+    const size_t c = seq->req.opts.reuse_cache ? std::min(limit, common_prefix(s.tokens, prompt)) : 0;
+    if (!s.busy) {
+      if (best_free < 0 || c > best_free_len) best_free = static_cast<int32_t>(i), best_free_len = c;
+      if (lru_free < 0 || s.last_used < slots_[lru_free].last_used) lru_free = static_cast<int32_t>(i);
+    }
+    if (c > best_any_len) best_any = static_cast<int32_t>(i), best_any_len = c;
+  }
+  int32_t slot = best_free;
+  size_t keep = best_free_len;
+  // Another slot holds a longer prefix: copy it into the least recently used free slot.
+  if (best_any >= 0 && best_any_len > best_free_len && best_any_len >= kMinCopyTokens) {
+    slot = best_free_len > 0 ? best_free : lru_free;
+    model_.backend().kv_copy(best_any, slot, static_cast<int32_t>(best_any_len));
+    slots_[slot].tokens.assign(slots_[best_any].tokens.begin(),
+                               slots_[best_any].tokens.begin() + static_cast<std::ptrdiff_t>(best_any_len));
+    keep = best_any_len;
+  }
+  Slot& s = slots_[slot];
+  s.busy = true;
+  s.last_used = ++use_clock_;
+  s.tokens.resize(keep);
+  model_.backend().kv_truncate(slot, static_cast<int32_t>(keep));
+
+  seq->slot = slot;
+  seq->n_fed = keep;
+  seq->st.prompt_tokens = static_cast<int32_t>(prompt.size());
+  seq->st.prompt_computed = static_cast<int32_t>(prompt.size() - keep);
+  seq->t_start = clock_type::now();
+  seq->sampler.emplace(seq->req.opts.sampling, model_.config().n_vocab);
+  seq->decoder.emplace(tok_, seq->req.opts.show_special);
+  // Primed with the last prompt token (not emitted): the decoder then knows whether the output starts a text
+  // (SPM drops the dummy-prefix space after BOS) or continues one.
+  seq->decoder->push(prompt.back());
+  seq->stops.emplace(seq->req.opts.stop);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    metrics_.prompt_tokens += seq->st.prompt_tokens;
+    metrics_.prompt_computed += seq->st.prompt_computed;
+    metrics_.prompt_from_cache += static_cast<int64_t>(keep);
+  }
+  if (seq->req.opts.max_tokens == 0) {  // nothing to generate: finish at once
+    seq->st.stop_reason = "length";
+    seq->done = true;
+  }
+  active_.push_back(std::move(seq));
+}
+
+bool Scheduler::Impl::step() {
+  admit();
+  if (active_.empty()) return false;
+  const auto t0 = clock_type::now();
+  batch_.clear();
+  row_owner_.clear();
+  const int32_t max_rows = static_cast<int32_t>(logits_.size() / model_.config().n_vocab);
+  // Decode tokens first: every generating sequence advances by one.
+  for (auto& seq : active_) {
+    if (seq->done || seq->pending < 0) continue;
+    Slot& s = slots_[seq->slot];
+    batch_.add(seq->pending, static_cast<int32_t>(s.tokens.size()), seq->slot, true);
+    row_owner_.push_back(seq.get());
+  }
+  const bool decoding = !row_owner_.empty();
+  int32_t prefill_budget = step_tokens_ - batch_.size();
+  if (decoding) prefill_budget = std::min(prefill_budget, prefill_chunk_);
+  for (auto& seq : active_) {
+    if (seq->done || seq->pending >= 0 || prefill_budget <= 0) continue;
+    if (static_cast<int32_t>(row_owner_.size()) >= max_rows) break;
+    const auto& prompt = seq->req.prompt;
+    const size_t n = std::min(prompt.size() - seq->n_fed, static_cast<size_t>(prefill_budget));
+    const size_t base = slots_[seq->slot].tokens.size();
+    for (size_t i = 0; i < n; ++i) {
+      const bool last = seq->n_fed + i + 1 == prompt.size();
+      batch_.add(prompt[seq->n_fed + i], static_cast<int32_t>(base + i), seq->slot, last);
+      if (last) row_owner_.push_back(seq.get());
+    }
+    seq->chunk = n;
+    prefill_budget -= static_cast<int32_t>(n);
+  }
+  if (batch_.size() > 0) {
+    try {
+      model_.forward(batch_, logits_);
+    } catch (const std::exception& e) {
+      fail_all(e.what());
+      return true;
+    }
+    // The step's tokens are now in the KV cache.
+    for (auto& seq : active_) {
+      if (seq->done) continue;
+      Slot& s = slots_[seq->slot];
+      if (seq->pending >= 0) {
+        s.tokens.push_back(seq->pending);
+        seq->pending = -1;
+      } else if (seq->chunk > 0) {
+        const auto& prompt = seq->req.prompt;
+        s.tokens.insert(s.tokens.end(), prompt.begin() + static_cast<std::ptrdiff_t>(seq->n_fed),
+                        prompt.begin() + static_cast<std::ptrdiff_t>(seq->n_fed + seq->chunk));
+        seq->n_fed += seq->chunk;
+        seq->chunk = 0;
+      }
+    }
+    const int32_t V = model_.config().n_vocab;
+    for (size_t r = 0; r < row_owner_.size(); ++r)
+      on_logits(*row_owner_[r], std::span<float>(logits_.data() + r * V, static_cast<size_t>(V)));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++metrics_.steps;
+    metrics_.step_tokens += batch_.size();
+    metrics_.busy_seconds += seconds_since(t0);
+  }
+  reap();
+  return true;
+}
+
+// Samples the next token of `seq` from its logits row and streams the result.
+void Scheduler::Impl::on_logits(Sequence& seq, std::span<float> logits) {
+  const GenerateOptions& o = seq.req.opts;
+  Slot& slot = slots_[seq.slot];
+  StreamEvent ev;
+  if (o.logprobs >= 0) log_softmax_top(logits, o.logprobs, ev.top);  // before penalties change the logits
+  const int32_t next = seq.sampler->sample(logits, slot.tokens);
+  const auto now = clock_type::now();
+  if (seq.st.generated_tokens == 0 && !seq.first_token_seen) {
+    seq.first_token_seen = true;
+    seq.t_first = now;
+    seq.st.ttft_seconds = std::chrono::duration<double>(now - seq.t_submit).count();
+    seq.st.prompt_seconds = std::chrono::duration<double>(now - seq.t_start).count();
+  }
+  if (!o.ignore_eos && tok_.is_eog(next)) {
+    seq.st.stop_reason = "eos";
+    seq.done = true;
+    return;
+  }
+  ++seq.st.generated_tokens;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++metrics_.generated;
+  }
+  bool stopped = false;
+  const std::string text = seq.stops->push(seq.decoder->push(next), &stopped);
+  ev.text = text;
+  ev.token = next;
+  if (o.logprobs >= 0) {
+    ev.chosen.token = next;
+    ev.chosen.logprob = logprob_of(next);
+    if (o.logprobs == 0) ev.top.clear();
+  }
+  if (seq.req.on_event && !seq.req.on_event(ev)) {
+    seq.st.stop_reason = "cancelled";
+    seq.done = true;
+    return;
+  }
+  if (stopped) {
+    seq.st.stop_reason = "stop";
+    seq.done = true;
+  } else if (seq.st.generated_tokens >= o.max_tokens) {
+    seq.st.stop_reason = "length";  // the last token needs no forward pass
+    seq.done = true;
+  } else if (static_cast<int32_t>(slot.tokens.size()) >= model_.n_ctx()) {
+    seq.st.stop_reason = "context";
+    seq.done = true;
+  } else {
+    seq.pending = next;
+  }
+}
+
+// Log-softmax of the raw logits; keeps the k most likely tokens in `top` (most likely first) and the normalizer
+// for logprob_of().
+void Scheduler::Impl::log_softmax_top(std::span<const float> logits, int32_t k, std::vector<TokenLogprob>& top) {
+  float mx = -INFINITY;
+  for (float v : logits) mx = std::max(mx, v);
+  double sum = 0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v - mx));
+  lse_ = mx + static_cast<float>(std::log(sum));
+  lp_logits_.assign(logits.begin(), logits.end());
+  top.clear();
+  if (k <= 0) return;
+  cand_.clear();
+  for (int32_t i = 0; i < static_cast<int32_t>(logits.size()); ++i) cand_.push_back({logits[i], i});
+  const size_t kk = std::min(static_cast<size_t>(k), cand_.size());
+  std::partial_sort(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(kk), cand_.end(),
+                    [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  for (size_t i = 0; i < kk; ++i) top.push_back({cand_[i].second, cand_[i].first - lse_});
+}
+
+float Scheduler::Impl::logprob_of(int32_t token) const { return lp_logits_[static_cast<size_t>(token)] - lse_; }
+
+// Finishes sequences marked done: flush held-back text, send the final event, free the slot.
+void Scheduler::Impl::reap() {
+  for (size_t i = 0; i < active_.size();) {
+    Sequence& seq = *active_[i];
+    if (!seq.done) {
+      ++i;
+      continue;
+    }
+    Slot& s = slots_[seq.slot];
+    s.busy = false;
+    s.last_used = ++use_clock_;
+    if (seq.pending >= 0) seq.pending = -1;  // sampled but never fed: not in the cache
+    finished_.push_back(std::move(active_[i]));
+    active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  for (auto& seq_ptr : finished_) {
+    Sequence& seq = *seq_ptr;
+    GenerateStats& st = seq.st;
+    std::string rest;
+    if (seq.decoder && (st.stop_reason == "length" || st.stop_reason == "eos" || st.stop_reason == "context")) {
+      bool ignored = false;
+      rest = seq.stops->push(seq.decoder->flush(), &ignored);
+      rest += seq.stops->flush();
+    }
+    if (seq.first_token_seen && st.generated_tokens > 0)
+      st.decode_seconds = std::chrono::duration<double>(clock_type::now() - seq.t_first).count();
+    if (seq.first_token_seen == false && st.stop_reason != "cancelled" && st.stop_reason != "error")
+      st.prompt_seconds = seconds_since(seq.t_start);
+    StreamEvent ev;
+    ev.text = rest;
+    ev.done = true;
+    ev.stats = &st;
+    if (seq.req.on_event) seq.req.on_event(ev);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (st.stop_reason == "cancelled") ++metrics_.cancelled;
+    else if (st.stop_reason == "error") ++metrics_.failed;
+    else ++metrics_.finished;
+  }
+  finished_.clear();
+}
+
+void Scheduler::Impl::fail_all(const std::string& what) {
+  for (auto& seq : active_) {
+    seq->st.stop_reason = "error";
+    seq->st.error = what;
+    seq->done = true;
+    // The slot's cache may be half-written: forget it.
+    slots_[seq->slot].tokens.clear();
+    seq->chunk = 0;
+  }
+}
+
+void Scheduler::Impl::run_until_idle() {
+  while (true) {
+    if (!step()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queue_.empty() && cancel_ids_.empty()) return;
+    }
+  }
+}
+
+void Scheduler::Impl::serve(const std::atomic<bool>& stop) {
+  while (!stop.load()) {
+    if (step()) continue;
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return !queue_.empty() || !cancel_ids_.empty(); });
+  }
+  // Shutting down: everything still queued or running ends as cancelled (each stream gets its final event).
+  std::vector<uint64_t> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& s : queue_) ids.push_back(s->id);
+  }
+  for (auto& s : active_) ids.push_back(s->id);
+  for (uint64_t id : ids) cancel(id);
+  admit();
+}
+
+void Scheduler::Impl::reset_slot(int32_t slot, std::vector<int32_t> tokens) {
+  slots_.at(static_cast<size_t>(slot)).tokens = std::move(tokens);
+}
+
+// ---- public wrapper ----
+uint64_t Scheduler::submit(GenerateRequest req) { return impl_->submit(std::move(req)); }
+void Scheduler::cancel(uint64_t id) { impl_->cancel(id); }
+bool Scheduler::step() { return impl_->step(); }
+void Scheduler::run_until_idle() { impl_->run_until_idle(); }
+void Scheduler::serve(const std::atomic<bool>& stop) { impl_->serve(stop); }
+SchedulerMetrics Scheduler::metrics() const { return impl_->metrics(); }
+int32_t Scheduler::n_slots() const { return static_cast<int32_t>(impl_->slots_.size()); }
+void Scheduler::set_max_queue(int32_t n) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->max_queue_ = std::max(0, n);
+}
+void Scheduler::set_step_budget(int32_t step_tokens, int32_t prefill_chunk) {
+  impl_->step_tokens_ = std::clamp(step_tokens, 1, impl_->model_.max_batch());
+  impl_->prefill_chunk_ = std::clamp(prefill_chunk, 1, impl_->step_tokens_);
+}
+
+}  // namespace vireo

@@ -1,0 +1,87 @@
+// Internal state of the continuous-batching scheduler (see scheduler.cpp).
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "model/model.h"
+#include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+#include "vireo/vireo.h"
+
+namespace vireo {
+
+struct Scheduler::Impl {
+  Impl(Model& model, const Tokenizer& tok);
+
+  // A request while it runs.
+  struct Sequence {
+    uint64_t id = 0;
+    GenerateRequest req;
+    int32_t slot = -1;
+    size_t n_fed = 0;      // prompt tokens in the slot's cache
+    size_t chunk = 0;      // prompt tokens in the current step
+    int32_t pending = -1;  // sampled token not yet run through the model
+    bool done = false, first_token_seen = false;
+    std::optional<Sampler> sampler;
+    std::optional<StreamDecoder> decoder;
+    std::optional<StopMatcher> stops;
+    GenerateStats st;
+    std::chrono::steady_clock::time_point t_submit, t_start, t_first;
+  };
+  // A KV-cache slot: the tokens whose keys/values it holds, in order (kept after its sequence ends).
+  struct Slot {
+    std::vector<int32_t> tokens;
+    bool busy = false;
+    uint64_t last_used = 0;
+  };
+  // A shared prefix shorter than this is recomputed rather than copied between slots.
+  static constexpr size_t kMinCopyTokens = 4;
+
+  uint64_t submit(GenerateRequest req);
+  void cancel(uint64_t id);
+  bool step();
+  void run_until_idle();
+  void serve(const std::atomic<bool>& stop);
+  SchedulerMetrics metrics() const;
+  // For Engine::logits_all: what slot 0 holds after it ran a sequence outside the scheduler.
+  void reset_slot(int32_t slot, std::vector<int32_t> tokens);
+
+  void admit();
+  void start(std::unique_ptr<Sequence> seq);
+  void on_logits(Sequence& seq, std::span<float> logits);
+  void reap();
+  void fail_all(const std::string& what);
+  void log_softmax_top(std::span<const float> logits, int32_t k, std::vector<TokenLogprob>& top);
+  float logprob_of(int32_t token) const;
+
+  Model& model_;
+  const Tokenizer& tok_;
+  std::vector<Slot> slots_;
+  std::vector<std::unique_ptr<Sequence>> active_, finished_;
+  uint64_t use_clock_ = 0;
+  int32_t step_tokens_ = 0, prefill_chunk_ = 0;
+  Batch batch_;
+  std::vector<Sequence*> row_owner_;  // sequence of each logits row of the step
+  std::vector<float> logits_;
+  // log-softmax scratch
+  std::vector<float> lp_logits_;
+  std::vector<std::pair<float, int32_t>> cand_;
+  float lse_ = 0;
+
+  // Shared with submitting threads.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Sequence>> queue_;
+  std::vector<uint64_t> cancel_ids_;
+  uint64_t next_id_ = 1;
+  int32_t max_queue_ = 1024;
+  SchedulerMetrics metrics_;
+};
+
+}  // namespace vireo
