@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <random>
 #include <thread>
@@ -24,6 +25,90 @@ double median(std::vector<double> v) {
   return n == 0 ? 0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
 }
 
+struct ParallelRun {
+  double prefill_tok_s = 0;   // prompt tokens / time until every sequence had its first token
+  double decode_tok_s = 0;    // tokens generated after that / the time they took
+  double total_tok_s = 0;     // all generated tokens / wall time
+  double steps = 0;
+};
+
+// N sequences submitted at once; the scheduler prefills them in step-budget chunks and decodes them together.
+ParallelRun run_parallel_once(Engine& engine, int n_seq, int p, int n, std::mt19937& rng) {
+  using clock = std::chrono::steady_clock;
+  std::uniform_int_distribution<int32_t> tok(1, engine.n_vocab() - 1);
+  Scheduler& s = engine.scheduler();
+  const auto m0 = s.metrics();
+  int started = 0;
+  int64_t generated = 0, after_start = 0;
+  clock::time_point t_all_started{};
+  for (int i = 0; i < n_seq; ++i) {
+    GenerateRequest r;
+    r.prompt.resize(static_cast<size_t>(std::max(1, p)));
+    for (auto& t : r.prompt) t = tok(rng);
+    r.opts.sampling.temperature = 0;
+    r.opts.ignore_eos = true;
+    r.opts.reuse_cache = false;
+    r.opts.max_tokens = n;
+    r.on_event = [&, first = true](const StreamEvent& ev) mutable {
+      if (ev.done) return true;
+      ++generated;
+      if (started == n_seq) ++after_start;
+      if (first) {
+        first = false;
+        if (++started == n_seq) t_all_started = clock::now();
+      }
+      return true;
+    };
+    s.submit(std::move(r));
+  }
+  const auto t0 = clock::now();
+  s.run_until_idle();
+  const auto t1 = clock::now();
+  ParallelRun out;
+  const double all = std::chrono::duration<double>(t1 - t0).count();
+  const double pre = std::chrono::duration<double>(t_all_started - t0).count();
+  out.prefill_tok_s = pre > 0 ? double(n_seq) * p / pre : 0;
+  out.decode_tok_s = all > pre ? double(after_start) / (all - pre) : 0;
+  out.total_tok_s = double(generated) / all;
+  out.steps = double(s.metrics().steps - m0.steps);
+  return out;
+}
+
+void run_parallel_bench(const LoadArgs& la, int p, int n, int reps, const std::vector<int>& counts, bool json) {
+  auto engine = load_engine(la, json);
+  std::mt19937 rng(1234);
+  run_parallel_once(*engine, counts.front(), p, std::min(n, 8), rng);  // warm-up
+  nlohmann::json rows = nlohmann::json::array();
+  if (!json)
+    std::printf("%-10s %8s %6s %6s %16s %16s %16s %8s\n", "device", "seqs", "pp", "tg", "prefill tok/s",
+                "decode tok/s", "total tok/s", "steps");
+  for (int c : counts) {
+    std::vector<double> pre, dec, tot;
+    double steps = 0;
+    for (int r = 0; r < std::max(1, reps); ++r) {
+      const ParallelRun run = run_parallel_once(*engine, c, p, n, rng);
+      pre.push_back(run.prefill_tok_s);
+      dec.push_back(run.decode_tok_s);
+      tot.push_back(run.total_tok_s);
+      steps = run.steps;
+    }
+    const double pm = median(pre), dm = median(dec), tm = median(tot);
+    if (json)
+      rows.push_back({{"sequences", c}, {"prefill_tok_s", pm}, {"decode_tok_s", dm}, {"total_tok_s", tm},
+                      {"steps", steps}, {"decode_runs", dec}});
+    else
+      std::printf("%-10s %8d %6d %6d %16.1f %16.1f %16.1f %8.0f\n", la.device.c_str(), c, p, n, pm, dm, tm, steps);
+  }
+  if (json) {
+    nlohmann::json j = {{"model", la.model}, {"device", la.device}, {"n_prompt", p}, {"n_gen", n},
+                        {"repetitions", reps}, {"memory_bytes", engine->memory_bytes()}, {"parallel", rows}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("decode tok/s: tokens generated after every sequence had its first token, over that time; "
+                "memory: %s\n", human_bytes(double(engine->memory_bytes())).c_str());
+  }
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
@@ -34,6 +119,7 @@ void add_bench_command(CLI::App& app) {
     int reps = 3;
     bool json = false;
     double bandwidth_gbs = 0;
+    std::vector<int> parallel;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench", "measure prefill and decode speed");
@@ -43,10 +129,20 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-r,--repetitions", args->reps, "repeats (the median is reported)");
   cmd->add_flag("--json", args->json, "print one JSON object on stdout instead of a table");
   cmd->add_option("--bandwidth", args->bandwidth_gbs, "memory bandwidth in GB/s (default: measured once)");
+  cmd->add_option("--parallel", args->parallel,
+                  "batched mode: for each count N, N sequences of -p prompt and -n new tokens at once "
+                  "(continuous batching); reports aggregate tok/s")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 4096));
   cmd->callback([args] {
     const Args& a = *args;
     LoadArgs la = a.load;
     la.ctx = std::max(la.ctx, a.p + a.n + 16);
+    if (!a.parallel.empty()) {
+      la.slots = *std::max_element(a.parallel.begin(), a.parallel.end());
+      run_parallel_bench(la, a.p, a.n, a.reps, a.parallel, a.json);
+      return;
+    }
     auto engine = load_engine(la, a.json);
     const int threads = la.threads > 0 ? la.threads : static_cast<int>(std::thread::hardware_concurrency());
 

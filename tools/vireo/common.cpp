@@ -20,6 +20,7 @@ EngineOptions LoadArgs::engine_options() const {
   o.n_ctx = ctx;
   o.kv_f32 = kv_f32;
   o.max_batch = batch;
+  o.n_slots = slots;
   return o;
 }
 

@@ -17,6 +17,7 @@ struct LoadArgs {
   int ctx = 0;
   bool kv_f32 = false;
   int batch = 512;
+  int slots = 1;  // sequences kept at once (serve --parallel, bench --parallel)
   void add_to(CLI::App* app);
   EngineOptions engine_options() const;
 };
