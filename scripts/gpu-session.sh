@@ -15,6 +15,8 @@
 #   long       8B Q4_K_M decode at position 16384
 #   types      8B Q8_0 and F16
 #   cli        vireo bench --device cuda on 1B and 8B Q4_K_M, and the stories260K greedy CPU/CUDA check
+#   batch      the engine tests added with continuous batching (synthetic 1B logits, scheduler), vireo bench
+#              --parallel 1,8,32,64 on 1B and 8B Q4_K_M, and the HTTP load test on 1B (needs python3)
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -88,6 +90,18 @@ for st in $STAGES; do
       ./vireo run --device cuda -m fixtures/stories260K-f32.gguf -p "Once upon a time" -n 64 --temp 0 > $OUT/run_cuda.txt
       ./vireo run -m fixtures/stories260K-f32.gguf -p "Once upon a time" -n 64 --temp 0 > $OUT/run_cpu.txt
       cmp $OUT/run_cuda.txt $OUT/run_cpu.txt && echo "stories260K greedy: CUDA == CPU" ;;
+    batch)
+      timeout 200 ./vireo_gpu_tests --gtest_filter='*Synthetic*Cuda*:*Scheduler*Cuda*' --gtest_color=no 2>&1 |
+        tee $OUT/batch_tests.log | grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|actual|Expected|worst" | head -30
+      for f in $(synth llama3.2-1b q4_k_m) $(synth llama3.1-8b q4_k_m); do
+        timeout 200 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${PARALLEL:-1,8,32,64} 2>&1 |
+          grep -v "^loading" | tee -a $OUT/parallel.log
+      done
+      if command -v python3 > /dev/null && [ -f load_test.py ]; then
+        timeout 200 python3 load_test.py --vireo ./vireo --model $(synth llama3.2-1b q4_k_m) --device cuda \
+          --clients ${LOAD_CLIENTS:-1,8,32,64} --duration ${LOAD_SECONDS:-20} --warmup 3 --max-tokens 128 --ctx 512 \
+          2>&1 | tee $OUT/load.log
+      fi ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)

@@ -116,6 +116,8 @@ class Scheduler {
   // Tokens per step (decode tokens + prompt chunks), and the most prompt tokens one step may carry while other
   // sequences decode (bounds the pause decoding users see when a long prompt arrives).
   void set_step_budget(int32_t step_tokens, int32_t prefill_chunk);
+  // serve() sleeps this long after each step (tests and demos: emulates a slower model).
+  void set_step_delay_ms(int32_t ms);
 
   struct Impl;
   explicit Scheduler(Impl* impl) : impl_(impl) {}
@@ -154,6 +156,7 @@ class Engine {
   int32_t n_ctx() const;
   int32_t n_slots() const;
   bool is_eog(int32_t token) const;
+  bool adds_bos() const;  // the tokenizer's convention: prompts start with BOS
   std::string token_text(int32_t token) const;  // the bytes one token decodes to
   std::string architecture() const;
   int64_t weight_bytes_per_token() const;

@@ -78,6 +78,7 @@ std::string Engine::detokenize(const std::vector<int32_t>& ids) const { return i
 int32_t Engine::n_vocab() const { return impl_->model->config().n_vocab; }
 int32_t Engine::n_ctx() const { return impl_->model->n_ctx(); }
 int32_t Engine::n_slots() const { return impl_->model->n_slots(); }
+bool Engine::adds_bos() const { return impl_->tokenizer->add_bos_default() && impl_->tokenizer->bos() >= 0; }
 bool Engine::is_eog(int32_t token) const { return impl_->tokenizer->is_eog(token); }
 std::string Engine::token_text(int32_t token) const { return impl_->tokenizer->token_bytes(token); }
 Scheduler& Engine::scheduler() { return impl_->scheduler; }

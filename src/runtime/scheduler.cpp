@@ -223,6 +223,7 @@ bool Scheduler::Impl::step() {
       }
     }
     const int32_t V = model_.config().n_vocab;
+    sample_rows(V);
     for (size_t r = 0; r < row_owner_.size(); ++r)
       on_logits(*row_owner_[r], std::span<float>(logits_.data() + r * V, static_cast<size_t>(V)));
   }
@@ -236,13 +237,46 @@ bool Scheduler::Impl::step() {
   return true;
 }
 
-// Samples the next token of `seq` from its logits row and streams the result.
-void Scheduler::Impl::on_logits(Sequence& seq, std::span<float> logits) {
+// Samples every row's next token (and log-probabilities when asked). Rows are independent, so with many rows
+// over a large vocabulary (each a pass of exp over up to V logits) the work is split over a few threads.
+void Scheduler::Impl::sample_rows(int32_t V) {
+  const size_t rows = row_owner_.size();
+  auto one = [&](size_t r, LogprobScratch& scratch) {
+    Sequence& seq = *row_owner_[r];
+    std::span<float> logits(logits_.data() + r * V, static_cast<size_t>(V));
+    const GenerateOptions& o = seq.req.opts;
+    if (o.logprobs >= 0) {
+      log_softmax_top(logits, o.logprobs, seq.top, scratch);  // before penalties change the logits
+      seq.next = seq.sampler->sample(logits, slots_[seq.slot].tokens);
+      seq.chosen_logprob = scratch.logits[static_cast<size_t>(seq.next)] - scratch.lse;
+    } else {
+      seq.next = seq.sampler->sample(logits, slots_[seq.slot].tokens);
+    }
+  };
+  const size_t hw = std::max(1u, std::thread::hardware_concurrency());
+  const size_t workers = std::min({hw, rows / 4, static_cast<size_t>(16)});
+  if (workers < 2 || static_cast<int64_t>(rows) * V < (1 << 20)) {
+    for (size_t r = 0; r < rows; ++r) one(r, scratch_[0]);
+    return;
+  }
+  if (scratch_.size() < workers) scratch_.resize(workers);
+  std::vector<std::thread> pool;
+  pool.reserve(workers - 1);
+  for (size_t w = 1; w < workers; ++w)
+    pool.emplace_back([&, w] {
+      for (size_t r = w; r < rows; r += workers) one(r, scratch_[w]);
+    });
+  for (size_t r = 0; r < rows; r += workers) one(r, scratch_[0]);
+  for (auto& t : pool) t.join();
+}
+
+// Streams the token sampled for `seq` and decides whether it goes on.
+void Scheduler::Impl::on_logits(Sequence& seq, std::span<float>) {
   const GenerateOptions& o = seq.req.opts;
   Slot& slot = slots_[seq.slot];
   StreamEvent ev;
-  if (o.logprobs >= 0) log_softmax_top(logits, o.logprobs, ev.top);  // before penalties change the logits
-  const int32_t next = seq.sampler->sample(logits, slot.tokens);
+  ev.top = std::move(seq.top);
+  const int32_t next = seq.next;
   const auto now = clock_type::now();
   if (seq.st.generated_tokens == 0 && !seq.first_token_seen) {
     seq.first_token_seen = true;
@@ -266,7 +300,7 @@ void Scheduler::Impl::on_logits(Sequence& seq, std::span<float> logits) {
   ev.token = next;
   if (o.logprobs >= 0) {
     ev.chosen.token = next;
-    ev.chosen.logprob = logprob_of(next);
+    ev.chosen.logprob = seq.chosen_logprob;
     if (o.logprobs == 0) ev.top.clear();
   }
   if (seq.req.on_event && !seq.req.on_event(ev)) {
@@ -288,26 +322,26 @@ void Scheduler::Impl::on_logits(Sequence& seq, std::span<float> logits) {
   }
 }
 
-// Log-softmax of the raw logits; keeps the k most likely tokens in `top` (most likely first) and the normalizer
-// for logprob_of().
-void Scheduler::Impl::log_softmax_top(std::span<const float> logits, int32_t k, std::vector<TokenLogprob>& top) {
+// Log-softmax of the raw logits; keeps the k most likely tokens in `top` (most likely first), and the logits and
+// normalizer in `scratch` for the chosen token's log-probability.
+void Scheduler::Impl::log_softmax_top(std::span<const float> logits, int32_t k, std::vector<TokenLogprob>& top,
+                                      LogprobScratch& scratch) {
   float mx = -INFINITY;
   for (float v : logits) mx = std::max(mx, v);
   double sum = 0;
   for (float v : logits) sum += std::exp(static_cast<double>(v - mx));
-  lse_ = mx + static_cast<float>(std::log(sum));
-  lp_logits_.assign(logits.begin(), logits.end());
+  scratch.lse = mx + static_cast<float>(std::log(sum));
+  scratch.logits.assign(logits.begin(), logits.end());
   top.clear();
   if (k <= 0) return;
-  cand_.clear();
-  for (int32_t i = 0; i < static_cast<int32_t>(logits.size()); ++i) cand_.push_back({logits[i], i});
-  const size_t kk = std::min(static_cast<size_t>(k), cand_.size());
-  std::partial_sort(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(kk), cand_.end(),
+  auto& cand = scratch.cand;
+  cand.clear();
+  for (int32_t i = 0; i < static_cast<int32_t>(logits.size()); ++i) cand.push_back({logits[i], i});
+  const size_t kk = std::min(static_cast<size_t>(k), cand.size());
+  std::partial_sort(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(kk), cand.end(),
                     [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-  for (size_t i = 0; i < kk; ++i) top.push_back({cand_[i].second, cand_[i].first - lse_});
+  for (size_t i = 0; i < kk; ++i) top.push_back({cand[i].second, cand[i].first - scratch.lse});
 }
-
-float Scheduler::Impl::logprob_of(int32_t token) const { return lp_logits_[static_cast<size_t>(token)] - lse_; }
 
 // Finishes sequences marked done: flush held-back text, send the final event, free the slot.
 void Scheduler::Impl::reap() {
@@ -372,7 +406,10 @@ void Scheduler::Impl::run_until_idle() {
 
 void Scheduler::Impl::serve(const std::atomic<bool>& stop) {
   while (!stop.load()) {
-    if (step()) continue;
+    if (step()) {
+      if (step_delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms_));
+      continue;
+    }
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return !queue_.empty() || !cancel_ids_.empty(); });
   }
@@ -403,6 +440,7 @@ void Scheduler::set_max_queue(int32_t n) {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   impl_->max_queue_ = std::max(0, n);
 }
+void Scheduler::set_step_delay_ms(int32_t ms) { impl_->step_delay_ms_ = std::max(0, ms); }
 void Scheduler::set_step_budget(int32_t step_tokens, int32_t prefill_chunk) {
   impl_->step_tokens_ = std::clamp(step_tokens, 1, impl_->model_.max_batch());
   impl_->prefill_chunk_ = std::clamp(prefill_chunk, 1, impl_->step_tokens_);

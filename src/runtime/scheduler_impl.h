@@ -32,6 +32,9 @@ struct Scheduler::Impl {
     std::optional<StreamDecoder> decoder;
     std::optional<StopMatcher> stops;
     GenerateStats st;
+    int32_t next = -1;                // this step's sampled token
+    float chosen_logprob = 0;
+    std::vector<TokenLogprob> top;    // this step's alternatives (when logprobs are asked for)
     std::chrono::steady_clock::time_point t_submit, t_start, t_first;
   };
   // A KV-cache slot: the tokens whose keys/values it holds, in order (kept after its sequence ends).
@@ -54,11 +57,17 @@ struct Scheduler::Impl {
 
   void admit();
   void start(std::unique_ptr<Sequence> seq);
+  struct LogprobScratch {
+    std::vector<float> logits;
+    std::vector<std::pair<float, int32_t>> cand;
+    float lse = 0;
+  };
+  void sample_rows(int32_t n_vocab);
   void on_logits(Sequence& seq, std::span<float> logits);
   void reap();
   void fail_all(const std::string& what);
-  void log_softmax_top(std::span<const float> logits, int32_t k, std::vector<TokenLogprob>& top);
-  float logprob_of(int32_t token) const;
+  void log_softmax_top(std::span<const float> logits, int32_t k, std::vector<TokenLogprob>& top,
+                       LogprobScratch& scratch);
 
   Model& model_;
   const Tokenizer& tok_;
@@ -69,10 +78,7 @@ struct Scheduler::Impl {
   Batch batch_;
   std::vector<Sequence*> row_owner_;  // sequence of each logits row of the step
   std::vector<float> logits_;
-  // log-softmax scratch
-  std::vector<float> lp_logits_;
-  std::vector<std::pair<float, int32_t>> cand_;
-  float lse_ = 0;
+  std::vector<LogprobScratch> scratch_ = std::vector<LogprobScratch>(1);  // one per sampling thread
 
   // Shared with submitting threads.
   mutable std::mutex mu_;
@@ -81,6 +87,7 @@ struct Scheduler::Impl {
   std::vector<uint64_t> cancel_ids_;
   uint64_t next_id_ = 1;
   int32_t max_queue_ = 1024;
+  int32_t step_delay_ms_ = 0;
   SchedulerMetrics metrics_;
 };
 
