@@ -7,6 +7,10 @@
 
 #include "vireo/vireo.h"
 
+namespace vireo {
+class ChatTemplate;
+}
+
 namespace vireo::cli {
 
 // Options every command that loads a model takes.
@@ -45,5 +49,11 @@ void add_info_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
+
+// The chat template (cmd_serve.cpp): `override_path` (a Jinja file or a tokenizer_config.json) when given, else
+// the model's, else a plain "User:/Assistant:" fallback (with a note on stderr unless `quiet`).
+std::shared_ptr<ChatTemplate> load_chat_template(const std::string& model_path, const std::string& override_path,
+                                                 bool quiet);
 
 }  // namespace vireo::cli

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   vireo::cli::add_bench_command(app);
   vireo::cli::add_synth_command(app);
   vireo::cli::add_serve_command(app);
+  vireo::cli::add_chat_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
