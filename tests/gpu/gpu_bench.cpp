@@ -186,7 +186,7 @@ void bench_kernels(int dev, bool quick) {
       for (auto& v : xs) v = nd(rng);
       b.ext->copy_to_device(x.data, xs.data(), xs.size() * 4);
       const double empty = b.time_step(tokens_batch(1), [] {});
-      for (int n : {1, 4, 8, 512}) {
+      for (int n : {1, 4, 8, 16, 32, 64, 512}) {
         if (n == 512 && (s.rows == 128256 || t == DType::BF16 || old || quick)) continue;
         if (quick && n == 4) continue;
         const int R = n == 512 ? 3 : 20;
@@ -245,9 +245,9 @@ void bench_model(int dev, const std::string& path, int prefill, int decode, int 
   RunOptions ro;
   if (decode_at < 0) decode_at = prefill;
   ro.n_ctx = std::max(prefill, decode_at) + decode + 16;
-  ro.n_slots = 8;
-  ro.max_batch = std::max(prefill, 8);
-  ro.max_logit_rows = 8;
+  ro.n_slots = 64;
+  ro.max_batch = std::max(prefill, 64);
+  ro.max_logit_rows = 64;
   const auto t_load = Clock::now();
   Model m(file, make_cuda_backend(dev), ro);
   const double load_s = seconds_since(t_load);
@@ -257,7 +257,7 @@ void bench_model(int dev, const std::string& path, int prefill, int decode, int 
               c.n_vocab, ext->device_name().c_str());
   std::printf("loaded in %.1f s, device memory %.2f GiB, weights read per token %.2f GiB\n", load_s,
               m.backend().memory_bytes() / double(1 << 30), m.weight_bytes_per_token() / double(1 << 30));
-  std::vector<float> logits(static_cast<size_t>(8) * c.n_vocab);
+  std::vector<float> logits(static_cast<size_t>(64) * c.n_vocab);
   std::mt19937 rng(5);
   std::uniform_int_distribution<int32_t> tok(0, c.n_vocab - 1);
   Batch b;
@@ -274,8 +274,8 @@ void bench_model(int dev, const std::string& path, int prefill, int decode, int 
   const double prefill_tps = prefill / median(tp);
   std::printf("prefill %d tokens: %.1f ms, %.0f tok/s\n", prefill, median(tp) * 1e3, prefill_tps);
   result(base + " prefill" + std::to_string(prefill), prefill_tps, "tok/s");
-  // decode: 1, 4 and 8 sequences, each at positions after the prompt
-  for (int seqs : {1, 4, 8}) {
+  // decode: 1 to 64 sequences, each at positions after the prompt
+  for (int seqs : {1, 4, 8, 16, 32, 64}) {
     std::vector<double> td;
     for (int s = 0; s < decode; ++s) {
       b.clear();

@@ -238,7 +238,7 @@ struct MatmulResult {
 };
 
 void check_matmul(Backend& be, DType t, int64_t rows, int64_t K, const std::vector<int>& ns, uint32_t seed,
-                  int matvec_max = 8) {
+                  int matvec_max = CudaOptions{}.matvec_max_tokens) {
   SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(rows) + "x" + std::to_string(K));
   const std::vector<uint8_t> wb = make_weights(t, rows, K, seed);
   const int maxn = *std::max_element(ns.begin(), ns.end());
@@ -315,7 +315,7 @@ void check_matmul(Backend& be, DType t, int64_t rows, int64_t K, const std::vect
 }
 
 TEST_P(Gpu, MatmulEveryTypeEveryTokenCount) {
-  // Every type, every matvec token count (1..8) and the tensor-core path; shapes with partial warps/blocks.
+  // Every type, every matvec token count (1..4), the qgemm/tensor-core paths (5..33); partial warps/blocks.
   for (DType t : kAllTypes) {
     auto be = make();
     const bool k = dtype_info(t).block_elems == 256;
@@ -351,10 +351,21 @@ TEST_P(Gpu, MatmulTensorCorePathInSlices) {
   // A tiny f16 scratch forces the prefill path to dequantize and multiply the weights in many slices.
   CudaOptions o;
   o.gemm_scratch_elems = emu() ? 5 * 512 : 1000 * 4096;
+  o.qgemm_max_tokens = 0;  // this test is about the cuBLAS path
   auto be = make(o);
   check_matmul(*be, DType::Q4_K, emu() ? 23 : 4096, emu() ? 512 : 4096, {9, 17}, 77);
   auto be2 = make(o);
   check_matmul(*be2, DType::F32, emu() ? 23 : 4096, emu() ? 172 : 4096, {10}, 78);
+}
+
+TEST_P(Gpu, MatmulQgemmPartialTiles) {
+  // qgemm.cu: row counts that are not a multiple of its 64-row tiles, token counts that fill 16/32/64-token tiles
+  // partly, and 65 tokens (beyond qgemm_max_tokens: the cuBLAS path) for comparison.
+  if (emu()) GTEST_SKIP() << "qgemm uses WMMA, which the emulator does not model";
+  for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q8_0, DType::Q4_0, DType::BF16}) {
+    auto be = make();
+    check_matmul(*be, t, 1000, 2048, {10, 16, 31, 47, 64, 65}, 500u + static_cast<uint32_t>(t));
+  }
 }
 
 TEST_P(Gpu, MatmulMatvecOnlyUpToOneToken) {

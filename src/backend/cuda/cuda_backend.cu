@@ -388,7 +388,13 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       }
     } else {
       ensure(f16x_, static_cast<size_t>(m_tok * v.Kp) * 2, "matmul scratch");
-      if (v.fmt != WFmt::F16) {
+#ifndef VIREO_CUDA_EMU
+      if (use_qgemm(v, m_tok)) {
+        const int splits = qgemm_splits(v, static_cast<int>(m_tok), sms_);
+        if (splits > 1) ensure(qgemm_part_, static_cast<size_t>(splits * m_tok * v.rows) * sizeof(float), "matmul scratch (split-K)");
+      }
+#endif
+      if (v.fmt != WFmt::F16 && !use_qgemm(v, m_tok)) {
         const int64_t slice = gemm_slice_rows(v);
         ensure(f16w_, static_cast<size_t>(std::min(slice, v.rows) * v.Kp) * 2, "matmul scratch (f16 weights)");
       }
@@ -677,6 +683,15 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     const CudaWeight* v = cw(w);
     if (!v || !v->is_vec || static_cast<int64_t>(v->host_vec.size()) < n)
       throw std::runtime_error(std::string(op) + ": vector weight missing or too short");
+  }
+
+  bool use_qgemm(const MatView& v, int64_t m) const {
+#ifdef VIREO_CUDA_EMU
+    (void)v, (void)m;
+    return false;  // WMMA has no emulation: the emulator checks the cuBLAS path
+#else
+    return m <= opts_.qgemm_max_tokens && qgemm_supported(v);
+#endif
   }
 
   int64_t gemm_slice_rows(const MatView& v) const {
@@ -1154,6 +1169,13 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       gemm_f16(cublas_, reinterpret_cast<const uint16_t*>(w.q), w.rows, xh, m, w.Kp, f(out), out.cols);
       return;
     }
+#ifndef VIREO_CUDA_EMU
+    if (use_qgemm(w, m)) {
+      qgemm_f16(w, xh, static_cast<int>(m), f(out), out.cols, static_cast<float*>(qgemm_part_.p),
+                qgemm_splits(w, static_cast<int>(m), sms_), stream_);
+      return;
+    }
+#endif
     const int64_t slice = gemm_slice_rows(w);
     uint16_t* wh = static_cast<uint16_t*>(f16w_.p);
     for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {
@@ -1194,7 +1216,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   bool in_step_ = false;
   std::vector<Op> log_;
 
-  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
+  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
   PrepCache q8c_[2], f32_cache_, f16_cache_;
   uint64_t q8_stamp_[2] = {0, 0}, q8_clock_ = 0;
   std::vector<int32_t> slot_min_;
@@ -1230,6 +1252,8 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_MV", &o.mv);
   env_int("VIREO_CUDA_ATTN", &o.attn_decode);
   env_int("VIREO_CUDA_MV_BPS", &o.mv_blocks_per_sm);
+  env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);
+  env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
   env_int("VIREO_CUDA_ATTN_CHUNK", &o.attn_min_chunk);
   env_int("VIREO_CUDA_ATTN_BPS", &o.attn_blocks_per_sm);
   return o;

@@ -16,7 +16,10 @@ namespace vireo {
 struct CudaOptions {
   // Tokens per matmul up to which the quantized matrix-vector kernels run; above it, weights are dequantized to
   // f16 tiles and multiplied on tensor cores (cuBLAS).
-  int matvec_max_tokens = 8;
+  int matvec_max_tokens = 4;  // measured on an H100: from 5 tokens on, qgemm.cu is faster (docs/BENCHMARKS.md)
+  // Up to this many tokens (and above matvec_max_tokens), quantized weights go through qgemm.cu (dequantized per
+  // tile in shared memory, tensor cores) instead of an f16 copy in global memory + cuBLAS. 0: never.
+  int qgemm_max_tokens = 64;
   // f16 scratch for one dequantized weight slice of the prefill path (elements); larger matrices go in slices.
   int64_t gemm_scratch_elems = int64_t(64) << 20;
   // CUDA graphs: 0 = never (every op launches eagerly), 1 = capture a step shape on first use (shapes of up to
@@ -34,12 +37,12 @@ struct CudaOptions {
   //       fixtures with int8-activation weights (kernels then triggered their dependents at their start; they now
   //       trigger after their own wait, which is not yet verified on a GPU: docs/CUDA-NOTES.md);
   //  mv: the fused-epilogue matvec (mv.cu) instead of the previous one (matvec.cuh);
-  //  attn_decode: the split-KV decode attention kernel for steps of up to 16 tokens with an f16 cache.
+  //  attn_decode: the split-KV decode attention kernel for steps of up to 64 tokens with an f16 cache.
   int fuse = 1, pdl = 0, mv = 1, attn_decode = 1;
   int mv_blocks_per_sm = 0;   // > 0: cap the matvec grid (warps loop over their items)
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
-  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN (0/1), VIREO_CUDA_MV_BPS,
+  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_FUSE, _PDL, _MV, _ATTN (0/1), VIREO_CUDA_MV_BPS,
   // _ATTN_CHUNK, _ATTN_BPS from the environment over the defaults.
   static CudaOptions from_env();
 };

@@ -16,6 +16,15 @@ void matvec_q32(const MatView& w, const ActQ8& a, int n, float* y, int64_t ldy, 
 void matvec_float(const MatView& w, const ActF32& a, int n, float* y, int64_t ldy, cudaStream_t s);  // F32/F16/BF16
 inline bool wfmt_uses_q8(WFmt f) { return !wfmt_is_float(f); }
 
+// ---- qgemm.cu: the same for a few dozen tokens: weights dequantized tile by tile to f16 in shared memory and
+// multiplied on tensor cores; x is f16 with rows of w.Kp (prep_act_f16). Not in the CPU emulator build.
+// K is split over `splits` blocks (qgemm_splits) whose partial sums go to `part` (splits * m * rows floats) and
+// are then added in a fixed order.
+bool qgemm_supported(const MatView& w);
+int qgemm_splits(const MatView& w, int m, int sms);
+void qgemm_f16(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
+               cudaStream_t s);
+
 // ---- elementwise.cu ----
 // Device read bandwidth in bytes/s on the current device (a streaming read of about `bytes`; median of 5 runs).
 double read_bandwidth(double bytes);
@@ -94,7 +103,7 @@ int attn_heads_per_block(int n_heads, int n_kv_heads);
 void attn_plan(AttnArgs& a, int sms);
 void attention(const AttnArgs& a, cudaStream_t s);
 // The decode kernel: f16 cache, head_dim 8 * 2^k up to 256, n <= kAttnDecodeMaxTokens tokens.
-constexpr int kAttnDecodeMaxTokens = 16;
+constexpr int kAttnDecodeMaxTokens = 64;
 constexpr int kAttnDecodeMaxSplits = 128;
 bool attn_decode_supported(bool f16, int head_dim, int n_heads, int n_kv_heads, int n);
 // Sets a.splits (the grid's y) for the decode kernel: about target_blocks blocks for n tokens at full context.
