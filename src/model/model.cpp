@@ -78,7 +78,7 @@ Model::Model(std::shared_ptr<const GgufFile> file, std::unique_ptr<Backend> back
   backend_->alloc_kv({c.n_layers, std::max(1, opts.n_slots), n_ctx_, static_cast<int32_t>(kvd), opts.kv_type});
 }
 
-void Model::forward(const Batch& batch, std::span<float> logits) {
+void Model::check_batch(const Batch& batch) const {
   const int32_t n = batch.size();
   const int32_t r = static_cast<int32_t>(batch.logit_rows.size());
   if (n <= 0 || n > opts_.max_batch) throw std::runtime_error("batch of " + std::to_string(n) + " tokens exceeds the planned maximum " + std::to_string(opts_.max_batch));
@@ -87,10 +87,24 @@ void Model::forward(const Batch& batch, std::span<float> logits) {
     if (batch.positions[i] < 0 || batch.positions[i] >= n_ctx_)
       throw std::runtime_error("position " + std::to_string(batch.positions[i]) + " is outside the context of " +
                                std::to_string(n_ctx_) + " tokens");
+}
+
+void Model::forward(const Batch& batch, std::span<float> logits) {
+  check_batch(batch);
+  const int32_t r = static_cast<int32_t>(batch.logit_rows.size());
   if (logits.size() < static_cast<size_t>(r) * cfg_.n_vocab) throw std::runtime_error("logits buffer too small");
   backend_->begin_step(batch);
-  build_step(n, r);
+  build_step(batch.size(), r);
   backend_->end_step(b_.logits.with_rows(r), logits);
+}
+
+void Model::forward_argmax(const Batch& batch, std::span<int32_t> ids) {
+  check_batch(batch);
+  const int32_t r = static_cast<int32_t>(batch.logit_rows.size());
+  if (ids.size() < static_cast<size_t>(r)) throw std::runtime_error("ids buffer too small");
+  backend_->begin_step(batch);
+  build_step(batch.size(), r);
+  backend_->end_step_argmax(b_.logits.with_rows(r), ids);
 }
 
 }  // namespace vireo

@@ -90,9 +90,12 @@ class Model {
 
   // Runs the batch through the model; writes batch.logit_rows.size() x n_vocab logits to `logits`.
   void forward(const Batch& batch, std::span<float> logits);
+  // The same, returning only the argmax id of each logits row (greedy decoding; the logits stay on the backend).
+  void forward_argmax(const Batch& batch, std::span<int32_t> ids);
 
  private:
   void build_step(int32_t n_tokens, int32_t n_logit_rows);  // the architecture's math, top to bottom
+  void check_batch(const Batch& batch) const;
 
   std::shared_ptr<const GgufFile> file_;
   std::unique_ptr<Backend> backend_;

@@ -92,6 +92,9 @@ class Backend {
   virtual void begin_step(const Batch& batch) = 0;
   // Finishes the step and copies the logits of batch.logit_rows (n_logit_rows x n_vocab f32) to the host.
   virtual void end_step(Act logits, std::span<float> host_logits) = 0;
+  // Finishes the step and copies only, for each of batch.logit_rows, the id of its largest logit (ties: the
+  // lowest id; NaN never wins: the host's argmax()) - greedy decoding without reading the logits back.
+  virtual void end_step_argmax(Act logits, std::span<int32_t> host_ids) = 0;
 
   // ---- ops (the current step's token count is taken from begin_step) ----
   virtual void embed(const Weight* table, Act out) = 0;                         // out[t] = table[token[t]]

@@ -78,6 +78,7 @@ struct Scheduler::Impl {
   Batch batch_;
   std::vector<Sequence*> row_owner_;  // sequence of each logits row of the step
   std::vector<float> logits_;
+  std::vector<int32_t> ids_;          // argmax of each row, in greedy-only steps
   std::vector<LogprobScratch> scratch_ = std::vector<LogprobScratch>(1);  // one per sampling thread
 
   // Shared with submitting threads.

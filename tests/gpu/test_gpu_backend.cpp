@@ -36,6 +36,7 @@
 #include "gguf/gguf.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "runtime/sampler.h"
 #include "vireo/vireo.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
@@ -1141,6 +1142,31 @@ TEST_P(Gpu, SchedulerBatchedEqualsSingleSequence) {
   s.run_until_idle();
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(got[i], ref[i]) << "request " << i << ": " << prompts[i];
   EXPECT_GT(s.metrics().prompt_from_cache, 0);
+}
+
+
+// Greedy steps read back only the argmax of each logits row (sample.cu): it must be exactly the host's argmax of
+// the same logits, and a decode step on it must give the tokens the full-logits path gives.
+TEST_P(Gpu, ArgmaxStepEqualsHostArgmax) {
+  const auto path = fixtures_models() / "stories260K-f32.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path;
+  auto file = std::make_shared<const GgufFile>(GgufFile::open(path.string()));
+  RunOptions ro;
+  ro.n_ctx = 64;
+  ro.max_batch = 32;
+  ro.n_slots = 2;
+  Model gpu(file, make(), ro);
+  const int V = gpu.config().n_vocab;
+  Batch b;
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 429, 285, 370, 263, 354, 280, 411};
+  for (int slot = 0; slot < 2; ++slot)
+    for (size_t i = 0; i < prompt.size(); ++i) b.add(prompt[i] + slot, static_cast<int32_t>(i), slot, true);
+  std::vector<float> logits(static_cast<size_t>(b.size()) * V);
+  std::vector<int32_t> ids(static_cast<size_t>(b.size()), -1);
+  gpu.forward(b, logits);
+  gpu.forward_argmax(b, ids);
+  for (int r = 0; r < b.size(); ++r)
+    EXPECT_EQ(ids[r], vireo::argmax(std::span<const float>(logits.data() + size_t(r) * V, size_t(V)))) << "row " << r;
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Gpu, ::testing::Values(Dev::Cuda, Dev::Emu), dev_name);

@@ -10,6 +10,7 @@
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/thread_pool.h"
 #include "quant/quant.h"
+#include "runtime/sampler.h"
 
 namespace vireo {
 namespace {
@@ -97,6 +98,14 @@ class CpuBackend final : public Backend {
     const size_t n = static_cast<size_t>(batch_->logit_rows.size() * logits.cols);
     if (host.size() < n) throw std::runtime_error("logits buffer too small");
     std::memcpy(host.data(), logits.data, n * sizeof(float));
+    batch_ = nullptr;
+  }
+
+  void end_step_argmax(Act logits, std::span<int32_t> ids) override {
+    const size_t r = batch_->logit_rows.size();
+    if (ids.size() < r) throw std::runtime_error("ids buffer too small");
+    for (size_t i = 0; i < r; ++i)
+      ids[i] = argmax(std::span<const float>(f(logits) + i * logits.cols, static_cast<size_t>(logits.cols)));
     batch_ = nullptr;
   }
 

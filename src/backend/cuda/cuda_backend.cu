@@ -323,6 +323,32 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     batch_ = nullptr;
   }
 
+  void end_step_argmax(Act logits, std::span<int32_t> host) override {
+    if (!in_step_) throw std::runtime_error("end_step without begin_step");
+    in_step_ = false;
+    if (host.size() < static_cast<size_t>(r_)) throw std::runtime_error("ids buffer too small");
+    ensure(d_ids_, static_cast<size_t>(std::max(r_, 1)) * sizeof(int32_t), "argmax ids");
+    const size_t bytes = static_cast<size_t>(r_) * sizeof(int32_t);
+    if (bytes > h_logits_bytes_) {
+      if (h_logits_) VCUDA(cudaFreeHost(h_logits_), "end_step (free staging)");
+      h_logits_ = nullptr;
+      VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_logits_), bytes), "end_step (staging)");
+      h_logits_bytes_ = bytes;
+    }
+    run_step();
+    if (r_ > 0) {
+      argmax_rows(static_cast<const float*>(logits.data), logits.cols, r_, logits.cols,
+                  static_cast<int32_t*>(d_ids_.p), stream_);
+      VCUDA(cudaMemcpyAsync(h_logits_, d_ids_.p, bytes, cudaMemcpyDeviceToHost, stream_), "end_step (copy ids)");
+    }
+    const cudaError_t e = cudaStreamSynchronize(stream_);
+    if (e != cudaSuccess)
+      cuda_fail("step failed (an error inside a kernel; VIREO_CUDA_SYNC=1 names the op)", cudaGetErrorString(e),
+                __FILE__, __LINE__);
+    if (r_ > 0) std::memcpy(host.data(), h_logits_, bytes);
+    batch_ = nullptr;
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // ops: validate, prepare scratch, record
   // ---------------------------------------------------------------------------------------------------------
@@ -1216,7 +1242,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   bool in_step_ = false;
   std::vector<Op> log_;
 
-  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
+  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, d_ids_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
   PrepCache q8c_[2], f32_cache_, f16_cache_;
   uint64_t q8_stamp_[2] = {0, 0}, q8_clock_ = 0;
   std::vector<int32_t> slot_min_;

@@ -16,6 +16,9 @@ void matvec_q32(const MatView& w, const ActQ8& a, int n, float* y, int64_t ldy, 
 void matvec_float(const MatView& w, const ActF32& a, int n, float* y, int64_t ldy, cudaStream_t s);  // F32/F16/BF16
 inline bool wfmt_uses_q8(WFmt f) { return !wfmt_is_float(f); }
 
+// ---- sample.cu: out[r] = argmax of row r (ties: lowest id; NaN never wins) ----
+void argmax_rows(const float* x, int64_t ldx, int rows, int64_t cols, int32_t* out, cudaStream_t s);
+
 // ---- qgemm.cu: the same for a few dozen tokens: weights dequantized tile by tile to f16 in shared memory and
 // multiplied on tensor cores; x is f16 with rows of w.Kp (prep_act_f16). Not in the CPU emulator build.
 // K is split over `splits` blocks (qgemm_splits) whose partial sums go to `part` (splits * m * rows floats) and
