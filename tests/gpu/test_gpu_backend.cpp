@@ -891,6 +891,9 @@ TEST_P(Gpu, FusedDecodeLayersMatchUnfused) {
     plain.fuse = plain.pdl = plain.mv = plain.attn_decode = 0;
     CudaOptions small_chunks;  // several splits even at short context: the merge path
     small_chunks.attn_min_chunk = 16;
+    // Both run the int8 matrix-vector kernels for every step size tested here (up to 8 tokens), so the
+    // comparison isolates the fusion (by default 5+ tokens take qgemm.cu's f16 tensor-core path).
+    plain.matvec_max_tokens = small_chunks.matvec_max_tokens = 8;
     auto fused = make(small_chunks);
     auto ref = make(plain);
     auto cpu = make_cpu_backend(static_cast<int>(n_threads()));

@@ -36,9 +36,9 @@ def rss_kb(pid):
     return 0
 
 
-def stream_once(host, port, max_tokens, key, rng):
+def stream_once(host, port, max_tokens, key, rng, temperature):
     body = json.dumps({"messages": [{"role": "user", "content": rng.choice(PROMPTS)}], "max_tokens": max_tokens,
-                       "temperature": 0.8, "seed": rng.randrange(1 << 30), "stream": True,
+                       "temperature": temperature, "seed": rng.randrange(1 << 30), "stream": True,
                        "stream_options": {"include_usage": True}})
     headers = {"Content-Type": "application/json"}
     if key:
@@ -75,7 +75,7 @@ def stream_once(host, port, max_tokens, key, rng):
         conn.close()
 
 
-def run_load(host, port, clients, duration, max_tokens, key):
+def run_load(host, port, clients, duration, max_tokens, key, temperature):
     stop_at = time.time() + duration
     lock = threading.Lock()
     stats = {"requests": 0, "failed": 0, "tokens": 0, "errors": []}
@@ -83,7 +83,7 @@ def run_load(host, port, clients, duration, max_tokens, key):
     def client(i):
         rng = random.Random(i)
         while time.time() < stop_at:
-            ok, toks, why = stream_once(host, port, max_tokens, key, rng)
+            ok, toks, why = stream_once(host, port, max_tokens, key, rng, temperature)
             with lock:
                 stats["requests"] += 1
                 stats["tokens"] += toks
@@ -114,6 +114,7 @@ def main():
     ap.add_argument("--warmup", type=float, default=10, help="seconds of load before the baseline RSS sample")
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--ctx", type=int, default=256)
+    ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--rss-tolerance", type=float, default=0.10)
     ap.add_argument("--server-args", default="", help="extra arguments for vireo serve")
     a = ap.parse_args()
@@ -140,11 +141,11 @@ def main():
     try:
         for n in counts:
             if proc and a.warmup > 0:
-                run_load(host, port, n, a.warmup, a.max_tokens, None)
+                run_load(host, port, n, a.warmup, a.max_tokens, None, a.temperature)
             rss0 = rss_kb(proc.pid) if proc else 0
-            st = run_load(host, port, n, a.duration, a.max_tokens, None)
+            st = run_load(host, port, n, a.duration, a.max_tokens, None, a.temperature)
             rss1 = rss_kb(proc.pid) if proc else 0
-            st.update({"clients": n, "device": a.device, "model": os.path.basename(a.model or a.url),
+            st.update({"clients": n, "device": a.device, "temperature": a.temperature, "model": os.path.basename(a.model or a.url),
                        "rss_after_warmup_kb": rss0, "rss_end_kb": rss1})
             grew = rss0 and rss1 > rss0 * (1 + a.rss_tolerance)
             st["pass"] = st["failed"] == 0 and st["requests"] > 0 and not grew
