@@ -245,9 +245,11 @@ void bench_model(int dev, const std::string& path, int prefill, int decode, int 
   RunOptions ro;
   if (decode_at < 0) decode_at = prefill;
   ro.n_ctx = std::max(prefill, decode_at) + decode + 16;
-  ro.n_slots = 64;
-  ro.max_batch = std::max(prefill, 64);
-  ro.max_logit_rows = 64;
+  // Up to 64 sequences at short context; one at long context (64 slots of 16K positions would not fit).
+  const int max_seqs = ro.n_ctx > 4096 ? 1 : 64;
+  ro.n_slots = max_seqs;
+  ro.max_batch = std::max(prefill, max_seqs);
+  ro.max_logit_rows = max_seqs;
   const auto t_load = Clock::now();
   Model m(file, make_cuda_backend(dev), ro);
   const double load_s = seconds_since(t_load);
@@ -276,6 +278,7 @@ void bench_model(int dev, const std::string& path, int prefill, int decode, int 
   result(base + " prefill" + std::to_string(prefill), prefill_tps, "tok/s");
   // decode: 1 to 64 sequences, each at positions after the prompt
   for (int seqs : {1, 4, 8, 16, 32, 64}) {
+    if (seqs > max_seqs) break;
     std::vector<double> td;
     for (int s = 0; s < decode; ++s) {
       b.clear();

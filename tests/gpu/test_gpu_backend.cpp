@@ -1060,7 +1060,10 @@ TEST_P(Gpu, EndToEndSyntheticLlama1BLogits) {
     ro.n_ctx = 320;
     ro.max_batch = 256;
     Model cpu(file, make_cpu_backend(0), ro);
-    Model gpu(file, make(), ro);
+    // The prefill step also runs with the f16 weight copies (CudaOptions::f16_weights) and must agree with both.
+    CudaOptions with_f16;
+    with_f16.f16_weights = 1;
+    Model gpu(file, make(), ro), gpu16(file, make(with_f16), ro);
     const int V = cpu.config().n_vocab;
     std::mt19937 rng(11);
     std::uniform_int_distribution<int32_t> tok(0, V - 1);
@@ -1068,7 +1071,16 @@ TEST_P(Gpu, EndToEndSyntheticLlama1BLogits) {
     for (int i = 0; i < 256; ++i) b.add(tok(rng), i, 0, true);
     std::vector<float> lc(static_cast<size_t>(V) * 256), lg(lc.size(), NAN);
     cpu.forward(b, lc);
-    gpu.forward(b, lg);
+    {
+      std::vector<float> l16(lc.size(), NAN);
+      gpu16.forward(b, l16);
+      gpu.forward(b, lg);
+      ASSERT_TRUE(all_finite(l16));
+      double num = 0, den = 0;
+      for (size_t i = 0; i < lg.size(); ++i) num += (double(l16[i]) - lg[i]) * (double(l16[i]) - lg[i]), den += double(lg[i]) * lg[i];
+      // Same f16 weights either way (dequantized once at load vs per step): only the summation order may differ.
+      EXPECT_LE(std::sqrt(num / den), 1e-3) << "prefill with f16 weight copies vs dequantized per step";
+    }
     ASSERT_TRUE(all_finite(lg));
     std::vector<double> rels;
     int disagree = 0, failures = 0;

@@ -42,6 +42,7 @@ struct CudaWeight : Weight {
   // matrices (and embedding tables)
   PackPlan plan;
   MatView view;
+  const uint16_t* f16 = nullptr;  // f16 copy for prefill (CudaOptions::f16_weights), rows of view.Kp
   // 1-D tensors (norm gains, biases, rope factors): f32 on the device, and a host copy
   float* vec = nullptr;
   std::vector<float> host_vec;
@@ -208,6 +209,13 @@ class CudaBackend final : public Backend, public CudaBackendExt {
           if (p.aux_offset) h2d(mem + p.aux_offset + r0 * p.nb * 2, aux_host.data(), aux_host.size() * 2, what.c_str());
         }
       }
+    }
+    if (opts_.f16_weights && !w->is_vec && !wfmt_is_float(w->view.fmt) && name.rfind("blk.", 0) == 0) {
+      auto* f16 = static_cast<uint16_t*>(
+          dev_alloc(static_cast<size_t>(w->view.rows * w->view.Kp) * 2, ("f16 copy of " + name).c_str()));
+      dequant_f16(w->view, 0, w->view.rows, f16, stream_);
+      VCUDA(cudaStreamSynchronize(stream_), what.c_str());
+      w->f16 = f16;
     }
     weights_.push_back(std::move(w));
     return weights_.back().get();
@@ -420,7 +428,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
         if (splits > 1) ensure(qgemm_part_, static_cast<size_t>(splits * m_tok * v.rows) * sizeof(float), "matmul scratch (split-K)");
       }
 #endif
-      if (v.fmt != WFmt::F16 && !use_qgemm(v, m_tok)) {
+      if (v.fmt != WFmt::F16 && !use_qgemm(v, m_tok) && !m->f16) {
         const int64_t slice = gemm_slice_rows(v);
         ensure(f16w_, static_cast<size_t>(std::min(slice, v.rows) * v.Kp) * 2, "matmul scratch (f16 weights)");
       }
@@ -1120,7 +1128,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
         wrote(op.c.data);
         break;
       case OpKind::Matmul:
-        run_matmul(cw(op.w)->view, op.a, op.b);
+        run_matmul(cw(op.w)->view, op.a, op.b, cw(op.w)->f16);
         wrote(op.b.data);
         break;
       case OpKind::AddBias:
@@ -1155,7 +1163,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     }
   }
 
-  void run_matmul(const MatView& w, const Act& x, const Act& out) {
+  void run_matmul(const MatView& w, const Act& x, const Act& out, const uint16_t* w_f16 = nullptr) {
     const int m = static_cast<int>(x.rows);
     if (m <= 0) return;
     if (m <= std::min(opts_.matvec_max_tokens, kMatvecMaxN)) {
@@ -1191,8 +1199,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       prep_act_f16(f(x), x.cols, m, w.K, w.Kp, xh, stream_);
       f16_cache_ = {x.data, x.rows, x.cols};
     }
-    if (w.fmt == WFmt::F16) {
-      gemm_f16(cublas_, reinterpret_cast<const uint16_t*>(w.q), w.rows, xh, m, w.Kp, f(out), out.cols);
+    if (w.fmt == WFmt::F16 || (w_f16 && !use_qgemm(w, m))) {
+      gemm_f16(cublas_, w_f16 ? w_f16 : reinterpret_cast<const uint16_t*>(w.q), w.rows, xh, m, w.Kp, f(out), out.cols);
       return;
     }
 #ifndef VIREO_CUDA_EMU
@@ -1280,6 +1288,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_MV_BPS", &o.mv_blocks_per_sm);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
+  env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);
   env_int("VIREO_CUDA_ATTN_CHUNK", &o.attn_min_chunk);
   env_int("VIREO_CUDA_ATTN_BPS", &o.attn_blocks_per_sm);
   return o;
