@@ -196,20 +196,68 @@ bool is_byte_piece(const std::string& t) {
   return t.size() == 6 && t.compare(0, 3, "<0x") == 0 && hex(t[3]) && hex(t[4]) && t[5] == '>';
 }
 
+// One normalizer / pre-tokenizer step, as far as the "llama" target needs it (nested Sequences are flattened).
+struct Component {
+  std::string type;            // "Prepend", "Replace", "Metaspace", "Split", "ByteLevel", "NFC", ...
+  std::string prepend;         // Prepend.prepend
+  std::string pattern;         // Replace/Split pattern ({"String": ...} or {"Regex": ...})
+  std::string content;         // Replace.content
+  std::string replacement;     // Metaspace.replacement
+  std::string prepend_scheme;  // Metaspace.prepend_scheme ("first", "always", "never")
+  std::optional<bool> add_prefix_space;  // Metaspace (older files) / ByteLevel
+};
+
+void read_components(JsonReader& r, std::vector<Component>& out) {
+  if (r.null()) return;
+  Component c;
+  r.object([&](const std::string& k) {
+    if (k == "type") {
+      c.type = r.string();
+    } else if (k == "normalizers" || k == "pretokenizers") {
+      r.array([&] { read_components(r, out); });
+    } else if (k == "prepend") {
+      c.prepend = r.string();
+    } else if (k == "content") {
+      c.content = r.string();
+    } else if (k == "replacement") {
+      c.replacement = r.string();
+    } else if (k == "prepend_scheme" && r.peek() == '"') {
+      c.prepend_scheme = r.string();
+    } else if (k == "add_prefix_space" && (r.peek() == 't' || r.peek() == 'f')) {
+      c.add_prefix_space = r.boolean();
+    } else if (k == "pattern" && r.peek() == '{') {
+      r.object([&](const std::string&) { c.pattern = r.peek() == '"' ? r.string() : (r.skip(), std::string()); });
+    } else {
+      r.skip();
+    }
+  });
+  if (c.type != "Sequence") out.push_back(std::move(c));
+}
+
+// Code points of a UTF-8 string (for splitting pieces at character boundaries).
+std::vector<size_t> char_starts(const std::string& s) {
+  std::vector<size_t> v;
+  for (size_t i = 0; i < s.size(); ++i)
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) v.push_back(i);
+  return v;
+}
+
 }  // namespace
 
 std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path, const std::string& model,
                                           const std::string& pre) {
-  if (model != "gpt2" && model != "gemma4")
-    throw std::runtime_error("hf_tokenizer_to_gguf: unsupported target model '" + model + "' (want gpt2 or gemma4)");
+  if (model != "gpt2" && model != "gemma4" && model != "llama")
+    throw std::runtime_error("hf_tokenizer_to_gguf: unsupported target model '" + model +
+                             "' (want gpt2, gemma4 or llama)");
   const std::string text = read_all(tokenizer_json_path);
   JsonReader r(text);
 
   std::vector<std::string> tokens;
   std::vector<int32_t> types;
   std::vector<std::string> merges;
-  std::string model_type;
+  std::string model_type, unk_token;
   bool byte_fallback = false;
+  std::vector<Component> normalizers, pretokenizers;
   auto put = [&](size_t id, std::string t, int32_t type) {
     if (id > (1u << 26)) r.fail("token id too large");
     if (tokens.size() <= id) {
@@ -231,6 +279,8 @@ std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path
       r.object([&](const std::string& k) {
         if (k == "type") {
           model_type = r.null() ? "" : r.string();
+        } else if (k == "unk_token") {
+          unk_token = r.null() ? "" : r.string();
         } else if (k == "byte_fallback") {
           byte_fallback = r.null() ? false : r.boolean();
         } else if (k == "vocab") {
@@ -254,6 +304,10 @@ std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path
           r.skip();
         }
       });
+    } else if (key == "normalizer") {
+      read_components(r, normalizers);
+    } else if (key == "pre_tokenizer") {
+      read_components(r, pretokenizers);
     } else if (key == "added_tokens") {
       r.array([&] {
         Added a{0, {}, false};
@@ -286,6 +340,62 @@ std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path
       types[i] = 5;
     }
 
+  // "llama" target: a SentencePiece-style BPE (Llama 2, Mistral, Phi-3 tokenizer.json). The GGUF "llama" tokenizer
+  // merges by score, so each piece gets the score -rank of the first merge that makes it: the merge with the lowest
+  // rank is the one with the highest score. Pieces no merge makes get a score below every merge (normal pieces) or 0
+  // (control, unknown and byte pieces, as in SentencePiece models).
+  std::vector<float> scores;
+  std::optional<bool> add_space_prefix;
+  if (model == "llama") {
+    bool escapes_spaces = false, prefix = false;
+    for (const Component& c : normalizers) {
+      if (c.type == "Prepend" && c.prepend == "\xE2\x96\x81") prefix = true;
+      if (c.type == "Replace" && c.pattern == " " && c.content == "\xE2\x96\x81") escapes_spaces = true;
+      if (c.type == "Metaspace") throw std::runtime_error("hf_tokenizer_to_gguf: Metaspace as a normalizer");
+    }
+    for (const Component& c : pretokenizers) {
+      if (c.type == "Metaspace") {
+        if (c.replacement != "\xE2\x96\x81")
+          throw std::runtime_error("hf_tokenizer_to_gguf: Metaspace replacement is not U+2581");
+        escapes_spaces = true;
+        if (c.prepend_scheme == "first" || c.prepend_scheme == "always" ||
+            (c.prepend_scheme.empty() && c.add_prefix_space.value_or(true)))
+          prefix = true;
+      } else if (c.type == "ByteLevel" || c.type == "Split") {
+        throw std::runtime_error("hf_tokenizer_to_gguf: pre-tokenizer '" + c.type +
+                                 "' is not SentencePiece-style (use target gpt2 or gemma4)");
+      }
+    }
+    if (!escapes_spaces)
+      throw std::runtime_error(
+          "hf_tokenizer_to_gguf: not a SentencePiece-style tokenizer.json (no Replace(' ', U+2581) normalizer and "
+          "no Metaspace pre-tokenizer)");
+    add_space_prefix = prefix;
+    if (!unk_token.empty())
+      for (size_t i = 0; i < tokens.size(); ++i)
+        if (tokens[i] == unk_token && types[i] != 6) {
+          types[i] = 2;
+          break;
+        }
+    std::unordered_map<std::string_view, uint32_t> ids;
+    ids.reserve(tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) ids.emplace(tokens[i], uint32_t(i));
+    constexpr float kUnset = 1.0f;
+    scores.assign(tokens.size(), kUnset);
+    std::string joined;
+    for (size_t rank = 0; rank < merges.size(); ++rank) {
+      const std::string& m = merges[rank];
+      const size_t sp = m.find(' ');
+      if (sp == std::string::npos) continue;
+      joined.assign(m, 0, sp);
+      joined.append(m, sp + 1, std::string::npos);
+      auto it = ids.find(joined);
+      if (it != ids.end() && scores[it->second] == kUnset) scores[it->second] = -float(rank);
+    }
+    for (size_t i = 0; i < tokens.size(); ++i)
+      if (scores[i] == kUnset) scores[i] = types[i] == 1 || types[i] == 4 ? -float(merges.size() + 1) : 0.0f;
+  }
+
   GgufWriter w;
   w.set_string("general.architecture", "vocab");
   w.set_string("tokenizer.ggml.model", model);
@@ -297,7 +407,21 @@ std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path
     for (int32_t t : types) a.items.push_back({GgufType::I32, int64_t(t)});
     w.set("tokenizer.ggml.token_type", {GgufType::ARRAY, std::move(a)});
   }
-  w.set("tokenizer.ggml.merges", string_array(merges));
+  if (model == "llama") {
+    GgufArray a{GgufType::F32, {}};
+    a.items.reserve(scores.size());
+    for (float x : scores) a.items.push_back({GgufType::F32, double(x)});
+    w.set("tokenizer.ggml.scores", {GgufType::ARRAY, std::move(a)});
+    w.set_bool("tokenizer.ggml.add_space_prefix", *add_space_prefix);
+    if (!unk_token.empty())
+      for (size_t i = 0; i < tokens.size(); ++i)
+        if (tokens[i] == unk_token) {
+          w.set_u32("tokenizer.ggml.unknown_token_id", uint32_t(i));
+          break;
+        }
+  } else {
+    w.set("tokenizer.ggml.merges", string_array(merges));
+  }
 
   // bos / eos from tokenizer_config.json (a string or {"content": ...}).
   const auto cfg_path = std::filesystem::path(tokenizer_json_path).parent_path() / "tokenizer_config.json";

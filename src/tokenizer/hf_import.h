@@ -2,6 +2,14 @@
 // (tests, benchmarks, tools). Only the BPE-with-merges models are supported:
 //   model "gpt2"   byte-level BPE (set `pre` to the pre-tokenizer name, e.g. "llama-bpe", "qwen2")
 //   model "gemma4" U+2581 BPE with byte fallback (Gemma 3/4 style tokenizer.json)
+//   model "llama"  SentencePiece-style BPE (Llama 2, Mistral, Phi-3 style tokenizer.json: a Replace(' ', U+2581)
+//                  normalizer, optionally after Prepend(U+2581), or a Metaspace pre-tokenizer; byte_fallback). It
+//                  becomes the GGUF "llama" (SentencePiece) tokenizer: each piece gets score -rank of the first
+//                  merge that makes it, add_space_prefix comes from Prepend / Metaspace prepend_scheme
+//                  ("first"/"always" -> true, "never" -> false), model.unk_token becomes UNKNOWN. Not modelled:
+//                  Metaspace split=true (treated like split=false) and the first/always difference after special
+//                  tokens (the GGUF tokenizer prefixes a space after special tokens in both cases, as llama.cpp does).
+// Merges may be given as "a b" strings or as ["a", "b"] pairs.
 // Token types: added tokens marked special -> CONTROL; other added tokens -> USER_DEFINED ("gpt2") or NORMAL
 // ("gemma4"); <0xNN> pieces of a byte-fallback model -> BYTE. bos/eos ids come from tokenizer_config.json beside
 // tokenizer.json when it names them.
