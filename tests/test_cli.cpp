@@ -68,6 +68,19 @@ TEST(Cli, RunStreamsTextToStdoutAndSummaryToStderr) {
   EXPECT_NE(r.err.find("time to first token"), std::string::npos) << r.err;
 }
 
+TEST(Cli, RunShowSpecialFlag) {
+  REQUIRE_FIXTURES();
+  // stories260K emits no control token in these 64 greedy tokens, so --show-special must not change the text;
+  // shown/hidden control tokens in a stream are tested at the StreamDecoder level (test_tokenizer.cpp).
+  const std::string base = "run -m " + kFixtures + "/models/stories260K-f32.gguf -p 'Once upon a time' -n 64 --temp 0";
+  Result a = run_cli(base), b = run_cli(base + " --show-special");
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(b.status, 0) << b.err;
+  EXPECT_EQ(a.out, b.out);
+  Result h = run_cli("run --help");
+  EXPECT_NE((h.out + h.err).find("--show-special"), std::string::npos);
+}
+
 TEST(Cli, SameSeedSameText) {
   REQUIRE_FIXTURES();
   const std::string args = "run -m " + kFixtures + "/models/stories260K-f32.gguf -p 'Once' -n 40 --temp 1 --seed 7";

@@ -347,6 +347,41 @@ TEST(Tokenizer, StreamDecoderEmitsOnlyValidUtf8) {
   if (vocabs == 0) GTEST_SKIP() << "no vocab fixtures found (../shared/fixtures)";
 }
 
+// A control token in the middle of a stream: shown (its text) or hidden as asked, and every piece stays valid
+// UTF-8 around multi-byte characters (byte fallback and byte-level vocabs alike).
+TEST(Tokenizer, StreamDecoderShowsOrHidesControlTokens) {
+  int vocabs = 0;
+  for (const std::string& name : kAllVocabs) {
+    const Tokenizer* t = vocab(name);
+    if (!t) continue;
+    int32_t ctl = t->eos() >= 0 && t->is_control(t->eos()) ? t->eos() : -1;
+    for (int32_t i = 0; ctl < 0 && i < t->n_vocab(); ++i)
+      if (t->is_control(i) && !t->token_text(i).empty()) ctl = i;
+    if (ctl < 0) continue;
+    ++vocabs;
+    const std::string ctl_text = t->token_text(ctl);
+    std::vector<int32_t> ids = t->encode("Hello ð¦ cafÃ©", false, false);
+    ids.push_back(ctl);
+    for (int32_t x : t->encode("æ¥æ¬èª ð©âð§ end", false, false))
+      ids.push_back(x);
+    for (bool show : {false, true}) {
+      StreamDecoder sd(*t, show);
+      std::string all;
+      for (int32_t id : ids) {
+        std::string piece = sd.push(id);
+        EXPECT_TRUE(is_valid_utf8(piece)) << name << ": token " << id;
+        all += piece;
+      }
+      all += sd.flush();
+      EXPECT_EQ(all, t->decode(ids, show)) << name << " show_special=" << show;
+      EXPECT_EQ(all.find(ctl_text) != std::string::npos, show) << name << " show_special=" << show << ": " << all;
+      EXPECT_NE(all.find("ð¦"), std::string::npos) << name;
+      EXPECT_NE(all.find("æ¥æ¬èª"), std::string::npos) << name;
+    }
+  }
+  if (vocabs == 0) GTEST_SKIP() << "no vocab fixtures with a control token found";
+}
+
 TEST(Tokenizer, StreamDecoderHoldsSplitCharacters) {
   VOCAB_OR_SKIP(t, "llama-spm");
   // The llama emoji is not in this vocab: it is four <0xNN> byte tokens.

@@ -17,6 +17,7 @@ void add_run_command(CLI::App& app) {
     std::vector<std::string> stop;
     bool ignore_eos = false;
     bool no_bos = false;
+    bool show_special = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("run", "generate text from a prompt");
@@ -37,6 +38,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--stop", args->stop, "stop string (repeatable)");
   cmd->add_flag("--ignore-eos", args->ignore_eos, "keep generating after end-of-sequence");
   cmd->add_flag("--no-bos", args->no_bos, "do not add BOS to the prompt");
+  cmd->add_flag("--show-special", args->show_special, "print the text of control tokens (e.g. </s>) too");
   cmd->callback([args] {
     std::string prompt = args->prompt;
     if (!args->prompt_file.empty()) {
@@ -57,6 +59,7 @@ void add_run_command(CLI::App& app) {
     g.stop = args->stop;
     g.ignore_eos = args->ignore_eos;
     g.add_bos = !args->no_bos;
+    g.show_special = args->show_special;
     GenerateStats st = engine->generate(prompt, g, [](std::string_view piece) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
