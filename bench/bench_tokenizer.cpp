@@ -2,9 +2,13 @@
 //   llama-bpe: fixtures/vocab/ggml-vocab-llama-bpe.gguf, or built from fixtures/tokenizers/llama3/tokenizer.json
 //   llama-spm: fixtures/vocab/ggml-vocab-llama-spm.gguf
 //   gemma-4:   fixtures/vocab/ggml-vocab-gemma-4.gguf, or built from fixtures/tokenizers/gemma3/tokenizer.json
+//   llama3 json: always built from fixtures/tokenizers/llama3/tokenizer.json, encoding 4 MB of English text (the
+//                English cases of the llama-bpe test inputs plus generated prose, repeated) - the issue-4 target
 // Fixtures are found through $VIREO_FIXTURES or ../shared/fixtures beside the source tree.
 #include <benchmark/benchmark.h>
 
+#include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -151,6 +155,79 @@ void run_encode(benchmark::State& state, const Tokenizer* tok) {
   state.counters["bytes/token"] = n_tokens ? double(text.size()) / double(n_tokens) : 0.0;
 }
 
+// The Llama 3 tokenizer as imported from fixtures/tokenizers/llama3/tokenizer.json (never the GGUF).
+const Tokenizer* llama3_json() {
+  static std::unique_ptr<GgufFile> f;
+  static std::unique_ptr<Tokenizer> t;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    try {
+      fs::path j = fixtures() / "tokenizers" / "llama3" / "tokenizer.json";
+      if (fs::exists(j)) {
+        f = vireo::open_hf_tokenizer_as_gguf(j.string(), "gpt2", "llama-bpe");
+        t = Tokenizer::from_gguf(*f);
+      }
+    } catch (...) {
+      t.reset();
+    }
+  }
+  return t.get();
+}
+
+// English text of `bytes` bytes: the English test inputs of fixtures/vocab/ggml-vocab-llama-bpe.gguf.inp (cases
+// that are mostly ASCII letters), repeated; english_text() when the file is absent.
+std::string fixture_english_text(size_t bytes) {
+  std::string a;
+  {
+    std::FILE* fp = std::fopen((fixtures() / "vocab" / "ggml-vocab-llama-bpe.gguf.inp").string().c_str(), "rb");
+    if (fp) {
+      char buf[65536];
+      size_t k;
+      while ((k = std::fread(buf, 1, sizeof buf, fp)) > 0) a.append(buf, k);
+      std::fclose(fp);
+    }
+  }
+  static const std::string kSep = "\n__ggml_vocab_test__\n";
+  std::string unit;
+  size_t pos = 0;
+  while (pos < a.size()) {
+    size_t j = a.find(kSep, pos);
+    if (j == std::string::npos) j = a.size();
+    std::string c = a.substr(pos, j - pos);
+    pos = j + kSep.size();
+    size_t letters = 0;
+    for (unsigned char ch : c) letters += std::isalpha(ch) || ch == ' ';
+    if (c.size() >= 8 && letters * 10 >= c.size() * 8) unit += c + "\n";
+  }
+  if (unit.size() < 256) return english_text(bytes);
+  // Mix in generated prose so the text is not one short loop.
+  unit += english_text(64 << 10);
+  std::string s;
+  s.reserve(bytes + unit.size());
+  while (s.size() < bytes) s += unit;
+  s.resize(bytes);
+  return s;
+}
+
+void BM_TokenizerEncode_Llama3Json(benchmark::State& state) {
+  const Tokenizer* tok = llama3_json();
+  if (!tok) {
+    state.SkipWithError("fixtures/tokenizers/llama3/tokenizer.json not found");
+    return;
+  }
+  const std::string text = fixture_english_text(size_t(state.range(0)));
+  size_t n_tokens = 0;
+  for (auto _ : state) {
+    auto ids = tok->encode(text, false, false);
+    n_tokens = ids.size();
+    benchmark::DoNotOptimize(ids.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(text.size()));
+  state.counters["tokens"] = double(n_tokens);
+  state.counters["bytes/token"] = n_tokens ? double(text.size()) / double(n_tokens) : 0.0;
+}
+
 void BM_TokenizerEncode_LlamaBpe(benchmark::State& state) { run_encode(state, llama_bpe()); }
 void BM_TokenizerEncode_LlamaSpm(benchmark::State& state) { run_encode(state, llama_spm()); }
 void BM_TokenizerEncode_Gemma4(benchmark::State& state) { run_encode(state, gemma4()); }
@@ -175,4 +252,5 @@ void BM_TokenizerDecode_LlamaBpe(benchmark::State& state) {
 BENCHMARK(BM_TokenizerEncode_LlamaBpe)->Arg(4 << 10)->Arg(1 << 20)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_TokenizerEncode_LlamaSpm)->Arg(4 << 10)->Arg(1 << 20)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_TokenizerEncode_Gemma4)->Arg(4 << 10)->Arg(1 << 20)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TokenizerEncode_Llama3Json)->Arg(4 << 20)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_TokenizerDecode_LlamaBpe)->Arg(1 << 20)->Unit(benchmark::kMicrosecond);
