@@ -515,3 +515,35 @@ TEST(StopMatcher, RandomSplitsAgreeWithWholeText) {
     EXPECT_EQ(r.out, cut == std::string::npos ? text : text.substr(0, cut)) << text;
   }
 }
+
+// What a GPU sends back instead of all logits: the tokens within candidate_margin() of the largest. Sampling
+// from them must give exactly the tokens sampling from the whole row gives, draw after draw, for every setting.
+TEST(Sampler, CandidatesGiveTheSameDrawsAsFullLogits) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> wide(0.f, 12.f);  // wide enough that the margin leaves tokens out
+  const int V = 3000;
+  struct Case { float t; int k; float p, minp; };
+  const std::vector<Case> cases = {{0.f, 0, 1.f, 0.f}, {0.7f, 0, 1.f, 0.f}, {1.3f, 40, 1.f, 0.f},
+                                   {1.f, 0, 0.9f, 0.f}, {0.8f, 0, 1.f, 0.05f}, {0.1f, 5, 0.5f, 0.1f}};
+  for (const Case& c : cases) {
+    SamplingParams p;
+    p.temperature = c.t, p.top_k = c.k, p.top_p = c.p, p.min_p = c.minp, p.seed = 99;
+    Sampler full(p, V), cand(p, V);
+    size_t kept_total = 0;
+    for (int draw = 0; draw < 200; ++draw) {
+      std::vector<float> logits(V);
+      for (auto& v : logits) v = wide(rng);
+      if (draw % 7 == 0) logits[draw % V] = NAN;
+      float top = -INFINITY;
+      for (float v : logits) if (v > top) top = v;
+      std::vector<float> vals;
+      std::vector<int32_t> ids;
+      for (int i = 0; i < V; ++i)
+        if (logits[i] >= top - cand.candidate_margin()) vals.push_back(logits[i]), ids.push_back(i);
+      kept_total += ids.size();
+      std::vector<float> copy = logits;
+      ASSERT_EQ(full.sample(copy, {}), cand.sample_candidates(vals, ids)) << "t=" << c.t << " draw " << draw;
+    }
+    if (c.t > 0 && c.t < 1.f) EXPECT_LT(kept_total, 200u * V) << "the margin should leave tokens out";
+  }
+}

@@ -322,3 +322,35 @@ TEST(Scheduler, ServeOnAThreadWithSubmittersOnOthers) {
 }
 
 }  // namespace
+
+namespace {
+// Sampled requests without penalties or logprobs take the candidates path (Backend::end_step_candidates); with
+// logprobs the full logits come back. Same seed, same tokens either way, alone or batched.
+TEST(Scheduler, SampledCandidatesPathEqualsFullLogitsPath) {
+  REQUIRE_MODEL();
+  auto eng = load(3);
+  auto& s = eng->scheduler();
+  const std::vector<std::string> prompts = {"Once upon a time", "The little dog", "One day, a bird"};
+  for (float t : {0.6f, 1.0f, 1.8f}) {
+    std::vector<Collected> cand(3), full(3);
+    for (int pass = 0; pass < 2; ++pass)
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        vireo::GenerateOptions o;
+        o.sampling.temperature = t;
+        o.sampling.top_k = i == 1 ? 20 : 0;
+        o.sampling.top_p = i == 2 ? 0.9f : 1.0f;
+        o.sampling.min_p = 0;
+        o.sampling.seed = 1234 + i;
+        o.max_tokens = 40;
+        o.ignore_eos = true;
+        o.logprobs = pass == 0 ? -1 : 0;
+        s.submit(make_request(eng->tokenize(prompts[i], true), o, pass == 0 ? &cand[i] : &full[i]));
+      }
+    s.run_until_idle();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      ASSERT_EQ(cand[i].tokens.size(), 40u);
+      EXPECT_EQ(cand[i].tokens, full[i].tokens) << "t=" << t << " request " << i;
+    }
+  }
+}
+}  // namespace

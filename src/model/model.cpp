@@ -107,4 +107,20 @@ void Model::forward_argmax(const Batch& batch, std::span<int32_t> ids) {
   backend_->end_step_argmax(b_.logits.with_rows(r), ids);
 }
 
+void Model::forward_candidates(const Batch& batch, std::span<const float> margins, int32_t cap,
+                               std::span<float> values, std::span<int32_t> ids, std::span<int32_t> counts) {
+  check_batch(batch);
+  const int32_t r = static_cast<int32_t>(batch.logit_rows.size());
+  backend_->begin_step(batch);
+  build_step(batch.size(), r);
+  last_rows_ = r;
+  backend_->end_step_candidates(b_.logits.with_rows(r), margins, cap, values, ids, counts);
+}
+
+void Model::read_logit_rows(std::span<const int32_t> rows, std::span<float> host) {
+  for (int32_t row : rows)
+    if (row < 0 || row >= last_rows_) throw std::runtime_error("read_logit_rows: no such row in the last step");
+  backend_->read_logit_rows(b_.logits.with_rows(last_rows_), rows, host);
+}
+
 }  // namespace vireo

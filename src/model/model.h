@@ -92,6 +92,11 @@ class Model {
   void forward(const Batch& batch, std::span<float> logits);
   // The same, returning only the argmax id of each logits row (greedy decoding; the logits stay on the backend).
   void forward_argmax(const Batch& batch, std::span<int32_t> ids);
+  // The same, returning per logits row the tokens within margins[row] of its largest logit (Backend::
+  // end_step_candidates); rows with too many get count -1 and are read with read_logit_rows().
+  void forward_candidates(const Batch& batch, std::span<const float> margins, int32_t cap, std::span<float> values,
+                          std::span<int32_t> ids, std::span<int32_t> counts);
+  void read_logit_rows(std::span<const int32_t> rows, std::span<float> host);
 
  private:
   void build_step(int32_t n_tokens, int32_t n_logit_rows);  // the architecture's math, top to bottom
@@ -105,6 +110,7 @@ class Model {
   StepBuffers b_;
   int32_t n_ctx_ = 0;
   int32_t max_logit_rows_ = 0;
+  int32_t last_rows_ = 0;  // logit rows of the last forward_candidates step
   int64_t weight_bytes_ = 0;
 };
 

@@ -95,6 +95,14 @@ class Backend {
   // Finishes the step and copies only, for each of batch.logit_rows, the id of its largest logit (ties: the
   // lowest id; NaN never wins: the host's argmax()) - greedy decoding without reading the logits back.
   virtual void end_step_argmax(Act logits, std::span<int32_t> host_ids) = 0;
+  // Finishes the step and copies, for each logit row i, the tokens whose logit is at least (row max -
+  // margins[i]), ids ascending: counts[i] of them into values/ids[i * cap ...]. A row with more than `cap` such
+  // tokens (or none) gets counts[i] = -1; read it with read_logit_rows. Sampling needs only these (Sampler::
+  // sample_candidates), so a step reads back kilobytes instead of rows x n_vocab floats.
+  virtual void end_step_candidates(Act logits, std::span<const float> margins, int32_t cap,
+                                   std::span<float> values, std::span<int32_t> ids, std::span<int32_t> counts) = 0;
+  // After end_step_candidates: copies logit rows `rows` (indices into the step's logit rows) of the last step.
+  virtual void read_logit_rows(Act logits, std::span<const int32_t> rows, std::span<float> host) = 0;
 
   // ---- ops (the current step's token count is taken from begin_step) ----
   virtual void embed(const Weight* table, Act out) = 0;                         // out[t] = table[token[t]]

@@ -83,13 +83,31 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   float top = -std::numeric_limits<float>::infinity();
   for (size_t i = 0; i < n; ++i)
     if (logits[i] > top) top = logits[i];  // NaN never compares greater
-  const float floor_l = top - 40.0f * p_.temperature;
+  const float floor_l = top - candidate_margin();
   cand_.clear();
   for (size_t i = 0; i < n; ++i) {
     const float v = logits[i];
     if (v >= floor_l) cand_.emplace_back(v, static_cast<int32_t>(i));
   }
-  if (cand_.empty()) return argmax(logits);  // every logit NaN or -inf
+  if (cand_.empty()) return argmax(logits);  // every logit NaN
+  return draw();
+}
+
+int32_t Sampler::sample_candidates(std::span<const float> values, std::span<const int32_t> ids) {
+  if (values.empty()) return 0;
+  if (p_.temperature <= 0.0f) {  // argmax: the first of the largest (ids ascending)
+    size_t best = 0;
+    for (size_t i = 1; i < values.size(); ++i)
+      if (values[i] > values[best]) best = i;
+    return ids[best];
+  }
+  cand_.clear();
+  for (size_t i = 0; i < values.size(); ++i) cand_.emplace_back(values[i], ids[i]);
+  return draw();
+}
+
+// top-k, temperature softmax, min-p, top-p and the seeded draw over cand_ (token order ascending on entry).
+int32_t Sampler::draw() {
   bool sorted = false;
 
   // ---- top-k ----
@@ -103,7 +121,7 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   // ---- softmax with temperature (probabilities replace logits in cand_, unnormalized: max is 1) ----
   float max_l = -std::numeric_limits<float>::infinity();
   for (const Cand& c : cand_) max_l = std::max(max_l, c.first);
-  if (max_l == -std::numeric_limits<float>::infinity()) return argmax(logits);  // nothing is possible
+  if (max_l == -std::numeric_limits<float>::infinity()) return cand_.front().second;  // nothing is possible: argmax
   const float inv_t = 1.0f / p_.temperature;
   for (Cand& c : cand_) c.first = std::exp((c.first - max_l) * inv_t);  // float: within 1 ulp, ~3x faster
 

@@ -19,11 +19,21 @@ class Sampler {
   Sampler(const SamplingParams& p, int32_t n_vocab);
   // Picks a token from logits (modified in place by penalties). `history` is every token so far.
   int32_t sample(std::span<float> logits, std::span<const int32_t> history);
+  // The same choice (same draws from the same seed) from only the tokens whose logit is at least
+  // max - candidate_margin(), ids ascending, when no penalty applies: what a GPU can send back instead of a whole
+  // vocabulary of logits.
+  int32_t sample_candidates(std::span<const float> values, std::span<const int32_t> ids);
+  float candidate_margin() const { return p_.temperature > 0.0f ? 40.0f * p_.temperature : 0.0f; }
+  bool has_penalties() const {
+    return p_.penalty_last_n != 0 &&
+           (p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f);
+  }
   void reseed(uint64_t seed) { rng_.seed(seed); }
   const SamplingParams& params() const { return p_; }
 
  private:
   SamplingParams p_;
+  int32_t draw();
   std::mt19937_64 rng_;
   // Scratch reused across calls (no allocation per token after the first).
   std::vector<std::pair<float, int32_t>> cand_;

@@ -39,6 +39,12 @@ Scheduler::Impl::Impl(Model& model, const Tokenizer& tok) : model_(model), tok_(
   batch_.tokens.reserve(static_cast<size_t>(step_tokens_));
   row_owner_.reserve(static_cast<size_t>(rows));
   ids_.reserve(static_cast<size_t>(rows));
+  margins_.reserve(static_cast<size_t>(rows));
+  cand_counts_.reserve(static_cast<size_t>(rows));
+  fallback_rows_.reserve(static_cast<size_t>(rows));
+  all_rows_.reserve(static_cast<size_t>(rows));
+  cand_vals_.resize(static_cast<size_t>(rows) * kCandidateCap);
+  cand_ids_.resize(static_cast<size_t>(rows) * kCandidateCap);
 }
 
 uint64_t Scheduler::Impl::submit(GenerateRequest req) {
@@ -203,18 +209,27 @@ bool Scheduler::Impl::step() {
   }
   // Greedy rows with nothing else to compute (no penalties, no log-probabilities) need only the argmax, which the
   // backend finds where the logits are: when every row is such, the step reads back 4 bytes a row.
-  const bool argmax_only = std::all_of(row_owner_.begin(), row_owner_.end(), [](const Sequence* q) {
-    const GenerateOptions& o = q->req.opts;
-    const SamplingParams& p = o.sampling;
-    const bool penalties = p.penalty_last_n != 0 &&
-                           (p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f);
-    return p.temperature <= 0.0f && o.logprobs < 0 && !penalties;
+  // Rows sampled without penalties or log-probabilities need only the tokens within the sampler's margin of the
+  // largest logit (Sampler::sample_candidates gives the same draws), which the backend collects where the logits
+  // are: the step then reads back kilobytes, not rows x n_vocab floats.
+  const bool plain = std::all_of(row_owner_.begin(), row_owner_.end(), [](const Sequence* q) {
+    return q->req.opts.logprobs < 0 && !q->sampler->has_penalties();
   });
+  const bool argmax_only = plain && std::all_of(row_owner_.begin(), row_owner_.end(), [](const Sequence* q) {
+    return q->req.opts.sampling.temperature <= 0.0f;
+  });
+  const bool candidates = plain && !argmax_only;
   if (batch_.size() > 0) {
     try {
       if (argmax_only) {
         ids_.resize(row_owner_.size());
         model_.forward_argmax(batch_, ids_);
+      } else if (candidates) {
+        const size_t rows = row_owner_.size();
+        margins_.resize(rows);
+        cand_counts_.resize(rows);
+        for (size_t r = 0; r < rows; ++r) margins_[r] = row_owner_[r]->sampler->candidate_margin();
+        model_.forward_candidates(batch_, margins_, kCandidateCap, cand_vals_, cand_ids_, cand_counts_);
       } else {
         model_.forward(batch_, logits_);
       }
@@ -240,6 +255,30 @@ bool Scheduler::Impl::step() {
     const int32_t V = model_.config().n_vocab;
     if (argmax_only) {
       for (size_t r = 0; r < row_owner_.size(); ++r) row_owner_[r]->next = ids_[r];
+    } else if (candidates) {
+      fallback_rows_.clear();
+      for (size_t r = 0; r < row_owner_.size(); ++r) {
+        Sequence& q = *row_owner_[r];
+        const int32_t n = cand_counts_[r];
+        if (n > 0) {
+          q.next = q.sampler->sample_candidates(
+              std::span<const float>(cand_vals_.data() + r * kCandidateCap, static_cast<size_t>(n)),
+              std::span<const int32_t>(cand_ids_.data() + r * kCandidateCap, static_cast<size_t>(n)));
+        } else {
+          fallback_rows_.push_back(static_cast<int32_t>(r));
+        }
+      }
+      if (!fallback_rows_.empty()) {  // too many tokens near the top (a flat distribution): the whole rows
+        try {
+          all_rows_.resize(row_owner_.size());
+          for (size_t r = 0; r < all_rows_.size(); ++r) all_rows_[r] = static_cast<int32_t>(r);
+          model_.read_logit_rows(all_rows_, logits_);  // one copy; row r lands at logits_[r]
+        } catch (const std::exception& e) {
+          fail_all(e.what());
+          return true;
+        }
+        sample_rows(V, &fallback_rows_);
+      }
     } else {
       sample_rows(V);
     }
@@ -258,9 +297,10 @@ bool Scheduler::Impl::step() {
 
 // Samples every row's next token (and log-probabilities when asked). Rows are independent, so with many rows
 // over a large vocabulary (each a pass of exp over up to V logits) the work is split over a few threads.
-void Scheduler::Impl::sample_rows(int32_t V) {
-  const size_t rows = row_owner_.size();
-  auto one = [&](size_t r, LogprobScratch& scratch) {
+void Scheduler::Impl::sample_rows(int32_t V, const std::vector<int32_t>* only) {
+  const size_t rows = only ? only->size() : row_owner_.size();
+  auto one = [&](size_t i, LogprobScratch& scratch) {
+    const size_t r = only ? static_cast<size_t>((*only)[i]) : i;
     Sequence& seq = *row_owner_[r];
     std::span<float> logits(logits_.data() + r * V, static_cast<size_t>(V));
     const GenerateOptions& o = seq.req.opts;

@@ -62,7 +62,7 @@ struct Scheduler::Impl {
     std::vector<std::pair<float, int32_t>> cand;
     float lse = 0;
   };
-  void sample_rows(int32_t n_vocab);
+  void sample_rows(int32_t n_vocab, const std::vector<int32_t>* only = nullptr);  // all rows, or those listed
   void on_logits(Sequence& seq, std::span<float> logits);
   void reap();
   void fail_all(const std::string& what);
@@ -79,6 +79,10 @@ struct Scheduler::Impl {
   std::vector<Sequence*> row_owner_;  // sequence of each logits row of the step
   std::vector<float> logits_;
   std::vector<int32_t> ids_;          // argmax of each row, in greedy-only steps
+  // Sampling candidates of each row (Backend::end_step_candidates), at most kCandidateCap a row.
+  static constexpr int32_t kCandidateCap = 2048;
+  std::vector<float> margins_, cand_vals_;
+  std::vector<int32_t> cand_ids_, cand_counts_, fallback_rows_, all_rows_;
   std::vector<LogprobScratch> scratch_ = std::vector<LogprobScratch>(1);  // one per sampling thread
 
   // Shared with submitting threads.

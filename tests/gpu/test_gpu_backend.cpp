@@ -1184,6 +1184,42 @@ TEST_P(Gpu, ArgmaxStepEqualsHostArgmax) {
     EXPECT_EQ(ids[r], vireo::argmax(std::span<const float>(logits.data() + size_t(r) * V, size_t(V)))) << "row " << r;
 }
 
+
+// Sampled steps read back only the tokens near the top of each row (sample.cu candidates): the same seeded draws
+// as sampling from the full logits (a request with logprobs takes that path).
+TEST_P(Gpu, SampledCandidatesEqualFullLogits) {
+  if (emu()) GTEST_SKIP() << "the engine picks the real CUDA backend";
+  const auto path = fixtures_models() / "stories260K-f32.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path;
+  EngineOptions eo;
+  eo.device = "cuda";
+  eo.n_ctx = 256;
+  eo.n_slots = 4;
+  auto eng = Engine::load(path.string(), eo);
+  Scheduler& s = eng->scheduler();
+  std::vector<std::vector<int32_t>> got(8);
+  for (int i = 0; i < 8; ++i) {
+    GenerateRequest r;
+    r.prompt = eng->tokenize(i % 2 ? "The little dog" : "Once upon a time", true);
+    r.opts.sampling.temperature = 0.9f;
+    r.opts.sampling.top_k = 0, r.opts.sampling.min_p = 0;
+    r.opts.sampling.seed = 77 + i % 4;  // request i and i + 4: same prompt, same seed, the two paths
+    r.opts.max_tokens = 48;
+    r.opts.ignore_eos = true;
+    r.opts.logprobs = i < 4 ? -1 : 0;  // the last four take the full-logits path
+    r.on_event = [&got, i](const StreamEvent& ev) {
+      if (!ev.done) got[i].push_back(ev.token);
+      return true;
+    };
+    s.submit(std::move(r));
+  }
+  s.run_until_idle();
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(got[i].size(), 48u);
+    EXPECT_EQ(got[i], got[i + 4]) << "request " << i << ": candidates path vs full logits";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(All, Gpu, ::testing::Values(Dev::Cuda, Dev::Emu), dev_name);
 
 }  // namespace

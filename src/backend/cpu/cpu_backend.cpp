@@ -109,6 +109,33 @@ class CpuBackend final : public Backend {
     batch_ = nullptr;
   }
 
+  void end_step_candidates(Act logits, std::span<const float> margins, int32_t cap, std::span<float> values,
+                           std::span<int32_t> ids, std::span<int32_t> counts) override {
+    const size_t r = batch_->logit_rows.size();
+    if (counts.size() < r || margins.size() < r || values.size() < r * cap || ids.size() < r * cap)
+      throw std::runtime_error("candidate buffers too small");
+    for (size_t i = 0; i < r; ++i) {
+      const float* row = f(logits) + i * logits.cols;
+      float top = -INFINITY;
+      for (int64_t c = 0; c < logits.cols; ++c) top = std::max(top, row[c]);  // NaN never wins
+      const float floor_l = top - margins[i];
+      int32_t n = 0;
+      for (int64_t c = 0; c < logits.cols && n >= 0; ++c)
+        if (row[c] >= floor_l) {
+          if (n == cap) n = -1;
+          else values[i * cap + n] = row[c], ids[i * cap + n] = static_cast<int32_t>(c), ++n;
+        }
+      counts[i] = n == 0 ? -1 : n;
+    }
+    batch_ = nullptr;
+  }
+
+  void read_logit_rows(Act logits, std::span<const int32_t> rows, std::span<float> host) override {
+    if (host.size() < rows.size() * logits.cols) throw std::runtime_error("logits buffer too small");
+    for (size_t i = 0; i < rows.size(); ++i)
+      std::memcpy(host.data() + i * logits.cols, f(logits) + rows[i] * logits.cols, logits.cols * sizeof(float));
+  }
+
   void embed(const Weight* table, Act out) override {
     const auto* w = static_cast<const CpuWeight*>(table);
     for (int t = 0; t < n_; ++t) {

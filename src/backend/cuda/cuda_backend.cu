@@ -357,6 +357,66 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     batch_ = nullptr;
   }
 
+  void end_step_candidates(Act logits, std::span<const float> margins, int32_t cap, std::span<float> values,
+                           std::span<int32_t> ids, std::span<int32_t> counts) override {
+    if (!in_step_) throw std::runtime_error("end_step without begin_step");
+    in_step_ = false;
+    const size_t r = static_cast<size_t>(r_), c = static_cast<size_t>(std::max(cap, 1));
+    if (counts.size() < r || margins.size() < r || values.size() < r * c || ids.size() < r * c)
+      throw std::runtime_error("candidate buffers too small");
+    // device: [margins r][counts r][vals r*c][ids r*c]; the same layout in pinned host staging
+    const size_t bytes = (2 * r + 2 * r * c) * 4;
+    ensure(d_cand_, std::max<size_t>(bytes, 4), "sampling candidates");
+    if (bytes > h_logits_bytes_) {
+      if (h_logits_) VCUDA(cudaFreeHost(h_logits_), "end_step (free staging)");
+      h_logits_ = nullptr;
+      VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_logits_), bytes), "end_step (staging)");
+      h_logits_bytes_ = bytes;
+    }
+    auto* h = reinterpret_cast<uint8_t*>(h_logits_);
+    auto* d = static_cast<uint8_t*>(d_cand_.p);
+    if (r > 0) std::memcpy(h, margins.data(), r * 4);
+    run_step();
+    if (r > 0) {
+      VCUDA(cudaMemcpyAsync(d, h, r * 4, cudaMemcpyHostToDevice, stream_), "end_step (margins)");
+      logit_candidates(static_cast<const float*>(logits.data), logits.cols, r_, logits.cols,
+                       reinterpret_cast<const float*>(d), cap, reinterpret_cast<float*>(d + 8 * r),
+                       reinterpret_cast<int32_t*>(d + 8 * r + 4 * r * c), reinterpret_cast<int32_t*>(d + 4 * r),
+                       stream_);
+      VCUDA(cudaMemcpyAsync(h + 4 * r, d + 4 * r, bytes - 4 * r, cudaMemcpyDeviceToHost, stream_),
+            "end_step (copy candidates)");
+    }
+    const cudaError_t e = cudaStreamSynchronize(stream_);
+    if (e != cudaSuccess)
+      cuda_fail("step failed (an error inside a kernel; VIREO_CUDA_SYNC=1 names the op)", cudaGetErrorString(e),
+                __FILE__, __LINE__);
+    for (size_t i = 0; i < r; ++i) {
+      const int32_t n = reinterpret_cast<const int32_t*>(h + 4 * r)[i];
+      counts[i] = n;
+      if (n > 0) {
+        std::memcpy(values.data() + i * c, h + 8 * r + 4 * i * c, static_cast<size_t>(n) * 4);
+        std::memcpy(ids.data() + i * c, h + 8 * r + 4 * r * c + 4 * i * c, static_cast<size_t>(n) * 4);
+      }
+    }
+    batch_ = nullptr;
+  }
+
+  void read_logit_rows(Act logits, std::span<const int32_t> rows, std::span<float> host) override {
+    if (host.size() < rows.size() * logits.cols) throw std::runtime_error("logits buffer too small");
+    bool leading = true;  // rows 0..k-1: one copy
+    for (size_t i = 0; i < rows.size(); ++i) leading = leading && rows[i] == static_cast<int32_t>(i);
+    if (leading && !rows.empty()) {
+      VCUDA(cudaMemcpy(host.data(), logits.data, rows.size() * logits.cols * sizeof(float), cudaMemcpyDeviceToHost),
+            "read_logit_rows");
+      return;
+    }
+    for (size_t i = 0; i < rows.size(); ++i)
+      VCUDA(cudaMemcpyAsync(host.data() + i * logits.cols, static_cast<const float*>(logits.data) + rows[i] * logits.cols,
+                            logits.cols * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+            "read_logit_rows");
+    VCUDA(cudaStreamSynchronize(stream_), "read_logit_rows");
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // ops: validate, prepare scratch, record
   // ---------------------------------------------------------------------------------------------------------
@@ -1250,7 +1310,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   bool in_step_ = false;
   std::vector<Op> log_;
 
-  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, d_ids_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
+  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, d_ids_, d_cand_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
   PrepCache q8c_[2], f32_cache_, f16_cache_;
   uint64_t q8_stamp_[2] = {0, 0}, q8_clock_ = 0;
   std::vector<int32_t> slot_min_;

@@ -18,6 +18,10 @@ inline bool wfmt_uses_q8(WFmt f) { return !wfmt_is_float(f); }
 
 // ---- sample.cu: out[r] = argmax of row r (ties: lowest id; NaN never wins) ----
 void argmax_rows(const float* x, int64_t ldx, int rows, int64_t cols, int32_t* out, cudaStream_t s);
+// Per row: the tokens with logit >= max - margins[row], ids ascending, into vals/ids[row * cap ...];
+// counts[row] = their number, or -1 when more than cap or none.
+void logit_candidates(const float* x, int64_t ldx, int rows, int64_t cols, const float* margins, int cap,
+                      float* vals, int32_t* ids, int32_t* counts, cudaStream_t s);
 
 // ---- qgemm.cu: the same for a few dozen tokens: weights dequantized tile by tile to f16 in shared memory and
 // multiplied on tensor cores; x is f16 with rows of w.Kp (prep_act_f16). Not in the CPU emulator build.
