@@ -149,3 +149,60 @@ TEST(Cli, UnknownArchitectureIsAClearError) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("error:"), std::string::npos) << r.err;
 }
+
+// ---- vireo tokenize --tokenizer tokenizer.json ----
+
+namespace {
+// The i-th text of a vocab vector file and its expected ids as the .out line has them.
+bool vocab_case(const std::string& name, size_t i, std::string& text, std::string& ids) {
+  const std::string base = kFixtures + "/vocab/ggml-vocab-" + name + ".gguf";
+  if (!std::filesystem::exists(base + ".inp") || !std::filesystem::exists(base + ".out")) return false;
+  const std::string inp = read_file(base + ".inp"), sep = "\n__ggml_vocab_test__\n";
+  size_t pos = 0;
+  for (size_t k = 0; k < i; ++k) {
+    pos = inp.find(sep, pos);
+    if (pos == std::string::npos) return false;
+    pos += sep.size();
+  }
+  const size_t end = inp.find(sep, pos);
+  text = inp.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+  std::istringstream out(read_file(base + ".out"));
+  for (size_t k = 0; k <= i; ++k)
+    if (!std::getline(out, ids)) return false;
+  while (!ids.empty() && ids.front() == ' ') ids.erase(0, 1);
+  return true;
+}
+}  // namespace
+
+TEST(Cli, TokenizeWithHfTokenizerJsonPrintsTheVectorIds) {
+  const std::string json = kFixtures + "/tokenizers/llama3/tokenizer.json";
+  std::string text, ids;
+  if (!std::filesystem::exists(json) || !vocab_case("llama-bpe", 0, text, ids))
+    GTEST_SKIP() << "llama3 tokenizer.json or ggml-vocab-llama-bpe.gguf.inp/.out not found under " << kFixtures;
+  // Case 0 ("ied 4 ½ months") and case 32 (punctuation, an emoji, CJK, digits).
+  for (size_t i : {size_t(0), size_t(32)}) {
+    ASSERT_TRUE(vocab_case("llama-bpe", i, text, ids)) << i;
+    Result r = run_cli("tokenize --tokenizer " + json + " --ids", text);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, ids + "\n") << "case " << i << ": '" << text << "'";
+  }
+  // --bos prepends <|begin_of_text|> (128000, named by tokenizer_config.json beside the file).
+  ASSERT_TRUE(vocab_case("llama-bpe", 0, text, ids));
+  Result b = run_cli("tokenize --tokenizer " + json + " --bos", text);
+  ASSERT_EQ(b.status, 0) << b.err;
+  if (std::filesystem::exists(kFixtures + "/tokenizers/llama3/tokenizer_config.json"))
+    EXPECT_EQ(b.out, "128000 " + ids + "\n");
+}
+
+TEST(Cli, TokenizeNeedsExactlyOneOfModelAndTokenizer) {
+  Result none = run_cli("tokenize --ids", "hi");
+  EXPECT_NE(none.status, 0);
+  EXPECT_TRUE(none.out.empty()) << none.out;
+  EXPECT_NE(none.err.find("--tokenizer"), std::string::npos) << none.err;
+  const std::string json = kFixtures + "/tokenizers/llama3/tokenizer.json";
+  const std::string gguf = kFixtures + "/vocab/ggml-vocab-gpt-2.gguf";
+  if (!std::filesystem::exists(json) || !std::filesystem::exists(gguf)) GTEST_SKIP() << "fixtures not found";
+  Result both = run_cli("tokenize -m " + gguf + " --tokenizer " + json, "hi");
+  EXPECT_NE(both.status, 0);
+  EXPECT_TRUE(both.out.empty()) << both.out;
+}

@@ -446,3 +446,118 @@ TEST(HfImport, FixtureAddedTokensAreControlAndMatched) {
   EXPECT_GT(without.size(), 2u);
   EXPECT_EQ(std::count(without.begin(), without.end(), eot), 0);
 }
+
+// ---- 4. model "auto" ----
+
+TEST(HfImport, AutoDetectGivesTheSameImageAsTheExplicitTarget) {
+  struct Src {
+    const char* dir;
+    const char* model;
+    const char* pre;
+  };
+  int done = 0;
+  for (const Src& s : {Src{"llama3", "gpt2", "llama-bpe"}, Src{"qwen3", "gpt2", "qwen2"}, Src{"gemma3", "gemma4", ""}}) {
+    const fs::path json = kFix / "tokenizers" / s.dir / "tokenizer.json";
+    if (!fs::exists(json)) continue;
+    ++done;
+    const HfTokenizerTarget t = detect_hf_tokenizer(json.string());
+    EXPECT_EQ(t.model, s.model) << s.dir;
+    EXPECT_EQ(t.pre, s.pre) << s.dir;
+    const auto want = hf_tokenizer_to_gguf(json.string(), s.model, s.pre);
+    EXPECT_TRUE(hf_tokenizer_to_gguf(json.string()) == want) << s.dir << ": auto differs from the explicit target";
+    EXPECT_TRUE(hf_tokenizer_to_gguf(json.string(), "auto", "") == want) << s.dir;
+    auto f = open_hf_tokenizer_as_gguf(json.string());
+    EXPECT_EQ(f->get_string("tokenizer.ggml.model", ""), s.model) << s.dir;
+  }
+  if (!done) GTEST_SKIP() << "tokenizer fixtures not available";
+}
+
+TEST(HfImport, AutoDetectsSentencePieceStyleAsLlama) {
+  int done = 0;
+  for (const std::string name : {"llama-spm", "phi-3"}) {
+    const fs::path g = kFix / "vocab" / ("ggml-vocab-" + name + ".gguf");
+    if (!fs::exists(g)) continue;
+    ++done;
+    const SpmVocab v = read_spm_gguf(g);
+    for (SpmStyle style : {SpmStyle::LegacyNormalizer, SpmStyle::MetaspaceFirst}) {
+      const bool legacy = style == SpmStyle::LegacyNormalizer;
+      const std::string what = name + (legacy ? " (Prepend+Replace normalizer)" : " (Metaspace first)");
+      TempDir dir(name);
+      const fs::path json = dir.path / "tokenizer.json";
+      write_file(json, spm_tokenizer_json(v, style, /*list_merges=*/legacy));
+      const HfTokenizerTarget t = detect_hf_tokenizer(json.string());
+      EXPECT_EQ(t.model, "llama") << what;
+      EXPECT_EQ(t.pre, "") << what;
+      EXPECT_TRUE(hf_tokenizer_to_gguf(json.string()) == hf_tokenizer_to_gguf(json.string(), "llama", "")) << what;
+    }
+  }
+  if (!done) GTEST_SKIP() << "SPM vocab fixtures not available";
+}
+
+TEST(HfImport, AutoDetectSmallFiles) {
+  TempDir dir("auto");
+  const fs::path json = dir.path / "tokenizer.json";
+  const std::string vocab = R"("vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"])";
+  auto detect = [&](const std::string& body) {
+    write_file(json, body);
+    return detect_hf_tokenizer(json.string());
+  };
+  // GPT-2's own file: a ByteLevel pre-tokenizer that applies its built-in regex.
+  HfTokenizerTarget t = detect(R"({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+      "use_regex": true}, "decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", )" + vocab + "}}");
+  EXPECT_EQ(t.model, "gpt2");
+  EXPECT_EQ(t.pre, "gpt2");
+  EXPECT_EQ(open_hf_tokenizer_as_gguf(json.string())->get_string("tokenizer.ggml.pre", ""), "gpt2");
+  // The GPT-2 regex as an explicit Split.
+  t = detect(R"({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex":
+      "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated",
+      "invert": false}, {"type": "ByteLevel", "use_regex": false}]}, "model": {"type": "BPE", )" + vocab + "}}");
+  EXPECT_EQ(t.pre, "gpt2");
+  // Gemma 3 style: Replace(' ', U+2581) without Prepend, byte_fallback.
+  t = detect(R"({"normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+      "pre_tokenizer": {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false},
+      "model": {"type": "BPE", "byte_fallback": true, )" + vocab + "}}");
+  EXPECT_EQ(t.model, "gemma4");
+  EXPECT_EQ(t.pre, "");
+}
+
+TEST(HfImport, AutoDetectRejectsUnsupportedFilesClearly) {
+  TempDir dir("auto_bad");
+  const fs::path json = dir.path / "tokenizer.json";
+  auto error_of = [&](const std::string& body) -> std::string {
+    write_file(json, body);
+    try {
+      hf_tokenizer_to_gguf(json.string());
+    } catch (const std::runtime_error& e) {
+      // detect_hf_tokenizer says the same.
+      try {
+        detect_hf_tokenizer(json.string());
+        ADD_FAILURE() << "detect_hf_tokenizer accepted what the import rejects: " << e.what();
+      } catch (const std::runtime_error&) {
+      }
+      return e.what();
+    }
+    ADD_FAILURE() << "no error for " << body;
+    return {};
+  };
+  const std::string wordpiece = error_of(
+      R"({"normalizer": {"type": "BertNormalizer", "lowercase": true}, "pre_tokenizer": {"type": "BertPreTokenizer"},
+      "decoder": {"type": "WordPiece", "prefix": "##"}, "model": {"type": "WordPiece", "unk_token": "[UNK]",
+      "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": {"[UNK]": 0, "a": 1, "##b": 2}}})");
+  EXPECT_NE(wordpiece.find("model type 'WordPiece' is not supported"), std::string::npos) << wordpiece;
+  const std::string unigram = error_of(
+      R"({"pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always"},
+      "model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0], ["\u2581a", -1.5]], "byte_fallback": false}})");
+  EXPECT_NE(unigram.find("model type 'Unigram' is not supported"), std::string::npos) << unigram;
+  // A byte-level BPE whose regex the GGUF tokenizer does not know: the error quotes it.
+  const std::string regex = error_of(
+      R"({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\p{L}+|\\d"},
+      "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "use_regex": false}]},
+      "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
+  EXPECT_NE(regex.find("unrecognised pre-tokenizer regex '\\p{L}+|\\d'"), std::string::npos) << regex;
+  // Neither byte-level nor byte_fallback.
+  const std::string plain = error_of(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
+  EXPECT_NE(plain.find("cannot auto-detect"), std::string::npos) << plain;
+  // "auto" picks `pre` itself.
+  EXPECT_THROW(hf_tokenizer_to_gguf(json.string(), "auto", "llama-bpe"), std::runtime_error);
+}

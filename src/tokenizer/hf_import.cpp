@@ -1,5 +1,6 @@
 #include "tokenizer/hf_import.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -201,6 +202,10 @@ struct Component {
   std::string type;            // "Prepend", "Replace", "Metaspace", "Split", "ByteLevel", "NFC", ...
   std::string prepend;         // Prepend.prepend
   std::string pattern;         // Replace/Split pattern ({"String": ...} or {"Regex": ...})
+  bool pattern_is_regex = false;  // the pattern was {"Regex": ...}
+  std::string behavior;        // Split.behavior
+  bool invert = false;         // Split.invert
+  std::optional<bool> use_regex;  // ByteLevel.use_regex (default true)
   std::string content;         // Replace.content
   std::string replacement;     // Metaspace.replacement
   std::string prepend_scheme;  // Metaspace.prepend_scheme ("first", "always", "never")
@@ -213,7 +218,7 @@ void read_components(JsonReader& r, std::vector<Component>& out) {
   r.object([&](const std::string& k) {
     if (k == "type") {
       c.type = r.string();
-    } else if (k == "normalizers" || k == "pretokenizers") {
+    } else if (k == "normalizers" || k == "pretokenizers" || k == "decoders") {
       r.array([&] { read_components(r, out); });
     } else if (k == "prepend") {
       c.prepend = r.string();
@@ -226,7 +231,20 @@ void read_components(JsonReader& r, std::vector<Component>& out) {
     } else if (k == "add_prefix_space" && (r.peek() == 't' || r.peek() == 'f')) {
       c.add_prefix_space = r.boolean();
     } else if (k == "pattern" && r.peek() == '{') {
-      r.object([&](const std::string&) { c.pattern = r.peek() == '"' ? r.string() : (r.skip(), std::string()); });
+      r.object([&](const std::string& pk) {
+        if (r.peek() == '"') {
+          c.pattern = r.string();
+          c.pattern_is_regex = pk == "Regex";
+        } else {
+          r.skip();
+        }
+      });
+    } else if (k == "behavior" && r.peek() == '"') {
+      c.behavior = r.string();
+    } else if (k == "invert" && (r.peek() == 't' || r.peek() == 'f')) {
+      c.invert = r.boolean();
+    } else if (k == "use_regex" && (r.peek() == 't' || r.peek() == 'f')) {
+      c.use_regex = r.boolean();
     } else {
       r.skip();
     }
@@ -242,22 +260,127 @@ std::vector<size_t> char_starts(const std::string& s) {
   return v;
 }
 
+constexpr const char* kMeta = "\xE2\x96\x81";  // U+2581
+
+// The Split regexes of the byte-level pre-tokenizers the GGUF tokenizer knows, as tokenizer.json spells them.
+struct KnownRegex {
+  const char* pre;
+  const char* what;
+  const char* regex;
+};
+constexpr KnownRegex kKnownRegexes[] = {
+    {"llama-bpe", "Llama 3",
+     R"re((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re"},
+    {"qwen2", "Qwen2",
+     R"re((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re"},
+    {"gpt2", "GPT-2", R"re('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)re"},
+};
+
+// The parts of a tokenizer.json that say what kind of tokenizer it is.
+struct Shape {
+  std::string model_type;
+  bool byte_fallback = false;
+  std::vector<Component> normalizers, pretokenizers, decoders;
+};
+
+HfTokenizerTarget detect(const Shape& s) {
+  const std::string err = "hf_tokenizer_to_gguf: cannot auto-detect the tokenizer: ";
+  if (s.model_type != "BPE")
+    throw std::runtime_error(err + "model type '" + s.model_type +
+                             "' is not supported (only BPE: byte-level, SentencePiece-style or Gemma-style)");
+  auto has = [](const std::vector<Component>& v, const char* type) {
+    return std::any_of(v.begin(), v.end(), [&](const Component& c) { return c.type == type; });
+  };
+  if (has(s.pretokenizers, "ByteLevel") || has(s.decoders, "ByteLevel") || has(s.normalizers, "ByteLevel")) {
+    // Byte-level BPE: the pre-tokenizer's regex names the GGUF `pre`.
+    std::vector<const Component*> splits;
+    bool byte_level_regex = false;
+    for (const Component& c : s.pretokenizers) {
+      if (c.type == "Split") splits.push_back(&c);
+      else if (c.type == "ByteLevel") byte_level_regex = byte_level_regex || c.use_regex.value_or(true);
+      else throw std::runtime_error(err + "byte-level BPE with an unsupported pre-tokenizer '" + c.type + "'");
+    }
+    if (splits.empty()) {
+      if (byte_level_regex) return {"gpt2", "gpt2"};  // ByteLevel(use_regex=true): the GPT-2 regex
+      throw std::runtime_error(err + "byte-level BPE without a pre-tokenizer regex");
+    }
+    const Component& c = *splits[0];
+    if (splits.size() > 1 || byte_level_regex || !c.pattern_is_regex || c.behavior != "Isolated" || c.invert)
+      throw std::runtime_error(err + "byte-level BPE with an unrecognised pre-tokenizer (Split '" + c.pattern +
+                               "' behavior '" + c.behavior + "'" + (splits.size() > 1 ? ", and more Splits" : "") +
+                               (byte_level_regex ? ", and ByteLevel use_regex" : "") +
+                               "); known: one Isolated Split with the Llama 3, Qwen2 or GPT-2 regex");
+    for (const KnownRegex& k : kKnownRegexes)
+      if (c.pattern == k.regex) return {"gpt2", k.pre};
+    throw std::runtime_error(err + "unrecognised pre-tokenizer regex '" + c.pattern +
+                             "' (known: the Llama 3, Qwen2 and GPT-2 regexes; a custom regex cannot be carried)");
+  }
+  if (!s.byte_fallback)
+    throw std::runtime_error(err + "a BPE that is neither byte-level nor SentencePiece-style with byte_fallback");
+  for (const Component& c : s.pretokenizers)
+    if (c.type != "Metaspace" && !(c.type == "Split" && !c.pattern_is_regex && c.pattern == " "))
+      throw std::runtime_error(err + "SentencePiece-style BPE with an unsupported pre-tokenizer '" + c.type + "'");
+  bool prepend = false, replace = false;
+  for (const Component& c : s.normalizers) {
+    if (c.type == "Prepend" && c.prepend == kMeta) prepend = true;
+    if (c.type == "Replace" && !c.pattern_is_regex && c.pattern == " " && c.content == kMeta) replace = true;
+  }
+  if (has(s.pretokenizers, "Metaspace") || prepend) return {"llama", ""};
+  if (replace) return {"gemma4", ""};
+  throw std::runtime_error(err + "BPE with byte_fallback but no Metaspace pre-tokenizer and no Replace(' ', U+2581) "
+                                 "normalizer");
+}
+
 }  // namespace
 
-std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path, const std::string& model,
-                                          const std::string& pre) {
-  if (model != "gpt2" && model != "gemma4" && model != "llama")
-    throw std::runtime_error("hf_tokenizer_to_gguf: unsupported target model '" + model +
-                             "' (want gpt2, gemma4 or llama)");
+HfTokenizerTarget detect_hf_tokenizer(const std::string& tokenizer_json_path) {
   const std::string text = read_all(tokenizer_json_path);
   JsonReader r(text);
+  Shape s;
+  r.object([&](const std::string& key) {
+    if (key == "model") {
+      r.object([&](const std::string& k) {
+        if (k == "type") s.model_type = r.null() ? "" : r.string();
+        else if (k == "byte_fallback") s.byte_fallback = r.null() ? false : r.boolean();
+        else r.skip();
+      });
+    } else if (key == "normalizer") {
+      read_components(r, s.normalizers);
+    } else if (key == "pre_tokenizer") {
+      read_components(r, s.pretokenizers);
+    } else if (key == "decoder") {
+      read_components(r, s.decoders);
+    } else {
+      r.skip();
+    }
+  });
+  return detect(s);
+}
+
+std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path) {
+  return hf_tokenizer_to_gguf(tokenizer_json_path, "auto", "");
+}
+
+std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path, const std::string& requested_model,
+                                          const std::string& requested_pre) {
+  if (requested_model != "auto" && requested_model != "gpt2" && requested_model != "gemma4" &&
+      requested_model != "llama")
+    throw std::runtime_error("hf_tokenizer_to_gguf: unsupported target model '" + requested_model +
+                             "' (want auto, gpt2, gemma4 or llama)");
+  if (requested_model == "auto" && !requested_pre.empty())
+    throw std::runtime_error("hf_tokenizer_to_gguf: model 'auto' picks `pre` itself (got '" + requested_pre + "')");
+  const std::string text = read_all(tokenizer_json_path);
+  JsonReader r(text);
+  Shape shape;
 
   std::vector<std::string> tokens;
   std::vector<int32_t> types;
   std::vector<std::string> merges;
-  std::string model_type, unk_token;
-  bool byte_fallback = false;
-  std::vector<Component> normalizers, pretokenizers;
+  std::string& model_type = shape.model_type;
+  std::string unk_token;
+  bool& byte_fallback = shape.byte_fallback;
+  std::vector<Component>& normalizers = shape.normalizers;
+  std::vector<Component>& pretokenizers = shape.pretokenizers;
   auto put = [&](size_t id, std::string t, int32_t type) {
     if (id > (1u << 26)) r.fail("token id too large");
     if (tokens.size() <= id) {
@@ -283,6 +406,8 @@ std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path
           unk_token = r.null() ? "" : r.string();
         } else if (k == "byte_fallback") {
           byte_fallback = r.null() ? false : r.boolean();
+        } else if (k == "vocab" && r.peek() != '{') {
+          r.skip();  // not a BPE vocab (Unigram: a list of [piece, score]); the model type check below says so
         } else if (k == "vocab") {
           r.object([&](const std::string& tok) { put(size_t(r.number()), tok, 1); });
         } else if (k == "merges") {
@@ -308,6 +433,8 @@ std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path
       read_components(r, normalizers);
     } else if (key == "pre_tokenizer") {
       read_components(r, pretokenizers);
+    } else if (key == "decoder") {
+      read_components(r, shape.decoders);
     } else if (key == "added_tokens") {
       r.array([&] {
         Added a{0, {}, false};
@@ -323,6 +450,10 @@ std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path
       r.skip();
     }
   });
+  HfTokenizerTarget target{requested_model, requested_pre};
+  if (requested_model == "auto") target = detect(shape);
+  const std::string& model = target.model;
+  const std::string& pre = target.pre;
   if (model_type != "BPE") throw std::runtime_error("hf_tokenizer_to_gguf: model type '" + model_type + "' is not BPE");
   if (tokens.empty()) throw std::runtime_error("hf_tokenizer_to_gguf: empty vocab");
   const bool gemma = model == "gemma4";
@@ -464,6 +595,10 @@ std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path
 std::unique_ptr<GgufFile> open_hf_tokenizer_as_gguf(const std::string& tokenizer_json_path, const std::string& model,
                                                     const std::string& pre) {
   return std::make_unique<GgufFile>(ByteSource::from_buffer(hf_tokenizer_to_gguf(tokenizer_json_path, model, pre)));
+}
+
+std::unique_ptr<GgufFile> open_hf_tokenizer_as_gguf(const std::string& tokenizer_json_path) {
+  return open_hf_tokenizer_as_gguf(tokenizer_json_path, "auto", "");
 }
 
 }  // namespace vireo
