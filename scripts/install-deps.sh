@@ -5,7 +5,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 pkgs=(
   build-essential cmake ninja-build pkg-config git
-  libcli11-dev nlohmann-json3-dev libpcre2-dev libfmt-dev libcpp-httplib-dev
+  libcli11-dev nlohmann-json3-dev libpcre2-dev libfmt-dev libcpp-httplib-dev libicu-dev
   python3 python3-venv python3-pytest python3-requests  # the server's test suite (tests/server)
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev            # libFuzzer target and sanitizers

@@ -561,3 +561,45 @@ TEST(HfImport, AutoDetectRejectsUnsupportedFilesClearly) {
   // "auto" picks `pre` itself.
   EXPECT_THROW(hf_tokenizer_to_gguf(json.string(), "auto", "llama-bpe"), std::runtime_error);
 }
+
+namespace {
+// Qwen3's tokenizer.json has an NFC normalizer: decomposed input ("e" + U+0301) must tokenize like the composed
+// character, as HF tokenizers does. Llama 3's has none: there the two spellings stay different.
+TEST(HfImport, NfcNormalizerIsApplied) {
+  const fs::path qwen = kFix / "tokenizers" / "qwen3" / "tokenizer.json";
+  const fs::path llama = kFix / "tokenizers" / "llama3" / "tokenizer.json";
+  if (!fs::exists(qwen) || !fs::exists(llama)) GTEST_SKIP() << "fixtures not found at " << kFix;
+  const std::string composed = "caf\xC3\xA9 na\xC3\xAFve", decomposed = "cafe\xCC\x81 nai\xCC\x88ve";
+  auto fq = open_hf_tokenizer_as_gguf(qwen.string());
+  EXPECT_EQ(fq->get_string("tokenizer.vireo.normalizer", ""), "NFC");
+  auto tq = Tokenizer::from_gguf(*fq);
+  EXPECT_EQ(tq->encode(decomposed, false), tq->encode(composed, false));
+  // Special tokens are matched before normalization and survive it.
+  EXPECT_EQ(tq->encode("<|im_start|>" + decomposed, false), tq->encode("<|im_start|>" + composed, false));
+  auto fl = open_hf_tokenizer_as_gguf(llama.string());
+  EXPECT_EQ(fl->get_string("tokenizer.vireo.normalizer", ""), "");
+  auto tl = Tokenizer::from_gguf(*fl);
+  EXPECT_NE(tl->encode(decomposed, false), tl->encode(composed, false));
+}
+
+TEST(HfImport, UnsupportedNormalizerIsAnError) {
+  const fs::path llama = kFix / "tokenizers" / "llama3" / "tokenizer.json";
+  if (!fs::exists(llama)) GTEST_SKIP() << "fixtures not found at " << kFix;
+  std::string text = slurp(llama);
+  const size_t at = text.find("\"normalizer\"");
+  ASSERT_NE(at, std::string::npos);
+  const size_t colon = text.find(':', at);
+  const size_t end = text.find_first_of(",}", colon);  // llama3's normalizer is null
+  text.replace(colon + 1, end - colon - 1, R"({"type": "NFKC"})");
+  const fs::path dir = fs::temp_directory_path() / ("vireo-nfkc-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  write_file(dir / "tokenizer.json", text);
+  try {
+    open_hf_tokenizer_as_gguf((dir / "tokenizer.json").string());
+    ADD_FAILURE() << "an NFKC normalizer was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("NFKC"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+}  // namespace

@@ -531,6 +531,15 @@ std::vector<uint8_t> hf_tokenizer_to_gguf(const std::string& tokenizer_json_path
   w.set_string("general.architecture", "vocab");
   w.set_string("tokenizer.ggml.model", model);
   if (!pre.empty()) w.set_string("tokenizer.ggml.pre", pre);
+  // Normalizers: NFC is carried to the tokenizer; Prepend / Replace are what the "llama" / "gemma4" models are;
+  // anything else would silently tokenize differently from the reference, so it is an error.
+  bool nfc = false;
+  for (const Component& c : normalizers) {
+    if (c.type == "NFC") nfc = true;
+    else if ((c.type == "Prepend" || c.type == "Replace") && model != "gpt2") continue;
+    else throw std::runtime_error("hf_tokenizer_to_gguf: unsupported normalizer '" + c.type + "' for model '" + model + "'");
+  }
+  if (nfc) w.set_string("tokenizer.vireo.normalizer", "NFC");
   w.set("tokenizer.ggml.tokens", string_array(tokens));
   {
     GgufArray a{GgufType::I32, {}};

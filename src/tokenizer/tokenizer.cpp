@@ -1,4 +1,5 @@
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/normalize.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -234,6 +235,15 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
     }
 
     t->pre_ = f.get_string("tokenizer.ggml.pre", "default");
+    // Written by hf_import for tokenizer.json files with an NFC normalizer (llama.cpp's GGUFs have no such key).
+    const std::string norm = f.get_string("tokenizer.vireo.normalizer", "");
+    if (norm == "NFC") {
+      if (!nfc_available())
+        throw std::runtime_error("tokenizer: NFC normalization needs ICU, which this build does not have");
+      t->nfc_ = true;
+    } else if (!norm.empty()) {
+      throw std::runtime_error("tokenizer: unsupported normalizer '" + norm + "' (tokenizer.vireo.normalizer)");
+    }
     im.index.init(&t->tokens_);
 
     // Special ids. Defaults follow the SentencePiece convention for "llama" vocabs.
@@ -535,6 +545,11 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
         continue;
       }
       std::string_view piece = text.substr(fr.begin, fr.end - fr.begin);
+      std::string normalized;
+      if (nfc_) {
+        normalized = to_nfc(piece);
+        piece = normalized;
+      }
       switch (model_) {
         case TokenizerModel::Spm:
           buf.clear();

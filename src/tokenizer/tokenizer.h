@@ -20,7 +20,8 @@
 //
 // Exactness: encode() reproduces llama.cpp's tokenizer on the fixture vectors (fixtures/vocab/*.inp/.out).
 // Not implemented: per-model LSTRIP/RSTRIP attributes of special tokens (llama.cpp sets them by model name for
-// e.g. phi-3 and jina), text normalizers (NFC/NFKC), and the "bert"/"t5"/"rwkv"/"plamo2" models.
+// e.g. phi-3 and jina), text normalizers other than NFC (which tokenizer.json imports may ask for), and the
+// "bert"/"t5"/"rwkv"/"plamo2" models.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -96,6 +97,7 @@ class Tokenizer {
   std::vector<uint8_t> eog_;         // per-token flag
   int32_t bos_ = -1, eos_ = -1, eot_ = -1, eom_ = -1, unk_ = -1, pad_ = -1;
   bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false;
+  bool nfc_ = false;  // normalize text to NFC before splitting (tokenizer.vireo.normalizer = "NFC")
   std::unique_ptr<Impl> impl_;
 };
 
