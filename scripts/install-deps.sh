@@ -11,6 +11,11 @@ pkgs=(
   clang libclang-rt-14-dev            # libFuzzer target and sanitizers
   emscripten nodejs                   # the WASM build and its test under Node
 )
+# Native WebGPU tests run on Mesa's lavapipe (Vulkan on the CPU). Debian 12's Mesa 22 lacks what wgpu needs;
+# bookworm-backports has Mesa 25 (shader-f16; 128 MiB storage bindings). The suite is added to the existing
+# Debian source entry.
+need_backports_mesa=0
+if ! dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | grep -q '^2[5-9]\.'; then need_backports_mesa=1; fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -19,11 +24,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+if [ "$need_backports_mesa" = 1 ]; then
+  for f in /etc/apt/sources.list.d/debian.sources; do
+    [ -f "$f" ] && $SUDO sed -i -E '/^Suites:(.* )?bookworm( |$)/{/bookworm-backports/!s/$/ bookworm-backports/}' "$f"
+  done
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+    mesa-vulkan-drivers libvulkan1 || echo "note: Mesa from bookworm-backports not installed; WebGPU tests will skip"
+fi
 
 # The server tests use the official `openai` Python client, which Debian does not package: a virtual environment
 # over Debian's Python (it sees python3-pytest / python3-requests) with openai from PyPI.
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai' 2>/dev/null; then
+# The same environment carries wgpu-native for the WebGPU backend: PyPI's `wgpu` wheel ships the library and its
+# C headers (webgpu.h, wgpu.h), which CMake finds in .venv (only the files are used, not the Python module).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai' 2>/dev/null ||
+   ! ls .venv/lib/python3*/site-packages/wgpu/resources/libwgpu_native-release.so >/dev/null 2>&1; then
   /usr/bin/python3 -m venv --system-site-packages .venv
   .venv/bin/pip install -q --disable-pip-version-check 'openai>=1.0'
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps 'wgpu==0.32.0'
 fi

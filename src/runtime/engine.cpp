@@ -7,6 +7,9 @@
 #ifdef VIREO_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
+#ifdef VIREO_HAVE_WEBGPU
+#include "backend/webgpu/webgpu_backend.h"
+#endif
 #include "model/model.h"
 #include "runtime/sampler.h"
 #include "runtime/scheduler_impl.h"
@@ -48,9 +51,16 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
-  if (device == "cpu") return make_cpu_backend(threads);
+  std::string have = "cpu";
 #ifdef VIREO_HAVE_CUDA
+  have += ", cuda[:N]";
+#endif
+#ifdef VIREO_HAVE_WEBGPU
+  have += ", webgpu";
+#endif
+  if (device == "cpu") return make_cpu_backend(threads);
   if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
+#ifdef VIREO_HAVE_CUDA
     int index = 0;
     if (device.size() > 5) {
       try {
@@ -62,11 +72,20 @@ std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
     std::string why;
     if (!cuda_available(&why)) throw std::runtime_error("device '" + device + "' is not available: " + why);
     return make_cuda_backend(index);
-  }
-  throw std::runtime_error("unknown device '" + device + "' (this build has: cpu, cuda[:N])");
 #else
-  throw std::runtime_error("unknown or unavailable device '" + device + "' (this build has: cpu; CUDA needs nvcc at build time)");
+    throw std::runtime_error("device '" + device + "' is not in this build (CUDA needs nvcc at build time; this build has: " + have + ")");
 #endif
+  }
+  if (device == "webgpu") {
+#ifdef VIREO_HAVE_WEBGPU
+    std::string why;
+    if (!webgpu_available(&why)) throw std::runtime_error("device 'webgpu' is not available: " + why);
+    return make_webgpu_backend();
+#else
+    throw std::runtime_error("device 'webgpu' is not in this build (it needs wgpu-native: scripts/install-deps.sh; this build has: " + have + ")");
+#endif
+  }
+  throw std::runtime_error("unknown device '" + device + "' (this build has: " + have + ")");
 }
 
 std::vector<int32_t> Engine::tokenize(std::string_view text, bool add_bos) const {

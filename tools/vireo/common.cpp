@@ -6,7 +6,7 @@ namespace vireo::cli {
 
 void LoadArgs::add_to(CLI::App* app) {
   app->add_option("-m,--model", model, "GGUF model file")->required()->check(CLI::ExistingFile);
-  app->add_option("--device", device, "cpu (default) or cuda[:N] when built with CUDA");
+  app->add_option("--device", device, "cpu (default), cuda[:N] when built with CUDA, webgpu when built with wgpu-native");
   app->add_option("-t,--threads", threads, "CPU threads (0: all cores)");
   app->add_option("-c,--ctx", ctx, "context length (0: the model's, capped at 4096)");
   app->add_flag("--kv-f32", kv_f32, "keep the KV cache in f32 instead of f16");

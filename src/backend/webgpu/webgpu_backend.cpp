@@ -1,0 +1,968 @@
+// The WebGPU backend (native, through wgpu-native's webgpu.h).
+//
+// Shape of a step: begin_step writes the token ids, positions, slots and logit rows into one storage buffer
+// (STEP); each op appends a Dispatch record (pipeline, buffers, parameters, grid) to the step's log; the
+// end_step variants look the log up among the plans seen before (a plan holds the bind groups and a uniform
+// buffer with every dispatch's parameters), build it on a miss, encode all dispatches into one compute pass,
+// add the copy of what the host reads back, and submit once. Nothing is allocated per token once a step shape
+// has been seen.
+#include "backend/webgpu/webgpu_backend.h"
+
+#include <webgpu.h>
+#include <wgpu.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <tuple>
+#include <unordered_map>
+
+#include "backend/webgpu/wgsl_sources.h"
+#include "quant/quant.h"
+#include "runtime/sampler.h"
+
+namespace vireo {
+namespace {
+
+WGPUStringView sv(const char* s) { return {s, WGPU_STRLEN}; }
+std::string str(WGPUStringView v) { return v.data ? std::string(v.data, v.length == WGPU_STRLEN ? std::strlen(v.data) : v.length) : std::string(); }
+
+// Weight formats the kernels read (WEIGHT_TYPE in wgsl/quant.wgsl). Other GGUF types are dequantized to F32
+// at upload (exact, at the cost of memory).
+enum WeightKind : uint32_t { kF32 = 0, kF16 = 1, kQ8_0 = 2, kQ4_0 = 3, kQ4_K = 4, kQ6_K = 5, kKinds = 6 };
+
+WeightKind kind_for(DType t) {
+  switch (t) {
+    case DType::F32: return kF32;
+    case DType::F16: return kF16;
+    case DType::Q8_0: return kQ8_0;
+    case DType::Q4_0: return kQ4_0;
+    case DType::Q4_K: return kQ4_K;
+    case DType::Q6_K: return kQ6_K;
+    default: return kF32;
+  }
+}
+
+// u32 words per row of k elements in the repacked layout.
+uint32_t row_words(WeightKind kind, int64_t k) {
+  switch (kind) {
+    case kF32: return static_cast<uint32_t>((k + 31) / 32 * 32);  // float rows padded to whole sub-blocks
+    case kF16: return static_cast<uint32_t>((k + 31) / 32 * 16);
+    case kQ8_0: return static_cast<uint32_t>(k / 32 * 9);
+    case kQ4_0: return static_cast<uint32_t>(k / 32 * 5);
+    case kQ4_K: return static_cast<uint32_t>(k / 256 * 36);
+    default: return static_cast<uint32_t>(k / 256 * 53);
+  }
+}
+
+// One GGUF row (k elements of type t at src) into the kernels' layout at dst (row_words(kind, k) words): blocks
+// padded to whole words (Q8_0 34 -> 36 bytes and Q4_0 18 -> 20 with the f16 scale alone in the first word,
+// Q6_K 210 -> 212), or dequantized to f32 for types without a kernel.
+void repack_row(DType t, WeightKind kind, const uint8_t* src, int64_t k, uint8_t* dst, std::vector<float>& tmp) {
+  switch (kind) {
+    case kF32:
+      if (t == DType::F32) {
+        std::memcpy(dst, src, static_cast<size_t>(k) * 4);
+      } else {
+        tmp.resize(static_cast<size_t>(k));
+        dequantize_row(t, src, tmp.data(), k);
+        std::memcpy(dst, tmp.data(), static_cast<size_t>(k) * 4);
+      }
+      std::memset(dst + k * 4, 0, static_cast<size_t>(row_words(kF32, k) - k) * 4);
+      return;
+    case kF16:
+      std::memcpy(dst, src, static_cast<size_t>(k) * 2);
+      std::memset(dst + k * 2, 0, static_cast<size_t>(row_words(kF16, k)) * 4 - k * 2);
+      return;
+    case kQ4_K: std::memcpy(dst, src, static_cast<size_t>(k / 256) * 144); return;
+    case kQ8_0: case kQ4_0: {
+      const size_t in = kind == kQ8_0 ? 34 : 18, out = in + 2;
+      for (int64_t b = 0; b < k / 32; ++b) {
+        uint8_t* o = dst + b * out;
+        const uint8_t* i = src + b * in;
+        o[0] = i[0], o[1] = i[1], o[2] = 0, o[3] = 0;
+        std::memcpy(o + 4, i + 2, in - 2);
+      }
+      return;
+    }
+    default:
+      for (int64_t b = 0; b < k / 256; ++b) {
+        std::memcpy(dst + b * 212, src + b * 210, 210);
+        dst[b * 212 + 210] = dst[b * 212 + 211] = 0;
+      }
+      return;
+  }
+}
+
+struct GpuBuffer {
+  WGPUBuffer buf = nullptr;
+  uint64_t size = 0;
+};
+
+struct WgWeight : Weight {
+  WeightKind kind = kF32;
+  int64_t k = 0, rows = 0;
+  uint32_t words_per_row = 0;
+  struct Chunk {
+    WGPUBuffer buf;
+    int64_t row0, rows;
+  };
+  std::vector<Chunk> chunks;   // matrices: row chunks, each within the binding limit
+  GpuBuffer vec;               // 1-D tensors (norm weights, biases, rope factors) as f32
+  std::vector<float> host;     // ... and their values on the host (rope factors feed the frequency table)
+};
+
+// Pipelines are named by an index into this table: (module, entry point).
+enum PipeId : uint32_t {
+  kMatmul0 = 0,                     // + WeightKind
+  kEmbed0 = kMatmul0 + kKinds,      // + WeightKind
+  kRmsnorm = kEmbed0 + kKinds, kAddRmsnorm, kSwiglu, kSwigluInplace, kAdd, kAddBias, kGatherRows, kRope,
+  kKvStore, kAttention, kKvCopy, kArgmax, kPipes
+};
+
+// One dispatch of a step: what the plan needs to build its bind group, and what a later step is compared with.
+struct Dispatch {
+  uint32_t pipe = 0;
+  uint32_t n_bind = 0;
+  struct Bind {
+    uint32_t binding;
+    WGPUBuffer buf;
+    uint64_t size;  // bytes bound from offset 0
+  } bind[8] = {};
+  uint32_t params[16] = {};
+  uint32_t grid[3] = {1, 1, 1};
+  bool operator==(const Dispatch& o) const { return std::memcmp(this, &o, sizeof(Dispatch)) == 0; }
+};
+
+struct Plan {
+  std::vector<Dispatch> log;
+  std::vector<WGPUBindGroup> groups;
+  WGPUBuffer uniforms = nullptr;
+};
+
+uint64_t hash_log(const std::vector<Dispatch>& log) {
+  uint64_t h = 1469598103934665603ull;
+  for (const Dispatch& d : log) {
+    const auto* p = reinterpret_cast<const unsigned char*>(&d);
+    for (size_t i = 0; i < sizeof(Dispatch); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  }
+  return h;
+}
+
+// Splits a count of workgroups over x and y (each at most 65535).
+void grid_2d(uint64_t groups, uint32_t* gx, uint32_t* gy) {
+  const uint64_t x = std::min<uint64_t>(std::max<uint64_t>(groups, 1), 32768);
+  *gx = static_cast<uint32_t>(x);
+  *gy = static_cast<uint32_t>((groups + x - 1) / x);
+  if (*gy == 0) *gy = 1;
+  if (*gy > 65535) throw std::runtime_error("WebGPU: dispatch of " + std::to_string(groups) + " workgroups is too large");
+}
+
+uint32_t f2u(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// The device: instance, adapter, device and queue, with errors collected from wgpu's callbacks.
+class Device {
+ public:
+  Device() {
+    instance_ = wgpuCreateInstance(nullptr);
+    if (!instance_) throw std::runtime_error("WebGPU: cannot create an instance");
+    WGPURequestAdapterOptions opts = {};
+    opts.powerPreference = WGPUPowerPreference_HighPerformance;
+    WGPURequestAdapterCallbackInfo cb = {};
+    cb.mode = WGPUCallbackMode_AllowProcessEvents;
+    cb.callback = [](WGPURequestAdapterStatus s, WGPUAdapter a, WGPUStringView msg, void* self, void*) {
+      auto* d = static_cast<Device*>(self);
+      if (s == WGPURequestAdapterStatus_Success) d->adapter_ = a;
+      else d->error_ = "no WebGPU adapter: " + str(msg);
+      d->done_ = true;
+    };
+    cb.userdata1 = this;
+    done_ = false;
+    wgpuInstanceRequestAdapter(instance_, &opts, cb);
+    wait_done();
+    if (!adapter_) throw std::runtime_error(error_.empty() ? "no WebGPU adapter (is a Vulkan driver installed?)" : error_);
+    error_.clear();
+
+    WGPULimits alimits = {};
+    wgpuAdapterGetLimits(adapter_, &alimits);
+    WGPUDeviceDescriptor dd = {};
+    dd.label = sv("vireo");
+    WGPULimits want = alimits;  // everything the adapter offers (default limits are much lower)
+    want.nextInChain = nullptr;
+    dd.requiredLimits = &want;
+    dd.uncapturedErrorCallbackInfo.callback = [](const WGPUDevice*, WGPUErrorType, WGPUStringView msg, void* self,
+                                                void*) {
+      auto* d = static_cast<Device*>(self);
+      std::lock_guard<std::mutex> lock(d->mu_);
+      if (d->error_.empty()) d->error_ = str(msg);
+    };
+    dd.uncapturedErrorCallbackInfo.userdata1 = this;
+    dd.deviceLostCallbackInfo.mode = WGPUCallbackMode_AllowProcessEvents;
+    dd.deviceLostCallbackInfo.callback = [](const WGPUDevice*, WGPUDeviceLostReason r, WGPUStringView msg,
+                                           void* self, void*) {
+      auto* d = static_cast<Device*>(self);
+      std::lock_guard<std::mutex> lock(d->mu_);
+      if (r != WGPUDeviceLostReason_Destroyed && r != WGPUDeviceLostReason_CallbackCancelled && d->error_.empty())
+        d->error_ = "device lost: " + str(msg);
+    };
+    dd.deviceLostCallbackInfo.userdata1 = this;
+    WGPURequestDeviceCallbackInfo dcb = {};
+    dcb.mode = WGPUCallbackMode_AllowProcessEvents;
+    dcb.callback = [](WGPURequestDeviceStatus s, WGPUDevice dev, WGPUStringView msg, void* self, void*) {
+      auto* d = static_cast<Device*>(self);
+      if (s == WGPURequestDeviceStatus_Success) d->device_ = dev;
+      else d->error_ = "cannot open the WebGPU device: " + str(msg);
+      d->done_ = true;
+    };
+    dcb.userdata1 = this;
+    done_ = false;
+    wgpuAdapterRequestDevice(adapter_, &dd, dcb);
+    wait_done();
+    if (!device_) throw std::runtime_error(error_);
+    queue_ = wgpuDeviceGetQueue(device_);
+    wgpuDeviceGetLimits(device_, &limits_);
+
+    WGPUAdapterInfo info = {};
+    wgpuAdapterGetInfo(adapter_, &info);
+    static const char* backends[] = {"undefined", "null", "WebGPU", "D3D11", "D3D12", "Metal", "Vulkan", "OpenGL", "OpenGLES"};
+    const char* be = info.backendType < 9 ? backends[info.backendType] : "?";
+    summary_ = str(info.device) + " (" + be + "; max storage binding " +
+               std::to_string(limits_.maxStorageBufferBindingSize >> 20) + " MiB; shader-f16 " +
+               (wgpuAdapterHasFeature(adapter_, WGPUFeatureName_ShaderF16) ? "yes" : "no") + ")";
+    wgpuAdapterInfoFreeMembers(info);
+  }
+
+  ~Device() {
+    if (queue_) wgpuQueueRelease(queue_);
+    if (device_) {
+      wgpuDeviceDestroy(device_);
+      wgpuDeviceRelease(device_);
+    }
+    if (adapter_) wgpuAdapterRelease(adapter_);
+    if (instance_) wgpuInstanceRelease(instance_);
+  }
+
+  // Throws the first error wgpu reported since the last check, naming what was being done.
+  void check(const char* what) {
+    std::string e;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      e.swap(error_);
+    }
+    if (!e.empty()) throw std::runtime_error(std::string("WebGPU error in ") + what + ": " + e);
+  }
+
+  void wait_done() {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (!done_) {
+      wgpuInstanceProcessEvents(instance_);
+      if (device_) wgpuDevicePoll(device_, true, nullptr);
+      if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(120))
+        throw std::runtime_error("WebGPU: timed out waiting for the device");
+    }
+  }
+
+  // Maps `buf` for reading and copies its first `bytes` to host.
+  void read(WGPUBuffer buf, void* host, size_t bytes) {
+    WGPUBufferMapCallbackInfo cb = {};
+    cb.mode = WGPUCallbackMode_AllowProcessEvents;
+    cb.callback = [](WGPUMapAsyncStatus s, WGPUStringView msg, void* self, void*) {
+      auto* d = static_cast<Device*>(self);
+      if (s != WGPUMapAsyncStatus_Success) {
+        std::lock_guard<std::mutex> lock(d->mu_);
+        if (d->error_.empty()) d->error_ = "reading back: " + str(msg);
+      }
+      d->done_ = true;
+    };
+    cb.userdata1 = this;
+    done_ = false;
+    wgpuBufferMapAsync(buf, WGPUMapMode_Read, 0, (bytes + 3) & ~size_t(3), cb);
+    wait_done();
+    check("reading results back");
+    const void* p = wgpuBufferGetConstMappedRange(buf, 0, (bytes + 3) & ~size_t(3));
+    if (!p) throw std::runtime_error("WebGPU: cannot map the read-back buffer");
+    std::memcpy(host, p, bytes);
+    wgpuBufferUnmap(buf);
+  }
+
+  WGPUBuffer make_buffer(uint64_t size, WGPUBufferUsage usage, const char* label, bool mapped = false) {
+    WGPUBufferDescriptor d = {};
+    d.label = sv(label);
+    d.size = (std::max<uint64_t>(size, 4) + 3) & ~uint64_t(3);
+    d.usage = usage;
+    d.mappedAtCreation = mapped;
+    if (d.size > limits_.maxBufferSize)
+      throw std::runtime_error(std::string("WebGPU: buffer '") + label + "' of " + std::to_string(d.size >> 20) +
+                               " MiB exceeds the adapter's largest buffer (" +
+                               std::to_string(limits_.maxBufferSize >> 20) + " MiB)");
+    WGPUBuffer b = wgpuDeviceCreateBuffer(device_, &d);
+    check(label);
+    if (!b) throw std::runtime_error(std::string("WebGPU: out of memory creating '") + label + "'");
+    return b;
+  }
+
+  WGPUDevice device() const { return device_; }
+  WGPUQueue queue() const { return queue_; }
+  const WGPULimits& limits() const { return limits_; }
+  const std::string& summary() const { return summary_; }
+
+ private:
+  WGPUInstance instance_ = nullptr;
+  WGPUAdapter adapter_ = nullptr;
+  WGPUDevice device_ = nullptr;
+  WGPUQueue queue_ = nullptr;
+  WGPULimits limits_ = {};
+  std::string summary_;
+  std::mutex mu_;
+  std::string error_;
+  volatile bool done_ = false;
+};
+
+class WebGpuBackend final : public Backend {
+ public:
+  explicit WebGpuBackend(const WebGpuOptions& opts) {
+    max_binding_ = dev_.limits().maxStorageBufferBindingSize;
+    weight_chunk_bytes_ = max_binding_;
+    if (opts.max_binding_bytes > 0) weight_chunk_bytes_ = std::min<uint64_t>(max_binding_, opts.max_binding_bytes);
+    uniform_stride_ = std::max<uint32_t>(256, dev_.limits().minUniformBufferOffsetAlignment);
+    create_pipelines();
+  }
+
+  ~WebGpuBackend() override {
+    clear_plans();
+    for (auto& p : pipes_) {
+      if (p.layout) wgpuBindGroupLayoutRelease(p.layout);
+      if (p.pipeline) wgpuComputePipelineRelease(p.pipeline);
+    }
+    for (WGPUBuffer b : owned_) {
+      wgpuBufferDestroy(b);
+      wgpuBufferRelease(b);
+    }
+  }
+
+  std::string name() const override { return "webgpu"; }
+
+  // ---- load / plan ----
+
+  const Weight* upload_weight(const std::string& name, DType type, const std::vector<int64_t>& shape,
+                              std::span<const uint8_t> bytes) override {
+    auto w = std::make_unique<WgWeight>();
+    w->type = type;
+    w->shape = shape;
+    if (!can_dequantize(type))
+      throw std::runtime_error("tensor '" + name + "': cannot read type " + std::string(dtype_name(type)));
+    if (shape.size() == 1) {
+      w->host.resize(static_cast<size_t>(shape[0]));
+      dequantize_row(type, bytes.data(), w->host.data(), shape[0]);
+      w->vec.size = w->host.size() * 4;
+      w->vec.buf = upload(w->host.data(), w->vec.size, name.c_str());
+      memory_ += static_cast<int64_t>(w->vec.size);
+    } else {
+      w->k = shape[0];
+      w->rows = 1;
+      for (size_t i = 1; i < shape.size(); ++i) w->rows *= shape[i];
+      w->kind = kind_for(type);
+      if (w->k % dtype_info(type).block_elems != 0)
+        throw std::runtime_error("tensor '" + name + "': rows of " + std::to_string(w->k) +
+                                 " elements are not whole blocks of " + std::string(dtype_name(type)));
+      w->words_per_row = row_words(w->kind, w->k);
+      const uint64_t row_bytes_out = uint64_t(w->words_per_row) * 4;
+      const int64_t per_chunk = std::max<int64_t>(1, static_cast<int64_t>(weight_chunk_bytes_ / row_bytes_out));
+      const int64_t in_row = row_bytes(type, w->k);
+      std::vector<float> tmp;
+      for (int64_t r0 = 0; r0 < w->rows; r0 += per_chunk) {
+        const int64_t nr = std::min(per_chunk, w->rows - r0);
+        if (uint64_t(nr) * row_bytes_out > max_binding_)
+          throw std::runtime_error("tensor '" + name + "': one row is larger than the adapter's storage binding");
+        WGPUBuffer b = dev_.make_buffer(uint64_t(nr) * row_bytes_out,
+                                        WGPUBufferUsage_Storage | WGPUBufferUsage_CopyDst, name.c_str(), true);
+        auto* dst = static_cast<uint8_t*>(wgpuBufferGetMappedRange(b, 0, (uint64_t(nr) * row_bytes_out + 3) & ~3ull));
+        if (!dst) throw std::runtime_error("WebGPU: cannot map the upload buffer of '" + name + "'");
+        for (int64_t r = 0; r < nr; ++r)
+          repack_row(type, w->kind, bytes.data() + (r0 + r) * in_row, w->k, dst + r * row_bytes_out, tmp);
+        wgpuBufferUnmap(b);
+        owned_.push_back(b);
+        w->chunks.push_back({b, r0, nr});
+        memory_ += static_cast<int64_t>(nr * row_bytes_out);
+      }
+    }
+    weights_.push_back(std::move(w));
+    return weights_.back().get();
+  }
+
+  Act alloc_act(int64_t max_rows, int64_t cols) override {
+    auto& b = acts_.emplace_back();
+    b.size = static_cast<uint64_t>(max_rows * cols) * 4;
+    b.buf = dev_.make_buffer(b.size, WGPUBufferUsage_Storage | WGPUBufferUsage_CopySrc | WGPUBufferUsage_CopyDst,
+                             "activation");
+    owned_.push_back(b.buf);
+    memory_ += static_cast<int64_t>(b.size);
+    max_rows_ = std::max(max_rows_, max_rows);
+    return {&b, cols, max_rows};
+  }
+
+  void alloc_kv(const KvCacheConfig& cfg) override {
+    if (cfg.type != DType::F16 && cfg.type != DType::F32) throw std::runtime_error("WebGPU KV cache supports f16 and f32");
+    if (cfg.kv_dim % 2 != 0) throw std::runtime_error("WebGPU KV cache needs an even kv_dim");
+    kv_ = cfg;
+    const uint64_t elem = cfg.type == DType::F32 ? 4 : 2;
+    const uint64_t bytes = uint64_t(cfg.n_slots) * cfg.n_ctx * cfg.kv_dim * elem;
+    if (bytes > max_binding_)
+      throw std::runtime_error("WebGPU: one layer's KV cache (" + std::to_string(bytes >> 20) +
+                               " MiB) exceeds the adapter's largest storage binding (" +
+                               std::to_string(max_binding_ >> 20) + " MiB): lower the context or the parallel slots");
+    for (int32_t l = 0; l < cfg.n_layers; ++l) {
+      for (auto* v : {&k_cache_, &v_cache_}) {
+        WGPUBuffer b = dev_.make_buffer(bytes, WGPUBufferUsage_Storage, "kv cache");
+        owned_.push_back(b);
+        v->push_back({b, bytes});
+        memory_ += static_cast<int64_t>(bytes);
+      }
+    }
+    if (cfg.type == DType::F32) make_kv_pipelines_(false);
+    ensure_step_buffer();
+  }
+
+  int64_t memory_bytes() const override { return memory_; }
+
+  // ---- one step ----
+
+  void begin_step(const Batch& batch) override {
+    ensure_step_buffer();
+    const int32_t n = batch.size();
+    if (n <= 0 || n > cap_) throw std::runtime_error("WebGPU: step of " + std::to_string(n) + " tokens exceeds the plan");
+    if (batch.logit_rows.size() > size_t(cap_)) throw std::runtime_error("WebGPU: too many logit rows");
+    for (int32_t i = 0; i < n; ++i)
+      if (kv_.n_layers > 0 && (batch.positions[i] < 0 || batch.positions[i] >= kv_.n_ctx || batch.slots[i] < 0 ||
+                               batch.slots[i] >= kv_.n_slots))
+        throw std::runtime_error("position or slot outside the KV cache");
+    batch_ = &batch;
+    n_ = n;
+    std::fill(step_host_.begin(), step_host_.end(), 0);
+    std::copy(batch.tokens.begin(), batch.tokens.end(), step_host_.begin());
+    std::copy(batch.positions.begin(), batch.positions.end(), step_host_.begin() + cap_);
+    std::copy(batch.slots.begin(), batch.slots.end(), step_host_.begin() + 2 * cap_);
+    std::copy(batch.logit_rows.begin(), batch.logit_rows.end(), step_host_.begin() + 3 * cap_);
+    wgpuQueueWriteBuffer(dev_.queue(), step_.buf, 0, step_host_.data(), step_host_.size() * 4);
+    log_.clear();
+  }
+
+  void end_step(Act logits, std::span<float> host) override {
+    const size_t r = batch_->logit_rows.size();
+    const size_t bytes = r * logits.cols * 4;
+    if (host.size() < r * logits.cols) throw std::runtime_error("logits buffer too small");
+    submit(bytes ? buf(logits) : nullptr, bytes);
+    if (bytes) dev_.read(readback_.buf, host.data(), bytes);
+    batch_ = nullptr;
+  }
+
+  void end_step_argmax(Act logits, std::span<int32_t> ids) override {
+    const size_t r = batch_->logit_rows.size();
+    if (ids.size() < r) throw std::runtime_error("ids buffer too small");
+    if (!ids_.buf) {
+      ids_.size = uint64_t(cap_) * 4;
+      ids_.buf = dev_.make_buffer(ids_.size, WGPUBufferUsage_Storage | WGPUBufferUsage_CopySrc, "argmax ids");
+      owned_.push_back(ids_.buf);
+    }
+    if (r > 0) {
+      Dispatch& d = push(kArgmax);
+      bind(d, 0, buf(logits), r * logits.cols * 4);
+      bind(d, 1, ids_.buf, r * 4);
+      d.params[0] = static_cast<uint32_t>(logits.cols);
+      d.params[1] = static_cast<uint32_t>(r);
+      d.grid[0] = static_cast<uint32_t>(r);
+    }
+    submit(ids_.buf, r * 4);
+    if (r) dev_.read(readback_.buf, ids.data(), r * 4);
+    batch_ = nullptr;
+  }
+
+  // Reads the whole rows back and picks the candidates on the host, exactly like the CPU backend.
+  void end_step_candidates(Act logits, std::span<const float> margins, int32_t cap, std::span<float> values,
+                           std::span<int32_t> ids, std::span<int32_t> counts) override {
+    const size_t r = batch_->logit_rows.size();
+    if (counts.size() < r || margins.size() < r || values.size() < r * cap || ids.size() < r * cap)
+      throw std::runtime_error("candidate buffers too small");
+    last_logits_.resize(r * logits.cols);
+    last_cols_ = logits.cols;
+    end_step(logits, last_logits_);
+    for (size_t i = 0; i < r; ++i) {
+      const float* row = last_logits_.data() + i * logits.cols;
+      float top = -INFINITY;
+      for (int64_t c = 0; c < logits.cols; ++c) top = std::max(top, row[c]);
+      const float floor_l = top - margins[i];
+      int32_t n = 0;
+      for (int64_t c = 0; c < logits.cols && n >= 0; ++c)
+        if (row[c] >= floor_l) {
+          if (n == cap) n = -1;
+          else values[i * cap + n] = row[c], ids[i * cap + n] = static_cast<int32_t>(c), ++n;
+        }
+      counts[i] = n == 0 ? -1 : n;
+    }
+  }
+
+  void read_logit_rows(Act logits, std::span<const int32_t> rows, std::span<float> host) override {
+    if (host.size() < rows.size() * logits.cols) throw std::runtime_error("logits buffer too small");
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if ((rows[i] + 1) * logits.cols > static_cast<int64_t>(last_logits_.size()))
+        throw std::runtime_error("read_logit_rows: no such row in the last step");
+      std::memcpy(host.data() + i * logits.cols, last_logits_.data() + rows[i] * logits.cols, logits.cols * 4);
+    }
+  }
+
+  // ---- for tests: activations in and out, outside any step ----
+  void write_act(Act a, const float* data, size_t n) {
+    if (n * 4 > gb(a).size) throw std::runtime_error("write_act: too many values");
+    wgpuQueueWriteBuffer(dev_.queue(), buf(a), 0, data, n * 4);
+  }
+  void read_act(Act a, float* data, size_t n) {
+    if (n * 4 > gb(a).size) throw std::runtime_error("read_act: too many values");
+    ensure_readback(n * 4);
+    WGPUCommandEncoder enc = wgpuDeviceCreateCommandEncoder(dev_.device(), nullptr);
+    wgpuCommandEncoderCopyBufferToBuffer(enc, buf(a), 0, readback_.buf, 0, n * 4);
+    WGPUCommandBuffer cmd = wgpuCommandEncoderFinish(enc, nullptr);
+    wgpuQueueSubmit(dev_.queue(), 1, &cmd);
+    wgpuCommandBufferRelease(cmd);
+    wgpuCommandEncoderRelease(enc);
+    dev_.read(readback_.buf, data, n * 4);
+  }
+  int64_t submits() const { return submits_; }
+  size_t plans() const { return plans_.size(); }
+
+  // ---- ops: each appends dispatches to the step's log ----
+
+  void embed(const Weight* table, Act out) override {
+    const auto* w = static_cast<const WgWeight*>(table);
+    for (int32_t t = 0; t < n_; ++t)
+      if (batch_->tokens[t] < 0 || batch_->tokens[t] >= w->rows) throw std::runtime_error("token id out of range");
+    for (const auto& c : w->chunks) {
+      Dispatch& d = push(kEmbed0 + w->kind);
+      bind(d, 0, c.buf, uint64_t(c.rows) * w->words_per_row * 4);
+      bind(d, 1, step_.buf, step_.size);
+      bind(d, 2, buf(out), act_bytes(out, n_));
+      set(d, {u(w->k), u(c.rows), u(n_), w->words_per_row, u(c.row0)});
+      d.grid[0] = u((w->k / 32 + 63) / 64);
+      d.grid[1] = u(n_);
+    }
+  }
+
+  void rmsnorm(Act x, const Weight* w, float eps, Act out) override {
+    Dispatch& d = push(kRmsnorm);
+    bind(d, 0, buf(x), act_bytes(x, x.rows));
+    bind(d, 2, vec(w), vec_bytes(w));
+    bind(d, 3, buf(out), act_bytes(out, x.rows));
+    set(d, {u(x.cols), u(x.rows), f2u(eps)});
+    d.grid[0] = u(x.rows);
+  }
+
+  void add_rmsnorm(Act x, Act y, const Weight* w, float eps, Act out) override {
+    Dispatch& d = push(kAddRmsnorm);
+    bind(d, 0, buf(x), act_bytes(x, x.rows));
+    bind(d, 1, buf(y), act_bytes(y, x.rows));
+    bind(d, 2, vec(w), vec_bytes(w));
+    bind(d, 3, buf(out), act_bytes(out, x.rows));
+    set(d, {u(x.cols), u(x.rows), f2u(eps)});
+    d.grid[0] = u(x.rows);
+  }
+
+  void matmul(const Weight* weight, Act x, Act out) override {
+    const auto* w = static_cast<const WgWeight*>(weight);
+    if (x.cols != w->k) throw std::runtime_error("WebGPU matmul: activation width does not match the weight");
+    for (const auto& c : w->chunks) {
+      Dispatch& d = push(kMatmul0 + w->kind);
+      bind(d, 0, c.buf, uint64_t(c.rows) * w->words_per_row * 4);
+      bind(d, 1, buf(x), act_bytes(x, x.rows));
+      bind(d, 2, buf(out), act_bytes(out, x.rows));
+      uint32_t gx, gy;
+      grid_2d(u(c.rows), &gx, &gy);
+      set(d, {u(w->k), u(c.rows), u(x.rows), w->words_per_row, u(out.cols), u(c.row0), gx});
+      d.grid[0] = gx, d.grid[1] = gy, d.grid[2] = u((x.rows + 7) / 8);
+    }
+  }
+
+  void add_bias(Act x, const Weight* b) override { elementwise(kAddBias, x, x.rows, &b, nullptr); }
+
+  void rope(Act x, const RopeParams& p) override {
+    const GpuBuffer& freq = freq_table(p);
+    Dispatch& d = push(kRope);
+    bind(d, 0, buf(x), act_bytes(x, n_));
+    bind(d, 1, freq.buf, freq.size);
+    bind(d, 2, step_.buf, step_.size);
+    const uint64_t threads = uint64_t(n_) * p.n_heads * (p.rope_dim / 2);
+    uint32_t gx, gy;
+    grid_2d((threads + 255) / 256, &gx, &gy);
+    set(d, {u(x.cols), u(n_), u(p.n_heads), u(p.head_dim), u(p.rope_dim / 2), p.mode == RopeMode::Neox ? 1u : 0u,
+            gx, u(cap_)});
+    d.grid[0] = gx, d.grid[1] = gy;
+  }
+
+  void kv_store(int32_t layer, Act k, Act v) override {
+    Dispatch& d = push(kKvStore);
+    bind(d, 0, k_cache_[layer].buf, k_cache_[layer].size);
+    bind(d, 1, v_cache_[layer].buf, v_cache_[layer].size);
+    bind(d, 2, buf(k), act_bytes(k, n_));
+    bind(d, 3, buf(v), act_bytes(v, n_));
+    bind(d, 4, step_.buf, step_.size);
+    uint32_t gx, gy;
+    grid_2d((uint64_t(n_) * kv_.kv_dim / 2 + 255) / 256, &gx, &gy);
+    set(d, {u(kv_.kv_dim), u(n_), u(kv_.n_ctx), u(cap_), 0, 0, 0, 0, 0, gx});
+    d.grid[0] = gx, d.grid[1] = gy;
+  }
+
+  void attention(Act q, Act out, const AttentionParams& p) override {
+    if (p.head_dim > 256) throw std::runtime_error("WebGPU attention supports head_dim up to 256");
+    Dispatch& d = push(kAttention);
+    bind(d, 4, step_.buf, step_.size);
+    bind(d, 6, k_cache_[p.layer].buf, k_cache_[p.layer].size);
+    bind(d, 7, v_cache_[p.layer].buf, v_cache_[p.layer].size);
+    bind(d, 8, buf(q), act_bytes(q, n_));
+    bind(d, 9, buf(out), act_bytes(out, n_));
+    set(d, {u(kv_.kv_dim), u(n_), u(kv_.n_ctx), u(cap_), u(p.n_heads), u(p.n_kv_heads), u(p.head_dim),
+            f2u(p.scale), u(q.cols), 0});
+    d.grid[0] = u(n_), d.grid[1] = u(p.n_heads);
+  }
+
+  void swiglu(Act gate, Act up, Act out) override {
+    if (gate.data == out.data) elementwise(kSwigluInplace, gate, out.rows, nullptr, &up);
+    else elementwise(kSwiglu, gate, out.rows, nullptr, &up, &out);
+  }
+
+  void add(Act x, Act y) override { elementwise(kAdd, x, x.rows, nullptr, &y); }
+
+  void gather_logit_rows(Act x, Act out) override {
+    const int64_t r = static_cast<int64_t>(batch_->logit_rows.size());
+    if (r == 0) return;
+    Dispatch& d = push(kGatherRows);
+    bind(d, 1, buf(x), act_bytes(x, n_));
+    bind(d, 2, buf(out), act_bytes(out, r));
+    bind(d, 4, step_.buf, step_.size);
+    uint32_t gx, gy;
+    grid_2d((uint64_t(r) * x.cols + 255) / 256, &gx, &gy);
+    set(d, {u(x.cols), u(r), gx, u(cap_)});
+    d.grid[0] = gx, d.grid[1] = gy;
+  }
+
+  void kv_truncate(int32_t, int32_t) override {}  // slotted cache: later positions are overwritten before use
+
+  void kv_copy(int32_t src, int32_t dst, int32_t n) override {
+    if (src < 0 || src >= kv_.n_slots || dst < 0 || dst >= kv_.n_slots || n < 0 || n > kv_.n_ctx)
+      throw std::runtime_error("kv_copy: slot or length outside the KV cache");
+    if (src == dst || n == 0) return;
+    const uint64_t words_per_pos = kv_.type == DType::F32 ? kv_.kv_dim : kv_.kv_dim / 2;
+    const uint64_t slot_words = words_per_pos * kv_.n_ctx;
+    std::vector<Dispatch> saved;
+    saved.swap(log_);
+    for (int32_t l = 0; l < kv_.n_layers; ++l) {
+      Dispatch& d = push(kKvCopy);
+      bind(d, 0, k_cache_[l].buf, k_cache_[l].size);
+      bind(d, 1, v_cache_[l].buf, v_cache_[l].size);
+      uint32_t gx, gy;
+      grid_2d((words_per_pos * n + 255) / 256, &gx, &gy);
+      set(d, {u(words_per_pos * n), u(src * slot_words), u(dst * slot_words), gx});
+      d.grid[0] = gx, d.grid[1] = gy;
+    }
+    submit(nullptr, 0);
+    log_.swap(saved);
+  }
+
+ private:
+  static uint32_t u(int64_t v) { return static_cast<uint32_t>(v); }
+  static GpuBuffer& gb(Act a) { return *static_cast<GpuBuffer*>(a.data); }
+  static WGPUBuffer buf(Act a) { return gb(a).buf; }
+  static uint64_t act_bytes(Act a, int64_t rows) { return uint64_t(std::max<int64_t>(rows, 1)) * a.cols * 4; }
+  static WGPUBuffer vec(const Weight* w) { return static_cast<const WgWeight*>(w)->vec.buf; }
+  static uint64_t vec_bytes(const Weight* w) { return static_cast<const WgWeight*>(w)->vec.size; }
+
+  Dispatch& push(uint32_t pipe) {
+    Dispatch& d = log_.emplace_back();
+    std::memset(&d, 0, sizeof(Dispatch));  // padding too: dispatches are compared bytewise
+    d.pipe = pipe;
+    d.grid[0] = d.grid[1] = d.grid[2] = 1;
+    return d;
+  }
+  void bind(Dispatch& d, uint32_t binding, WGPUBuffer b, uint64_t size) {
+    if (size > max_binding_)
+      throw std::runtime_error("WebGPU: a binding of " + std::to_string(size >> 20) +
+                               " MiB exceeds the adapter's largest storage binding (" +
+                               std::to_string(max_binding_ >> 20) + " MiB); use a smaller batch");
+    d.bind[d.n_bind++] = {binding, b, size};
+  }
+  static void set(Dispatch& d, std::initializer_list<uint32_t> v) { std::copy(v.begin(), v.end(), d.params); }
+
+  // x (binding 0, read-write) with an optional vector weight or activation (binding 1) and output (binding 2).
+  void elementwise(uint32_t pipe, Act a, int64_t rows, const Weight* const* wb, const Act* b, const Act* c = nullptr) {
+    Dispatch& d = push(pipe);
+    bind(d, 0, buf(a), act_bytes(a, rows));
+    if (wb) bind(d, 1, vec(*wb), vec_bytes(*wb));
+    if (b) bind(d, 1, buf(*b), act_bytes(*b, rows));
+    if (c) bind(d, 2, buf(*c), act_bytes(*c, rows));
+    uint32_t gx, gy;
+    grid_2d((uint64_t(rows) * a.cols + 255) / 256, &gx, &gy);
+    set(d, {u(a.cols), u(rows), gx, u(cap_)});
+    d.grid[0] = gx, d.grid[1] = gy;
+  }
+
+  void ensure_step_buffer() {
+    if (step_.buf) return;
+    cap_ = static_cast<int32_t>(std::max<int64_t>(max_rows_, 1));
+    step_host_.assign(static_cast<size_t>(cap_) * 4, 0);
+    step_.size = step_host_.size() * 4;
+    step_.buf = dev_.make_buffer(step_.size, WGPUBufferUsage_Storage | WGPUBufferUsage_CopyDst, "step");
+    owned_.push_back(step_.buf);
+  }
+
+  // base^(-2i/rope_dim) / factor_i for i < rope_dim/2, computed like the CPU backend, uploaded once per params.
+  const GpuBuffer& freq_table(const RopeParams& p) {
+    const auto key = std::make_tuple(p.rope_dim, p.freq_base, p.freq_factors);
+    auto it = freqs_.find(key);
+    if (it != freqs_.end()) return it->second;
+    const float* factors = p.freq_factors ? static_cast<const WgWeight*>(p.freq_factors)->host.data() : nullptr;
+    std::vector<float> f(static_cast<size_t>(std::max(1, p.rope_dim / 2)));
+    for (int i = 0; i < p.rope_dim / 2; ++i) {
+      f[i] = std::pow(p.freq_base, -2.0f * static_cast<float>(i) / static_cast<float>(p.rope_dim));
+      if (factors) f[i] /= factors[i];
+    }
+    GpuBuffer b{upload(f.data(), f.size() * 4, "rope frequencies"), f.size() * 4};
+    return freqs_.emplace(key, b).first->second;
+  }
+
+  WGPUBuffer upload(const void* data, uint64_t bytes, const char* label) {
+    WGPUBuffer b = dev_.make_buffer(bytes, WGPUBufferUsage_Storage | WGPUBufferUsage_CopyDst, label, true);
+    void* dst = wgpuBufferGetMappedRange(b, 0, (bytes + 3) & ~3ull);
+    std::memcpy(dst, data, bytes);
+    wgpuBufferUnmap(b);
+    owned_.push_back(b);
+    return b;
+  }
+
+  // Finds or builds the plan for the step's log, encodes it with a copy of `result_bytes` of `result` into the
+  // read-back buffer, and submits it.
+  void submit(WGPUBuffer result, uint64_t result_bytes) {
+    const Plan& plan = plan_for_log();
+    WGPUCommandEncoder enc = wgpuDeviceCreateCommandEncoder(dev_.device(), nullptr);
+    WGPUComputePassEncoder pass = wgpuCommandEncoderBeginComputePass(enc, nullptr);
+    uint32_t last = ~0u;
+    for (size_t i = 0; i < plan.log.size(); ++i) {
+      const Dispatch& d = plan.log[i];
+      if (d.pipe != last) wgpuComputePassEncoderSetPipeline(pass, pipes_[d.pipe].pipeline), last = d.pipe;
+      wgpuComputePassEncoderSetBindGroup(pass, 0, plan.groups[i], 0, nullptr);
+      wgpuComputePassEncoderDispatchWorkgroups(pass, d.grid[0], d.grid[1], d.grid[2]);
+    }
+    wgpuComputePassEncoderEnd(pass);
+    wgpuComputePassEncoderRelease(pass);
+    if (result && result_bytes) {
+      ensure_readback(result_bytes);
+      wgpuCommandEncoderCopyBufferToBuffer(enc, result, 0, readback_.buf, 0, (result_bytes + 3) & ~3ull);
+    }
+    WGPUCommandBuffer cmd = wgpuCommandEncoderFinish(enc, nullptr);
+    wgpuQueueSubmit(dev_.queue(), 1, &cmd);
+    wgpuCommandBufferRelease(cmd);
+    wgpuCommandEncoderRelease(enc);
+    ++submits_;
+    dev_.check("a step");
+  }
+
+  void ensure_readback(uint64_t bytes) {
+    bytes = (bytes + 3) & ~3ull;
+    if (readback_.size >= bytes) return;
+    if (readback_.buf) {
+      wgpuBufferDestroy(readback_.buf);
+      wgpuBufferRelease(readback_.buf);
+      owned_.erase(std::find(owned_.begin(), owned_.end(), readback_.buf));
+    }
+    readback_.size = std::max<uint64_t>(bytes, 1 << 16);
+    readback_.buf = dev_.make_buffer(readback_.size, WGPUBufferUsage_MapRead | WGPUBufferUsage_CopyDst, "read-back");
+    owned_.push_back(readback_.buf);
+  }
+
+  const Plan& plan_for_log() {
+    const uint64_t h = hash_log(log_);
+    auto it = plans_.find(h);
+    if (it != plans_.end() && it->second.log == log_) return it->second;
+    if (plans_.size() >= 64) clear_plans();  // step shapes come and go (prompt lengths): keep the cache bounded
+    if (it != plans_.end()) {
+      release_plan(it->second);
+      plans_.erase(it);
+    }
+    Plan p;
+    p.log = log_;
+    const uint64_t ubytes = std::max<uint64_t>(log_.size(), 1) * uniform_stride_;
+    p.uniforms = dev_.make_buffer(ubytes, WGPUBufferUsage_Uniform | WGPUBufferUsage_CopyDst, "step parameters");
+    std::vector<uint8_t> udata(ubytes, 0);
+    for (size_t i = 0; i < log_.size(); ++i) std::memcpy(udata.data() + i * uniform_stride_, log_[i].params, 64);
+    wgpuQueueWriteBuffer(dev_.queue(), p.uniforms, 0, udata.data(), udata.size());
+    p.groups.reserve(log_.size());
+    for (size_t i = 0; i < log_.size(); ++i) {
+      const Dispatch& d = log_[i];
+      WGPUBindGroupEntry e[9] = {};
+      for (uint32_t j = 0; j < d.n_bind; ++j) {
+        e[j].binding = d.bind[j].binding;
+        e[j].buffer = d.bind[j].buf;
+        e[j].size = d.bind[j].size;
+      }
+      e[d.n_bind].binding = uniform_binding(d.pipe);
+      e[d.n_bind].buffer = p.uniforms;
+      e[d.n_bind].offset = i * uniform_stride_;
+      e[d.n_bind].size = 64;
+      WGPUBindGroupDescriptor bd = {};
+      bd.layout = pipes_[d.pipe].layout;
+      bd.entryCount = d.n_bind + 1;
+      bd.entries = e;
+      p.groups.push_back(wgpuDeviceCreateBindGroup(dev_.device(), &bd));
+    }
+    dev_.check("building a step plan");
+    return plans_.emplace(h, std::move(p)).first->second;
+  }
+
+  void release_plan(Plan& p) {
+    for (WGPUBindGroup g : p.groups) wgpuBindGroupRelease(g);
+    if (p.uniforms) {
+      wgpuBufferDestroy(p.uniforms);
+      wgpuBufferRelease(p.uniforms);
+    }
+    p.groups.clear();
+    p.uniforms = nullptr;
+  }
+  void clear_plans() {
+    for (auto& [h, p] : plans_) release_plan(p);
+    plans_.clear();
+  }
+
+  static uint32_t uniform_binding(uint32_t pipe) {
+    if (pipe >= kMatmul0 && pipe < kMatmul0 + kKinds) return 3;
+    if (pipe >= kEmbed0 && pipe < kEmbed0 + kKinds) return 3;
+    switch (pipe) {
+      case kRmsnorm: case kAddRmsnorm: return 4;
+      case kRope: return 3;
+      case kKvStore: case kAttention: return 5;
+      case kKvCopy: return 10;
+      case kArgmax: return 2;
+      default: return 3;  // elementwise
+    }
+  }
+
+  struct Pipe {
+    WGPUComputePipeline pipeline = nullptr;
+    WGPUBindGroupLayout layout = nullptr;
+  };
+
+  void create_pipelines() {
+    pipes_.resize(kPipes);
+    auto make = [&](uint32_t id, const std::string& source, const char* entry) {
+      WGPUShaderSourceWGSL wgsl = {};
+      wgsl.chain.sType = WGPUSType_ShaderSourceWGSL;
+      wgsl.code = {source.data(), source.size()};
+      WGPUShaderModuleDescriptor md = {};
+      md.nextInChain = &wgsl.chain;
+      md.label = sv(entry);
+      WGPUShaderModule mod = wgpuDeviceCreateShaderModule(dev_.device(), &md);
+      dev_.check((std::string("compiling WGSL for ") + entry).c_str());
+      WGPUComputePipelineDescriptor pd = {};
+      pd.label = sv(entry);
+      pd.compute.module = mod;
+      pd.compute.entryPoint = sv(entry);
+      pipes_[id].pipeline = wgpuDeviceCreateComputePipeline(dev_.device(), &pd);
+      dev_.check((std::string("creating the pipeline ") + entry).c_str());
+      pipes_[id].layout = wgpuComputePipelineGetBindGroupLayout(pipes_[id].pipeline, 0);
+      wgpuShaderModuleRelease(mod);
+    };
+    for (uint32_t kind = 0; kind < kKinds; ++kind) {
+      const std::string prefix = "const WEIGHT_TYPE: u32 = " + std::to_string(kind) + "u;\n";
+      make(kMatmul0 + kind, prefix + wgsl::quant + wgsl::matmul, "matmul");
+      make(kEmbed0 + kind, prefix + wgsl::quant + wgsl::embed, "embed");
+    }
+    make(kRmsnorm, wgsl::norm, "rmsnorm");
+    make(kAddRmsnorm, wgsl::norm, "add_rmsnorm");
+    make(kSwiglu, wgsl::elementwise, "swiglu");
+    make(kSwigluInplace, wgsl::elementwise, "swiglu_inplace");
+    make(kAdd, wgsl::elementwise, "add");
+    make(kAddBias, wgsl::elementwise, "add_bias");
+    make(kGatherRows, wgsl::elementwise, "gather_rows");
+    make(kRope, wgsl::rope, "rope");
+    make(kArgmax, wgsl::argmax, "argmax");
+    // The KV-cache kernels are compiled for f16 storage here and again in alloc_kv if the cache is f32.
+    make_kv_pipelines_ = [this, make](bool f16) {
+      const std::string src = std::string("const KV_F16: bool = ") + (f16 ? "true" : "false") + ";\n" + wgsl::attention;
+      for (uint32_t id : {uint32_t(kKvStore), uint32_t(kAttention), uint32_t(kKvCopy)}) {
+        if (pipes_[id].layout) wgpuBindGroupLayoutRelease(pipes_[id].layout);
+        if (pipes_[id].pipeline) wgpuComputePipelineRelease(pipes_[id].pipeline);
+        make(id, src, id == kKvStore ? "kv_store" : id == kAttention ? "attention" : "kv_copy");
+      }
+    };
+    make_kv_pipelines_(true);
+  }
+
+  Device dev_;
+  uint64_t max_binding_ = 0;         // the adapter's largest storage binding
+  uint64_t weight_chunk_bytes_ = 0;  // the largest weight chunk (WebGpuOptions::max_binding_bytes lowers it)
+  uint32_t uniform_stride_ = 256;
+  std::vector<Pipe> pipes_;
+  std::function<void(bool)> make_kv_pipelines_;
+  std::deque<std::unique_ptr<WgWeight>> weights_;
+  std::deque<GpuBuffer> acts_;
+  std::vector<WGPUBuffer> owned_;
+  std::vector<GpuBuffer> k_cache_, v_cache_;
+  std::map<std::tuple<int32_t, float, const Weight*>, GpuBuffer> freqs_;
+  KvCacheConfig kv_;
+  GpuBuffer step_, ids_, readback_;
+  std::vector<int32_t> step_host_;
+  int32_t cap_ = 0;
+  int64_t max_rows_ = 0;
+  std::vector<Dispatch> log_;
+  std::unordered_map<uint64_t, Plan> plans_;
+  std::vector<float> last_logits_;
+  int64_t last_cols_ = 0;
+  const Batch* batch_ = nullptr;
+  int32_t n_ = 0;
+  int64_t memory_ = 0;
+  int64_t submits_ = 0;
+};
+
+}  // namespace
+
+bool webgpu_available(std::string* why) {
+  try {
+    Device d;
+    return true;
+  } catch (const std::exception& e) {
+    if (why) *why = e.what();
+    return false;
+  }
+}
+
+std::string webgpu_adapter_summary() {
+  Device d;
+  return d.summary();
+}
+
+std::unique_ptr<Backend> make_webgpu_backend(const WebGpuOptions& opts) {
+  return std::make_unique<WebGpuBackend>(opts);
+}
+
+namespace webgpu_testing {
+WebGpuBackend& cast(Backend& be) {
+  auto* w = dynamic_cast<WebGpuBackend*>(&be);
+  if (!w) throw std::invalid_argument("not a WebGPU backend");
+  return *w;
+}
+void write_act(Backend& be, Act a, const std::vector<float>& v) { cast(be).write_act(a, v.data(), v.size()); }
+std::vector<float> read_act(Backend& be, Act a, int64_t rows) {
+  std::vector<float> v(static_cast<size_t>(rows * a.cols));
+  cast(be).read_act(a, v.data(), v.size());
+  return v;
+}
+int64_t submits(Backend& be) { return cast(be).submits(); }
+size_t plans(Backend& be) { return cast(be).plans(); }
+}  // namespace webgpu_testing
+
+}  // namespace vireo

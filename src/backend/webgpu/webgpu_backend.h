@@ -1,0 +1,34 @@
+// The WebGPU backend: the Llama-family ops as WGSL compute shaders (src/backend/webgpu/wgsl), run natively
+// through wgpu-native (built when CMake finds it; see CMakeLists.txt). A step is recorded as a list of
+// dispatches and submitted once, with one command buffer; the dispatch list (bind groups, parameters) is built
+// the first time a step shape is seen and reused after that.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/backend.h"
+
+namespace vireo {
+
+struct WebGpuOptions {
+  // Largest storage-buffer binding to use (0: the adapter's limit). Weights larger than this are split into
+  // row chunks; tests lower it to exercise the split.
+  uint64_t max_binding_bytes = 0;
+};
+
+// True when a WebGPU adapter can be opened; otherwise `why` says what is missing.
+bool webgpu_available(std::string* why);
+// Adapter name, backend and the limits/features the kernels use, one line (for logs and bench).
+std::string webgpu_adapter_summary();
+std::unique_ptr<Backend> make_webgpu_backend(const WebGpuOptions& opts = {});
+
+// For tests: activation contents in and out (outside a step), and counters.
+namespace webgpu_testing {
+void write_act(Backend& be, Act a, const std::vector<float>& v);
+std::vector<float> read_act(Backend& be, Act a, int64_t rows);
+int64_t submits(Backend& be);  // queue submits of steps so far
+size_t plans(Backend& be);     // step shapes seen (cached dispatch lists)
+}  // namespace webgpu_testing
+
+}  // namespace vireo

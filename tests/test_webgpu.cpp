@@ -1,0 +1,465 @@
+// The WebGPU backend against the references: every kernel on random inputs (matmul against the reference
+// dequantizer and double-precision products; the other ops against the CPU backend), then end to end on
+// stories260K against the golden text and the CPU path. Runs on any WebGPU adapter (in CI: Mesa's lavapipe,
+// Vulkan on the CPU); skips, saying why, when the build has no WebGPU backend or no adapter is found.
+//
+// Error bounds (f32 arithmetic on both sides; the WebGPU kernels dequantize weights exactly to f32):
+//   matmul: |y - ref| <= 3e-6 * sum_k |w_k x_k| + 1e-6, element by element (f32 sums of up to 4096 products);
+//   rmsnorm / rope / swiglu / add: 2e-6 relative (same f32 formulas; sqrt/exp/sin/cos may differ by an ulp);
+//   attention over the f16 cache: 2e-5 relative to the largest |output| (same f16 keys/values; exp and summation
+//   order differ); end-to-end logits: 2e-4 absolute on stories260K (f32 KV) and the same greedy text.
+// NaN or inf anywhere fails.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "backend/cpu/cpu_backend.h"
+#include "quant/quant.h"
+#include "runtime/backend.h"
+#include "runtime/sampler.h"
+#include "vireo/vireo.h"
+#ifdef VIREO_HAVE_WEBGPU
+#include "backend/webgpu/webgpu_backend.h"
+#endif
+
+namespace vireo {
+namespace {
+
+const std::string kFixtures = VIREO_FIXTURES;
+
+#ifdef VIREO_HAVE_WEBGPU
+bool adapter_ok(std::string* why) {
+  static std::string reason;
+  static const bool ok = webgpu_available(&reason);
+  *why = reason;
+  return ok;
+}
+#define REQUIRE_WEBGPU()                                                                      \
+  do {                                                                                        \
+    std::string why_;                                                                         \
+    if (!adapter_ok(&why_)) GTEST_SKIP() << "no WebGPU adapter here (" << why_ << ")";        \
+  } while (0)
+#else
+#define REQUIRE_WEBGPU() GTEST_SKIP() << "built without the WebGPU backend (wgpu-native not found at configure time)"
+#endif
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng) * scale;
+  return v;
+}
+
+void expect_finite(const std::vector<float>& v, const char* what) {
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i])) {
+      ADD_FAILURE() << what << ": non-finite value at " << i;
+      return;
+    }
+}
+
+void expect_close_rel(const std::vector<float>& got, const std::vector<float>& want, float rel, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  expect_finite(got, what);
+  float scale = 0;
+  for (float w : want) scale = std::max(scale, std::fabs(w));
+  int bad = 0;
+  for (size_t i = 0; i < got.size() && bad < 5; ++i)
+    if (!(std::fabs(got[i] - want[i]) <= rel * scale + 1e-7f)) {
+      ADD_FAILURE() << what << "[" << i << "]: " << got[i] << " vs " << want[i] << " (scale " << scale << ")";
+      ++bad;
+    }
+}
+
+Batch batch_of(int n, int slot = 0, int pos0 = 0) {
+  Batch b;
+  for (int i = 0; i < n; ++i) b.add(0, pos0 + i, slot, false);
+  return b;
+}
+
+#ifdef VIREO_HAVE_WEBGPU
+using webgpu_testing::read_act;
+using webgpu_testing::write_act;
+
+std::vector<float> read_cpu(Act a, int64_t rows) {
+  const float* p = static_cast<const float*>(a.data);
+  return std::vector<float>(p, p + rows * a.cols);
+}
+void write_cpu(Act a, const std::vector<float>& v) { std::copy(v.begin(), v.end(), static_cast<float*>(a.data)); }
+
+// A weight of `rows` x `k` random values, quantized to `type`: the GGUF bytes and their exact f32 values.
+struct TestWeight {
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;
+};
+TestWeight make_weight(DType type, int64_t rows, int64_t k, uint32_t seed) {
+  TestWeight w;
+  const std::vector<float> src = randn(static_cast<size_t>(rows * k), seed, 0.5f);
+  const int64_t rb = row_bytes(type, k);
+  w.bytes.resize(static_cast<size_t>(rows * rb));
+  w.values.resize(src.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    quantize_row_ref(type, src.data() + r * k, w.bytes.data() + r * rb, k);
+    dequantize_row(type, w.bytes.data() + r * rb, w.values.data() + r * k, k);
+  }
+  return w;
+}
+
+void check_matmul(DType type, int64_t rows, int64_t k, int n, uint64_t max_binding = 0) {
+  SCOPED_TRACE(std::string(dtype_name(type)) + " " + std::to_string(rows) + "x" + std::to_string(k) + " n=" +
+               std::to_string(n));
+  WebGpuOptions o;
+  o.max_binding_bytes = max_binding;
+  auto be = make_webgpu_backend(o);
+  const TestWeight w = make_weight(type, rows, k, 7 + static_cast<uint32_t>(type));
+  const Weight* wt = be->upload_weight("w", type, {k, rows}, w.bytes);
+  Act x = be->alloc_act(n, k), y = be->alloc_act(n, rows);
+  const std::vector<float> xv = randn(static_cast<size_t>(n * k), 99);
+  write_act(*be, x, xv);
+  write_act(*be, y, std::vector<float>(static_cast<size_t>(n * rows), NAN));
+  Batch b = batch_of(n);
+  be->begin_step(b);
+  be->matmul(wt, x.with_rows(n), y.with_rows(n));
+  be->end_step(Act{}, {});
+  const std::vector<float> got = read_act(*be, y, n);
+  int bad = 0;
+  for (int t = 0; t < n; ++t)
+    for (int64_t r = 0; r < rows && bad < 5; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const double p = double(w.values[r * k + i]) * xv[t * k + i];
+        ref += p;
+        mag += std::fabs(p);
+      }
+      const float g = got[t * rows + r];
+      if (!(std::fabs(g - ref) <= 3e-6 * mag + 1e-6)) {
+        ADD_FAILURE() << "y[" << t << "," << r << "] = " << g << ", reference " << ref << " (sum |wx| " << mag << ")";
+        ++bad;
+      }
+    }
+}
+
+TEST(WebGpu, MatmulEveryWeightType) {
+  REQUIRE_WEBGPU();
+  // Types with kernels, then types dequantized to f32 at upload (Q5_0, Q5_K, BF16).
+  for (DType t : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::Q5_0,
+                  DType::Q5_K, DType::BF16})
+    for (int n : {1, 3, 9}) check_matmul(t, 72, 512, n);
+}
+
+TEST(WebGpu, MatmulRealShapes) {
+  REQUIRE_WEBGPU();
+  // TinyLlama's K/V projection (2048 -> 256) and a down projection row length (5632), one and 8 tokens.
+  check_matmul(DType::Q4_K, 256, 2048, 1);
+  check_matmul(DType::Q6_K, 256, 2048, 8);
+  check_matmul(DType::Q8_0, 64, 5632, 2);
+  check_matmul(DType::F32, 48, 172, 3);  // stories260K's FFN: rows that end in a partial 32-element block
+}
+
+TEST(WebGpu, WeightsSplitAcrossBindings) {
+  REQUIRE_WEBGPU();
+  // 4 KiB bindings: a 300-row Q4_K matrix becomes 11 chunks, each its own dispatch.
+  check_matmul(DType::Q4_K, 300, 256, 2, 4096);
+  check_matmul(DType::F16, 130, 96, 1, 1024);
+}
+
+TEST(WebGpu, EmbedEveryTypeAndSplitTable) {
+  REQUIRE_WEBGPU();
+  for (DType t : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::Q5_K})
+    for (uint64_t limit : {uint64_t(0), uint64_t(2048)}) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " binding limit " + std::to_string(limit));
+      WebGpuOptions o;
+      o.max_binding_bytes = limit;
+      auto be = make_webgpu_backend(o);
+      const int64_t rows = 40, k = 256;
+      const TestWeight w = make_weight(t, rows, k, 3);
+      const Weight* table = be->upload_weight("emb", t, {k, rows}, w.bytes);
+      Act out = be->alloc_act(4, k);
+      Batch b;
+      for (int32_t tok : {39, 0, 17, 39}) b.add(tok, static_cast<int32_t>(b.size()), 0, false);
+      be->begin_step(b);
+      be->embed(table, out.with_rows(4));
+      be->end_step(Act{}, {});
+      const std::vector<float> got = read_act(*be, out, 4);
+      for (int i = 0; i < 4; ++i)
+        for (int64_t j = 0; j < k; ++j)
+          ASSERT_EQ(got[i * k + j], w.values[b.tokens[i] * k + j]) << "token " << b.tokens[i] << " element " << j;
+    }
+}
+
+// Runs the same ops on the CPU backend and the WebGPU backend from the same inputs; returns both outputs.
+struct Pair {
+  std::unique_ptr<Backend> cpu = make_cpu_backend(1);
+  std::unique_ptr<Backend> gpu = make_webgpu_backend();
+};
+
+TEST(WebGpu, NormsAndElementwiseMatchCpu) {
+  REQUIRE_WEBGPU();
+  Pair p;
+  const int n = 5, d = 2048, f = 700;
+  const std::vector<float> xv = randn(n * d, 1), yv = randn(n * d, 2), gv = randn(d, 3), bv = randn(f, 4);
+  const std::vector<float> av = randn(n * f, 5, 3.f), cv = randn(n * f, 6);
+  std::vector<uint8_t> gbytes(d * 4), bbytes(f * 4);
+  std::memcpy(gbytes.data(), gv.data(), gbytes.size());
+  std::memcpy(bbytes.data(), bv.data(), bbytes.size());
+  struct Out { std::vector<float> norm, add_norm, x_after, swiglu, swiglu_in, added, biased; };
+  auto run = [&](Backend& be, bool gpu) {
+    auto put = [&](Act a, const std::vector<float>& v) { gpu ? write_act(be, a, v) : write_cpu(a, v); };
+    auto get = [&](Act a, int64_t rows) { return gpu ? read_act(be, a, rows) : read_cpu(a, rows); };
+    const Weight* g = be.upload_weight("g", DType::F32, {d}, gbytes);
+    const Weight* bias = be.upload_weight("b", DType::F32, {f}, bbytes);
+    Act x = be.alloc_act(n, d), y = be.alloc_act(n, d), o = be.alloc_act(n, d), o2 = be.alloc_act(n, d);
+    Act a = be.alloc_act(n, f), c = be.alloc_act(n, f), s = be.alloc_act(n, f), a2 = be.alloc_act(n, f);
+    put(x, xv), put(y, yv), put(a, av), put(c, cv), put(a2, av);
+    Batch b = batch_of(n);
+    be.begin_step(b);
+    be.rmsnorm(x.with_rows(n), g, 1e-5f, o.with_rows(n));
+    be.add_rmsnorm(x.with_rows(n), y.with_rows(n), g, 1e-6f, o2.with_rows(n));
+    be.swiglu(a.with_rows(n), c.with_rows(n), s.with_rows(n));
+    be.swiglu(a2.with_rows(n), c.with_rows(n), a2.with_rows(n));  // in place, as the Llama step does
+    be.add(c.with_rows(n), a.with_rows(n));
+    be.add_bias(a.with_rows(n), bias);
+    be.end_step(Act{}, {});
+    return Out{get(o, n), get(o2, n), get(x, n), get(s, n), get(a2, n), get(c, n), get(a, n)};
+  };
+  const Out want = run(*p.cpu, false), got = run(*p.gpu, true);
+  expect_close_rel(got.norm, want.norm, 2e-6f, "rmsnorm");
+  expect_close_rel(got.add_norm, want.add_norm, 2e-6f, "add_rmsnorm");
+  expect_close_rel(got.x_after, want.x_after, 2e-6f, "residual after add_rmsnorm");
+  expect_close_rel(got.swiglu, want.swiglu, 2e-6f, "swiglu");
+  expect_close_rel(got.swiglu_in, want.swiglu_in, 2e-6f, "swiglu in place");
+  expect_close_rel(got.added, want.added, 2e-6f, "add");
+  expect_close_rel(got.biased, want.biased, 2e-6f, "add_bias");
+}
+
+TEST(WebGpu, RopeMatchesCpu) {
+  REQUIRE_WEBGPU();
+  for (RopeMode mode : {RopeMode::Normal, RopeMode::Neox})
+    for (bool factors : {false, true}) {
+      SCOPED_TRACE(std::string(mode == RopeMode::Neox ? "neox" : "normal") + (factors ? " with factors" : ""));
+      Pair p;
+      const int n = 6, heads = 4, hd = 64;
+      const std::vector<float> xv = randn(n * heads * hd, 11);
+      std::vector<float> fv(hd / 2);
+      for (int i = 0; i < hd / 2; ++i) fv[i] = 1.f + 0.25f * i;
+      std::vector<uint8_t> fbytes(fv.size() * 4);
+      std::memcpy(fbytes.data(), fv.data(), fbytes.size());
+      Batch b;
+      for (int32_t pos : {0, 1, 7, 300, 4095, 131000}) b.add(0, pos, 0, false);
+      auto run = [&](Backend& be, bool gpu) {
+        const Weight* fw = factors ? be.upload_weight("rope_freqs", DType::F32, {hd / 2}, fbytes) : nullptr;
+        Act x = be.alloc_act(n, heads * hd);
+        gpu ? write_act(be, x, xv) : write_cpu(x, xv);
+        be.begin_step(b);
+        be.rope(x.with_rows(n), {heads, hd, hd, 500000.f, mode, fw});
+        be.end_step(Act{}, {});
+        return gpu ? read_act(be, x, n) : read_cpu(x, n);
+      };
+      const std::vector<float> want = run(*p.cpu, false), got = run(*p.gpu, true);
+      // sin/cos of angles up to 1.3e5 rad: the reduction to [-pi, pi] loses ~|angle| * 2^-24 of the angle.
+      expect_close_rel(got, want, 2e-5f, "rope");
+    }
+}
+
+TEST(WebGpu, AttentionOverSlotsMatchesCpu) {
+  REQUIRE_WEBGPU();
+  for (DType kv : {DType::F16, DType::F32}) {
+    SCOPED_TRACE(kv == DType::F16 ? "f16 cache" : "f32 cache");
+    Pair p;
+    const int heads = 8, kv_heads = 2, hd = 64, ctx = 160;
+    // Step 1: a 150-token prompt in slot 1. Step 2: three decode tokens from slots 0, 1 and 2 (slot 0 has a
+    // copy of slot 1's first 100 positions, as prefix caching makes), one of them continuing at position 150.
+    Batch prompt = batch_of(150, 1);
+    Batch dec;
+    dec.add(0, 100, 0, false);
+    dec.add(0, 150, 1, false);
+    dec.add(0, 0, 2, false);
+    auto run = [&](Backend& be, bool gpu) {
+      auto put = [&](Act a, const std::vector<float>& v) { gpu ? write_act(be, a, v) : write_cpu(a, v); };
+      Act q = be.alloc_act(150, heads * hd), k = be.alloc_act(150, kv_heads * hd), v = be.alloc_act(150, kv_heads * hd);
+      Act out = be.alloc_act(150, heads * hd);
+      be.alloc_kv({1, 3, ctx, kv_heads * hd, kv});
+      put(q, randn(150 * heads * hd, 21)), put(k, randn(150 * kv_heads * hd, 22)), put(v, randn(150 * kv_heads * hd, 23));
+      const AttentionParams ap{0, heads, kv_heads, hd, 0.125f};
+      be.begin_step(prompt);
+      be.kv_store(0, k.with_rows(150), v.with_rows(150));
+      be.attention(q.with_rows(150), out.with_rows(150), ap);
+      be.end_step(Act{}, {});
+      std::vector<float> r1 = gpu ? read_act(be, out, 150) : read_cpu(out, 150);
+      be.kv_copy(1, 0, 100);
+      put(q, randn(3 * heads * hd, 31)), put(k, randn(3 * kv_heads * hd, 32)), put(v, randn(3 * kv_heads * hd, 33));
+      be.begin_step(dec);
+      be.kv_store(0, k.with_rows(3), v.with_rows(3));
+      be.attention(q.with_rows(3), out.with_rows(3), ap);
+      be.end_step(Act{}, {});
+      std::vector<float> r2 = gpu ? read_act(be, out, 3) : read_cpu(out, 3);
+      r1.insert(r1.end(), r2.begin(), r2.end());
+      return r1;
+    };
+    const std::vector<float> want = run(*p.cpu, false), got = run(*p.gpu, true);
+    expect_close_rel(got, want, 2e-5f, "attention");
+  }
+}
+
+TEST(WebGpu, ArgmaxAndGatherMatchHost) {
+  REQUIRE_WEBGPU();
+  auto be = make_webgpu_backend();
+  const int n = 4, vocab = 5000;
+  std::vector<float> xv = randn(n * vocab, 41);
+  xv[0 * vocab + 4999] = 100.f;                           // the last id
+  xv[2 * vocab + 17] = xv[2 * vocab + 4000] = 50.f;       // a tie: the lowest id wins
+  xv[3 * vocab + 5] = NAN;                                // NaN never wins
+  Act x = be->alloc_act(n, vocab), sel = be->alloc_act(n, vocab);
+  write_act(*be, x, xv);
+  Batch b;
+  for (int i = 0; i < n; ++i) b.add(0, i, 0, i != 1);  // rows 0, 2, 3 want logits
+  std::vector<int32_t> ids(3);
+  be->begin_step(b);
+  be->gather_logit_rows(x.with_rows(n), sel.with_rows(3));
+  be->end_step_argmax(sel.with_rows(3), ids);
+  for (int i = 0; i < 3; ++i) {
+    const int row = b.logit_rows[i];
+    EXPECT_EQ(ids[i], argmax(std::span<const float>(xv.data() + row * vocab, vocab))) << "row " << row;
+  }
+  EXPECT_EQ(ids[0], 4999);
+  EXPECT_EQ(ids[1], 17);
+  // The same step shape again reuses its plan: one more submit, no new plan.
+  const size_t plans = webgpu_testing::plans(*be);
+  const int64_t submits = webgpu_testing::submits(*be);
+  be->begin_step(b);
+  be->gather_logit_rows(x.with_rows(n), sel.with_rows(3));
+  be->end_step_argmax(sel.with_rows(3), ids);
+  EXPECT_EQ(webgpu_testing::plans(*be), plans);
+  EXPECT_EQ(webgpu_testing::submits(*be), submits + 1);
+}
+#endif
+
+// ---- end to end on stories260K ----
+
+bool have_fixtures() { return std::filesystem::exists(kFixtures + "/models/stories260K-f32.gguf"); }
+#define REQUIRE_FIXTURES() \
+  if (!have_fixtures()) GTEST_SKIP() << "fixtures not found at " << kFixtures << " (../shared/fixtures)"
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string greedy(const std::string& model, const std::string& device, const std::string& prompt, int n,
+                   int slots = 1) {
+  EngineOptions eo;
+  eo.device = device;
+  eo.threads = 1;
+  eo.n_ctx = 256;
+  eo.n_slots = slots;
+  auto engine = Engine::load(model, eo);
+  GenerateOptions g;
+  g.sampling.temperature = 0;
+  g.max_tokens = n;
+  g.ignore_eos = true;
+  std::string out;
+  engine->generate(prompt, g, [&](std::string_view piece) {
+    out += piece;
+    return true;
+  });
+  return out;
+}
+
+TEST(WebGpuEndToEnd, Stories260KGreedyFromBosMatchesRunC) {
+  REQUIRE_WEBGPU();
+  REQUIRE_FIXTURES();
+  std::string want = read_file(kFixtures + "/golden/stories260K_runc_t0_n200.txt");
+  while (!want.empty() && want.back() == '\n') want.pop_back();
+  std::string got = greedy(kFixtures + "/models/stories260K-f32.gguf", "webgpu", "", 200);
+  if (!got.empty() && got[0] == ' ') got.erase(0, 1);  // run.c drops the first piece's leading space
+  while (!got.empty() && got.back() == '\n') got.pop_back();
+  EXPECT_EQ(got, want);
+}
+
+TEST(WebGpuEndToEnd, Stories260KEveryFixtureEqualsCpuText) {
+  REQUIRE_WEBGPU();
+  REQUIRE_FIXTURES();
+  for (const char* m : {"stories260K-f32", "stories260K-f16", "stories260K-Q4_K_M-fallback", "stories260K-Q6_K-fallback"}) {
+    const std::string path = kFixtures + "/models/" + m + ".gguf";
+    if (!std::filesystem::exists(path)) continue;
+    EXPECT_EQ(greedy(path, "webgpu", "Once upon a time", 64), greedy(path, "cpu", "Once upon a time", 64)) << m;
+  }
+}
+
+TEST(WebGpuEndToEnd, Stories260KLogitsMatchRunC) {
+  REQUIRE_WEBGPU();
+  REQUIRE_FIXTURES();
+  std::istringstream in(read_file(kFixtures + "/golden/stories260K_once_upon_a_time_64.tokens.txt"));
+  std::string line;
+  std::vector<int32_t> seq;
+  while (std::getline(in, line))
+    if (line.rfind("sequence:", 0) == 0) {
+      std::istringstream ls(line.substr(9));
+      int32_t t;
+      while (ls >> t) seq.push_back(t);
+    }
+  ASSERT_GE(seq.size(), 64u);
+  seq.resize(64);
+  const std::string raw = read_file(kFixtures + "/golden/stories260K_once_upon_a_time_64.logits.f32");
+  ASSERT_EQ(raw.size(), 64u * 512u * 4u);
+  const float* want = reinterpret_cast<const float*>(raw.data());
+  EngineOptions eo;
+  eo.device = "webgpu";
+  eo.kv_f32 = true;
+  eo.n_ctx = 256;
+  auto engine = Engine::load(kFixtures + "/models/stories260K-f32.gguf", eo);
+  const std::vector<float> got = engine->logits_all(seq);
+  ASSERT_EQ(got.size(), 64u * 512u);
+  float worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(got[i])) << i;
+    worst = std::max(worst, std::fabs(got[i] - want[i]));
+  }
+  EXPECT_LE(worst, 2e-4f);
+}
+
+TEST(WebGpuEndToEnd, BatchedSlotsEqualSingleSequence) {
+  REQUIRE_WEBGPU();
+  REQUIRE_FIXTURES();
+  const std::string path = kFixtures + "/models/stories260K-f32.gguf";
+  EngineOptions eo;
+  eo.device = "webgpu";
+  eo.threads = 1;
+  eo.n_ctx = 128;
+  eo.n_slots = 3;
+  auto engine = Engine::load(path, eo);
+  const std::vector<std::string> prompts = {"Once upon a time", "Once upon a time there was", "Tim and Sam"};
+  std::vector<std::string> out(prompts.size());
+  Scheduler& s = engine->scheduler();
+  auto submit = [&](size_t i) {
+    GenerateRequest r;
+    r.prompt = engine->tokenize(prompts[i], true);
+    r.opts.sampling.temperature = 0;
+    r.opts.max_tokens = 40;
+    r.opts.ignore_eos = true;
+    r.on_event = [&out, i](const StreamEvent& e) {
+      out[i] += e.text;
+      return true;
+    };
+    s.submit(std::move(r));
+  };
+  submit(0);
+  s.step();  // the first prompt is in its slot: the second copies the shared prefix from it (kv_copy)
+  submit(1);
+  submit(2);
+  s.run_until_idle();
+  EXPECT_GT(s.metrics().prompt_from_cache, 0);
+  for (size_t i = 0; i < prompts.size(); ++i)
+    EXPECT_EQ(out[i], greedy(path, "cpu", prompts[i], 40)) << prompts[i];
+}
+
+}  // namespace
+}  // namespace vireo
