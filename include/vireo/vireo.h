@@ -161,6 +161,11 @@ class Engine {
   std::string architecture() const;
   int64_t weight_bytes_per_token() const;
   int64_t memory_bytes() const;
+  // Forward steps, queue submits and kernel dispatches the device has run since load (zeros on the CPU).
+  struct DeviceCounters {
+    int64_t steps = 0, submits = 0, dispatches = 0;
+  };
+  DeviceCounters device_counters() const;
 
   struct Impl;
 

@@ -74,10 +74,17 @@ struct AttentionParams {
   float scale = 1.f;  // usually 1/sqrt(head_dim)
 };
 
+// Work a backend has issued since load, for reports (vireo bench): forward steps, queue submits and kernel
+// dispatches. Backends that compute on the host report zeros.
+struct BackendCounters {
+  int64_t steps = 0, submits = 0, dispatches = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  virtual BackendCounters counters() const { return {}; }
 
   // ---- load / plan time ----
   // `bytes` is the tensor in GGUF layout (usually memory-mapped); the backend copies or repacks it.

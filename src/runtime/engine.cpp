@@ -105,6 +105,11 @@ std::string Engine::architecture() const { return impl_->model->config().arch; }
 int64_t Engine::weight_bytes_per_token() const { return impl_->model->weight_bytes_per_token(); }
 int64_t Engine::memory_bytes() const { return impl_->model->backend().memory_bytes(); }
 
+Engine::DeviceCounters Engine::device_counters() const {
+  const BackendCounters c = impl_->model->backend().counters();
+  return {c.steps, c.submits, c.dispatches};
+}
+
 std::vector<float> Engine::logits_all(const std::vector<int32_t>& tokens) {
   Impl& m = *impl_;
   if (static_cast<int32_t>(tokens.size()) > n_ctx()) throw std::runtime_error("sequence longer than the context");

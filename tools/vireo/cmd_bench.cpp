@@ -162,6 +162,7 @@ void add_bench_command(CLI::App& app) {
     g.reuse_cache = false;
 
     std::vector<double> pp, tg, ttft;
+    Engine::DeviceCounters dc{};  // device work over the counted decode runs
     for (int r = 0; r < a.reps + 1; ++r) {  // the first round warms caches and pages, and is not counted
       if (a.p > 0) {
         std::vector<int32_t> prompt(static_cast<size_t>(a.p));
@@ -175,8 +176,15 @@ void add_bench_command(CLI::App& app) {
       }
       if (a.n > 0) {
         g.max_tokens = a.n + 1;  // the first token comes from the prompt's step; n more are decode steps
+        const Engine::DeviceCounters c0 = engine->device_counters();
         GenerateStats st = engine->generate_tokens({tok(rng)}, g, {});
-        if (r > 0) tg.push_back((st.generated_tokens - 1) / st.decode_seconds);
+        const Engine::DeviceCounters c1 = engine->device_counters();
+        if (r > 0) {
+          tg.push_back((st.generated_tokens - 1) / st.decode_seconds);
+          dc.steps += c1.steps - c0.steps;  // the one-token prompt's step has the shape of a decode step
+          dc.submits += c1.submits - c0.submits;
+          dc.dispatches += c1.dispatches - c0.dispatches;
+        }
       }
     }
     const double pp_med = median(pp), tg_med = median(tg), ttft_med = median(ttft);
@@ -197,6 +205,8 @@ void add_bench_command(CLI::App& app) {
                           {"bandwidth_gb_s", bw / 1e9},
                           {"roofline_pct", roofline},
                           {"memory_bytes", engine->memory_bytes()},
+                          {"dispatches_per_token", dc.steps > 0 ? double(dc.dispatches) / dc.steps : 0.0},
+                          {"submits_per_token", dc.steps > 0 ? double(dc.submits) / dc.steps : 0.0},
                           {"prefill_runs", pp},
                           {"decode_runs", tg}};
       std::printf("%s\n", j.dump(2).c_str());
@@ -212,6 +222,12 @@ void add_bench_command(CLI::App& app) {
                   ("tg" + std::to_string(a.n)).c_str(), tg_med, tg.size(), roofline, "-");
     std::printf("weights read per token: %s; measured read bandwidth: %.1f GB/s; memory: %s\n",
                 human_bytes(bytes).c_str(), bw / 1e9, human_bytes(double(engine->memory_bytes())).c_str());
+    if (a.bandwidth_gbs <= 0 && la.device == "webgpu")
+      std::printf("note: the roofline uses the host's memory bandwidth (right for a CPU adapter such as lavapipe); "
+                  "for a GPU adapter give its bandwidth with --bandwidth GB/s\n");
+    if (dc.steps > 0)  // devices that count their work (WebGPU)
+      std::printf("device work per decode token: %.1f dispatches, %.2f queue submits\n",
+                  double(dc.dispatches) / dc.steps, double(dc.submits) / dc.steps);
   });
 }
 

@@ -351,6 +351,7 @@ class WebGpuBackend final : public Backend {
   }
 
   std::string name() const override { return "webgpu"; }
+  BackendCounters counters() const override { return {steps_, submits_, dispatches_}; }
 
   // ---- load / plan ----
 
@@ -760,6 +761,8 @@ class WebGpuBackend final : public Backend {
     }
     wgpuComputePassEncoderEnd(pass);
     wgpuComputePassEncoderRelease(pass);
+    dispatches_ += static_cast<int64_t>(plan.log.size());
+    if (batch_) ++steps_;
     if (result && result_bytes) {
       ensure_readback(result_bytes);
       wgpuCommandEncoderCopyBufferToBuffer(enc, result, 0, readback_.buf, 0, (result_bytes + 3) & ~3ull);
@@ -925,7 +928,7 @@ class WebGpuBackend final : public Backend {
   const Batch* batch_ = nullptr;
   int32_t n_ = 0;
   int64_t memory_ = 0;
-  int64_t submits_ = 0;
+  int64_t submits_ = 0, dispatches_ = 0, steps_ = 0;
 };
 
 }  // namespace
