@@ -27,6 +27,19 @@ inline double uniform01(std::mt19937_64& rng) {
 
 }  // namespace
 
+int32_t select_candidates(std::span<const float> row, float margin, int32_t cap, float* values, int32_t* ids) {
+  float top = -INFINITY;
+  for (float v : row) top = std::max(top, v);  // NaN never wins
+  const float floor_l = top - margin;
+  int32_t n = 0;
+  for (size_t c = 0; c < row.size(); ++c)
+    if (row[c] >= floor_l) {
+      if (n == cap) return -1;
+      values[n] = row[c], ids[n] = static_cast<int32_t>(c), ++n;
+    }
+  return n == 0 ? -1 : n;
+}
+
 int32_t argmax(std::span<const float> logits) {
   int32_t best = 0;
   float best_v = -std::numeric_limits<float>::infinity();

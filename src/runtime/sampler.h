@@ -42,6 +42,11 @@ class Sampler {
 
 int32_t argmax(std::span<const float> logits);
 
+// The tokens of one logits row whose logit is at least (row max - margin), ids ascending, into values/ids (at
+// most `cap`). Returns how many, or -1 when more than `cap` (or none) qualify. What Backend::end_step_candidates
+// returns per row when a backend picks candidates on the host.
+int32_t select_candidates(std::span<const float> row, float margin, int32_t cap, float* values, int32_t* ids);
+
 // Stop-string matcher for streamed text: holds back text that could still become a stop string.
 class StopMatcher {
  public:

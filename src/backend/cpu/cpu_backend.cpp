@@ -114,19 +114,9 @@ class CpuBackend final : public Backend {
     const size_t r = batch_->logit_rows.size();
     if (counts.size() < r || margins.size() < r || values.size() < r * cap || ids.size() < r * cap)
       throw std::runtime_error("candidate buffers too small");
-    for (size_t i = 0; i < r; ++i) {
-      const float* row = f(logits) + i * logits.cols;
-      float top = -INFINITY;
-      for (int64_t c = 0; c < logits.cols; ++c) top = std::max(top, row[c]);  // NaN never wins
-      const float floor_l = top - margins[i];
-      int32_t n = 0;
-      for (int64_t c = 0; c < logits.cols && n >= 0; ++c)
-        if (row[c] >= floor_l) {
-          if (n == cap) n = -1;
-          else values[i * cap + n] = row[c], ids[i * cap + n] = static_cast<int32_t>(c), ++n;
-        }
-      counts[i] = n == 0 ? -1 : n;
-    }
+    for (size_t i = 0; i < r; ++i)
+      counts[i] = select_candidates(std::span<const float>(f(logits) + i * logits.cols, logits.cols), margins[i],
+                                    cap, values.data() + i * cap, ids.data() + i * cap);
     batch_ = nullptr;
   }
 

@@ -495,21 +495,10 @@ class WebGpuBackend final : public Backend {
     if (counts.size() < r || margins.size() < r || values.size() < r * cap || ids.size() < r * cap)
       throw std::runtime_error("candidate buffers too small");
     last_logits_.resize(r * logits.cols);
-    last_cols_ = logits.cols;
     end_step(logits, last_logits_);
-    for (size_t i = 0; i < r; ++i) {
-      const float* row = last_logits_.data() + i * logits.cols;
-      float top = -INFINITY;
-      for (int64_t c = 0; c < logits.cols; ++c) top = std::max(top, row[c]);
-      const float floor_l = top - margins[i];
-      int32_t n = 0;
-      for (int64_t c = 0; c < logits.cols && n >= 0; ++c)
-        if (row[c] >= floor_l) {
-          if (n == cap) n = -1;
-          else values[i * cap + n] = row[c], ids[i * cap + n] = static_cast<int32_t>(c), ++n;
-        }
-      counts[i] = n == 0 ? -1 : n;
-    }
+    for (size_t i = 0; i < r; ++i)
+      counts[i] = select_candidates(std::span<const float>(last_logits_.data() + i * logits.cols, logits.cols),
+                                    margins[i], cap, values.data() + i * cap, ids.data() + i * cap);
   }
 
   void read_logit_rows(Act logits, std::span<const int32_t> rows, std::span<float> host) override {
@@ -924,7 +913,6 @@ class WebGpuBackend final : public Backend {
   std::vector<Dispatch> log_;
   std::unordered_map<uint64_t, Plan> plans_;
   std::vector<float> last_logits_;
-  int64_t last_cols_ = 0;
   const Batch* batch_ = nullptr;
   int32_t n_ = 0;
   int64_t memory_ = 0;

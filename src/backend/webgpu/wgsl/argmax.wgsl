@@ -16,11 +16,11 @@ var<workgroup> best_i: array<u32, 256>;
 @compute @workgroup_size(256)
 fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let r = wid.x;
-  var bv = -3.4028235e38;
-  var bi = 0xffffffffu;
+  var bv = 0.0;
+  var bi = 0xffffffffu;  // none yet: the first non-NaN value is taken, -inf included (as the host's argmax)
   for (var c = lid.x; c < P.cols; c += WG) {
     let v = L[r * P.cols + c];
-    if (v > bv || (v == bv && bi == 0xffffffffu)) { bv = v; bi = c; }
+    if (v == v && (bi == 0xffffffffu || v > bv)) { bv = v; bi = c; }
   }
   best_v[lid.x] = bv;
   best_i[lid.x] = bi;
