@@ -9,6 +9,7 @@
 //    part of the op shapes;
 //  - only what the host needs back (logits of the tokens that asked for them) is read after the step.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -67,6 +68,13 @@ struct RopeParams {
   RopeMode mode = RopeMode::Normal;
   const Weight* freq_factors = nullptr;  // Llama-3 style per-frequency divisors (rope_freqs.weight), or null
 };
+
+// Rotation frequency i (< rope_dim/2) of RoPE: base^(-2i/rope_dim), divided by the Llama-3 factor when given.
+// Every backend computes it this way (GPU backends once on the host), so angles agree bit for bit.
+inline float rope_frequency(const RopeParams& p, int i, const float* factors) {
+  float freq = std::pow(p.freq_base, -2.0f * static_cast<float>(i) / static_cast<float>(p.rope_dim));
+  return factors ? freq / factors[i] : freq;
+}
 
 struct AttentionParams {
   int32_t layer = 0;

@@ -78,9 +78,11 @@ std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
   }
   if (device == "webgpu") {
 #ifdef VIREO_HAVE_WEBGPU
-    std::string why;
-    if (!webgpu_available(&why)) throw std::runtime_error("device 'webgpu' is not available: " + why);
-    return make_webgpu_backend();
+    try {  // opening the device is the availability check (no second device just to ask)
+      return make_webgpu_backend();
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("device 'webgpu': ") + e.what());
+    }
 #else
     throw std::runtime_error("device 'webgpu' is not in this build (it needs wgpu-native: scripts/install-deps.sh; this build has: " + have + ")");
 #endif

@@ -166,8 +166,7 @@ class CpuBackend final : public Backend {
     const int half = p.rope_dim / 2;
     for (int i = 0; i < half; ++i) {
       // theta_i = pos * base^(-2i/d) / factor_i; the frequency is the same for every token of the step
-      float freq = std::pow(p.freq_base, -2.0f * static_cast<float>(i) / static_cast<float>(p.rope_dim));
-      if (factors) freq /= factors[i];
+      const float freq = rope_frequency(p, i, factors);
       const int a = p.mode == RopeMode::Normal ? 2 * i : i;
       const int b = p.mode == RopeMode::Normal ? 2 * i + 1 : i + half;
       for (int t = 0; t < n_; ++t) {

@@ -799,11 +799,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     const int half = p.rope_dim / 2;
     std::vector<float> host(static_cast<size_t>(half));
     const float* factors = p.freq_factors ? cw(p.freq_factors)->host_vec.data() : nullptr;
-    for (int i = 0; i < half; ++i) {
-      float freq = std::pow(p.freq_base, -2.0f * static_cast<float>(i) / static_cast<float>(p.rope_dim));
-      if (factors) freq /= factors[i];
-      host[i] = freq;
-    }
+    for (int i = 0; i < half; ++i) host[i] = rope_frequency(p, i, factors);
     float* d = static_cast<float*>(dev_alloc(host.size() * sizeof(float), "rope table"));
     h2d(d, host.data(), host.size() * sizeof(float), "rope table");
     rope_tables_.push_back({p.rope_dim, p.freq_base, p.freq_factors, d});

@@ -16,11 +16,11 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
-#include <functional>
 #include <map>
 #include <mutex>
 #include <stdexcept>
 #include <tuple>
+#include <type_traits>
 #include <unordered_map>
 
 #include "backend/webgpu/wgsl_sources.h"
@@ -127,16 +127,17 @@ enum PipeId : uint32_t {
 };
 
 // One dispatch of a step: what the plan needs to build its bind group, and what a later step is compared with.
+// Plain data, zeroed padding included (WebGpuBackend::push), so that dispatches compare and hash bytewise.
 struct Dispatch {
-  uint32_t pipe = 0;
-  uint32_t n_bind = 0;
+  uint32_t pipe;
+  uint32_t n_bind;
   struct Bind {
     uint32_t binding;
     WGPUBuffer buf;
     uint64_t size;  // bytes bound from offset 0
-  } bind[8] = {};
-  uint32_t params[16] = {};
-  uint32_t grid[3] = {1, 1, 1};
+  } bind[8];
+  uint32_t params[16];
+  uint32_t grid[3];
   bool operator==(const Dispatch& o) const { return std::memcmp(this, &o, sizeof(Dispatch)) == 0; }
 };
 
@@ -146,23 +147,19 @@ struct Plan {
   WGPUBuffer uniforms = nullptr;
 };
 
+// FNV-1a over the log's 64-bit words (a Dispatch is a whole number of them).
 uint64_t hash_log(const std::vector<Dispatch>& log) {
+  static_assert(sizeof(Dispatch) % 8 == 0 && std::is_trivially_copyable_v<Dispatch>);
   uint64_t h = 1469598103934665603ull;
-  for (const Dispatch& d : log) {
-    const auto* p = reinterpret_cast<const unsigned char*>(&d);
-    for (size_t i = 0; i < sizeof(Dispatch); ++i) h = (h ^ p[i]) * 1099511628211ull;
-  }
+  for (const Dispatch& d : log)
+    for (size_t i = 0; i < sizeof(Dispatch); i += 8) {
+      uint64_t w;
+      std::memcpy(&w, reinterpret_cast<const unsigned char*>(&d) + i, 8);
+      h = (h ^ w) * 1099511628211ull;
+    }
   return h;
 }
 
-// Splits a count of workgroups over x and y (each at most 65535).
-void grid_2d(uint64_t groups, uint32_t* gx, uint32_t* gy) {
-  const uint64_t x = std::min<uint64_t>(std::max<uint64_t>(groups, 1), 32768);
-  *gx = static_cast<uint32_t>(x);
-  *gy = static_cast<uint32_t>((groups + x - 1) / x);
-  if (*gy == 0) *gy = 1;
-  if (*gy > 65535) throw std::runtime_error("WebGPU: dispatch of " + std::to_string(groups) + " workgroups is too large");
-}
 
 uint32_t f2u(float f) {
   uint32_t u;
@@ -232,14 +229,6 @@ class Device {
     queue_ = wgpuDeviceGetQueue(device_);
     wgpuDeviceGetLimits(device_, &limits_);
 
-    WGPUAdapterInfo info = {};
-    wgpuAdapterGetInfo(adapter_, &info);
-    static const char* backends[] = {"undefined", "null", "WebGPU", "D3D11", "D3D12", "Metal", "Vulkan", "OpenGL", "OpenGLES"};
-    const char* be = info.backendType < 9 ? backends[info.backendType] : "?";
-    summary_ = str(info.device) + " (" + be + "; max storage binding " +
-               std::to_string(limits_.maxStorageBufferBindingSize >> 20) + " MiB; shader-f16 " +
-               (wgpuAdapterHasFeature(adapter_, WGPUFeatureName_ShaderF16) ? "yes" : "no") + ")";
-    wgpuAdapterInfoFreeMembers(info);
   }
 
   ~Device() {
@@ -314,7 +303,6 @@ class Device {
   WGPUDevice device() const { return device_; }
   WGPUQueue queue() const { return queue_; }
   const WGPULimits& limits() const { return limits_; }
-  const std::string& summary() const { return summary_; }
 
  private:
   WGPUInstance instance_ = nullptr;
@@ -322,7 +310,6 @@ class Device {
   WGPUDevice device_ = nullptr;
   WGPUQueue queue_ = nullptr;
   WGPULimits limits_ = {};
-  std::string summary_;
   std::mutex mu_;
   std::string error_;
   volatile bool done_ = false;
@@ -430,7 +417,7 @@ class WebGpuBackend final : public Backend {
         memory_ += static_cast<int64_t>(bytes);
       }
     }
-    if (cfg.type == DType::F32) make_kv_pipelines_(false);
+    create_kv_pipelines(cfg.type == DType::F16);
     ensure_step_buffer();
   }
 
@@ -536,7 +523,7 @@ class WebGpuBackend final : public Backend {
     for (int32_t t = 0; t < n_; ++t)
       if (batch_->tokens[t] < 0 || batch_->tokens[t] >= w->rows) throw std::runtime_error("token id out of range");
     for (const auto& c : w->chunks) {
-      Dispatch& d = push(kEmbed0 + w->kind);
+      Dispatch& d = push(kEmbed0 + uint32_t(w->kind));
       bind(d, 0, c.buf, uint64_t(c.rows) * w->words_per_row * 4);
       bind(d, 1, step_.buf, step_.size);
       bind(d, 2, buf(out), act_bytes(out, n_));
@@ -569,14 +556,13 @@ class WebGpuBackend final : public Backend {
     const auto* w = static_cast<const WgWeight*>(weight);
     if (x.cols != w->k) throw std::runtime_error("WebGPU matmul: activation width does not match the weight");
     for (const auto& c : w->chunks) {
-      Dispatch& d = push(kMatmul0 + w->kind);
+      Dispatch& d = push(kMatmul0 + uint32_t(w->kind));
       bind(d, 0, c.buf, uint64_t(c.rows) * w->words_per_row * 4);
       bind(d, 1, buf(x), act_bytes(x, x.rows));
       bind(d, 2, buf(out), act_bytes(out, x.rows));
-      uint32_t gx, gy;
-      grid_2d(u(c.rows), &gx, &gy);
+      const uint32_t gx = spread(d, u(c.rows));
       set(d, {u(w->k), u(c.rows), u(x.rows), w->words_per_row, u(out.cols), u(c.row0), gx});
-      d.grid[0] = gx, d.grid[1] = gy, d.grid[2] = u((x.rows + 7) / 8);
+      d.grid[2] = u((x.rows + 7) / 8);
     }
   }
 
@@ -589,11 +575,9 @@ class WebGpuBackend final : public Backend {
     bind(d, 1, freq.buf, freq.size);
     bind(d, 2, step_.buf, step_.size);
     const uint64_t threads = uint64_t(n_) * p.n_heads * (p.rope_dim / 2);
-    uint32_t gx, gy;
-    grid_2d((threads + 255) / 256, &gx, &gy);
+    const uint32_t gx = spread(d, (threads + 255) / 256);
     set(d, {u(x.cols), u(n_), u(p.n_heads), u(p.head_dim), u(p.rope_dim / 2), p.mode == RopeMode::Neox ? 1u : 0u,
             gx, u(cap_)});
-    d.grid[0] = gx, d.grid[1] = gy;
   }
 
   void kv_store(int32_t layer, Act k, Act v) override {
@@ -603,10 +587,8 @@ class WebGpuBackend final : public Backend {
     bind(d, 2, buf(k), act_bytes(k, n_));
     bind(d, 3, buf(v), act_bytes(v, n_));
     bind(d, 4, step_.buf, step_.size);
-    uint32_t gx, gy;
-    grid_2d((uint64_t(n_) * kv_.kv_dim / 2 + 255) / 256, &gx, &gy);
+    const uint32_t gx = spread(d, (uint64_t(n_) * kv_.kv_dim / 2 + 255) / 256);
     set(d, {u(kv_.kv_dim), u(n_), u(kv_.n_ctx), u(cap_), 0, 0, 0, 0, 0, gx});
-    d.grid[0] = gx, d.grid[1] = gy;
   }
 
   void attention(Act q, Act out, const AttentionParams& p) override {
@@ -636,10 +618,8 @@ class WebGpuBackend final : public Backend {
     bind(d, 1, buf(x), act_bytes(x, n_));
     bind(d, 2, buf(out), act_bytes(out, r));
     bind(d, 4, step_.buf, step_.size);
-    uint32_t gx, gy;
-    grid_2d((uint64_t(r) * x.cols + 255) / 256, &gx, &gy);
+    const uint32_t gx = spread(d, (uint64_t(r) * x.cols + 255) / 256);
     set(d, {u(x.cols), u(r), gx, u(cap_)});
-    d.grid[0] = gx, d.grid[1] = gy;
   }
 
   void kv_truncate(int32_t, int32_t) override {}  // slotted cache: later positions are overwritten before use
@@ -656,10 +636,8 @@ class WebGpuBackend final : public Backend {
       Dispatch& d = push(kKvCopy);
       bind(d, 0, k_cache_[l].buf, k_cache_[l].size);
       bind(d, 1, v_cache_[l].buf, v_cache_[l].size);
-      uint32_t gx, gy;
-      grid_2d((words_per_pos * n + 255) / 256, &gx, &gy);
+      const uint32_t gx = spread(d, (words_per_pos * n + 255) / 256);
       set(d, {u(words_per_pos * n), u(src * slot_words), u(dst * slot_words), gx});
-      d.grid[0] = gx, d.grid[1] = gy;
     }
     submit(nullptr, 0);
     log_.swap(saved);
@@ -675,7 +653,7 @@ class WebGpuBackend final : public Backend {
 
   Dispatch& push(uint32_t pipe) {
     Dispatch& d = log_.emplace_back();
-    std::memset(&d, 0, sizeof(Dispatch));  // padding too: dispatches are compared bytewise
+    std::memset(&d, 0, sizeof(Dispatch));
     d.pipe = pipe;
     d.grid[0] = d.grid[1] = d.grid[2] = 1;
     return d;
@@ -688,6 +666,15 @@ class WebGpuBackend final : public Backend {
     d.bind[d.n_bind++] = {binding, b, size};
   }
   static void set(Dispatch& d, std::initializer_list<uint32_t> v) { std::copy(v.begin(), v.end(), d.params); }
+  // Spreads `groups` workgroups over the dispatch's x and y (each at most 65535); returns the x count, which the
+  // kernels need to rebuild the linear workgroup index.
+  static uint32_t spread(Dispatch& d, uint64_t groups) {
+    const uint64_t x = std::min<uint64_t>(std::max<uint64_t>(groups, 1), 32768);
+    const uint64_t y = std::max<uint64_t>((groups + x - 1) / x, 1);
+    if (y > 65535) throw std::runtime_error("WebGPU: dispatch of " + std::to_string(groups) + " workgroups is too large");
+    d.grid[0] = static_cast<uint32_t>(x), d.grid[1] = static_cast<uint32_t>(y);
+    return d.grid[0];
+  }
 
   // x (binding 0, read-write) with an optional vector weight or activation (binding 1) and output (binding 2).
   void elementwise(uint32_t pipe, Act a, int64_t rows, const Weight* const* wb, const Act* b, const Act* c = nullptr) {
@@ -696,10 +683,8 @@ class WebGpuBackend final : public Backend {
     if (wb) bind(d, 1, vec(*wb), vec_bytes(*wb));
     if (b) bind(d, 1, buf(*b), act_bytes(*b, rows));
     if (c) bind(d, 2, buf(*c), act_bytes(*c, rows));
-    uint32_t gx, gy;
-    grid_2d((uint64_t(rows) * a.cols + 255) / 256, &gx, &gy);
+    const uint32_t gx = spread(d, (uint64_t(rows) * a.cols + 255) / 256);
     set(d, {u(a.cols), u(rows), gx, u(cap_)});
-    d.grid[0] = gx, d.grid[1] = gy;
   }
 
   void ensure_step_buffer() {
@@ -711,17 +696,14 @@ class WebGpuBackend final : public Backend {
     owned_.push_back(step_.buf);
   }
 
-  // base^(-2i/rope_dim) / factor_i for i < rope_dim/2, computed like the CPU backend, uploaded once per params.
+  // The rotation frequencies (rope_frequency, as on the CPU), uploaded once per RopeParams.
   const GpuBuffer& freq_table(const RopeParams& p) {
     const auto key = std::make_tuple(p.rope_dim, p.freq_base, p.freq_factors);
     auto it = freqs_.find(key);
     if (it != freqs_.end()) return it->second;
     const float* factors = p.freq_factors ? static_cast<const WgWeight*>(p.freq_factors)->host.data() : nullptr;
     std::vector<float> f(static_cast<size_t>(std::max(1, p.rope_dim / 2)));
-    for (int i = 0; i < p.rope_dim / 2; ++i) {
-      f[i] = std::pow(p.freq_base, -2.0f * static_cast<float>(i) / static_cast<float>(p.rope_dim));
-      if (factors) f[i] /= factors[i];
-    }
+    for (int i = 0; i < p.rope_dim / 2; ++i) f[i] = rope_frequency(p, i, factors);
     GpuBuffer b{upload(f.data(), f.size() * 4, "rope frequencies"), f.size() * 4};
     return freqs_.emplace(key, b).first->second;
   }
@@ -802,7 +784,7 @@ class WebGpuBackend final : public Backend {
         e[j].buffer = d.bind[j].buf;
         e[j].size = d.bind[j].size;
       }
-      e[d.n_bind].binding = uniform_binding(d.pipe);
+      e[d.n_bind].binding = pipes_[d.pipe].uniform_binding;
       e[d.n_bind].buffer = p.uniforms;
       e[d.n_bind].offset = i * uniform_stride_;
       e[d.n_bind].size = 64;
@@ -830,68 +812,61 @@ class WebGpuBackend final : public Backend {
     plans_.clear();
   }
 
-  static uint32_t uniform_binding(uint32_t pipe) {
-    if (pipe >= kMatmul0 && pipe < kMatmul0 + kKinds) return 3;
-    if (pipe >= kEmbed0 && pipe < kEmbed0 + kKinds) return 3;
-    switch (pipe) {
-      case kRmsnorm: case kAddRmsnorm: return 4;
-      case kRope: return 3;
-      case kKvStore: case kAttention: return 5;
-      case kKvCopy: return 10;
-      case kArgmax: return 2;
-      default: return 3;  // elementwise
-    }
-  }
-
   struct Pipe {
     WGPUComputePipeline pipeline = nullptr;
     WGPUBindGroupLayout layout = nullptr;
+    uint32_t uniform_binding = 0;
   };
 
+  // Compiles `source` and creates the pipeline `id` for its entry point; the entry point's parameters are the
+  // uniform buffer at `uniform_binding`.
+  void make_pipeline(uint32_t id, const std::string& source, const char* entry, uint32_t uniform_binding) {
+    Pipe& p = pipes_[id];
+    if (p.layout) wgpuBindGroupLayoutRelease(p.layout);
+    if (p.pipeline) wgpuComputePipelineRelease(p.pipeline);
+    WGPUShaderSourceWGSL wgsl = {};
+    wgsl.chain.sType = WGPUSType_ShaderSourceWGSL;
+    wgsl.code = {source.data(), source.size()};
+    WGPUShaderModuleDescriptor md = {};
+    md.nextInChain = &wgsl.chain;
+    md.label = sv(entry);
+    WGPUShaderModule mod = wgpuDeviceCreateShaderModule(dev_.device(), &md);
+    dev_.check((std::string("compiling WGSL for ") + entry).c_str());
+    WGPUComputePipelineDescriptor pd = {};
+    pd.label = sv(entry);
+    pd.compute.module = mod;
+    pd.compute.entryPoint = sv(entry);
+    p.pipeline = wgpuDeviceCreateComputePipeline(dev_.device(), &pd);
+    dev_.check((std::string("creating the pipeline ") + entry).c_str());
+    p.layout = wgpuComputePipelineGetBindGroupLayout(p.pipeline, 0);
+    p.uniform_binding = uniform_binding;
+    wgpuShaderModuleRelease(mod);
+  }
+
+  // Every pipeline but the KV-cache ones, which depend on the cache's type (alloc_kv creates them).
   void create_pipelines() {
     pipes_.resize(kPipes);
-    auto make = [&](uint32_t id, const std::string& source, const char* entry) {
-      WGPUShaderSourceWGSL wgsl = {};
-      wgsl.chain.sType = WGPUSType_ShaderSourceWGSL;
-      wgsl.code = {source.data(), source.size()};
-      WGPUShaderModuleDescriptor md = {};
-      md.nextInChain = &wgsl.chain;
-      md.label = sv(entry);
-      WGPUShaderModule mod = wgpuDeviceCreateShaderModule(dev_.device(), &md);
-      dev_.check((std::string("compiling WGSL for ") + entry).c_str());
-      WGPUComputePipelineDescriptor pd = {};
-      pd.label = sv(entry);
-      pd.compute.module = mod;
-      pd.compute.entryPoint = sv(entry);
-      pipes_[id].pipeline = wgpuDeviceCreateComputePipeline(dev_.device(), &pd);
-      dev_.check((std::string("creating the pipeline ") + entry).c_str());
-      pipes_[id].layout = wgpuComputePipelineGetBindGroupLayout(pipes_[id].pipeline, 0);
-      wgpuShaderModuleRelease(mod);
-    };
     for (uint32_t kind = 0; kind < kKinds; ++kind) {
       const std::string prefix = "const WEIGHT_TYPE: u32 = " + std::to_string(kind) + "u;\n";
-      make(kMatmul0 + kind, prefix + wgsl::quant + wgsl::matmul, "matmul");
-      make(kEmbed0 + kind, prefix + wgsl::quant + wgsl::embed, "embed");
+      make_pipeline(kMatmul0 + kind, prefix + wgsl::quant + wgsl::matmul, "matmul", 3);
+      make_pipeline(kEmbed0 + kind, prefix + wgsl::quant + wgsl::embed, "embed", 3);
     }
-    make(kRmsnorm, wgsl::norm, "rmsnorm");
-    make(kAddRmsnorm, wgsl::norm, "add_rmsnorm");
-    make(kSwiglu, wgsl::elementwise, "swiglu");
-    make(kSwigluInplace, wgsl::elementwise, "swiglu_inplace");
-    make(kAdd, wgsl::elementwise, "add");
-    make(kAddBias, wgsl::elementwise, "add_bias");
-    make(kGatherRows, wgsl::elementwise, "gather_rows");
-    make(kRope, wgsl::rope, "rope");
-    make(kArgmax, wgsl::argmax, "argmax");
-    // The KV-cache kernels are compiled for f16 storage here and again in alloc_kv if the cache is f32.
-    make_kv_pipelines_ = [this, make](bool f16) {
-      const std::string src = std::string("const KV_F16: bool = ") + (f16 ? "true" : "false") + ";\n" + wgsl::attention;
-      for (uint32_t id : {uint32_t(kKvStore), uint32_t(kAttention), uint32_t(kKvCopy)}) {
-        if (pipes_[id].layout) wgpuBindGroupLayoutRelease(pipes_[id].layout);
-        if (pipes_[id].pipeline) wgpuComputePipelineRelease(pipes_[id].pipeline);
-        make(id, src, id == kKvStore ? "kv_store" : id == kAttention ? "attention" : "kv_copy");
-      }
-    };
-    make_kv_pipelines_(true);
+    make_pipeline(kRmsnorm, wgsl::norm, "rmsnorm", 4);
+    make_pipeline(kAddRmsnorm, wgsl::norm, "add_rmsnorm", 4);
+    make_pipeline(kSwiglu, wgsl::elementwise, "swiglu", 3);
+    make_pipeline(kSwigluInplace, wgsl::elementwise, "swiglu_inplace", 3);
+    make_pipeline(kAdd, wgsl::elementwise, "add", 3);
+    make_pipeline(kAddBias, wgsl::elementwise, "add_bias", 3);
+    make_pipeline(kGatherRows, wgsl::elementwise, "gather_rows", 3);
+    make_pipeline(kRope, wgsl::rope, "rope", 3);
+    make_pipeline(kArgmax, wgsl::argmax, "argmax", 2);
+  }
+
+  void create_kv_pipelines(bool f16) {
+    const std::string src = std::string("const KV_F16: bool = ") + (f16 ? "true" : "false") + ";\n" + wgsl::attention;
+    make_pipeline(kKvStore, src, "kv_store", 5);
+    make_pipeline(kAttention, src, "attention", 5);
+    make_pipeline(kKvCopy, src, "kv_copy", 10);
   }
 
   Device dev_;
@@ -899,7 +874,6 @@ class WebGpuBackend final : public Backend {
   uint64_t weight_chunk_bytes_ = 0;  // the largest weight chunk (WebGpuOptions::max_binding_bytes lowers it)
   uint32_t uniform_stride_ = 256;
   std::vector<Pipe> pipes_;
-  std::function<void(bool)> make_kv_pipelines_;
   std::deque<std::unique_ptr<WgWeight>> weights_;
   std::deque<GpuBuffer> acts_;
   std::vector<WGPUBuffer> owned_;
@@ -929,11 +903,6 @@ bool webgpu_available(std::string* why) {
     if (why) *why = e.what();
     return false;
   }
-}
-
-std::string webgpu_adapter_summary() {
-  Device d;
-  return d.summary();
 }
 
 std::unique_ptr<Backend> make_webgpu_backend(const WebGpuOptions& opts) {

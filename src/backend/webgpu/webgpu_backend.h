@@ -19,8 +19,7 @@ struct WebGpuOptions {
 
 // True when a WebGPU adapter can be opened; otherwise `why` says what is missing.
 bool webgpu_available(std::string* why);
-// Adapter name, backend and the limits/features the kernels use, one line (for logs and bench).
-std::string webgpu_adapter_summary();
+// Opens the adapter and device; throws std::runtime_error saying what is missing when there is none.
 std::unique_ptr<Backend> make_webgpu_backend(const WebGpuOptions& opts = {});
 
 // For tests: activation contents in and out (outside a step), and counters.
