@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fixture_files.h"
+
 namespace {
 
 const std::string kFixtures = VIREO_FIXTURES;
@@ -43,11 +45,7 @@ Result run_cli(const std::string& args, const std::string& stdin_text = "") {
   return r;
 }
 
-std::string read_file(const std::string& path) {
-  std::stringstream ss;
-  ss << std::ifstream(path, std::ios::binary).rdbuf();
-  return ss.str();
-}
+using vireo::test_files::read_file;
 
 #define REQUIRE_FIXTURES()                                                       \
   if (!std::filesystem::exists(kFixtures + "/models/stories260K-f32.gguf"))      \

@@ -7,18 +7,16 @@
 #include <fstream>
 #include <sstream>
 
+#include "fixture_files.h"
 #include "vireo/vireo.h"
 
 namespace {
 
 const std::string kFixtures = VIREO_FIXTURES;
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using vireo::test_files::read_file;
+using vireo::test_files::read_token_sequence;
+using vireo::test_files::rstrip_newlines;
 
 bool have_fixtures() { return std::filesystem::exists(kFixtures + "/models/stories260K-f32.gguf"); }
 
@@ -44,11 +42,6 @@ std::string generate(const std::string& model, const std::string& prompt, int n,
   return out;
 }
 
-std::string rstrip_newlines(std::string s) {
-  while (!s.empty() && s.back() == '\n') s.pop_back();
-  return s;
-}
-
 }  // namespace
 
 // run.c -t 0 -n 200: 200 forward steps from BOS, each printing the token it samples (200 new tokens), f32 weights.
@@ -64,15 +57,7 @@ TEST(Golden, Stories260KGreedyFromBosMatchesRunC) {
 // The logits of every position of a known 64-token sequence, with an f32 KV cache, within 1e-4 of run.c's.
 TEST(Golden, Stories260KLogitsMatchRunC) {
   REQUIRE_FIXTURES();
-  std::istringstream in(read_file(kFixtures + "/golden/stories260K_once_upon_a_time_64.tokens.txt"));
-  std::string line;
-  std::vector<int32_t> seq;
-  while (std::getline(in, line))
-    if (line.rfind("sequence:", 0) == 0) {
-      std::istringstream ls(line.substr(9));
-      int32_t t;
-      while (ls >> t) seq.push_back(t);
-    }
+  std::vector<int32_t> seq = read_token_sequence(kFixtures + "/golden/stories260K_once_upon_a_time_64.tokens.txt");
   ASSERT_GE(seq.size(), 64u);
   seq.resize(64);
   const std::string raw = read_file(kFixtures + "/golden/stories260K_once_upon_a_time_64.logits.f32");

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "fixture_files.h"
 #include "gguf/gguf.h"
 #include "tokenizer/hf_import.h"
 #include "tokenizer/pretokenizer.h"
@@ -459,15 +460,7 @@ TEST(Tokenizer, Stories260KGolden) {
   EXPECT_EQ(t->pad(), -1);  // stored as 0xFFFFFFFF: "none"
   EXPECT_EQ(t->encode("Once upon a time", t->add_bos_default()), (std::vector<int32_t>{1, 403, 407, 261, 378}));
 
-  std::ifstream in(toks);
-  std::string line;
-  std::vector<int32_t> seq;
-  while (std::getline(in, line)) {
-    if (line.rfind("sequence:", 0) != 0) continue;
-    std::istringstream ls(line.substr(9));
-    int32_t v;
-    while (ls >> v) seq.push_back(v);
-  }
+  const std::vector<int32_t> seq = test_files::read_token_sequence(toks.string());
   ASSERT_FALSE(seq.empty());
   const std::string dec = t->decode(seq);
   EXPECT_EQ(dec.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << dec;

@@ -14,11 +14,10 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include "backend/cpu/cpu_backend.h"
+#include "fixture_files.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
 #include "model/synth.h"
@@ -395,12 +394,9 @@ bool have_fixtures() { return std::filesystem::exists(kFixtures + "/models/stori
 #define REQUIRE_FIXTURES() \
   if (!have_fixtures()) GTEST_SKIP() << "fixtures not found at " << kFixtures << " (../shared/fixtures)"
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using test_files::read_file;
+using test_files::read_token_sequence;
+using test_files::rstrip_newlines;
 
 std::string greedy(const std::string& model, const std::string& device, const std::string& prompt, int n,
                    int slots = 1) {
@@ -425,12 +421,10 @@ std::string greedy(const std::string& model, const std::string& device, const st
 TEST(WebGpuEndToEnd, Stories260KGreedyFromBosMatchesRunC) {
   REQUIRE_WEBGPU();
   REQUIRE_FIXTURES();
-  std::string want = read_file(kFixtures + "/golden/stories260K_runc_t0_n200.txt");
-  while (!want.empty() && want.back() == '\n') want.pop_back();
+  const std::string want = rstrip_newlines(read_file(kFixtures + "/golden/stories260K_runc_t0_n200.txt"));
   std::string got = greedy(kFixtures + "/models/stories260K-f32.gguf", "webgpu", "", 200);
   if (!got.empty() && got[0] == ' ') got.erase(0, 1);  // run.c drops the first piece's leading space
-  while (!got.empty() && got.back() == '\n') got.pop_back();
-  EXPECT_EQ(got, want);
+  EXPECT_EQ(rstrip_newlines(got), want);
 }
 
 TEST(WebGpuEndToEnd, Stories260KEveryFixtureEqualsCpuText) {
@@ -446,15 +440,7 @@ TEST(WebGpuEndToEnd, Stories260KEveryFixtureEqualsCpuText) {
 TEST(WebGpuEndToEnd, Stories260KLogitsMatchRunC) {
   REQUIRE_WEBGPU();
   REQUIRE_FIXTURES();
-  std::istringstream in(read_file(kFixtures + "/golden/stories260K_once_upon_a_time_64.tokens.txt"));
-  std::string line;
-  std::vector<int32_t> seq;
-  while (std::getline(in, line))
-    if (line.rfind("sequence:", 0) == 0) {
-      std::istringstream ls(line.substr(9));
-      int32_t t;
-      while (ls >> t) seq.push_back(t);
-    }
+  std::vector<int32_t> seq = read_token_sequence(kFixtures + "/golden/stories260K_once_upon_a_time_64.tokens.txt");
   ASSERT_GE(seq.size(), 64u);
   seq.resize(64);
   const std::string raw = read_file(kFixtures + "/golden/stories260K_once_upon_a_time_64.logits.f32");
