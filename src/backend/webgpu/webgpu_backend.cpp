@@ -1,4 +1,4 @@
-// The WebGPU backend (native, through wgpu-native's webgpu.h).
+// The WebGPU backend (natively through wgpu-native, in browsers through navigator.gpu: see gpu_device.h).
 //
 // Shape of a step: begin_step writes the token ids, positions, slots and logit rows into one storage buffer
 // (STEP); each op appends a Dispatch record (pipeline, buffers, parameters, grid) to the step's log; the
@@ -7,9 +7,6 @@
 // add the copy of what the host reads back, and submit once. Nothing is allocated per token once a step shape
 // has been seen.
 #include "backend/webgpu/webgpu_backend.h"
-
-#include <webgpu.h>
-#include <wgpu.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,6 +20,7 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "backend/webgpu/gpu_device.h"
 #include "backend/webgpu/wgsl_sources.h"
 #include "quant/quant.h"
 #include "runtime/sampler.h"
@@ -30,8 +28,7 @@
 namespace vireo {
 namespace {
 
-WGPUStringView sv(const char* s) { return {s, WGPU_STRLEN}; }
-std::string str(WGPUStringView v) { return v.data ? std::string(v.data, v.length == WGPU_STRLEN ? std::strlen(v.data) : v.length) : std::string(); }
+using gpu::Handle;
 
 // Weight formats the kernels read (WEIGHT_TYPE in wgsl/quant.wgsl). Other GGUF types are dequantized to F32
 // at upload (exact, at the cost of memory).
@@ -101,7 +98,7 @@ void repack_row(DType t, WeightKind kind, const uint8_t* src, int64_t k, uint8_t
 }
 
 struct GpuBuffer {
-  WGPUBuffer buf = nullptr;
+  Handle buf = 0;
   uint64_t size = 0;
 };
 
@@ -110,7 +107,7 @@ struct WgWeight : Weight {
   int64_t k = 0, rows = 0;
   uint32_t words_per_row = 0;
   struct Chunk {
-    WGPUBuffer buf;
+    Handle buf;
     int64_t row0, rows;
   };
   std::vector<Chunk> chunks;   // matrices: row chunks, each within the binding limit
@@ -133,7 +130,8 @@ struct Dispatch {
   uint32_t n_bind;
   struct Bind {
     uint32_t binding;
-    WGPUBuffer buf;
+    uint32_t pad;
+    Handle buf;
     uint64_t size;  // bytes bound from offset 0
   } bind[8];
   uint32_t params[16];
@@ -143,8 +141,9 @@ struct Dispatch {
 
 struct Plan {
   std::vector<Dispatch> log;
-  std::vector<WGPUBindGroup> groups;
-  WGPUBuffer uniforms = nullptr;
+  std::vector<gpu::DispatchCmd> cmds;  // pipeline, bind group and grid of each dispatch
+  std::vector<Handle> groups;
+  Handle uniforms = 0;
 };
 
 // FNV-1a over the log's 64-bit words (a Dispatch is a whole number of them).
@@ -167,174 +166,22 @@ uint32_t f2u(float f) {
   return u;
 }
 
-// The device: instance, adapter, device and queue, with errors collected from wgpu's callbacks.
-class Device {
- public:
-  Device() {
-    instance_ = wgpuCreateInstance(nullptr);
-    if (!instance_) throw std::runtime_error("WebGPU: cannot create an instance");
-    WGPURequestAdapterOptions opts = {};
-    opts.powerPreference = WGPUPowerPreference_HighPerformance;
-    WGPURequestAdapterCallbackInfo cb = {};
-    cb.mode = WGPUCallbackMode_AllowProcessEvents;
-    cb.callback = [](WGPURequestAdapterStatus s, WGPUAdapter a, WGPUStringView msg, void* self, void*) {
-      auto* d = static_cast<Device*>(self);
-      if (s == WGPURequestAdapterStatus_Success) d->adapter_ = a;
-      else d->error_ = "no WebGPU adapter: " + str(msg);
-      d->done_ = true;
-    };
-    cb.userdata1 = this;
-    done_ = false;
-    wgpuInstanceRequestAdapter(instance_, &opts, cb);
-    wait_done();
-    if (!adapter_) throw std::runtime_error(error_.empty() ? "no WebGPU adapter (is a Vulkan driver installed?)" : error_);
-    error_.clear();
-
-    WGPULimits alimits = {};
-    wgpuAdapterGetLimits(adapter_, &alimits);
-    WGPUDeviceDescriptor dd = {};
-    dd.label = sv("vireo");
-    WGPULimits want = alimits;  // everything the adapter offers (default limits are much lower)
-    want.nextInChain = nullptr;
-    dd.requiredLimits = &want;
-    dd.uncapturedErrorCallbackInfo.callback = [](const WGPUDevice*, WGPUErrorType, WGPUStringView msg, void* self,
-                                                void*) {
-      auto* d = static_cast<Device*>(self);
-      std::lock_guard<std::mutex> lock(d->mu_);
-      if (d->error_.empty()) d->error_ = str(msg);
-    };
-    dd.uncapturedErrorCallbackInfo.userdata1 = this;
-    dd.deviceLostCallbackInfo.mode = WGPUCallbackMode_AllowProcessEvents;
-    dd.deviceLostCallbackInfo.callback = [](const WGPUDevice*, WGPUDeviceLostReason r, WGPUStringView msg,
-                                           void* self, void*) {
-      auto* d = static_cast<Device*>(self);
-      std::lock_guard<std::mutex> lock(d->mu_);
-      if (r != WGPUDeviceLostReason_Destroyed && r != WGPUDeviceLostReason_CallbackCancelled && d->error_.empty())
-        d->error_ = "device lost: " + str(msg);
-    };
-    dd.deviceLostCallbackInfo.userdata1 = this;
-    WGPURequestDeviceCallbackInfo dcb = {};
-    dcb.mode = WGPUCallbackMode_AllowProcessEvents;
-    dcb.callback = [](WGPURequestDeviceStatus s, WGPUDevice dev, WGPUStringView msg, void* self, void*) {
-      auto* d = static_cast<Device*>(self);
-      if (s == WGPURequestDeviceStatus_Success) d->device_ = dev;
-      else d->error_ = "cannot open the WebGPU device: " + str(msg);
-      d->done_ = true;
-    };
-    dcb.userdata1 = this;
-    done_ = false;
-    wgpuAdapterRequestDevice(adapter_, &dd, dcb);
-    wait_done();
-    if (!device_) throw std::runtime_error(error_);
-    queue_ = wgpuDeviceGetQueue(device_);
-    wgpuDeviceGetLimits(device_, &limits_);
-
-  }
-
-  ~Device() {
-    if (queue_) wgpuQueueRelease(queue_);
-    if (device_) {
-      wgpuDeviceDestroy(device_);
-      wgpuDeviceRelease(device_);
-    }
-    if (adapter_) wgpuAdapterRelease(adapter_);
-    if (instance_) wgpuInstanceRelease(instance_);
-  }
-
-  // Throws the first error wgpu reported since the last check, naming what was being done.
-  void check(const char* what) {
-    std::string e;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      e.swap(error_);
-    }
-    if (!e.empty()) throw std::runtime_error(std::string("WebGPU error in ") + what + ": " + e);
-  }
-
-  void wait_done() {
-    const auto t0 = std::chrono::steady_clock::now();
-    while (!done_) {
-      wgpuInstanceProcessEvents(instance_);
-      if (device_) wgpuDevicePoll(device_, true, nullptr);
-      if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(120))
-        throw std::runtime_error("WebGPU: timed out waiting for the device");
-    }
-  }
-
-  // Maps `buf` for reading and copies its first `bytes` to host.
-  void read(WGPUBuffer buf, void* host, size_t bytes) {
-    WGPUBufferMapCallbackInfo cb = {};
-    cb.mode = WGPUCallbackMode_AllowProcessEvents;
-    cb.callback = [](WGPUMapAsyncStatus s, WGPUStringView msg, void* self, void*) {
-      auto* d = static_cast<Device*>(self);
-      if (s != WGPUMapAsyncStatus_Success) {
-        std::lock_guard<std::mutex> lock(d->mu_);
-        if (d->error_.empty()) d->error_ = "reading back: " + str(msg);
-      }
-      d->done_ = true;
-    };
-    cb.userdata1 = this;
-    done_ = false;
-    wgpuBufferMapAsync(buf, WGPUMapMode_Read, 0, (bytes + 3) & ~size_t(3), cb);
-    wait_done();
-    check("reading results back");
-    const void* p = wgpuBufferGetConstMappedRange(buf, 0, (bytes + 3) & ~size_t(3));
-    if (!p) throw std::runtime_error("WebGPU: cannot map the read-back buffer");
-    std::memcpy(host, p, bytes);
-    wgpuBufferUnmap(buf);
-  }
-
-  WGPUBuffer make_buffer(uint64_t size, WGPUBufferUsage usage, const char* label, bool mapped = false) {
-    WGPUBufferDescriptor d = {};
-    d.label = sv(label);
-    d.size = (std::max<uint64_t>(size, 4) + 3) & ~uint64_t(3);
-    d.usage = usage;
-    d.mappedAtCreation = mapped;
-    if (d.size > limits_.maxBufferSize)
-      throw std::runtime_error(std::string("WebGPU: buffer '") + label + "' of " + std::to_string(d.size >> 20) +
-                               " MiB exceeds the adapter's largest buffer (" +
-                               std::to_string(limits_.maxBufferSize >> 20) + " MiB)");
-    WGPUBuffer b = wgpuDeviceCreateBuffer(device_, &d);
-    check(label);
-    if (!b) throw std::runtime_error(std::string("WebGPU: out of memory creating '") + label + "'");
-    return b;
-  }
-
-  WGPUDevice device() const { return device_; }
-  WGPUQueue queue() const { return queue_; }
-  const WGPULimits& limits() const { return limits_; }
-
- private:
-  WGPUInstance instance_ = nullptr;
-  WGPUAdapter adapter_ = nullptr;
-  WGPUDevice device_ = nullptr;
-  WGPUQueue queue_ = nullptr;
-  WGPULimits limits_ = {};
-  std::mutex mu_;
-  std::string error_;
-  volatile bool done_ = false;
-};
-
 class WebGpuBackend final : public Backend {
  public:
-  explicit WebGpuBackend(const WebGpuOptions& opts) {
-    max_binding_ = dev_.limits().maxStorageBufferBindingSize;
+  explicit WebGpuBackend(const WebGpuOptions& opts) : dev_(gpu::open_device()) {
+    max_binding_ = dev_->limits().max_storage_binding;
     weight_chunk_bytes_ = max_binding_;
     if (opts.max_binding_bytes > 0) weight_chunk_bytes_ = std::min<uint64_t>(max_binding_, opts.max_binding_bytes);
-    uniform_stride_ = std::max<uint32_t>(256, dev_.limits().minUniformBufferOffsetAlignment);
+    uniform_stride_ = std::max<uint32_t>(256, dev_->limits().uniform_offset_alignment);
     create_pipelines();
   }
 
   ~WebGpuBackend() override {
     clear_plans();
     for (auto& p : pipes_) {
-      if (p.layout) wgpuBindGroupLayoutRelease(p.layout);
-      if (p.pipeline) wgpuComputePipelineRelease(p.pipeline);
+      if (p.pipeline) dev_->destroy_pipeline(p.pipeline);
     }
-    for (WGPUBuffer b : owned_) {
-      wgpuBufferDestroy(b);
-      wgpuBufferRelease(b);
-    }
+    for (Handle b : owned_) dev_->destroy_buffer(b);
   }
 
   std::string name() const override { return "webgpu"; }
@@ -372,13 +219,11 @@ class WebGpuBackend final : public Backend {
         const int64_t nr = std::min(per_chunk, w->rows - r0);
         if (uint64_t(nr) * row_bytes_out > max_binding_)
           throw std::runtime_error("tensor '" + name + "': one row is larger than the adapter's storage binding");
-        WGPUBuffer b = dev_.make_buffer(uint64_t(nr) * row_bytes_out,
-                                        WGPUBufferUsage_Storage | WGPUBufferUsage_CopyDst, name.c_str(), true);
-        auto* dst = static_cast<uint8_t*>(wgpuBufferGetMappedRange(b, 0, (uint64_t(nr) * row_bytes_out + 3) & ~3ull));
-        if (!dst) throw std::runtime_error("WebGPU: cannot map the upload buffer of '" + name + "'");
-        for (int64_t r = 0; r < nr; ++r)
-          repack_row(type, w->kind, bytes.data() + (r0 + r) * in_row, w->k, dst + r * row_bytes_out, tmp);
-        wgpuBufferUnmap(b);
+        const Handle b = dev_->create_buffer_init(
+            uint64_t(nr) * row_bytes_out, gpu::kStorage | gpu::kCopyDst, name.c_str(), [&](uint8_t* dst) {
+              for (int64_t r = 0; r < nr; ++r)
+                repack_row(type, w->kind, bytes.data() + (r0 + r) * in_row, w->k, dst + r * row_bytes_out, tmp);
+            });
         owned_.push_back(b);
         w->chunks.push_back({b, r0, nr});
         memory_ += static_cast<int64_t>(nr * row_bytes_out);
@@ -391,8 +236,7 @@ class WebGpuBackend final : public Backend {
   Act alloc_act(int64_t max_rows, int64_t cols) override {
     auto& b = acts_.emplace_back();
     b.size = static_cast<uint64_t>(max_rows * cols) * 4;
-    b.buf = dev_.make_buffer(b.size, WGPUBufferUsage_Storage | WGPUBufferUsage_CopySrc | WGPUBufferUsage_CopyDst,
-                             "activation");
+    b.buf = dev_->create_buffer(b.size, gpu::kStorage | gpu::kCopySrc | gpu::kCopyDst, "activation");
     owned_.push_back(b.buf);
     memory_ += static_cast<int64_t>(b.size);
     max_rows_ = std::max(max_rows_, max_rows);
@@ -411,7 +255,7 @@ class WebGpuBackend final : public Backend {
                                std::to_string(max_binding_ >> 20) + " MiB): lower the context or the parallel slots");
     for (int32_t l = 0; l < cfg.n_layers; ++l) {
       for (auto* v : {&k_cache_, &v_cache_}) {
-        WGPUBuffer b = dev_.make_buffer(bytes, WGPUBufferUsage_Storage, "kv cache");
+        const Handle b = dev_->create_buffer(bytes, gpu::kStorage, "kv cache");
         owned_.push_back(b);
         v->push_back({b, bytes});
         memory_ += static_cast<int64_t>(bytes);
@@ -441,7 +285,7 @@ class WebGpuBackend final : public Backend {
     std::copy(batch.positions.begin(), batch.positions.end(), step_host_.begin() + cap_);
     std::copy(batch.slots.begin(), batch.slots.end(), step_host_.begin() + 2 * cap_);
     std::copy(batch.logit_rows.begin(), batch.logit_rows.end(), step_host_.begin() + 3 * cap_);
-    wgpuQueueWriteBuffer(dev_.queue(), step_.buf, 0, step_host_.data(), step_host_.size() * 4);
+    dev_->write_buffer(step_.buf, 0, step_host_.data(), step_host_.size() * 4);
     log_.clear();
   }
 
@@ -449,8 +293,8 @@ class WebGpuBackend final : public Backend {
     const size_t r = batch_->logit_rows.size();
     const size_t bytes = r * logits.cols * 4;
     if (host.size() < r * logits.cols) throw std::runtime_error("logits buffer too small");
-    submit(bytes ? buf(logits) : nullptr, bytes);
-    if (bytes) dev_.read(readback_.buf, host.data(), bytes);
+    submit(bytes ? buf(logits) : 0, bytes);
+    if (bytes) dev_->read(readback_.buf, host.data(), bytes);
     batch_ = nullptr;
   }
 
@@ -459,7 +303,7 @@ class WebGpuBackend final : public Backend {
     if (ids.size() < r) throw std::runtime_error("ids buffer too small");
     if (!ids_.buf) {
       ids_.size = uint64_t(cap_) * 4;
-      ids_.buf = dev_.make_buffer(ids_.size, WGPUBufferUsage_Storage | WGPUBufferUsage_CopySrc, "argmax ids");
+      ids_.buf = dev_->create_buffer(ids_.size, gpu::kStorage | gpu::kCopySrc, "argmax ids");
       owned_.push_back(ids_.buf);
     }
     if (r > 0) {
@@ -471,7 +315,7 @@ class WebGpuBackend final : public Backend {
       d.grid[0] = static_cast<uint32_t>(r);
     }
     submit(ids_.buf, r * 4);
-    if (r) dev_.read(readback_.buf, ids.data(), r * 4);
+    if (r) dev_->read(readback_.buf, ids.data(), r * 4);
     batch_ = nullptr;
   }
 
@@ -500,18 +344,13 @@ class WebGpuBackend final : public Backend {
   // ---- for tests: activations in and out, outside any step ----
   void write_act(Act a, const float* data, size_t n) {
     if (n * 4 > gb(a).size) throw std::runtime_error("write_act: too many values");
-    wgpuQueueWriteBuffer(dev_.queue(), buf(a), 0, data, n * 4);
+    dev_->write_buffer(buf(a), 0, data, n * 4);
   }
   void read_act(Act a, float* data, size_t n) {
     if (n * 4 > gb(a).size) throw std::runtime_error("read_act: too many values");
     ensure_readback(n * 4);
-    WGPUCommandEncoder enc = wgpuDeviceCreateCommandEncoder(dev_.device(), nullptr);
-    wgpuCommandEncoderCopyBufferToBuffer(enc, buf(a), 0, readback_.buf, 0, n * 4);
-    WGPUCommandBuffer cmd = wgpuCommandEncoderFinish(enc, nullptr);
-    wgpuQueueSubmit(dev_.queue(), 1, &cmd);
-    wgpuCommandBufferRelease(cmd);
-    wgpuCommandEncoderRelease(enc);
-    dev_.read(readback_.buf, data, n * 4);
+    dev_->submit({}, buf(a), readback_.buf, n * 4);
+    dev_->read(readback_.buf, data, n * 4);
   }
   int64_t submits() const { return submits_; }
   size_t plans() const { return plans_.size(); }
@@ -639,16 +478,16 @@ class WebGpuBackend final : public Backend {
       const uint32_t gx = spread(d, (words_per_pos * n + 255) / 256);
       set(d, {u(words_per_pos * n), u(src * slot_words), u(dst * slot_words), gx});
     }
-    submit(nullptr, 0);
+    submit(0, 0);
     log_.swap(saved);
   }
 
  private:
   static uint32_t u(int64_t v) { return static_cast<uint32_t>(v); }
   static GpuBuffer& gb(Act a) { return *static_cast<GpuBuffer*>(a.data); }
-  static WGPUBuffer buf(Act a) { return gb(a).buf; }
+  static Handle buf(Act a) { return gb(a).buf; }
   static uint64_t act_bytes(Act a, int64_t rows) { return uint64_t(std::max<int64_t>(rows, 1)) * a.cols * 4; }
-  static WGPUBuffer vec(const Weight* w) { return static_cast<const WgWeight*>(w)->vec.buf; }
+  static Handle vec(const Weight* w) { return static_cast<const WgWeight*>(w)->vec.buf; }
   static uint64_t vec_bytes(const Weight* w) { return static_cast<const WgWeight*>(w)->vec.size; }
 
   Dispatch& push(uint32_t pipe) {
@@ -658,12 +497,12 @@ class WebGpuBackend final : public Backend {
     d.grid[0] = d.grid[1] = d.grid[2] = 1;
     return d;
   }
-  void bind(Dispatch& d, uint32_t binding, WGPUBuffer b, uint64_t size) {
+  void bind(Dispatch& d, uint32_t binding, Handle b, uint64_t size) {
     if (size > max_binding_)
       throw std::runtime_error("WebGPU: a binding of " + std::to_string(size >> 20) +
                                " MiB exceeds the adapter's largest storage binding (" +
                                std::to_string(max_binding_ >> 20) + " MiB); use a smaller batch");
-    d.bind[d.n_bind++] = {binding, b, size};
+    d.bind[d.n_bind++] = {binding, 0, b, size};
   }
   static void set(Dispatch& d, std::initializer_list<uint32_t> v) { std::copy(v.begin(), v.end(), d.params); }
   // Spreads `groups` workgroups over the dispatch's x and y (each at most 65535); returns the x count, which the
@@ -692,7 +531,7 @@ class WebGpuBackend final : public Backend {
     cap_ = static_cast<int32_t>(std::max<int64_t>(max_rows_, 1));
     step_host_.assign(static_cast<size_t>(cap_) * 4, 0);
     step_.size = step_host_.size() * 4;
-    step_.buf = dev_.make_buffer(step_.size, WGPUBufferUsage_Storage | WGPUBufferUsage_CopyDst, "step");
+    step_.buf = dev_->create_buffer(step_.size, gpu::kStorage | gpu::kCopyDst, "step");
     owned_.push_back(step_.buf);
   }
 
@@ -708,54 +547,35 @@ class WebGpuBackend final : public Backend {
     return freqs_.emplace(key, b).first->second;
   }
 
-  WGPUBuffer upload(const void* data, uint64_t bytes, const char* label) {
-    WGPUBuffer b = dev_.make_buffer(bytes, WGPUBufferUsage_Storage | WGPUBufferUsage_CopyDst, label, true);
-    void* dst = wgpuBufferGetMappedRange(b, 0, (bytes + 3) & ~3ull);
-    std::memcpy(dst, data, bytes);
-    wgpuBufferUnmap(b);
+  Handle upload(const void* data, uint64_t bytes, const char* label) {
+    const Handle b = dev_->create_buffer_init(bytes, gpu::kStorage | gpu::kCopyDst, label,
+                                              [&](uint8_t* dst) { std::memcpy(dst, data, bytes); });
     owned_.push_back(b);
     return b;
   }
 
   // Finds or builds the plan for the step's log, encodes it with a copy of `result_bytes` of `result` into the
   // read-back buffer, and submits it.
-  void submit(WGPUBuffer result, uint64_t result_bytes) {
+  void submit(Handle result, uint64_t result_bytes) {
     const Plan& plan = plan_for_log();
-    WGPUCommandEncoder enc = wgpuDeviceCreateCommandEncoder(dev_.device(), nullptr);
-    WGPUComputePassEncoder pass = wgpuCommandEncoderBeginComputePass(enc, nullptr);
-    uint32_t last = ~0u;
-    for (size_t i = 0; i < plan.log.size(); ++i) {
-      const Dispatch& d = plan.log[i];
-      if (d.pipe != last) wgpuComputePassEncoderSetPipeline(pass, pipes_[d.pipe].pipeline), last = d.pipe;
-      wgpuComputePassEncoderSetBindGroup(pass, 0, plan.groups[i], 0, nullptr);
-      wgpuComputePassEncoderDispatchWorkgroups(pass, d.grid[0], d.grid[1], d.grid[2]);
-    }
-    wgpuComputePassEncoderEnd(pass);
-    wgpuComputePassEncoderRelease(pass);
     dispatches_ += static_cast<int64_t>(plan.log.size());
     if (batch_) ++steps_;
-    if (result && result_bytes) {
-      ensure_readback(result_bytes);
-      wgpuCommandEncoderCopyBufferToBuffer(enc, result, 0, readback_.buf, 0, (result_bytes + 3) & ~3ull);
-    }
-    WGPUCommandBuffer cmd = wgpuCommandEncoderFinish(enc, nullptr);
-    wgpuQueueSubmit(dev_.queue(), 1, &cmd);
-    wgpuCommandBufferRelease(cmd);
-    wgpuCommandEncoderRelease(enc);
+    if (result && result_bytes) ensure_readback(result_bytes);
+    else result_bytes = 0;
+    dev_->submit(plan.cmds, result, readback_.buf, result_bytes);
     ++submits_;
-    dev_.check("a step");
+    dev_->check("a step");
   }
 
   void ensure_readback(uint64_t bytes) {
     bytes = (bytes + 3) & ~3ull;
     if (readback_.size >= bytes) return;
     if (readback_.buf) {
-      wgpuBufferDestroy(readback_.buf);
-      wgpuBufferRelease(readback_.buf);
+      dev_->destroy_buffer(readback_.buf);
       owned_.erase(std::find(owned_.begin(), owned_.end(), readback_.buf));
     }
     readback_.size = std::max<uint64_t>(bytes, 1 << 16);
-    readback_.buf = dev_.make_buffer(readback_.size, WGPUBufferUsage_MapRead | WGPUBufferUsage_CopyDst, "read-back");
+    readback_.buf = dev_->create_buffer(readback_.size, gpu::kMapRead | gpu::kCopyDst, "read-back");
     owned_.push_back(readback_.buf);
   }
 
@@ -771,41 +591,30 @@ class WebGpuBackend final : public Backend {
     Plan p;
     p.log = log_;
     const uint64_t ubytes = std::max<uint64_t>(log_.size(), 1) * uniform_stride_;
-    p.uniforms = dev_.make_buffer(ubytes, WGPUBufferUsage_Uniform | WGPUBufferUsage_CopyDst, "step parameters");
+    p.uniforms = dev_->create_buffer(ubytes, gpu::kUniform | gpu::kCopyDst, "step parameters");
     std::vector<uint8_t> udata(ubytes, 0);
     for (size_t i = 0; i < log_.size(); ++i) std::memcpy(udata.data() + i * uniform_stride_, log_[i].params, 64);
-    wgpuQueueWriteBuffer(dev_.queue(), p.uniforms, 0, udata.data(), udata.size());
+    dev_->write_buffer(p.uniforms, 0, udata.data(), udata.size());
     p.groups.reserve(log_.size());
     for (size_t i = 0; i < log_.size(); ++i) {
       const Dispatch& d = log_[i];
-      WGPUBindGroupEntry e[9] = {};
-      for (uint32_t j = 0; j < d.n_bind; ++j) {
-        e[j].binding = d.bind[j].binding;
-        e[j].buffer = d.bind[j].buf;
-        e[j].size = d.bind[j].size;
-      }
-      e[d.n_bind].binding = pipes_[d.pipe].uniform_binding;
-      e[d.n_bind].buffer = p.uniforms;
-      e[d.n_bind].offset = i * uniform_stride_;
-      e[d.n_bind].size = 64;
-      WGPUBindGroupDescriptor bd = {};
-      bd.layout = pipes_[d.pipe].layout;
-      bd.entryCount = d.n_bind + 1;
-      bd.entries = e;
-      p.groups.push_back(wgpuDeviceCreateBindGroup(dev_.device(), &bd));
+      gpu::BindEntry e[9] = {};
+      for (uint32_t j = 0; j < d.n_bind; ++j) e[j] = {d.bind[j].binding, 0, d.bind[j].buf, 0, d.bind[j].size};
+      e[d.n_bind] = {pipes_[d.pipe].uniform_binding, 0, p.uniforms, i * uniform_stride_, 64};
+      const Handle pipeline = pipes_[d.pipe].pipeline;
+      p.groups.push_back(dev_->create_bind_group(pipeline, std::span<const gpu::BindEntry>(e, d.n_bind + 1)));
+      p.cmds.push_back({pipeline, p.groups.back(), d.grid[0], d.grid[1], d.grid[2], 0});
     }
-    dev_.check("building a step plan");
+    dev_->check("building a step plan");
     return plans_.emplace(h, std::move(p)).first->second;
   }
 
   void release_plan(Plan& p) {
-    for (WGPUBindGroup g : p.groups) wgpuBindGroupRelease(g);
-    if (p.uniforms) {
-      wgpuBufferDestroy(p.uniforms);
-      wgpuBufferRelease(p.uniforms);
-    }
+    for (Handle g : p.groups) dev_->destroy_bind_group(g);
+    if (p.uniforms) dev_->destroy_buffer(p.uniforms);
     p.groups.clear();
-    p.uniforms = nullptr;
+    p.cmds.clear();
+    p.uniforms = 0;
   }
   void clear_plans() {
     for (auto& [h, p] : plans_) release_plan(p);
@@ -813,8 +622,7 @@ class WebGpuBackend final : public Backend {
   }
 
   struct Pipe {
-    WGPUComputePipeline pipeline = nullptr;
-    WGPUBindGroupLayout layout = nullptr;
+    Handle pipeline = 0;
     uint32_t uniform_binding = 0;
   };
 
@@ -822,25 +630,10 @@ class WebGpuBackend final : public Backend {
   // uniform buffer at `uniform_binding`.
   void make_pipeline(uint32_t id, const std::string& source, const char* entry, uint32_t uniform_binding) {
     Pipe& p = pipes_[id];
-    if (p.layout) wgpuBindGroupLayoutRelease(p.layout);
-    if (p.pipeline) wgpuComputePipelineRelease(p.pipeline);
-    WGPUShaderSourceWGSL wgsl = {};
-    wgsl.chain.sType = WGPUSType_ShaderSourceWGSL;
-    wgsl.code = {source.data(), source.size()};
-    WGPUShaderModuleDescriptor md = {};
-    md.nextInChain = &wgsl.chain;
-    md.label = sv(entry);
-    WGPUShaderModule mod = wgpuDeviceCreateShaderModule(dev_.device(), &md);
-    dev_.check((std::string("compiling WGSL for ") + entry).c_str());
-    WGPUComputePipelineDescriptor pd = {};
-    pd.label = sv(entry);
-    pd.compute.module = mod;
-    pd.compute.entryPoint = sv(entry);
-    p.pipeline = wgpuDeviceCreateComputePipeline(dev_.device(), &pd);
-    dev_.check((std::string("creating the pipeline ") + entry).c_str());
-    p.layout = wgpuComputePipelineGetBindGroupLayout(p.pipeline, 0);
+    if (p.pipeline) dev_->destroy_pipeline(p.pipeline);
+    p.pipeline = 0;
+    p.pipeline = dev_->create_pipeline(source, entry);
     p.uniform_binding = uniform_binding;
-    wgpuShaderModuleRelease(mod);
   }
 
   // Every pipeline but the KV-cache ones, which depend on the cache's type (alloc_kv creates them).
@@ -869,14 +662,14 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kKvCopy, src, "kv_copy", 10);
   }
 
-  Device dev_;
+  std::unique_ptr<gpu::Device> dev_;
   uint64_t max_binding_ = 0;         // the adapter's largest storage binding
   uint64_t weight_chunk_bytes_ = 0;  // the largest weight chunk (WebGpuOptions::max_binding_bytes lowers it)
   uint32_t uniform_stride_ = 256;
   std::vector<Pipe> pipes_;
   std::deque<std::unique_ptr<WgWeight>> weights_;
   std::deque<GpuBuffer> acts_;
-  std::vector<WGPUBuffer> owned_;
+  std::vector<Handle> owned_;
   std::vector<GpuBuffer> k_cache_, v_cache_;
   std::map<std::tuple<int32_t, float, const Weight*>, GpuBuffer> freqs_;
   KvCacheConfig kv_;
@@ -897,7 +690,7 @@ class WebGpuBackend final : public Backend {
 
 bool webgpu_available(std::string* why) {
   try {
-    Device d;
+    gpu::open_device();
     return true;
   } catch (const std::exception& e) {
     if (why) *why = e.what();
