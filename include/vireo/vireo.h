@@ -14,6 +14,8 @@
 
 namespace vireo {
 
+class GgufFile;  // src/gguf/gguf.h
+
 struct SamplingParams {
   float temperature = 0.8f;        // <= 0: greedy
   int32_t top_k = 40;              // <= 0: off
@@ -159,6 +161,10 @@ class Engine {
   bool adds_bos() const;  // the tokenizer's convention: prompts start with BOS
   std::string token_text(int32_t token) const;  // the bytes one token decodes to
   std::string architecture() const;
+  // The device the model runs on, as the backend describes it ("cpu", "webgpu: <adapter>", ...).
+  std::string device_description() const;
+  // The model file's metadata and tensor table (chat templates, tools).
+  const GgufFile& gguf() const;
   int64_t weight_bytes_per_token() const;
   int64_t memory_bytes() const;
   // Forward steps, queue submits and kernel dispatches the device has run since load (zeros on the CPU).

@@ -80,6 +80,17 @@ ChatTemplate::ChatTemplate(std::string source, std::string bos_token, std::strin
   tmpl_ = std::make_shared<const jinja::Template>(source_, o);
 }
 
+ChatTemplate ChatTemplate::plain_turns() {
+  return ChatTemplate(
+      "{% for m in messages %}"
+      "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+      "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n"
+      "{% else %}Assistant: {{ m['content'] }}\n{% endif %}"
+      "{% endfor %}"
+      "{% if add_generation_prompt %}Assistant:{% endif %}",
+      "", "");
+}
+
 ChatTemplate ChatTemplate::from_gguf(const GgufFile& gguf) {
   const GgufValue* t = gguf.find("tokenizer.chat_template");
   if (!t || t->type != GgufType::STRING) throw std::runtime_error("model has no chat template (pass --chat-template ...)");

@@ -20,6 +20,9 @@ class ChatTemplate {
   // tokenizer.ggml.tokens. Throws std::runtime_error "model has no chat template (pass --chat-template ...)"
   // when the key is missing.
   static ChatTemplate from_gguf(const GgufFile& gguf);
+  // For models without a template: plain "User:/Assistant:" turns, so a base model (like the bundled
+  // stories260K) still answers chat requests.
+  static ChatTemplate plain_turns();
   // HF tokenizer_config.json: chat_template as a string, or a list of {name, template} (`name` picks one;
   // "default" unless told), or, when the key is absent, a chat_template.jinja next to the file; bos_token /
   // eos_token as a string or {"content": ...}.

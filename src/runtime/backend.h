@@ -92,6 +92,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // name() and, where there is one, the device it runs on (adapter, GPU model).
+  virtual std::string description() const { return name(); }
   virtual BackendCounters counters() const { return {}; }
 
   // ---- load / plan time ----

@@ -104,6 +104,8 @@ bool Engine::is_eog(int32_t token) const { return impl_->tokenizer->is_eog(token
 std::string Engine::token_text(int32_t token) const { return impl_->tokenizer->token_bytes(token); }
 Scheduler& Engine::scheduler() { return impl_->scheduler; }
 std::string Engine::architecture() const { return impl_->model->config().arch; }
+std::string Engine::device_description() const { return impl_->model->backend().description(); }
+const GgufFile& Engine::gguf() const { return *impl_->file; }
 int64_t Engine::weight_bytes_per_token() const { return impl_->model->weight_bytes_per_token(); }
 int64_t Engine::memory_bytes() const { return impl_->model->backend().memory_bytes(); }
 

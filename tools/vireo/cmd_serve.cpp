@@ -13,22 +13,8 @@
 
 namespace vireo::cli {
 
-namespace {
-
-// Used when the model carries no chat template and none is given: plain "User:/Assistant:" turns, so a base
-// model (like the bundled stories260K) still answers chat requests.
-constexpr const char* kFallbackTemplate =
-    "{% for m in messages %}"
-    "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
-    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n"
-    "{% else %}Assistant: {{ m['content'] }}\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}Assistant:{% endif %}";
-
-}  // namespace
-
-// The chat template: --chat-template (a Jinja file or a tokenizer_config.json), else the model's, else the plain
-// fallback above (with a note).
+// The chat template: --chat-template (a Jinja file or a tokenizer_config.json), else the model's, else
+// ChatTemplate::plain_turns() (with a note).
 std::shared_ptr<ChatTemplate> load_chat_template(const std::string& model_path, const std::string& override_path,
                                                  bool quiet) {
   const GgufFile file = GgufFile::open(model_path);
@@ -55,7 +41,7 @@ std::shared_ptr<ChatTemplate> load_chat_template(const std::string& model_path, 
   if (!quiet)
     std::fprintf(stderr, "note: the model has no chat template; chat requests use plain 'User:/Assistant:' turns "
                          "(--chat-template FILE sets one)\n");
-  return std::make_shared<ChatTemplate>(kFallbackTemplate, "", "");
+  return std::make_shared<ChatTemplate>(ChatTemplate::plain_turns());
 }
 
 void add_serve_command(CLI::App& app) {

@@ -185,6 +185,9 @@ class WebGpuBackend final : public Backend {
   }
 
   std::string name() const override { return "webgpu"; }
+  std::string description() const override {
+    return dev_->limits().adapter.empty() ? name() : name() + ": " + dev_->limits().adapter;
+  }
   BackendCounters counters() const override { return {steps_, submits_, dispatches_}; }
 
   // ---- load / plan ----
