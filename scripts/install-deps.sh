@@ -10,6 +10,7 @@ pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev            # libFuzzer target and sanitizers
   emscripten nodejs                   # the WASM build and its test under Node
+  chromium                            # the browser tests (headless, WebGPU on its SwiftShader)
 )
 # Native WebGPU tests run on Mesa's lavapipe (Vulkan on the CPU). Debian 12's Mesa 22 lacks what wgpu needs;
 # bookworm-backports has Mesa 25 (shader-f16; 128 MiB storage bindings). The suite is added to the existing
@@ -38,9 +39,10 @@ fi
 cd "$(dirname "$0")/.."
 # The same environment carries wgpu-native for the WebGPU backend: PyPI's `wgpu` wheel ships the library and its
 # C headers (webgpu.h, wgpu.h), which CMake finds in .venv (only the files are used, not the Python module).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai' 2>/dev/null ||
+# Playwright drives Debian's Chromium in the browser tests (its own browser downloads are never used).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, playwright' 2>/dev/null ||
    ! ls .venv/lib/python3*/site-packages/wgpu/resources/libwgpu_native-release.so >/dev/null 2>&1; then
   /usr/bin/python3 -m venv --system-site-packages .venv
-  .venv/bin/pip install -q --disable-pip-version-check 'openai>=1.0'
+  .venv/bin/pip install -q --disable-pip-version-check 'openai>=1.0' 'playwright>=1.40'
   .venv/bin/pip install -q --disable-pip-version-check --no-deps 'wgpu==0.32.0'
 fi

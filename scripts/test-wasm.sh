@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the core for WebAssembly with Emscripten (Debian's `emscripten` package) in build-wasm/ and runs the
-# stories260K golden tests under Node (tools/wasm/vireo_wasm_golden.cpp) against ../shared/fixtures.
+# Builds the core for WebAssembly with Emscripten (Debian's `emscripten` package) in build-wasm/, runs the
+# stories260K golden tests under Node (tools/wasm/vireo_wasm_golden.cpp) against ../shared/fixtures, and puts the
+# browser build (vireo-web.js + .wasm) into web/dist/ for the package in web/. `--build-only`: no Node run.
 # Skips (exit 0) when emcc or node is not installed; the driver itself skips when the fixtures are absent.
 #
 # PCRE2 (byte-level BPE pre-tokenizers) has no wasm32 build in Debian. VIREO_WASM_PCRE2 chooses:
@@ -58,8 +59,11 @@ gen=()
 if command -v ninja >/dev/null 2>&1 && [ ! -f build-wasm/Makefile ]; then gen=(-G Ninja); fi
 emcmake cmake -S . -B build-wasm "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DVIREO_WASM_PCRE2_PREFIX="$pcre2_prefix" >/dev/null
-cmake --build build-wasm --target vireo_wasm_golden -j "$jobs"
-echo "test-wasm: build took $((SECONDS - start)) s"
+cmake --build build-wasm --target vireo_wasm_golden vireo_web -j "$jobs"
+mkdir -p web/dist
+cp build-wasm/vireo-web.js build-wasm/vireo-web.wasm web/dist/
+echo "test-wasm: build took $((SECONDS - start)) s (browser build in web/dist)"
+if [ "${1:-}" = --build-only ]; then exit 0; fi
 
 # Linked with -sSINGLE_FILE=1 (no .wasm fetch) and -sNODERAWFS=1 (host paths).
 node build-wasm/vireo_wasm_golden.js ../shared/fixtures

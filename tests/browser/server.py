@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TYPES = {'.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
@@ -18,7 +19,7 @@ TYPES = {'.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=u
          '.json': 'application/json', '.gguf': 'application/octet-stream', '.ts': 'text/plain', '.png': 'image/png'}
 
 
-def make_handler(roots, isolate, counts, lock):
+def make_handler(roots, isolate, counts, lock, cuts, ranges):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = 'HTTP/1.1'
 
@@ -68,6 +69,8 @@ def make_handler(roots, isolate, counts, lock):
                 return
             with lock:
                 counts[path] = counts.get(path, 0) + 1
+                ranges.append((path, self.headers.get('Range')))
+                cut = cuts.pop(path, None)
             full = self.resolve(path)
             if not full:
                 self.reply(404, b'not found')
@@ -105,6 +108,17 @@ def make_handler(roots, isolate, counts, lock):
             with open(full, 'rb') as f:
                 f.seek(start)
                 left = end - start + 1
+                if cut is not None:  # a dropped connection: part of the body (in pieces, as a network would), then close
+                    sent = 0
+                    while sent < min(left, cut):
+                        piece = f.read(min(16384, min(left, cut) - sent))
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                        sent += len(piece)
+                        time.sleep(0.02)
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 while left > 0:
                     chunk = f.read(min(left, 1 << 20))
                     if not chunk:
@@ -115,13 +129,33 @@ def make_handler(roots, isolate, counts, lock):
     return Handler
 
 
+class Server:
+    """The server running in a thread: `port`; `counts` (GETs per path), `ranges` ((path, Range header) per GET);
+    cut(path, nbytes): the next GET of `path` sends nbytes of its body and drops the connection."""
+
+    def __init__(self, web, models, port=0, isolate=False):
+        self.counts, self.ranges, self.cuts, self.lock = {}, [], {}, threading.Lock()
+        roots = [('/models/', models), ('/', web)]
+        handler = make_handler(roots, isolate, self.counts, self.lock, self.cuts, self.ranges)
+        self.httpd = ThreadingHTTPServer(('127.0.0.1', port), handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def cut(self, path, nbytes):
+        with self.lock:
+            self.cuts[path] = nbytes
+
+    def reset(self):
+        with self.lock:
+            self.counts.clear()
+            self.ranges.clear()
+
+    def shutdown(self):
+        self.httpd.shutdown()
+
+
 def start(web, models, port=0, isolate=False):
-    """Starts the server in a thread; returns (server, port, counts)."""
-    counts, lock = {}, threading.Lock()
-    roots = [('/models/', models), ('/', web)]
-    server = ThreadingHTTPServer(('127.0.0.1', port), make_handler(roots, isolate, counts, lock))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1], counts
+    return Server(web, models, port, isolate)
 
 
 if __name__ == '__main__':
@@ -131,8 +165,8 @@ if __name__ == '__main__':
     ap.add_argument('--models', default='../shared/fixtures/models')
     ap.add_argument('--isolate', action='store_true', help='send COOP/COEP headers (cross-origin isolation)')
     a = ap.parse_args()
-    server, port, _ = start(a.web, a.models, a.port, a.isolate)
-    print(f'listening on {port}', flush=True)
+    server = start(a.web, a.models, a.port, a.isolate)
+    print(f'listening on {server.port}', flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
