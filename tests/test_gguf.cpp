@@ -1000,3 +1000,67 @@ TEST(GgufCorrupt, RandomMutationsOfSmallFileEveryByte) {
     }
   }
 }
+
+// ---- streamed files: the header from the first bytes, tensors read one at a time ----
+
+TEST(GgufStreamed, SameMetadataAndTensorBytesAsMapped) {
+  const fs::path dir = fixtures_dir();
+  REQUIRE_FIXTURE(dir);
+  int n_files = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".gguf") continue;
+    ++n_files;
+    const GgufFile mapped = GgufFile::open(e.path().string());
+    const GgufFile streamed = GgufFile::open_streamed(e.path().string(), 64);  // forces the prefix to grow
+    EXPECT_TRUE(mapped.resident());
+    EXPECT_FALSE(streamed.resident()) << e.path();
+    EXPECT_EQ(streamed.file_size(), mapped.file_size());
+    EXPECT_EQ(streamed.data_offset(), mapped.data_offset());
+    ASSERT_EQ(streamed.metadata().size(), mapped.metadata().size());
+    for (size_t i = 0; i < mapped.metadata().size(); ++i) {
+      EXPECT_EQ(streamed.metadata()[i].first, mapped.metadata()[i].first);
+      EXPECT_EQ(touch_value(streamed.metadata()[i].second), touch_value(mapped.metadata()[i].second));
+    }
+    ASSERT_EQ(streamed.tensors().size(), mapped.tensors().size());
+    std::vector<uint8_t> scratch, unused;
+    for (size_t i = 0; i < mapped.tensors().size(); ++i) {
+      const GgufTensorInfo& t = streamed.tensors()[i];
+      EXPECT_EQ(t.name, mapped.tensors()[i].name);
+      const auto got = streamed.tensor_bytes(t, scratch);
+      const auto want = mapped.tensor_bytes(mapped.tensors()[i], unused);
+      ASSERT_EQ(got.size(), want.size()) << t.name;
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size()), 0) << t.name;
+    }
+    EXPECT_TRUE(unused.empty());  // resident files hand out spans, no copies
+    EXPECT_THROW(streamed.data(streamed.tensors()[0]), GgufError);
+  }
+  EXPECT_GT(n_files, 0);
+}
+
+TEST(GgufStreamed, TruncatedFileGivesTheSameErrorAsOpen) {
+  const fs::path p = fixtures_dir() / "stories260K-f32.gguf";
+  REQUIRE_FIXTURE(p);
+  const Bytes full = read_file(p);
+  const fs::path tmp = fs::temp_directory_path() / ("vireo-streamed-" + std::to_string(::getpid()) + ".gguf");
+  for (const size_t keep : {size_t(3), size_t(100), size_t(5000), full.size() / 2, full.size() - 1}) {
+    {
+      std::ofstream o(tmp, std::ios::binary);
+      o.write(reinterpret_cast<const char*>(full.data()), static_cast<std::streamsize>(keep));
+    }
+    std::string mapped_error, streamed_error;
+    try {
+      GgufFile::open(tmp.string());
+    } catch (const GgufError& e) {
+      mapped_error = e.what();
+    }
+    try {
+      GgufFile::open_streamed(tmp.string(), 64);
+    } catch (const GgufError& e) {
+      streamed_error = e.what();
+    }
+    EXPECT_FALSE(mapped_error.empty()) << keep;
+    EXPECT_EQ(streamed_error, mapped_error) << keep;
+  }
+  fs::remove(tmp);
+  EXPECT_THROW(GgufFile::open_streamed("/nonexistent/model.gguf"), GgufError);
+}

@@ -399,9 +399,10 @@ using test_files::read_token_sequence;
 using test_files::rstrip_newlines;
 
 std::string greedy(const std::string& model, const std::string& device, const std::string& prompt, int n,
-                   int slots = 1) {
+                   int slots = 1, bool stream_weights = false) {
   EngineOptions eo;
   eo.device = device;
+  eo.stream_weights = stream_weights;
   eo.threads = 1;
   eo.n_ctx = 256;
   eo.n_slots = slots;
@@ -434,6 +435,22 @@ TEST(WebGpuEndToEnd, Stories260KEveryFixtureEqualsCpuText) {
     const std::string path = kFixtures + "/models/" + m + ".gguf";
     if (!std::filesystem::exists(path)) continue;
     EXPECT_EQ(greedy(path, "webgpu", "Once upon a time", 64), greedy(path, "cpu", "Once upon a time", 64)) << m;
+  }
+}
+
+// Weights read tensor by tensor from a streamed file (what the browser does) give the same text; the CPU
+// backend, which reads weights in place, refuses a streamed file with a clear error.
+TEST(WebGpuEndToEnd, StreamedWeightsGiveTheSameText) {
+  REQUIRE_WEBGPU();
+  REQUIRE_FIXTURES();
+  const std::string path = kFixtures + "/models/stories260K-f16.gguf";  // larger than the first 256 KiB read
+  ASSERT_FALSE(GgufFile::open_streamed(path).resident());
+  EXPECT_EQ(greedy(path, "webgpu", "Once upon a time", 32, 1, true), greedy(path, "cpu", "Once upon a time", 32));
+  try {
+    greedy(path, "cpu", "Once upon a time", 4, 1, true);
+    ADD_FAILURE() << "the CPU backend accepted a streamed file";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("whole file in memory"), std::string::npos) << e.what();
   }
 }
 

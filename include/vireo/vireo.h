@@ -35,6 +35,9 @@ struct EngineOptions {
   bool kv_f32 = false;    // f16 KV cache by default
   int max_batch = 512;    // tokens per prefill step
   int n_slots = 1;        // sequences kept at once
+  // Read the weights tensor by tensor instead of keeping the file in memory (the browser: models larger than
+  // the WASM heap). Needs a backend that copies weights to its device (webgpu, cuda).
+  bool stream_weights = false;
 };
 
 struct GenerateOptions {

@@ -56,14 +56,24 @@ struct GgufTensorInfo {
   int64_t n_bytes() const;
 };
 
-// Bytes of a file the reader may look at: a memory map or an owned buffer.
+// Bytes of a file the reader may look at: a memory map, an owned buffer, or (streamed) the file's first part
+// in memory and the rest read on demand.
 class ByteSource {
  public:
   virtual ~ByteSource() = default;
+  // The bytes in memory: the whole file, or a streamed file's first part.
   virtual std::span<const uint8_t> bytes() const = 0;
+  // The file's size.
+  virtual uint64_t size() const { return bytes().size(); }
+  // Copies `n` bytes at `offset` (bounds-checked against size()) to `dst`.
+  virtual void read(uint64_t offset, void* dst, size_t n) const;
+  bool resident() const { return bytes().size() == size(); }
   // Memory-maps `path` read-only (falls back to reading it whole where mmap is missing, e.g. WASM).
   static std::unique_ptr<ByteSource> open_file(const std::string& path);
   static std::unique_ptr<ByteSource> from_buffer(std::vector<uint8_t> data);
+  // Keeps the first `prefix` bytes of `path` in memory and reads the rest when asked (WASM: models larger
+  // than the 4 GB heap, for backends that copy the weights to their device).
+  static std::unique_ptr<ByteSource> open_streamed(const std::string& path, uint64_t prefix);
 };
 
 class GgufFile {
@@ -71,11 +81,16 @@ class GgufFile {
   // Parses header, metadata and tensor infos; validates every tensor's extent against the file.
   explicit GgufFile(std::unique_ptr<ByteSource> src);
   static GgufFile open(const std::string& path) { return GgufFile(ByteSource::open_file(path)); }
+  // Parses the header from the file's first bytes (first_prefix, grown until the header fits) and reads tensor
+  // data only through tensor_bytes(), one tensor at a time.
+  static GgufFile open_streamed(const std::string& path, uint64_t first_prefix = uint64_t(256) << 10);
 
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }
-  uint64_t file_size() const { return src_->bytes().size(); }
+  uint64_t file_size() const { return src_->size(); }
+  // Whether the whole file is in memory (data() works); false for open_streamed().
+  bool resident() const { return src_->resident(); }
 
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return kv_; }
   const GgufValue* find(std::string_view key) const;
@@ -87,8 +102,10 @@ class GgufFile {
 
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* find_tensor(std::string_view name) const;
-  // Raw bytes of a tensor (already bounds-checked at open).
+  // Raw bytes of a tensor (already bounds-checked at open); needs a resident file.
   std::span<const uint8_t> data(const GgufTensorInfo& t) const;
+  // Raw bytes of a tensor: data(t) when resident, else read into `scratch` (valid until its next use).
+  std::span<const uint8_t> tensor_bytes(const GgufTensorInfo& t, std::vector<uint8_t>& scratch) const;
 
  private:
   std::unique_ptr<ByteSource> src_;

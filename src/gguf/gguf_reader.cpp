@@ -1,7 +1,9 @@
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <mutex>
 
 #include "gguf/gguf.h"
 
@@ -174,6 +176,65 @@ std::unique_ptr<ByteSource> ByteSource::from_buffer(std::vector<uint8_t> data) {
   return std::make_unique<BufferSource>(std::move(data));
 }
 
+void ByteSource::read(uint64_t offset, void* dst, size_t n) const {
+  const auto b = bytes();
+  if (offset > b.size() || n > b.size() - offset) throw GgufError("read past the end of the file");
+  std::memcpy(dst, b.data() + offset, n);
+}
+
+namespace {
+class StreamedFile : public ByteSource {
+ public:
+  StreamedFile(const std::string& path, uint64_t prefix) : path_(path) {
+    f_ = std::fopen(path.c_str(), "rb");
+    if (!f_) throw GgufError("cannot open '" + path + "': " + std::strerror(errno));
+    if (fseeko(f_, 0, SEEK_END) != 0) {
+      std::fclose(f_);
+      throw GgufError("cannot seek in '" + path + "'");
+    }
+    size_ = static_cast<uint64_t>(ftello(f_));
+    prefix_.resize(static_cast<size_t>(std::min(prefix, size_)));
+    read(0, prefix_.data(), prefix_.size());
+  }
+  ~StreamedFile() override { std::fclose(f_); }
+  std::span<const uint8_t> bytes() const override { return {prefix_.data(), prefix_.size()}; }
+  uint64_t size() const override { return size_; }
+  void read(uint64_t offset, void* dst, size_t n) const override {
+    if (offset > size_ || n > size_ - offset) throw GgufError("read past the end of '" + path_ + "'");
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fseeko(f_, static_cast<off_t>(offset), SEEK_SET) != 0 || std::fread(dst, 1, n, f_) != n)
+      throw GgufError("cannot read " + std::to_string(n) + " bytes at offset " + std::to_string(offset) + " of '" +
+                      path_ + "'");
+  }
+
+ private:
+  std::string path_;
+  std::FILE* f_ = nullptr;
+  uint64_t size_ = 0;
+  std::vector<uint8_t> prefix_;
+  mutable std::mutex mu_;
+};
+}  // namespace
+
+std::unique_ptr<ByteSource> ByteSource::open_streamed(const std::string& path, uint64_t prefix) {
+  return std::make_unique<StreamedFile>(path, prefix);
+}
+
+GgufFile GgufFile::open_streamed(const std::string& path, uint64_t first_prefix) {
+  // Headers are small next to the weights (most well under 256 KiB; a 262K-token vocabulary ~10 MB): grow the
+  // prefix 4x until the header fits (a failed try costs at most its prefix); a whole-file prefix gives the same
+  // errors as open().
+  for (uint64_t prefix = std::max<uint64_t>(first_prefix, 64);; prefix *= 4) {
+    auto src = ByteSource::open_streamed(path, prefix);
+    const bool whole = src->resident();
+    try {
+      return GgufFile(std::move(src));
+    } catch (const GgufError&) {
+      if (whole) throw;
+    }
+  }
+}
+
 int64_t GgufTensorInfo::n_elements() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
@@ -251,8 +312,9 @@ GgufFile::GgufFile(std::unique_ptr<ByteSource> src) : src_(std::move(src)) {
   }
 
   data_offset_ = (r.pos() + alignment_ - 1) / alignment_ * alignment_;
-  if (n_tensors > 0 && data_offset_ > bytes.size()) fail("file truncated before the tensor data section");
-  const uint64_t data_size = bytes.size() > data_offset_ ? bytes.size() - data_offset_ : 0;
+  const uint64_t file_size = src_->size();
+  if (n_tensors > 0 && data_offset_ > file_size) fail("file truncated before the tensor data section");
+  const uint64_t data_size = file_size > data_offset_ ? file_size - data_offset_ : 0;
 
   // Every tensor lies inside the data section and no two overlap.
   std::vector<const GgufTensorInfo*> by_offset;
@@ -303,7 +365,15 @@ const GgufTensorInfo* GgufFile::find_tensor(std::string_view name) const {
 }
 
 std::span<const uint8_t> GgufFile::data(const GgufTensorInfo& t) const {
+  if (!src_->resident()) throw GgufError("tensor '" + t.name + "': the file is streamed, not in memory");
   return src_->bytes().subspan(data_offset_ + t.offset, static_cast<size_t>(t.n_bytes()));
+}
+
+std::span<const uint8_t> GgufFile::tensor_bytes(const GgufTensorInfo& t, std::vector<uint8_t>& scratch) const {
+  if (src_->resident()) return data(t);
+  scratch.resize(static_cast<size_t>(t.n_bytes()));
+  src_->read(data_offset_ + t.offset, scratch.data(), scratch.size());
+  return {scratch.data(), scratch.size()};
 }
 
 // ---- value accessors ----

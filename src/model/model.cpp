@@ -13,6 +13,10 @@ Model::Model(std::shared_ptr<const GgufFile> file, std::unique_ptr<Backend> back
 
   int64_t total = 0, done = 0;
   for (const auto& t : file_->tensors()) total += t.n_bytes();
+  if (!file_->resident() && !backend_->copies_weights())
+    throw std::runtime_error("the " + backend_->name() + " backend reads weights in place: it needs the whole file "
+                             "in memory, not streamed");
+  std::vector<uint8_t> scratch;  // a streamed file's tensor, one at a time
   auto load = [&](const std::string& name, std::vector<int64_t> want, bool optional = false) -> const Weight* {
     const GgufTensorInfo* t = file_->find_tensor(name);
     if (!t) {
@@ -25,7 +29,7 @@ Model::Model(std::shared_ptr<const GgufFile> file, std::unique_ptr<Backend> back
       for (auto d : want) exp += (exp.empty() ? "" : "x") + std::to_string(d);
       throw std::runtime_error("tensor '" + name + "' has shape " + got + ", expected " + exp);
     }
-    const Weight* w = backend_->upload_weight(name, t->type, t->shape, file_->data(*t));
+    const Weight* w = backend_->upload_weight(name, t->type, t->shape, file_->tensor_bytes(*t, scratch));
     done += t->n_bytes();
     if (progress) progress(done, total);
     if (t->shape.size() > 1 && name != "token_embd.weight") weight_bytes_ += t->n_bytes();

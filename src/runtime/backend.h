@@ -94,6 +94,9 @@ class Backend {
   virtual std::string name() const = 0;
   // name() and, where there is one, the device it runs on (adapter, GPU model).
   virtual std::string description() const { return name(); }
+  // True when upload_weight copies the bytes to the device (they may be freed after the call); false when the
+  // backend keeps pointing at them (the CPU reads the memory-mapped file).
+  virtual bool copies_weights() const { return false; }
   virtual BackendCounters counters() const { return {}; }
 
   // ---- load / plan time ----

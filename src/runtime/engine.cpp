@@ -34,7 +34,7 @@ Engine::~Engine() = default;
 
 std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOptions& opts, const ProgressFn& progress) {
   auto impl = std::make_unique<Impl>();
-  impl->file = std::make_shared<GgufFile>(GgufFile::open(path));
+  impl->file = std::make_shared<GgufFile>(opts.stream_weights ? GgufFile::open_streamed(path) : GgufFile::open(path));
   impl->tokenizer = Tokenizer::from_gguf(*impl->file);
   RunOptions ro;
   ro.n_ctx = opts.n_ctx;

@@ -102,6 +102,9 @@ EMSCRIPTEN_KEEPALIVE int vireo_web_load(const char* path, const char* options_js
     eo.n_ctx = get<int>(o, "contextLength", 0);
     eo.kv_f32 = get<bool>(o, "kvF32", false);
     eo.threads = 1;
+    // On the GPU the weights live in GPU buffers: read them tensor by tensor instead of holding the file in the
+    // heap (models larger than the 4 GB WASM heap load).
+    eo.stream_weights = eo.device == "webgpu";
     st.engine = vireo::Engine::load(path, eo, [](int64_t done, int64_t total) {
       vireo_web_progress(static_cast<double>(done), static_cast<double>(total));
     });

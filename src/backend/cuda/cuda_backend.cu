@@ -160,6 +160,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   }
 
   std::string name() const override { return "cuda:" + std::to_string(device_); }
+  bool copies_weights() const override { return true; }
 
   // ---------------------------------------------------------------------------------------------------------
   // load / plan time

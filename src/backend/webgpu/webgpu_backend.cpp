@@ -185,6 +185,7 @@ class WebGpuBackend final : public Backend {
   }
 
   std::string name() const override { return "webgpu"; }
+  bool copies_weights() const override { return true; }
   std::string description() const override {
     return dev_->limits().adapter.empty() ? name() : name() + ": " + dev_->limits().adapter;
   }
