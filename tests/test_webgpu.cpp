@@ -341,6 +341,48 @@ TEST(WebGpu, ArgmaxAndGatherMatchHost) {
   EXPECT_EQ(webgpu_testing::submits(*be), submits + 1);
 }
 
+// Candidates for sampling picked on the GPU equal the host's select_candidates() on the same rows: margins from
+// none to all, ties at the floor, a row with more than `cap` candidates (-1), and NaN; the logits stay readable
+// afterwards (read_logit_rows, for the rows the sampler must see whole).
+TEST(WebGpu, CandidatesMatchHostSelection) {
+  REQUIRE_WEBGPU();
+  auto be = make_webgpu_backend();
+  const int n = 5, vocab = 3001, cap = 64;
+  std::vector<float> xv = randn(n * vocab, 43);
+  xv[0 * vocab + 3000] = 9.f;                          // the last id tops row 0
+  xv[1 * vocab + 10] = xv[1 * vocab + 2000] = 6.f;     // row 1: a tie at the top
+  xv[1 * vocab + 11] = 5.f;                            // ... and a value exactly at the floor (margin 1)
+  for (int c = 0; c < vocab; ++c) xv[3 * vocab + c] = 0.25f;  // row 3: all equal, more than cap
+  xv[4 * vocab + 7] = NAN;                             // NaN is never a candidate
+  Act x = be->alloc_act(n, vocab);
+  write_act(*be, x, xv);
+  Batch b;
+  for (int i = 0; i < n; ++i) b.add(0, i, 0, true);
+  const std::vector<float> margins = {3.f, 1.f, 0.f, 2.f, 2.5f};
+  std::vector<float> values(n * cap);
+  std::vector<int32_t> ids(n * cap), counts(n);
+  be->begin_step(b);
+  be->end_step_candidates(x.with_rows(n), margins, cap, values, ids, counts);
+  for (int i = 0; i < n; ++i) {
+    std::vector<float> wv(cap);
+    std::vector<int32_t> wi(cap);
+    const int32_t want = select_candidates(std::span<const float>(xv.data() + i * vocab, vocab), margins[i], cap,
+                                           wv.data(), wi.data());
+    ASSERT_EQ(counts[i], want) << "row " << i;
+    for (int j = 0; j < want; ++j) {
+      EXPECT_EQ(ids[i * cap + j], wi[j]) << "row " << i << " #" << j;
+      EXPECT_EQ(values[i * cap + j], wv[j]) << "row " << i << " #" << j;
+    }
+  }
+  EXPECT_EQ(counts[3], -1);
+  EXPECT_EQ(counts[2], 1);
+  EXPECT_GE(counts[1], 3);
+  std::vector<float> rows(2 * vocab);
+  be->read_logit_rows(x.with_rows(n), std::vector<int32_t>{3, 0}, rows);
+  EXPECT_EQ(std::memcmp(rows.data(), xv.data() + 3 * vocab, vocab * 4), 0);
+  EXPECT_EQ(rows[vocab + 3000], 9.f);
+}
+
 // A synthetic TinyLlama-1.1B (random weights, llama.cpp's Q4_K_M mix: Q4_K, Q6_K and the f32 fallback path for
 // its Q5_0-free layers) on both backends: an 8-token prompt and 3 decode steps. The CPU backend multiplies
 // quantized weights with int8-quantized activations and the WebGPU kernels with f32 ones, and random weights
@@ -435,6 +477,40 @@ TEST(WebGpuEndToEnd, Stories260KEveryFixtureEqualsCpuText) {
     const std::string path = kFixtures + "/models/" + m + ".gguf";
     if (!std::filesystem::exists(path)) continue;
     EXPECT_EQ(greedy(path, "webgpu", "Once upon a time", 64), greedy(path, "cpu", "Once upon a time", 64)) << m;
+  }
+}
+
+// Sampled generation takes the GPU candidates path; the same requests through the full-logits path (asking for
+// log-probabilities) sample the same tokens: the two paths see the same distribution.
+TEST(WebGpuEndToEnd, SampledCandidatesEqualFullLogits) {
+  REQUIRE_WEBGPU();
+  REQUIRE_FIXTURES();
+  EngineOptions eo;
+  eo.device = "webgpu";
+  eo.n_ctx = 256;
+  eo.n_slots = 4;
+  auto eng = Engine::load(kFixtures + "/models/stories260K-f32.gguf", eo);
+  Scheduler& s = eng->scheduler();
+  std::vector<std::vector<int32_t>> got(8);
+  for (int i = 0; i < 8; ++i) {
+    GenerateRequest r;
+    r.prompt = eng->tokenize(i % 2 ? "The little dog" : "Once upon a time", true);
+    r.opts.sampling.temperature = 0.9f;
+    r.opts.sampling.top_k = 0, r.opts.sampling.min_p = 0;
+    r.opts.sampling.seed = 77 + i % 4;
+    r.opts.max_tokens = 40;
+    r.opts.ignore_eos = true;
+    r.opts.logprobs = i < 4 ? -1 : 0;  // the last four take the full-logits path
+    r.on_event = [&got, i](const StreamEvent& ev) {
+      if (!ev.done) got[i].push_back(ev.token);
+      return true;
+    };
+    s.submit(std::move(r));
+  }
+  s.run_until_idle();
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(got[i].size(), 40u);
+    EXPECT_EQ(got[i], got[i + 4]) << "request " << i << ": candidates path vs full logits";
   }
 }
 

@@ -212,10 +212,16 @@ def test_chat_and_abort(srv, playwright):
             }
           } catch (e) { error = e.name; }
           const abortStats = m.lastStats;
+          const sampled = [];
+          for (let k = 0; k < 2; ++k) {  // sampling (candidates picked on the GPU): the same seed, the same text
+            let t = '';
+            for await (const p of m.generate('Once upon a time', {maxTokens: 24, temperature: 0.9, seed: 5})) t += p;
+            sampled.push([t, m.lastStats.generatedTokens]);
+          }
           let after = '';
           for await (const p of m.generate('Once upon a time', {maxTokens: 64, temperature: 0})) after += p;
           await m.unload();
-          return {reply, chatStats, error, pieces, abortStats, after};
+          return {reply, chatStats, error, pieces, abortStats, sampled, after};
         }""", '/models/stories260K-f32.gguf')
         assert r['chatStats']['generatedTokens'] >= 1 and r['reply'].strip(), r
         # plain User:/Assistant: turns for a model without a template, BOS added as the tokenizer asks
@@ -223,6 +229,8 @@ def test_chat_and_abort(srv, playwright):
         assert r['error'] == 'AbortError', r
         assert r['abortStats']['stopReason'] == 'cancelled', r['abortStats']
         assert r['abortStats']['generatedTokens'] < 100
+        assert r['sampled'][0] == r['sampled'][1] and r['sampled'][0][1] == 24, r['sampled']
+        assert r['sampled'][0][0] != golden_continuation()[:len(r['sampled'][0][0])]  # not the greedy text
         assert r['after'] == golden_continuation()  # the engine is fine after a cancel
     finally:
         close(ctx, profile)

@@ -120,7 +120,7 @@ enum PipeId : uint32_t {
   kMatmul0 = 0,                     // + WeightKind
   kEmbed0 = kMatmul0 + kKinds,      // + WeightKind
   kRmsnorm = kEmbed0 + kKinds, kAddRmsnorm, kSwiglu, kSwigluInplace, kAdd, kAddBias, kGatherRows, kRope,
-  kKvStore, kAttention, kKvCopy, kArgmax, kPipes
+  kKvStore, kAttention, kKvCopy, kArgmax, kCandidates, kPipes
 };
 
 // One dispatch of a step: what the plan needs to build its bind group, and what a later step is compared with.
@@ -323,26 +323,71 @@ class WebGpuBackend final : public Backend {
     batch_ = nullptr;
   }
 
-  // Reads the whole rows back and picks the candidates on the host, exactly like the CPU backend.
+  // Picks each row's candidates on the GPU (the same rule as select_candidates() on the host) and reads back
+  // only them: (1 + 2 cap) words per row instead of the whole row.
   void end_step_candidates(Act logits, std::span<const float> margins, int32_t cap, std::span<float> values,
                            std::span<int32_t> ids, std::span<int32_t> counts) override {
     const size_t r = batch_->logit_rows.size();
     if (counts.size() < r || margins.size() < r || values.size() < r * cap || ids.size() < r * cap)
       throw std::runtime_error("candidate buffers too small");
-    last_logits_.resize(r * logits.cols);
-    end_step(logits, last_logits_);
-    for (size_t i = 0; i < r; ++i)
-      counts[i] = select_candidates(std::span<const float>(last_logits_.data() + i * logits.cols, logits.cols),
-                                    margins[i], cap, values.data() + i * cap, ids.data() + i * cap);
+    const uint64_t row_words = 1 + 2 * uint64_t(cap);
+    if (margins_.size < uint64_t(cap_) * 4) {
+      margins_.size = uint64_t(cap_) * 4;
+      margins_.buf = dev_->create_buffer(margins_.size, gpu::kStorage | gpu::kCopyDst, "candidate margins");
+      owned_.push_back(margins_.buf);
+    }
+    if (candidates_.size < r * row_words * 4) {
+      if (candidates_.buf) {
+        dev_->destroy_buffer(candidates_.buf);
+        owned_.erase(std::find(owned_.begin(), owned_.end(), candidates_.buf));
+        clear_plans();  // they may bind the old buffer
+      }
+      candidates_.size = std::max<uint64_t>(r, 1) * row_words * 4;
+      candidates_.buf = dev_->create_buffer(candidates_.size, gpu::kStorage | gpu::kCopySrc, "candidates");
+      owned_.push_back(candidates_.buf);
+    }
+    if (r > 0) {
+      dev_->write_buffer(margins_.buf, 0, margins.data(), r * 4);
+      Dispatch& d = push(kCandidates);
+      bind(d, 3, buf(logits), r * logits.cols * 4);
+      bind(d, 4, candidates_.buf, r * row_words * 4);
+      bind(d, 5, margins_.buf, margins_.size);
+      d.params[0] = static_cast<uint32_t>(logits.cols);
+      d.params[1] = static_cast<uint32_t>(r);
+      d.params[2] = static_cast<uint32_t>(cap);
+      d.grid[0] = static_cast<uint32_t>(r);
+    }
+    submit(candidates_.buf, r * row_words * 4);
+    cand_host_.resize(r * row_words);
+    if (r) dev_->read(readback_.buf, cand_host_.data(), r * row_words * 4);
+    for (size_t i = 0; i < r; ++i) {
+      const uint32_t* row = cand_host_.data() + i * row_words;
+      const int32_t n = static_cast<int32_t>(row[0]);
+      counts[i] = n;
+      for (int32_t j = 0; j < n; ++j) {
+        std::memcpy(&values[i * cap + j], &row[1 + j], 4);
+        ids[i * cap + j] = static_cast<int32_t>(row[1 + cap + j]);
+      }
+    }
+    batch_ = nullptr;
   }
 
+  // Rows of the last step's logits, which stay in their buffer until the next step (the rare path: rows with
+  // too many candidates, log-probabilities).
   void read_logit_rows(Act logits, std::span<const int32_t> rows, std::span<float> host) override {
     if (host.size() < rows.size() * logits.cols) throw std::runtime_error("logits buffer too small");
-    for (size_t i = 0; i < rows.size(); ++i) {
-      if ((rows[i] + 1) * logits.cols > static_cast<int64_t>(last_logits_.size()))
-        throw std::runtime_error("read_logit_rows: no such row in the last step");
-      std::memcpy(host.data() + i * logits.cols, last_logits_.data() + rows[i] * logits.cols, logits.cols * 4);
+    int32_t last = 0;
+    for (int32_t row : rows) last = std::max(last, row + 1);
+    if (int64_t(last) * logits.cols * 4 > static_cast<int64_t>(gb(logits).size) || rows.empty()) {
+      if (rows.empty()) return;
+      throw std::runtime_error("read_logit_rows: no such row in the last step");
     }
+    last_logits_.resize(static_cast<size_t>(last * logits.cols));
+    ensure_readback(last_logits_.size() * 4);
+    dev_->submit({}, buf(logits), readback_.buf, last_logits_.size() * 4);
+    dev_->read(readback_.buf, last_logits_.data(), last_logits_.size() * 4);
+    for (size_t i = 0; i < rows.size(); ++i)
+      std::memcpy(host.data() + i * logits.cols, last_logits_.data() + rows[i] * logits.cols, logits.cols * 4);
   }
 
   // ---- for tests: activations in and out, outside any step ----
@@ -657,6 +702,7 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kGatherRows, wgsl::elementwise, "gather_rows", 3);
     make_pipeline(kRope, wgsl::rope, "rope", 3);
     make_pipeline(kArgmax, wgsl::argmax, "argmax", 2);
+    make_pipeline(kCandidates, wgsl::argmax, "candidates", 6);
   }
 
   void create_kv_pipelines(bool f16) {
@@ -677,7 +723,8 @@ class WebGpuBackend final : public Backend {
   std::vector<GpuBuffer> k_cache_, v_cache_;
   std::map<std::tuple<int32_t, float, const Weight*>, GpuBuffer> freqs_;
   KvCacheConfig kv_;
-  GpuBuffer step_, ids_, readback_;
+  GpuBuffer step_, ids_, readback_, margins_, candidates_;
+  std::vector<uint32_t> cand_host_;
   std::vector<int32_t> step_host_;
   int32_t cap_ = 0;
   int64_t max_rows_ = 0;

@@ -39,3 +39,76 @@ fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
   }
   if (lid.x == 0u) { IDS[r] = select(i32(best_i[0]), 0, best_i[0] == 0xffffffffu); }
 }
+
+// For each logits row r, the tokens whose logit is at least (row max - MARGINS[r]), ids ascending, as the
+// host's select_candidates() picks them: OUT[r * (1 + 2 cap)] = their count (-1 when more than `cap` or none),
+// then `cap` values (f32 bits) and `cap` ids. One workgroup per row; each thread owns a contiguous stretch of
+// the row, so a prefix sum over the threads' counts keeps the ids in order.
+
+struct CandidateParams {
+  cols: u32,
+  rows: u32,
+  cap: u32,
+};
+
+@group(0) @binding(3) var<storage, read> CL: array<f32>;
+@group(0) @binding(4) var<storage, read_write> OUT: array<u32>;
+@group(0) @binding(5) var<storage, read> MARGINS: array<f32>;
+@group(0) @binding(6) var<uniform> CP: CandidateParams;
+
+var<workgroup> red: array<f32, 256>;
+var<workgroup> counts: array<u32, 256>;
+var<workgroup> total: u32;
+
+@compute @workgroup_size(256)
+fn candidates(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let r = wid.x;
+  let base = r * CP.cols;
+  var m = bitcast<f32>(0xff800000u);  // -inf; NaN never wins
+  for (var c = lid.x; c < CP.cols; c += WG) {
+    let v = CL[base + c];
+    if (v == v) { m = max(m, v); }
+  }
+  red[lid.x] = m;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid.x < s) { red[lid.x] = max(red[lid.x], red[lid.x + s]); }
+    workgroupBarrier();
+  }
+  let floor_l = red[0] - MARGINS[r];
+  let chunk = (CP.cols + WG - 1u) / WG;
+  let c0 = min(lid.x * chunk, CP.cols);
+  let c1 = min(c0 + chunk, CP.cols);
+  var n = 0u;
+  for (var c = c0; c < c1; c++) {
+    if (CL[base + c] >= floor_l) { n++; }
+  }
+  counts[lid.x] = n;
+  workgroupBarrier();
+  if (lid.x == 0u) {
+    var sum = 0u;
+    for (var i = 0u; i < WG; i++) {
+      let t = counts[i];
+      counts[i] = sum;
+      sum += t;
+    }
+    total = sum;
+  }
+  workgroupBarrier();
+  let found = workgroupUniformLoad(&total);
+  let out0 = r * (1u + 2u * CP.cap);
+  if (found == 0u || found > CP.cap) {
+    if (lid.x == 0u) { OUT[out0] = 0xffffffffu; }
+    return;
+  }
+  var k = counts[lid.x];
+  for (var c = c0; c < c1; c++) {
+    let v = CL[base + c];
+    if (v >= floor_l) {
+      OUT[out0 + 1u + k] = bitcast<u32>(v);
+      OUT[out0 + 1u + CP.cap + k] = c;
+      k++;
+    }
+  }
+  if (lid.x == 0u) { OUT[out0] = found; }
+}
