@@ -64,7 +64,8 @@ var<workgroup> total: u32;
 fn candidates(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let r = wid.x;
   let base = r * CP.cols;
-  var m = bitcast<f32>(0xff800000u);  // -inf; NaN never wins
+  // -inf, made at run time: WGSL constant expressions reject infinities (Tint refuses the plain bitcast).
+  var m = bitcast<f32>(0xff800000u | (CP.cols & 0u));  // NaN never wins
   for (var c = lid.x; c < CP.cols; c += WG) {
     let v = CL[base + c];
     if (v == v) { m = max(m, v); }
