@@ -173,6 +173,7 @@ class Engine {
   // Forward steps, queue submits and kernel dispatches the device has run since load (zeros on the CPU).
   struct DeviceCounters {
     int64_t steps = 0, submits = 0, dispatches = 0;
+    double encode_seconds = 0, wait_seconds = 0;  // host time submitting steps / waiting for their results
   };
   DeviceCounters device_counters() const;
 

@@ -86,6 +86,8 @@ struct AttentionParams {
 // dispatches. Backends that compute on the host report zeros.
 struct BackendCounters {
   int64_t steps = 0, submits = 0, dispatches = 0;
+  double encode_seconds = 0;  // host time recording and submitting steps
+  double wait_seconds = 0;    // host time waiting for the device's results
 };
 
 class Backend {

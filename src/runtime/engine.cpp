@@ -111,7 +111,7 @@ int64_t Engine::memory_bytes() const { return impl_->model->backend().memory_byt
 
 Engine::DeviceCounters Engine::device_counters() const {
   const BackendCounters c = impl_->model->backend().counters();
-  return {c.steps, c.submits, c.dispatches};
+  return {c.steps, c.submits, c.dispatches, c.encode_seconds, c.wait_seconds};
 }
 
 std::vector<float> Engine::logits_all(const std::vector<int32_t>& tokens) {

@@ -184,6 +184,8 @@ void add_bench_command(CLI::App& app) {
           dc.steps += c1.steps - c0.steps;  // the one-token prompt's step has the shape of a decode step
           dc.submits += c1.submits - c0.submits;
           dc.dispatches += c1.dispatches - c0.dispatches;
+          dc.encode_seconds += c1.encode_seconds - c0.encode_seconds;
+          dc.wait_seconds += c1.wait_seconds - c0.wait_seconds;
         }
       }
     }
@@ -207,6 +209,8 @@ void add_bench_command(CLI::App& app) {
                           {"memory_bytes", engine->memory_bytes()},
                           {"dispatches_per_token", dc.steps > 0 ? double(dc.dispatches) / dc.steps : 0.0},
                           {"submits_per_token", dc.steps > 0 ? double(dc.submits) / dc.steps : 0.0},
+                          {"encode_ms_per_token", dc.steps > 0 ? 1e3 * dc.encode_seconds / dc.steps : 0.0},
+                          {"wait_ms_per_token", dc.steps > 0 ? 1e3 * dc.wait_seconds / dc.steps : 0.0},
                           {"prefill_runs", pp},
                           {"decode_runs", tg}};
       std::printf("%s\n", j.dump(2).c_str());
@@ -226,8 +230,10 @@ void add_bench_command(CLI::App& app) {
       std::printf("note: the roofline uses the host's memory bandwidth (right for a CPU adapter such as lavapipe); "
                   "for a GPU adapter give its bandwidth with --bandwidth GB/s\n");
     if (dc.steps > 0)  // devices that count their work (WebGPU)
-      std::printf("device work per decode token: %.1f dispatches, %.2f queue submits\n",
-                  double(dc.dispatches) / dc.steps, double(dc.submits) / dc.steps);
+      std::printf("device work per decode token: %.1f dispatches, %.2f queue submits; host time per token: "
+                  "%.3f ms recording and submitting, %.3f ms waiting for the device\n",
+                  double(dc.dispatches) / dc.steps, double(dc.submits) / dc.steps,
+                  1e3 * dc.encode_seconds / dc.steps, 1e3 * dc.wait_seconds / dc.steps);
   });
 }
 

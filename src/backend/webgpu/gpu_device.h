@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace vireo::gpu {
 
@@ -55,6 +56,9 @@ class Device {
   // Encodes `cmds` into one compute pass, then (when copy_bytes > 0) copies copy_bytes of copy_src into
   // copy_dst, and submits it all as one command buffer.
   virtual void submit(std::span<const DispatchCmd> cmds, Handle copy_src, Handle copy_dst, uint64_t copy_bytes) = 0;
+  // Profiling (adapters with timestamp queries): runs each of `cmds` in its own compute pass with GPU
+  // timestamps, waits, and returns the GPU seconds of each. Empty when the adapter cannot time passes.
+  virtual std::vector<double> submit_timed(std::span<const DispatchCmd> cmds) { (void)cmds; return {}; }
   // Waits for the GPU, maps `buf` (a kMapRead buffer) and copies its first `bytes` to `host`.
   virtual void read(Handle buf, void* host, uint64_t bytes) = 0;
   // Throws std::runtime_error with the first error the implementation reported since the last check.

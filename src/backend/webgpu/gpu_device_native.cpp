@@ -68,6 +68,12 @@ class NativeDevice final : public Device {
     wgpuAdapterGetLimits(adapter_, &alimits);
     WGPUDeviceDescriptor dd = {};
     dd.label = sv("vireo");
+    // Timestamps, where the adapter has them: only the profiling mode (VIREO_WEBGPU_PROFILE) writes any.
+    const WGPUFeatureName timestamps = WGPUFeatureName_TimestampQuery;
+    if (wgpuAdapterHasFeature(adapter_, timestamps)) {
+      dd.requiredFeatureCount = 1;
+      dd.requiredFeatures = &timestamps;
+    }
     WGPULimits want = alimits;  // everything the adapter offers (default limits are much lower)
     want.nextInChain = nullptr;
     dd.requiredLimits = &want;
@@ -101,6 +107,7 @@ class NativeDevice final : public Device {
     wait_done();
     if (!device_) throw std::runtime_error(error_);
     queue_ = wgpuDeviceGetQueue(device_);
+    has_timestamps_ = wgpuDeviceHasFeature(device_, WGPUFeatureName_TimestampQuery);
     WGPULimits got = {};
     wgpuDeviceGetLimits(device_, &got);
     limits_.max_storage_binding = got.maxStorageBufferBindingSize;
@@ -109,6 +116,9 @@ class NativeDevice final : public Device {
   }
 
   ~NativeDevice() override {
+    if (queries_) wgpuQuerySetRelease(queries_);
+    for (WGPUBuffer b : {query_resolve_, query_read_})
+      if (b) wgpuBufferRelease(b);
     if (queue_) wgpuQueueRelease(queue_);
     if (device_) {
       wgpuDeviceDestroy(device_);
@@ -221,6 +231,51 @@ class NativeDevice final : public Device {
     wgpuCommandEncoderRelease(enc);
   }
 
+  std::vector<double> submit_timed(std::span<const DispatchCmd> cmds) override {
+    if (!has_timestamps_ || cmds.empty()) return {};
+    const uint32_t n = static_cast<uint32_t>(cmds.size());
+    if (query_count_ < 2 * n) {
+      if (queries_) wgpuQuerySetRelease(queries_);
+      for (WGPUBuffer* b : {&query_resolve_, &query_read_})
+        if (*b) wgpuBufferRelease(*b), *b = nullptr;
+      WGPUQuerySetDescriptor qd = {};
+      qd.type = WGPUQueryType_Timestamp;
+      qd.count = 2 * n;
+      queries_ = wgpuDeviceCreateQuerySet(device_, &qd);
+      query_resolve_ = make_buffer(16ull * n, 0, "timestamps", false, WGPUBufferUsage_QueryResolve | WGPUBufferUsage_CopySrc);
+      query_read_ = make_buffer(16ull * n, kMapRead | kCopyDst, "timestamps read-back", false);
+      query_count_ = 2 * n;
+    }
+    WGPUCommandEncoder enc = wgpuDeviceCreateCommandEncoder(device_, nullptr);
+    for (uint32_t i = 0; i < n; ++i) {
+      WGPUPassTimestampWrites tw = {};
+      tw.querySet = queries_;
+      tw.beginningOfPassWriteIndex = 2 * i;
+      tw.endOfPassWriteIndex = 2 * i + 1;
+      WGPUComputePassDescriptor pd = {};
+      pd.timestampWrites = &tw;
+      WGPUComputePassEncoder pass = wgpuCommandEncoderBeginComputePass(enc, &pd);
+      wgpuComputePassEncoderSetPipeline(pass, reinterpret_cast<Pipeline*>(static_cast<uintptr_t>(cmds[i].pipeline))->pipeline);
+      wgpuComputePassEncoderSetBindGroup(pass, 0, reinterpret_cast<WGPUBindGroup>(static_cast<uintptr_t>(cmds[i].bind_group)),
+                                         0, nullptr);
+      wgpuComputePassEncoderDispatchWorkgroups(pass, cmds[i].x, cmds[i].y, cmds[i].z);
+      wgpuComputePassEncoderEnd(pass);
+      wgpuComputePassEncoderRelease(pass);
+    }
+    wgpuCommandEncoderResolveQuerySet(enc, queries_, 0, 2 * n, query_resolve_, 0);
+    wgpuCommandEncoderCopyBufferToBuffer(enc, query_resolve_, 0, query_read_, 0, 16ull * n);
+    WGPUCommandBuffer cmd = wgpuCommandEncoderFinish(enc, nullptr);
+    wgpuQueueSubmit(queue_, 1, &cmd);
+    wgpuCommandBufferRelease(cmd);
+    wgpuCommandEncoderRelease(enc);
+    std::vector<uint64_t> ticks(2 * n);
+    read(H(query_read_), ticks.data(), 16ull * n);
+    std::vector<double> seconds(n);
+    for (uint32_t i = 0; i < n; ++i)  // WebGPU timestamps are nanoseconds
+      seconds[i] = ticks[2 * i + 1] > ticks[2 * i] ? double(ticks[2 * i + 1] - ticks[2 * i]) * 1e-9 : 0.0;
+    return seconds;
+  }
+
   void read(Handle h, void* host, uint64_t bytes) override {
     WGPUBuffer buf = B(h);
     WGPUBufferMapCallbackInfo cb = {};
@@ -266,11 +321,12 @@ class NativeDevice final : public Device {
     }
   }
 
-  WGPUBuffer make_buffer(uint64_t size, uint32_t usage, const char* label, bool mapped) {
+  WGPUBuffer make_buffer(uint64_t size, uint32_t usage, const char* label, bool mapped,
+                         WGPUBufferUsage extra = WGPUBufferUsage_None) {
     WGPUBufferDescriptor d = {};
     d.label = sv(label);
     d.size = padded(std::max<uint64_t>(size, 4));
-    d.usage = usage_flags(usage);
+    d.usage = usage_flags(usage) | extra;
     d.mappedAtCreation = mapped;
     if (d.size > limits_.max_buffer)
       throw std::runtime_error(std::string("WebGPU: buffer '") + label + "' of " + std::to_string(d.size >> 20) +
@@ -287,6 +343,10 @@ class NativeDevice final : public Device {
   WGPUDevice device_ = nullptr;
   WGPUQueue queue_ = nullptr;
   Limits limits_;
+  bool has_timestamps_ = false;
+  WGPUQuerySet queries_ = nullptr;
+  WGPUBuffer query_resolve_ = nullptr, query_read_ = nullptr;
+  uint32_t query_count_ = 0;
   std::mutex mu_;
   std::string error_;
   volatile bool done_ = false;

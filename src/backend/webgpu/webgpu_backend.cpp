@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -54,13 +56,14 @@ uint32_t row_words(WeightKind kind, int64_t k) {
     case kQ8_0: return static_cast<uint32_t>(k / 32 * 9);
     case kQ4_0: return static_cast<uint32_t>(k / 32 * 5);
     case kQ4_K: return static_cast<uint32_t>(k / 256 * 36);
-    default: return static_cast<uint32_t>(k / 256 * 53);
+    default: return static_cast<uint32_t>(k / 256 * 56);
   }
 }
 
 // One GGUF row (k elements of type t at src) into the kernels' layout at dst (row_words(kind, k) words): blocks
 // padded to whole words (Q8_0 34 -> 36 bytes and Q4_0 18 -> 20 with the f16 scale alone in the first word,
-// Q6_K 210 -> 212), or dequantized to f32 for types without a kernel.
+// Q6_K 210 -> 224, so that its blocks are whole 16-byte vectors), or dequantized to f32 for types without a
+// kernel.
 void repack_row(DType t, WeightKind kind, const uint8_t* src, int64_t k, uint8_t* dst, std::vector<float>& tmp) {
   switch (kind) {
     case kF32:
@@ -90,8 +93,8 @@ void repack_row(DType t, WeightKind kind, const uint8_t* src, int64_t k, uint8_t
     }
     default:
       for (int64_t b = 0; b < k / 256; ++b) {
-        std::memcpy(dst + b * 212, src + b * 210, 210);
-        dst[b * 212 + 210] = dst[b * 212 + 211] = 0;
+        std::memcpy(dst + b * 224, src + b * 210, 210);
+        std::memset(dst + b * 224 + 210, 0, 14);
       }
       return;
   }
@@ -118,9 +121,11 @@ struct WgWeight : Weight {
 // Pipelines are named by an index into this table: (module, entry point).
 enum PipeId : uint32_t {
   kMatmul0 = 0,                     // + WeightKind
-  kEmbed0 = kMatmul0 + kKinds,      // + WeightKind
+  kMatvec0 = kMatmul0 + kKinds,     // + WeightKind: steps of at most kMatvecTokens tokens
+  kEmbed0 = kMatvec0 + kKinds,      // + WeightKind
   kRmsnorm = kEmbed0 + kKinds, kAddRmsnorm, kSwiglu, kSwigluInplace, kAdd, kAddBias, kGatherRows, kRope,
-  kKvStore, kAttention, kKvCopy, kArgmax, kCandidates, kPipes
+  kKvStore, kAttention, kKvCopy, kArgmax, kArgmaxPartial, kArgmaxFinal, kCandidates, kMatvecQ4K, kMatvecQ6K,
+  kPipes
 };
 
 // One dispatch of a step: what the plan needs to build its bind group, and what a later step is compared with.
@@ -173,10 +178,15 @@ class WebGpuBackend final : public Backend {
     weight_chunk_bytes_ = max_binding_;
     if (opts.max_binding_bytes > 0) weight_chunk_bytes_ = std::min<uint64_t>(max_binding_, opts.max_binding_bytes);
     uniform_stride_ = std::max<uint32_t>(256, dev_->limits().uniform_offset_alignment);
+    // VIREO_WEBGPU_PROFILE=1: every step's dispatches run in passes of their own with GPU timestamps, and the
+    // GPU time per kernel is printed to stderr at the end (slower; for finding where a step's time goes).
+    const char* profile = std::getenv("VIREO_WEBGPU_PROFILE");
+    profile_ = profile && *profile && std::string(profile) != "0";
     create_pipelines();
   }
 
   ~WebGpuBackend() override {
+    print_profile();
     clear_plans();
     for (auto& p : pipes_) {
       if (p.pipeline) dev_->destroy_pipeline(p.pipeline);
@@ -189,7 +199,9 @@ class WebGpuBackend final : public Backend {
   std::string description() const override {
     return dev_->limits().adapter.empty() ? name() : name() + ": " + dev_->limits().adapter;
   }
-  BackendCounters counters() const override { return {steps_, submits_, dispatches_}; }
+  BackendCounters counters() const override {
+    return {steps_, submits_, dispatches_, encode_seconds_, wait_seconds_};
+  }
 
   // ---- load / plan ----
 
@@ -298,7 +310,7 @@ class WebGpuBackend final : public Backend {
     const size_t bytes = r * logits.cols * 4;
     if (host.size() < r * logits.cols) throw std::runtime_error("logits buffer too small");
     submit(bytes ? buf(logits) : 0, bytes);
-    if (bytes) dev_->read(readback_.buf, host.data(), bytes);
+    if (bytes) read_result(host.data(), bytes);
     batch_ = nullptr;
   }
 
@@ -310,7 +322,30 @@ class WebGpuBackend final : public Backend {
       ids_.buf = dev_->create_buffer(ids_.size, gpu::kStorage | gpu::kCopySrc, "argmax ids");
       owned_.push_back(ids_.buf);
     }
-    if (r > 0) {
+    // Long rows (vocabularies) are split over many workgroups, then merged; short ones take one per row.
+    const uint32_t chunk_cols = 2048;
+    const uint32_t chunks = static_cast<uint32_t>((logits.cols + chunk_cols - 1) / chunk_cols);
+    if (r > 0 && chunks > 2) {
+      if (argmax_part_.size < uint64_t(cap_) * chunks * 8) {
+        if (argmax_part_.buf) {
+          dev_->destroy_buffer(argmax_part_.buf);
+          owned_.erase(std::find(owned_.begin(), owned_.end(), argmax_part_.buf));
+          clear_plans();
+        }
+        argmax_part_.size = uint64_t(cap_) * chunks * 8;
+        argmax_part_.buf = dev_->create_buffer(argmax_part_.size, gpu::kStorage, "argmax partials");
+        owned_.push_back(argmax_part_.buf);
+      }
+      for (uint32_t pipe : {uint32_t(kArgmaxPartial), uint32_t(kArgmaxFinal)}) {
+        Dispatch& d = push(pipe);
+        if (pipe == kArgmaxPartial) bind(d, 0, buf(logits), r * logits.cols * 4);
+        else bind(d, 1, ids_.buf, r * 4);
+        bind(d, 7, argmax_part_.buf, argmax_part_.size);
+        set(d, {u(logits.cols), u(r), chunks, chunk_cols});
+        d.grid[0] = pipe == kArgmaxPartial ? chunks : u(r);
+        d.grid[1] = pipe == kArgmaxPartial ? u(r) : 1;
+      }
+    } else if (r > 0) {
       Dispatch& d = push(kArgmax);
       bind(d, 0, buf(logits), r * logits.cols * 4);
       bind(d, 1, ids_.buf, r * 4);
@@ -319,7 +354,7 @@ class WebGpuBackend final : public Backend {
       d.grid[0] = static_cast<uint32_t>(r);
     }
     submit(ids_.buf, r * 4);
-    if (r) dev_->read(readback_.buf, ids.data(), r * 4);
+    if (r) read_result(ids.data(), r * 4);
     batch_ = nullptr;
   }
 
@@ -359,7 +394,7 @@ class WebGpuBackend final : public Backend {
     }
     submit(candidates_.buf, r * row_words * 4);
     cand_host_.resize(r * row_words);
-    if (r) dev_->read(readback_.buf, cand_host_.data(), r * row_words * 4);
+    if (r) read_result(cand_host_.data(), r * row_words * 4);
     for (size_t i = 0; i < r; ++i) {
       const uint32_t* row = cand_host_.data() + i * row_words;
       const int32_t n = static_cast<int32_t>(row[0]);
@@ -443,12 +478,17 @@ class WebGpuBackend final : public Backend {
   void matmul(const Weight* weight, Act x, Act out) override {
     const auto* w = static_cast<const WgWeight*>(weight);
     if (x.cols != w->k) throw std::runtime_error("WebGPU matmul: activation width does not match the weight");
+    const bool few = x.rows <= 8;  // decode: 8 rows per workgroup (matvec), else one row per workgroup
     for (const auto& c : w->chunks) {
-      Dispatch& d = push(kMatmul0 + uint32_t(w->kind));
+      // Q4_K decode: the fused kernel with 16-byte loads (its activations are read as vec4: k % 256 == 0).
+      const uint32_t pipe = few && w->kind == kQ4_K   ? uint32_t(kMatvecQ4K)
+                            : few && w->kind == kQ6_K ? uint32_t(kMatvecQ6K)
+                                                      : (few ? kMatvec0 : kMatmul0) + uint32_t(w->kind);
+      Dispatch& d = push(pipe);
       bind(d, 0, c.buf, uint64_t(c.rows) * w->words_per_row * 4);
       bind(d, 1, buf(x), act_bytes(x, x.rows));
       bind(d, 2, buf(out), act_bytes(out, x.rows));
-      const uint32_t gx = spread(d, u(c.rows));
+      const uint32_t gx = spread(d, few ? u((c.rows + 7) / 8) : u(c.rows));
       set(d, {u(w->k), u(c.rows), u(x.rows), w->words_per_row, u(out.cols), u(c.row0), gx});
       d.grid[2] = u((x.rows + 7) / 8);
     }
@@ -606,14 +646,34 @@ class WebGpuBackend final : public Backend {
   // Finds or builds the plan for the step's log, encodes it with a copy of `result_bytes` of `result` into the
   // read-back buffer, and submits it.
   void submit(Handle result, uint64_t result_bytes) {
+    const auto t0 = std::chrono::steady_clock::now();
     const Plan& plan = plan_for_log();
     dispatches_ += static_cast<int64_t>(plan.log.size());
     if (batch_) ++steps_;
     if (result && result_bytes) ensure_readback(result_bytes);
     else result_bytes = 0;
-    dev_->submit(plan.cmds, result, readback_.buf, result_bytes);
+    const std::vector<double> times = profile_ && batch_ ? dev_->submit_timed(plan.cmds) : std::vector<double>();
+    if (!times.empty()) {
+      for (size_t i = 0; i < times.size(); ++i) {
+        auto& p = profile_by_pipe_[plan.log[i].pipe];
+        p.first += times[i];
+        p.second += 1;
+      }
+      ++profiled_steps_;
+      dev_->submit({}, result, readback_.buf, result_bytes);
+    } else {
+      dev_->submit(plan.cmds, result, readback_.buf, result_bytes);
+    }
     ++submits_;
     dev_->check("a step");
+    encode_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  // Reads the step's result back (waiting for the GPU), timed.
+  void read_result(void* host, uint64_t bytes) {
+    const auto t0 = std::chrono::steady_clock::now();
+    dev_->read(readback_.buf, host, bytes);
+    wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
   void ensure_readback(uint64_t bytes) {
@@ -672,6 +732,7 @@ class WebGpuBackend final : public Backend {
 
   struct Pipe {
     Handle pipeline = 0;
+    std::string label;
     uint32_t uniform_binding = 0;
   };
 
@@ -682,6 +743,11 @@ class WebGpuBackend final : public Backend {
     if (p.pipeline) dev_->destroy_pipeline(p.pipeline);
     p.pipeline = 0;
     p.pipeline = dev_->create_pipeline(source, entry);
+    p.label = entry;
+    if (id < kEmbed0) {
+      static const char* kKindNames[kKinds] = {"f32", "f16", "q8_0", "q4_0", "q4_k", "q6_k"};
+      p.label += std::string(".") + kKindNames[(id - kMatmul0) % kKinds];
+    }
     p.uniform_binding = uniform_binding;
   }
 
@@ -691,6 +757,7 @@ class WebGpuBackend final : public Backend {
     for (uint32_t kind = 0; kind < kKinds; ++kind) {
       const std::string prefix = "const WEIGHT_TYPE: u32 = " + std::to_string(kind) + "u;\n";
       make_pipeline(kMatmul0 + kind, prefix + wgsl::quant + wgsl::matmul, "matmul", 3);
+      make_pipeline(kMatvec0 + kind, prefix + wgsl::quant + wgsl::matmul, "matvec", 3);
       make_pipeline(kEmbed0 + kind, prefix + wgsl::quant + wgsl::embed, "embed", 3);
     }
     make_pipeline(kRmsnorm, wgsl::norm, "rmsnorm", 4);
@@ -703,6 +770,10 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kRope, wgsl::rope, "rope", 3);
     make_pipeline(kArgmax, wgsl::argmax, "argmax", 2);
     make_pipeline(kCandidates, wgsl::argmax, "candidates", 6);
+    make_pipeline(kArgmaxPartial, wgsl::argmax, "argmax_partial", 8);
+    make_pipeline(kMatvecQ4K, std::string("const WEIGHT_TYPE: u32 = 4u;\n") + wgsl::quant + wgsl::matmul, "matvec_q4k", 3);
+    make_pipeline(kMatvecQ6K, std::string("const WEIGHT_TYPE: u32 = 5u;\n") + wgsl::quant + wgsl::matmul, "matvec_q6k", 3);
+    make_pipeline(kArgmaxFinal, wgsl::argmax, "argmax_final", 8);
   }
 
   void create_kv_pipelines(bool f16) {
@@ -723,7 +794,7 @@ class WebGpuBackend final : public Backend {
   std::vector<GpuBuffer> k_cache_, v_cache_;
   std::map<std::tuple<int32_t, float, const Weight*>, GpuBuffer> freqs_;
   KvCacheConfig kv_;
-  GpuBuffer step_, ids_, readback_, margins_, candidates_;
+  GpuBuffer step_, ids_, readback_, margins_, candidates_, argmax_part_;
   std::vector<uint32_t> cand_host_;
   std::vector<int32_t> step_host_;
   int32_t cap_ = 0;
@@ -735,6 +806,25 @@ class WebGpuBackend final : public Backend {
   int32_t n_ = 0;
   int64_t memory_ = 0;
   int64_t submits_ = 0, dispatches_ = 0, steps_ = 0;
+  bool profile_ = false;
+  int64_t profiled_steps_ = 0;
+  std::map<uint32_t, std::pair<double, int64_t>> profile_by_pipe_;  // pipe -> (GPU seconds, dispatches)
+
+  void print_profile() const {
+    if (profile_by_pipe_.empty()) return;
+    std::vector<std::pair<uint32_t, std::pair<double, int64_t>>> rows(profile_by_pipe_.begin(), profile_by_pipe_.end());
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+    double total = 0;
+    for (const auto& r : rows) total += r.second.first;
+    std::fprintf(stderr, "WebGPU profile: GPU time of %lld steps (%.3f ms per step), by kernel:\n",
+                 static_cast<long long>(profiled_steps_), 1e3 * total / std::max<int64_t>(profiled_steps_, 1));
+    std::fprintf(stderr, "  %-22s %10s %12s %10s %7s\n", "kernel", "dispatches", "total ms", "mean us", "share");
+    for (const auto& [pipe, v] : rows)
+      std::fprintf(stderr, "  %-22s %10lld %12.3f %10.2f %6.1f%%\n", pipes_[pipe].label.c_str(),
+                   static_cast<long long>(v.second), 1e3 * v.first, 1e6 * v.first / std::max<int64_t>(v.second, 1),
+                   100 * v.first / std::max(total, 1e-12));
+  }
+  double encode_seconds_ = 0, wait_seconds_ = 0;
 };
 
 }  // namespace

@@ -113,3 +113,70 @@ fn candidates(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
   }
   if (lid.x == 0u) { OUT[out0] = found; }
 }
+
+// Argmax of long rows in two dispatches, so that a 128K-entry vocabulary is scanned by many workgroups:
+// argmax_partial: workgroup (chunk, row) writes its chunk's best (value, id) to PART[(row * chunks + chunk) * 2];
+// argmax_final: one workgroup per row picks the best of the row's chunks (same rule: NaN never wins, ties go
+// to the lowest id, a row of NaNs gives 0).
+
+struct ArgmaxSplitParams {
+  cols: u32,
+  rows: u32,
+  chunks: u32,
+  chunk_cols: u32,
+};
+
+@group(0) @binding(0) var<storage, read> SL: array<f32>;
+@group(0) @binding(1) var<storage, read_write> SIDS: array<i32>;
+@group(0) @binding(7) var<storage, read_write> PART: array<u32>;
+@group(0) @binding(8) var<uniform> SP: ArgmaxSplitParams;
+
+fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
+  return i != 0xffffffffu && (bi == 0xffffffffu || v > bv || (v == bv && i < bi));
+}
+
+fn reduce_best(lid: u32, v: f32, i: u32) {
+  best_v[lid] = v;
+  best_i[lid] = i;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s && better(best_v[lid + s], best_i[lid + s], best_v[lid], best_i[lid])) {
+      best_v[lid] = best_v[lid + s];
+      best_i[lid] = best_i[lid + s];
+    }
+    workgroupBarrier();
+  }
+}
+
+@compute @workgroup_size(256)
+fn argmax_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let chunk = wid.x;
+  let r = wid.y;
+  let c0 = chunk * SP.chunk_cols;
+  let c1 = min(c0 + SP.chunk_cols, SP.cols);
+  var bv = 0.0;
+  var bi = 0xffffffffu;
+  for (var c = c0 + lid.x; c < c1; c += WG) {
+    let v = SL[r * SP.cols + c];
+    if (v == v && (bi == 0xffffffffu || v > bv)) { bv = v; bi = c; }
+  }
+  reduce_best(lid.x, bv, bi);
+  if (lid.x == 0u) {
+    PART[(r * SP.chunks + chunk) * 2u] = bitcast<u32>(best_v[0]);
+    PART[(r * SP.chunks + chunk) * 2u + 1u] = best_i[0];
+  }
+}
+
+@compute @workgroup_size(256)
+fn argmax_final(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let r = wid.x;
+  var bv = 0.0;
+  var bi = 0xffffffffu;
+  for (var k = lid.x; k < SP.chunks; k += WG) {
+    let v = bitcast<f32>(PART[(r * SP.chunks + k) * 2u]);
+    let i = PART[(r * SP.chunks + k) * 2u + 1u];
+    if (better(v, i, bv, bi)) { bv = v; bi = i; }
+  }
+  reduce_best(lid.x, bv, bi);
+  if (lid.x == 0u) { SIDS[r] = select(i32(best_i[0]), 0, best_i[0] == 0xffffffffu); }
+}

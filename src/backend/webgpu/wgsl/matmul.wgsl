@@ -4,6 +4,20 @@
 // once and multiplies them with every token's activations; a tree reduction in workgroup memory sums the
 // threads. Grid: (row % grid_x, row / grid_x, token tile).
 
+// The dot product of the dequantized sub-block w32 with X[xb ..]. Quantized rows are whole sub-blocks, so the
+// loop has a constant bound: the driver unrolls it and keeps w32 in registers (a bound known only at run time
+// sends w32 to local memory). Float rows may end in a partial sub-block.
+fn dot32(sb: u32, xb: u32) -> f32 {
+  var s = 0.0;
+  if (WEIGHT_TYPE >= 2u) {
+    for (var i = 0u; i < 32u; i++) { s += w32[i] * X[xb + i]; }
+  } else {
+    let lim = min(32u, P.k - sb * 32u);
+    for (var i = 0u; i < lim; i++) { s += w32[i] * X[xb + i]; }
+  }
+  return s;
+}
+
 struct MatmulParams {
   k: u32,          // row length (elements)
   rows: u32,       // rows in this chunk
@@ -33,13 +47,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     let nsb = (P.k + 31u) / 32u;  // float rows may end in a partial sub-block (zero-padded in W)
     for (var sb = lid.x; sb < nsb; sb += WG) {
       dequant32(row * P.row_words, sb);
-      let lim = min(32u, P.k - sb * 32u);
-      for (var t = 0u; t < nt; t++) {
-        let xb = (t0 + t) * P.k + sb * 32u;
-        var s = 0.0;
-        for (var i = 0u; i < lim; i++) { s += w32[i] * X[xb + i]; }
-        acc[t] += s;
-      }
+      for (var t = 0u; t < nt; t++) { acc[t] += dot32(sb, (t0 + t) * P.k + sb * 32u); }
     }
   }
   for (var t = 0u; t < TOKENS; t++) { partial[t * WG + lid.x] = acc[t]; }
@@ -52,5 +60,182 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
   }
   if (row < P.rows && lid.x < nt) {
     Y[(t0 + lid.x) * P.ldy + P.col0 + row] = partial[lid.x * WG];
+  }
+}
+
+// The same product for steps of few tokens (decode; at most TOKENS per z slice): 8 rows per 256-thread
+// workgroup, 32 lanes per row, and the reduction covers only the step's tokens. Grid: (row group % grid_x,
+// row group / grid_x, token tile).
+const MV_ROWS: u32 = 8u;
+const MV_LANES: u32 = 32u;
+var<workgroup> mv_partial: array<f32, 2048>;  // TOKENS * 256
+
+@compute @workgroup_size(256)
+fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let lane = lid.x % MV_LANES;
+  let row = (wid.x + wid.y * P.grid_x) * MV_ROWS + lid.x / MV_LANES;
+  let t0 = wid.z * TOKENS;
+  let nt = min(TOKENS, P.n - t0);
+  var acc: array<f32, 8>;
+  if (row < P.rows) {
+    let nsb = (P.k + 31u) / 32u;
+    for (var sb = lane; sb < nsb; sb += MV_LANES) {
+      dequant32(row * P.row_words, sb);
+      for (var t = 0u; t < nt; t++) { acc[t] += dot32(sb, (t0 + t) * P.k + sb * 32u); }
+    }
+  }
+  for (var t = 0u; t < nt; t++) { mv_partial[t * 256u + lid.x] = acc[t]; }
+  workgroupBarrier();
+  for (var stride = MV_LANES / 2u; stride > 0u; stride >>= 1u) {
+    if (lane < stride) {
+      for (var t = 0u; t < nt; t++) { mv_partial[t * 256u + lid.x] += mv_partial[t * 256u + lid.x + stride]; }
+    }
+    workgroupBarrier();
+  }
+  if (row < P.rows && lane < nt) {
+    Y[(t0 + lane) * P.ldy + P.col0 + row] = mv_partial[lane * 256u + lid.x - lane];
+  }
+}
+
+// Q4_K decode product without a dequantized copy: 16-byte loads of weights (W4) and activations (X4), 4-bit
+// values unpacked in registers. A lane takes one (superblock, sub-block pair) at a time: the superblock's
+// header (d, dmin, 12 scale bytes: one vec4) and the pair's 32 nibble bytes (two vec4), i.e. sub-blocks 2c
+// (low nibbles) and 2c + 1 (high nibbles), 64 elements. x = d * sc * q - dmin * m, so each sub-block needs
+// sum(q * x) and sum(x). Rows are whole superblocks (36 words, 9 vec4); k is a multiple of 256.
+@group(0) @binding(0) var<storage, read> W4: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> X4: array<vec4<f32>>;
+
+fn q4k_byte(hdr: vec4<u32>, i: u32) -> u32 {  // scale byte i (0-11) of the header
+  let w = select(select(hdr.w, hdr.z, i < 8u), hdr.y, i < 4u);
+  return (w >> (8u * (i % 4u))) & 255u;
+}
+
+// (scale, min) of sub-block j, as the 6-bit values GGUF packs into 12 bytes.
+fn q4k_scale_min(hdr: vec4<u32>, j: u32) -> vec2<f32> {
+  if (j < 4u) { return vec2<f32>(f32(q4k_byte(hdr, j) & 63u), f32(q4k_byte(hdr, j + 4u) & 63u)); }
+  let a = q4k_byte(hdr, j + 4u);
+  return vec2<f32>(f32((a & 15u) | ((q4k_byte(hdr, j - 4u) >> 6u) << 4u)),
+                   f32((a >> 4u) | ((q4k_byte(hdr, j) >> 6u) << 4u)));
+}
+
+fn nibbles(w: u32, shift: u32) -> vec4<f32> {
+  let v = w >> shift;
+  return vec4<f32>(f32(v & 15u), f32((v >> 8u) & 15u), f32((v >> 16u) & 15u), f32((v >> 24u) & 15u));
+}
+
+@compute @workgroup_size(256)
+fn matvec_q4k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let lane = lid.x % MV_LANES;
+  let row = (wid.x + wid.y * P.grid_x) * MV_ROWS + lid.x / MV_LANES;
+  let t0 = wid.z * TOKENS;
+  let nt = min(TOKENS, P.n - t0);
+  var acc: array<f32, 8>;
+  if (row < P.rows) {
+    let items = (P.k / 256u) * 4u;
+    let ones = vec4<f32>(1.0);
+    for (var it = lane; it < items; it += MV_LANES) {
+      let sbk = it / 4u;
+      let c = it % 4u;
+      let base4 = (row * P.row_words + sbk * 36u) / 4u;
+      let hdr = W4[base4];
+      let dm = unpack2x16float(hdr.x);
+      let sm0 = q4k_scale_min(hdr, 2u * c);
+      let sm1 = q4k_scale_min(hdr, 2u * c + 1u);
+      let qa = W4[base4 + 1u + 2u * c];
+      let qb = W4[base4 + 2u + 2u * c];
+      let q = array<u32, 8>(qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w);
+      for (var t = 0u; t < nt; t++) {
+        let xb4 = ((t0 + t) * P.k + sbk * 256u + c * 64u) / 4u;
+        var s0 = 0.0;
+        var s1 = 0.0;
+        var x0 = 0.0;
+        var x1 = 0.0;
+        for (var i = 0u; i < 8u; i++) {
+          let xl = X4[xb4 + i];
+          let xh = X4[xb4 + 8u + i];
+          s0 += dot(nibbles(q[i], 0u), xl);
+          s1 += dot(nibbles(q[i], 4u), xh);
+          x0 += dot(xl, ones);
+          x1 += dot(xh, ones);
+        }
+        acc[t] += dm.x * (sm0.x * s0 + sm1.x * s1) - dm.y * (sm0.y * x0 + sm1.y * x1);
+      }
+    }
+  }
+  for (var t = 0u; t < nt; t++) { mv_partial[t * 256u + lid.x] = acc[t]; }
+  workgroupBarrier();
+  for (var stride = MV_LANES / 2u; stride > 0u; stride >>= 1u) {
+    if (lane < stride) {
+      for (var t = 0u; t < nt; t++) { mv_partial[t * 256u + lid.x] += mv_partial[t * 256u + lid.x + stride]; }
+    }
+    workgroupBarrier();
+  }
+  if (row < P.rows && lane < nt) {
+    Y[(t0 + lane) * P.ldy + P.col0 + row] = mv_partial[lane * 256u + lid.x - lane];
+  }
+}
+
+// Q6_K decode product, the same way (rows repacked to 56 words = 14 vec4 per superblock: ql 0-7, qh 8-11,
+// scales 12, d 13). A lane takes one (superblock, half n, l-half h) at a time: elements 128n + 32k + 16h + l'
+// (k = 0..3, l' = 0..15), i.e. ql vec4s 4n + h (k even) and 4n + 2 + h (k odd; high nibbles for k >= 2), qh
+// vec4 8 + 2n + h (2 bits at 2k), one scale per k: scales[8n + 2k + h].
+fn q6_vec(lw: u32, hw: u32) -> vec4<f32> {
+  return vec4<f32>(f32(i32((lw & 15u) | ((hw & 3u) << 4u)) - 32),
+                   f32(i32(((lw >> 8u) & 15u) | (((hw >> 8u) & 3u) << 4u)) - 32),
+                   f32(i32(((lw >> 16u) & 15u) | (((hw >> 16u) & 3u) << 4u)) - 32),
+                   f32(i32(((lw >> 24u) & 15u) | (((hw >> 24u) & 3u) << 4u)) - 32));
+}
+
+@compute @workgroup_size(256)
+fn matvec_q6k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let lane = lid.x % MV_LANES;
+  let row = (wid.x + wid.y * P.grid_x) * MV_ROWS + lid.x / MV_LANES;
+  let t0 = wid.z * TOKENS;
+  let nt = min(TOKENS, P.n - t0);
+  var acc: array<f32, 8>;
+  if (row < P.rows) {
+    let items = (P.k / 256u) * 4u;
+    for (var it = lane; it < items; it += MV_LANES) {
+      let sbk = it / 4u;
+      let n = (it / 2u) % 2u;
+      let h = it % 2u;
+      let b4 = (row * P.row_words + sbk * 56u) / 4u;
+      let sc = W4[b4 + 12u];
+      let d = unpack2x16float(W4[b4 + 13u].x).x;
+      let qla = W4[b4 + 4u * n + h];
+      let qlb = W4[b4 + 4u * n + 2u + h];
+      let qh = W4[b4 + 8u + 2u * n + h];
+      let la = array<u32, 4>(qla.x, qla.y, qla.z, qla.w);
+      let lb = array<u32, 4>(qlb.x, qlb.y, qlb.z, qlb.w);
+      let hh = array<u32, 4>(qh.x, qh.y, qh.z, qh.w);
+      let scw = array<u32, 4>(sc.x, sc.y, sc.z, sc.w);
+      for (var t = 0u; t < nt; t++) {
+        let xb4 = ((t0 + t) * P.k + sbk * 256u + 128u * n + 16u * h) / 4u;
+        var total = 0.0;
+        for (var k = 0u; k < 4u; k++) {
+          let s = 8u * n + 2u * k + h;
+          let scale = sbyte(scw[s / 4u], s % 4u);
+          let shift = select(0u, 4u, k >= 2u);
+          var part = 0.0;
+          for (var i = 0u; i < 4u; i++) {
+            let lw = select(la[i], lb[i], (k & 1u) == 1u) >> shift;
+            part += dot(q6_vec(lw, hh[i] >> (2u * k)), X4[xb4 + 8u * k + i]);
+          }
+          total += scale * part;
+        }
+        acc[t] += d * total;
+      }
+    }
+  }
+  for (var t = 0u; t < nt; t++) { mv_partial[t * 256u + lid.x] = acc[t]; }
+  workgroupBarrier();
+  for (var stride = MV_LANES / 2u; stride > 0u; stride >>= 1u) {
+    if (lane < stride) {
+      for (var t = 0u; t < nt; t++) { mv_partial[t * 256u + lid.x] += mv_partial[t * 256u + lid.x + stride]; }
+    }
+    workgroupBarrier();
+  }
+  if (row < P.rows && lane < nt) {
+    Y[(t0 + lane) * P.ldy + P.col0 + row] = mv_partial[lane * 256u + lid.x - lane];
   }
 }

@@ -78,11 +78,11 @@ fn dequant32_q4_k(row_word: u32, sb: u32) {
   }
 }
 
-// Q6_K, GGUF layout padded to 53 words per 256 elements: ql[128] (words 0-31), qh[64] (32-47), int8 scales[16]
-// (48-51), d (low half of word 52). Element e = 128n + 32k + l: low 4 bits in ql[64n + 32(k & 1) + l] (low
+// Q6_K, GGUF layout padded to 56 words (14 vec4) per 256 elements: ql[128] (words 0-31), qh[64] (32-47), int8
+// scales[16] (48-51), d (low half of word 52). Element e = 128n + 32k + l: low 4 bits in ql[64n + 32(k & 1) + l] (low
 // nibble for k < 2), high 2 bits in qh[32n + l] at bit 2k; x = d * scales[e / 16] * (q - 32).
 fn dequant32_q6_k(row_word: u32, sb: u32) {
-  let b = row_word + (sb / 8u) * 53u;
+  let b = row_word + (sb / 8u) * 56u;
   let s = sb % 8u;
   let n = s / 4u;
   let k = s % 4u;
