@@ -162,6 +162,10 @@ TEST(WebGpu, MatmulRealShapes) {
   check_matmul(DType::Q6_K, 256, 2048, 8);
   check_matmul(DType::Q8_0, 64, 5632, 2);
   check_matmul(DType::F32, 48, 172, 3);  // stories260K's FFN: rows that end in a partial 32-element block
+  // Prefill tiles (64 rows x 32 tokens): partial row and token tiles, several of each, a partial last sub-block.
+  check_matmul(DType::Q4_K, 130, 512, 70);
+  check_matmul(DType::Q6_K, 64, 256, 33);
+  check_matmul(DType::F32, 100, 172, 40);
 }
 
 TEST(WebGpu, WeightsSplitAcrossBindings) {
@@ -169,6 +173,7 @@ TEST(WebGpu, WeightsSplitAcrossBindings) {
   // 4 KiB bindings: a 300-row Q4_K matrix becomes 11 chunks, each its own dispatch.
   check_matmul(DType::Q4_K, 300, 256, 2, 4096);
   check_matmul(DType::F16, 130, 96, 1, 1024);
+  check_matmul(DType::Q8_0, 200, 128, 20, 4096);  // prefill tiles over row chunks (col0)
 }
 
 TEST(WebGpu, EmbedEveryTypeAndSplitTable) {

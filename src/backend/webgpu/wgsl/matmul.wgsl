@@ -1,8 +1,9 @@
 // Y[t, col0 + r] = sum_k X[t, k] * W[r, k] for the rows r of one weight chunk (a weight larger than the
 // adapter's largest storage binding is split into row chunks, each its own dispatch).
-// One workgroup computes one row for up to TOKENS tokens: each thread dequantizes its sub-blocks of the row
-// once and multiplies them with every token's activations; a tree reduction in workgroup memory sums the
-// threads. Grid: (row % grid_x, row / grid_x, token tile).
+//   matmul      steps of many tokens (prefill): 64 rows x 32 tokens per workgroup, tiled over k in sub-blocks
+//   matvec      steps of at most TOKENS tokens, any weight type: 8 rows per workgroup, 32 lanes per row
+//   matvec_q4k  the same for Q4_K and Q6_K weights, read in 16-byte vectors and unpacked in registers
+//   matvec_q6k
 
 // The dot product of the dequantized sub-block w32 with X[xb ..]. Quantized rows are whole sub-blocks, so the
 // loop has a constant bound: the driver unrolls it and keeps w32 in registers (a bound known only at run time
@@ -33,33 +34,59 @@ struct MatmulParams {
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(3) var<uniform> P: MatmulParams;
 
-const WG: u32 = 64u;
 const TOKENS: u32 = 8u;
-var<workgroup> partial: array<f32, 512>;  // TOKENS * WG
 
-@compute @workgroup_size(64)
+// Prefill: each workgroup computes a 64-row x 32-token tile of Y. Per sub-block of k (32 elements), 64 threads
+// dequantize one row's sub-block each into workgroup memory, all 256 load the 32 tokens' activations, then each
+// thread accumulates 4 rows x 2 tokens. Weights are read once per 32 tokens, activations once per 64 rows.
+// Grid: (row tile % grid_x, row tile / grid_x, token tile).
+const TM: u32 = 64u;
+const TN: u32 = 32u;
+var<workgroup> w_tile: array<f32, 2112>;  // TM x 33 (padded against bank conflicts)
+var<workgroup> x_tile: array<f32, 1056>;  // TN x 33
+
+@compute @workgroup_size(256)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row = wid.x + wid.y * P.grid_x;
-  let t0 = wid.z * TOKENS;
-  let nt = min(TOKENS, P.n - t0);
+  let tid = lid.x;
+  let r0 = (wid.x + wid.y * P.grid_x) * TM;
+  let t0 = wid.z * TN;
+  let tr = (tid % 16u) * 4u;  // this thread's rows r0 + tr .. + 3
+  let tc = (tid / 16u) * 2u;  // and tokens t0 + tc, + 1
   var acc: array<f32, 8>;
-  if (row < P.rows) {
-    let nsb = (P.k + 31u) / 32u;  // float rows may end in a partial sub-block (zero-padded in W)
-    for (var sb = lid.x; sb < nsb; sb += WG) {
-      dequant32(row * P.row_words, sb);
-      for (var t = 0u; t < nt; t++) { acc[t] += dot32(sb, (t0 + t) * P.k + sb * 32u); }
+  let nsb = (P.k + 31u) / 32u;
+  for (var sb = 0u; sb < nsb; sb++) {
+    if (tid < TM) {
+      let row = r0 + tid;
+      if (row < P.rows) {
+        dequant32(row * P.row_words, sb);
+        for (var i = 0u; i < 32u; i++) { w_tile[tid * 33u + i] = w32[i]; }
+      } else {
+        for (var i = 0u; i < 32u; i++) { w_tile[tid * 33u + i] = 0.0; }
+      }
     }
-  }
-  for (var t = 0u; t < TOKENS; t++) { partial[t * WG + lid.x] = acc[t]; }
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-    if (lid.x < stride) {
-      for (var t = 0u; t < TOKENS; t++) { partial[t * WG + lid.x] += partial[t * WG + lid.x + stride]; }
+    for (var e = tid; e < TN * 32u; e += 256u) {
+      let t = t0 + e / 32u;
+      let kk = sb * 32u + e % 32u;
+      x_tile[(e / 32u) * 33u + e % 32u] = select(0.0, X[t * P.k + kk], t < P.n && kk < P.k);
+    }
+    workgroupBarrier();
+    for (var i = 0u; i < 32u; i++) {
+      let x0 = x_tile[tc * 33u + i];
+      let x1 = x_tile[(tc + 1u) * 33u + i];
+      for (var j = 0u; j < 4u; j++) {
+        let w = w_tile[(tr + j) * 33u + i];
+        acc[2u * j] += w * x0;
+        acc[2u * j + 1u] += w * x1;
+      }
     }
     workgroupBarrier();
   }
-  if (row < P.rows && lid.x < nt) {
-    Y[(t0 + lid.x) * P.ldy + P.col0 + row] = partial[lid.x * WG];
+  for (var j = 0u; j < 4u; j++) {
+    let row = r0 + tr + j;
+    for (var m = 0u; m < 2u; m++) {
+      let t = t0 + tc + m;
+      if (row < P.rows && t < P.n) { Y[t * P.ldy + P.col0 + row] = acc[2u * j + m]; }
+    }
   }
 }
 
