@@ -162,6 +162,9 @@ TEST(WebGpu, MatmulRealShapes) {
   check_matmul(DType::Q6_K, 256, 2048, 8);
   check_matmul(DType::Q8_0, 64, 5632, 2);
   check_matmul(DType::F32, 48, 172, 3);  // stories260K's FFN: rows that end in a partial 32-element block
+  // Long rows: decode lanes take items in pairs, with a single one left over on some lanes (17 superblocks).
+  check_matmul(DType::Q4_K, 24, 4352, 1);
+  check_matmul(DType::Q6_K, 24, 4352, 1);
   // Prefill tiles (64 rows x 32 tokens): partial row and token tiles, several of each, a partial last sub-block.
   check_matmul(DType::Q4_K, 130, 512, 70);
   check_matmul(DType::Q6_K, 64, 256, 33);
