@@ -34,6 +34,13 @@ if [ "$need_backports_mesa" = 1 ]; then
     mesa-vulkan-drivers libvulkan1 || echo "note: Mesa from bookworm-backports not installed; WebGPU tests will skip"
 fi
 
+# The WASM build compiles PCRE2 (byte-level BPE tokenizers in the browser) from Debian's source package, which
+# `apt-get source` fetches once source entries exist: add deb-src to the main Debian entry.
+if [ -f /etc/apt/sources.list.d/debian.sources ] && ! grep -q '^Types:.*deb-src' /etc/apt/sources.list.d/debian.sources; then
+  $SUDO sed -i '0,/^Types: deb$/s//Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources
+  $SUDO apt-get update -qq
+fi
+
 # The server tests use the official `openai` Python client, which Debian does not package: a virtual environment
 # over Debian's Python (it sees python3-pytest / python3-requests) with openai from PyPI.
 cd "$(dirname "$0")/.."

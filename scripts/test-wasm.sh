@@ -5,8 +5,9 @@
 # Skips (exit 0) when emcc or node is not installed; the driver itself skips when the fixtures are absent.
 #
 # PCRE2 (byte-level BPE pre-tokenizers) has no wasm32 build in Debian. VIREO_WASM_PCRE2 chooses:
-#   auto  (default) build it with Emscripten when its source is in build-wasm/pcre2/src, else go without
-#   fetch           as auto, first fetching Debian's source package (`apt-get source pcre2`, needs deb-src entries)
+#   fetch (default) build it with Emscripten from Debian's source package (`apt-get source pcre2`, fetched once
+#                   into build-wasm/pcre2/src; needs deb-src entries, which scripts/install-deps.sh adds)
+#   auto            build it only when its source is already in build-wasm/pcre2/src, else go without
 #   off             go without: the WASM tokenizer then loads SentencePiece vocabs only
 # VIREO_JOBS sets the build parallelism (default: all cores).
 set -euo pipefail
@@ -24,7 +25,7 @@ fi
 # Emscripten 3.1.6's JS tools find acorn & co. only through NODE_PATH.
 export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
 jobs="${VIREO_JOBS:-$(nproc)}"
-mode="${VIREO_WASM_PCRE2:-auto}"
+mode="${VIREO_WASM_PCRE2:-fetch}"
 start=$SECONDS
 
 pcre2_dir="$PWD/build-wasm/pcre2"

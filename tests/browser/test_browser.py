@@ -273,3 +273,34 @@ def test_demo_page_reply_screenshot(srv, playwright):
         assert os.path.getsize(os.path.join(ARTIFACTS, 'demo.png')) > 10_000
     finally:
         close(ctx, profile)
+
+
+@pytest.mark.skipif(not os.environ.get('VIREO_BROWSER_TINYLLAMA'),
+                    reason='set VIREO_BROWSER_TINYLLAMA=1 (synthesizes a 640 MB TinyLlama; minutes on SwiftShader)')
+def test_tinyllama_shapes_speed(srv, playwright, tmp_path_factory):
+    """A synthetic TinyLlama-1.1B Q4_K_M (random weights) over WebGPU on SwiftShader and on the WASM CPU path:
+    loads (streamed into GPU buffers), generates 2 tokens, and records the speeds (SwiftShader: ~1 minute per
+    token on the 2-core CI machine)."""
+    import subprocess
+    models = tmp_path_factory.mktemp('models')
+    path = models / 'tinyllama-q4_k_m.gguf'
+    subprocess.run([os.path.join(ROOT, 'build', 'vireo'), 'synth', '--preset', 'tinyllama-1.1b', '--type', 'q4_k_m',
+                    '-o', str(path)], check=True)
+    big = test_server.start(WEB, str(models))
+    try:
+        for webgpu in (True, False):
+            ctx, profile = launch(playwright, webgpu=webgpu)
+            try:
+                page, logs = open_test_page(ctx, big)
+                r = generate(page, '/models/tinyllama-q4_k_m.gguf', {'contextLength': 64}, 'Hello',
+                             {'maxTokens': 2, 'temperature': 0, 'ignoreEos': True})
+                assert r['info']['backend'] == ('webgpu' if webgpu else 'cpu'), r['info']
+                assert r['stats']['generatedTokens'] == 2, (r['stats'], logs)
+                SPEEDS['tinyllama_q4_k_m_' + r['info']['backend']] = {
+                    'decode_tok_s': decode_rate(r['stats']), 'ttft_s': r['stats']['ttftSeconds'],
+                    'prompt_tok_s': r['stats']['promptComputed'] / max(r['stats']['promptSeconds'], 1e-9),
+                    'load_s': r['info']['loadSeconds']}
+            finally:
+                close(ctx, profile)
+    finally:
+        big.shutdown()
