@@ -22,21 +22,7 @@ fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     let v = L[r * P.cols + c];
     if (v == v && (bi == 0xffffffffu || v > bv)) { bv = v; bi = c; }
   }
-  best_v[lid.x] = bv;
-  best_i[lid.x] = bi;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid.x < s) {
-      let ov = best_v[lid.x + s];
-      let oi = best_i[lid.x + s];
-      if (oi != 0xffffffffu && (best_i[lid.x] == 0xffffffffu || ov > best_v[lid.x] ||
-                                (ov == best_v[lid.x] && oi < best_i[lid.x]))) {
-        best_v[lid.x] = ov;
-        best_i[lid.x] = oi;
-      }
-    }
-    workgroupBarrier();
-  }
+  reduce_best(lid.x, bv, bi);  // below, shared with the split argmax
   if (lid.x == 0u) { IDS[r] = select(i32(best_i[0]), 0, best_i[0] == 0xffffffffu); }
 }
 
