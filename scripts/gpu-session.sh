@@ -17,6 +17,7 @@
 #   cli        vireo bench --device cuda on 1B and 8B Q4_K_M, and the stories260K greedy CPU/CUDA check
 #   batch      the engine tests added with continuous batching (synthetic 1B logits, scheduler), vireo bench
 #              --parallel 1,8,32,64 on 1B and 8B Q4_K_M, and the HTTP load test on 1B (needs python3)
+#   ncu        Nsight Compute: per-kernel time and DRAM bytes of a short bench (NCU_PRESET, NCU_COUNT)
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -102,6 +103,13 @@ for st in $STAGES; do
           --clients ${LOAD_CLIENTS:-1,8,32,64} --duration ${LOAD_SECONDS:-20} --warmup 3 --max-tokens 128 --ctx 512 \
           2>&1 | tee $OUT/load.log
       fi ;;
+    ncu)  # per-kernel GPU time and DRAM bytes (Nsight Compute, kernels serialized) of a short bench on NCU_PRESET
+      f=$(synth ${NCU_PRESET:-llama3.1-8b} q4_k_m)
+      N=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu | head -1)
+      timeout ${NCU_TIMEOUT:-240} $N --clock-control none --csv --launch-count ${NCU_COUNT:-2500} \
+        --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+        ./vireo bench --device cuda -m $f -p ${NCU_PROMPT:-16} -n ${NCU_TOKENS:-4} -r 1 > $OUT/ncu.csv 2> $OUT/ncu.err
+      echo "ncu rc $?: $(wc -l < $OUT/ncu.csv) lines in ncu.csv"; tail -3 $OUT/ncu.err ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)

@@ -145,7 +145,7 @@ double copy_bandwidth(int dev) {
 CudaOptions kernel_opts(bool old) {
   CudaOptions o = CudaOptions::from_env();
   o.fuse = 0;
-  if (old) o.mv = o.pdl = o.attn_decode = 0;
+  if (old) o.mv = o.pdl = o.attn_decode = o.attn_prefill = 0;
   return o;
 }
 
@@ -215,9 +215,8 @@ void bench_kernels(int dev, bool quick) {
 
   std::printf("\n%-38s %12s %10s %9s\n", "attention (32 q / 8 kv heads, d 128)", "tokens@pos", "us/op", "KV GB/s");
   for (const auto& [n, pos] : std::vector<std::pair<int, int>>{
-           {1, 511}, {1, 4095}, {1, 16383}, {1, 32767}, {4, 4095}, {8, 4095}, {8, 16383}, {512, 0}})
+           {1, 511}, {1, 4095}, {1, 16383}, {1, 32767}, {4, 4095}, {8, 4095}, {8, 16383}, {512, 0}, {512, 3584}})
     for (int old = 0; old < 2; ++old) {
-    if (n == 512 && old) continue;
     Bench b(dev, kernel_opts(old));
     const int ctx = std::max(4096, pos + n);
     const int slots = n == 8 ? 8 : 1;

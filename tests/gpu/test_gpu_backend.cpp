@@ -616,7 +616,13 @@ void check_attention(Backend& be, Backend& cpu, const AttnCase& c, int n_ctx, in
       });
       res[i] = get(*bes[i], o[i], n);
     }
-    expect_close(res[0], res[1], 1e-4, 2e-5, "attention output");
+    // Steps above 64 tokens with an f16 cache and head_dim 64/128 run on tensor cores (attention_prefill.cu), which
+    // round the scaled queries and the probabilities to f16: ~1e-3 of the output there, 2e-5 elsewhere.
+    const bool tensor_cores = c.kv == DType::F16 && (c.head_dim == 64 || c.head_dim == 128) && n > 64;
+    if (tensor_cores)
+      expect_close(res[0], res[1], 4e-3, 4e-3, "attention output (tensor cores)");
+    else
+      expect_close(res[0], res[1], 1e-4, 2e-5, "attention output");
   };
   {
     Batch b;
@@ -641,6 +647,16 @@ void check_attention(Backend& be, Backend& cpu, const AttnCase& c, int n_ctx, in
     for (int i = 0; i < max_batch; ++i) b.add(0, i, 2, i == max_batch - 1);
     run(b, "prefill");
   }
+  {
+    // prefill chunks of several sequences in one step: a new prompt in slot 2, a continued prompt deep into
+    // slot 1, the end of slot 0 (query tiles of 64 tokens then hold runs of two slots)
+    Batch b;
+    const int n2 = max_batch / 2 + 1, n1 = max_batch / 3;
+    for (int i = 0; i < n2; ++i) b.add(0, i, 2, false);
+    for (int i = 0; i < n1; ++i) b.add(0, len[1] + i, 1, false);
+    for (int i = 0; i < 3; ++i) b.add(0, n_ctx - 3 + i, 0, i == 2);
+    run(b, "prefill chunks of three slots");
+  }
 }
 
 TEST_P(Gpu, AttentionMatchesCpu) {
@@ -655,7 +671,7 @@ TEST_P(Gpu, AttentionMatchesCpu) {
     auto be = make();
     auto cpu = make_cpu_backend(static_cast<int>(n_threads()));
     if (emu())
-      check_attention(*be, *cpu, c, 160, 40, 3);
+      check_attention(*be, *cpu, c, 160, 80, 3);
     else
       check_attention(*be, *cpu, c, 4096, 512, 3);
   }

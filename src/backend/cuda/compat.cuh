@@ -233,6 +233,7 @@ VDEV float warp_max(float v) {
 }
 
 VHD int imin(int a, int b) { return a < b ? a : b; }
+VHD int imax(int a, int b) { return a > b ? a : b; }
 
 // ---- programmatic dependent launch (no-ops where it does not exist; see VLAUNCH_PDL) ----
 VDEV void pdl_wait() {

@@ -78,7 +78,8 @@ struct Op {
   // Derived at record time from the arguments above (part of the comparison all the same).
   const float* rope_table = nullptr;
   int splits = 1, chunk = 0;
-  bool decode = false;  // attention: the split-KV decode kernel
+  bool decode = false;   // attention: the split-KV decode kernel
+  bool prefill = false;  // attention: the tensor-core prefill kernel
 };
 
 bool same_act(const Act& x, const Act& y) { return x.data == y.data && x.cols == y.cols && x.rows == y.rows; }
@@ -92,7 +93,8 @@ bool same_op(const Op& x, const Op& y) {
          x.attn.layer == y.attn.layer && x.attn.n_heads == y.attn.n_heads &&
          x.attn.n_kv_heads == y.attn.n_kv_heads && x.attn.head_dim == y.attn.head_dim &&
          same_bits(x.attn.scale, y.attn.scale) && x.layer == y.layer && x.rope_table == y.rope_table &&
-         x.splits == y.splits && x.chunk == y.chunk && x.decode == y.decode;
+         x.splits == y.splits && x.chunk == y.chunk && x.decode == y.decode &&
+         x.prefill == y.prefill;
 }
 
 bool same_log(const std::vector<Op>& x, const std::vector<Op>& y) {
@@ -135,6 +137,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
                                "; this build needs 8.0 or newer");
     VCUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
     attention_init();
+    attention_prefill_init(prop.sharedMemPerBlockOptin);
     if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("CUDA backend: cublasCreate failed");
     if (cublasSetStream(cublas_, stream_) != CUBLAS_STATUS_SUCCESS)
       throw std::runtime_error("CUDA backend: cublasSetStream failed");
@@ -569,6 +572,16 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       op.splits = a.splits;
       op.chunk = a.min_chunk;
       op.decode = true;
+      log_.push_back(op);
+      return;
+    }
+    if (opts_.attn_prefill && attn_prefill_supported(kv_.type == DType::F16, p.head_dim, q.cols, out.cols)) {
+      Op op;
+      op.kind = OpKind::Attention;
+      op.a = q;
+      op.b = out;
+      op.attn = p;
+      op.prefill = true;
       log_.push_back(op);
       return;
     }
@@ -1155,6 +1168,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       a.oq_stride = op.b.cols;
       a.ods_stride = op.b.cols / 32;
       attention_decode(a, stream_);
+    } else if (op.prefill) {
+      attention_prefill(a, stream_);
     } else {
       VIREO_CUDA_NS::attention(a, stream_);
     }
@@ -1342,6 +1357,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_PDL", &o.pdl);
   env_int("VIREO_CUDA_MV", &o.mv);
   env_int("VIREO_CUDA_ATTN", &o.attn_decode);
+  env_int("VIREO_CUDA_FA", &o.attn_prefill);
   env_int("VIREO_CUDA_MV_BPS", &o.mv_blocks_per_sm);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);

@@ -42,11 +42,13 @@ struct CudaOptions {
   //       trigger after their own wait, which is not yet verified on a GPU: docs/CUDA-NOTES.md);
   //  mv: the fused-epilogue matvec (mv.cu) instead of the previous one (matvec.cuh);
   //  attn_decode: the split-KV decode attention kernel for steps of up to 64 tokens with an f16 cache.
-  int fuse = 1, pdl = 0, mv = 1, attn_decode = 1;
+  //  attn_prefill: steps the decode kernel does not take (above 64 tokens) run on tensor cores
+  //                (attention_prefill.cu) when the cache is f16 and head_dim is 64 or 128.
+  int fuse = 1, pdl = 0, mv = 1, attn_decode = 1, attn_prefill = 1;
   int mv_blocks_per_sm = 0;   // > 0: cap the matvec grid (warps loop over their items)
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
-  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN (0/1), VIREO_CUDA_MV_BPS,
+  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS,
   // _ATTN_CHUNK, _ATTN_BPS from the environment over the defaults.
   static CudaOptions from_env();
 };

@@ -118,6 +118,12 @@ void attn_decode_plan(AttnArgs& a, int target_blocks);
 void attention_decode(const AttnArgs& a, cudaStream_t s);
 // Once per process and device: opt in to the shared memory the kernels may need.
 void attention_init();
+// attention_prefill.cu: steps of many tokens on tensor cores (f16 cache, head_dim 64 or 128; Q and P rounded to
+// f16); no split-KV, splits/chunk are ignored.
+bool attn_prefill_supported(bool f16, int head_dim, int64_t ldq, int64_t ldo);
+void attention_prefill(const AttnArgs& a, cudaStream_t s);
+// Once per process and device, with the device's opt-in shared memory per block.
+void attention_prefill_init(size_t smem_optin);
 
 // ---- gemm.cu ----
 // Dequantizes rows [row0, row0 + nrows) to f16, out[r][Kp].

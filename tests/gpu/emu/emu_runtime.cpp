@@ -210,8 +210,12 @@ void* shared_static(size_t bytes, size_t align) {
 
 void* shared_dynamic() {
   Block& b = *sched().block;
-  return b.dyn_smem.empty() ? nullptr : b.dyn_smem.data();
+  if (b.dyn_smem.empty()) return nullptr;
+  const uintptr_t at = reinterpret_cast<uintptr_t>(b.dyn_smem.data());
+  return b.dyn_smem.data() + (128 - at % 128) % 128;  // 128-byte aligned, like the GPU's shared window
 }
+
+float half_to_float(uint16_t h) { return vireo::fp16_to_fp32(h); }
 
 void check_aligned(const void* p, size_t align) {
   if (reinterpret_cast<uintptr_t>(p) % align != 0) {
@@ -235,7 +239,7 @@ void run_kernel(dim3 grid, dim3 block, size_t dyn_smem, const std::function<void
   b.bdim = block;
   b.gdim = grid;
   b.static_smem.resize(kStaticSharedBytes);
-  b.dyn_smem.resize(dyn_smem);
+  b.dyn_smem.resize(dyn_smem ? dyn_smem + 128 : 0);  // room to align the start to 128 bytes
   // Blocks run in reverse order when EMU_REVERSE_BLOCKS is set (a kernel must not depend on the order), and each
   // starts with poisoned shared memory (a kernel must not read what an earlier block left there).
   static const bool reverse = std::getenv("EMU_REVERSE_BLOCKS") != nullptr;

@@ -86,6 +86,76 @@ inline int atomicAdd(int* p, int v) {
 inline void __threadfence() {}
 inline void __syncwarp() { (void)::emu::shfl_xor_bits(0u, 0); }
 
+// ---- f16 storage and warp matrix operations (nvcuda::wmma, 16x16x16 tiles) ----
+// __half is only a 16-bit storage type here (the kernels convert with h2f/f2h). A WMMA fragment holds its whole
+// tile in every lane (real hardware spreads it over the lanes in an unspecified layout, which kernels must not
+// rely on); every operation starts at a warp barrier, as the real ones are warp-collective. Pointers must be
+// 32-byte aligned and leading dimensions multiples of 16 bytes, as on the GPU.
+struct __half {
+  uint16_t bits;
+};
+namespace emu {
+float half_to_float(uint16_t h);
+}  // namespace emu
+namespace nvcuda::wmma {
+struct row_major {};
+struct col_major {};
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+enum layout_t { mem_row_major, mem_col_major };
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  static_assert(M == 16 && N == 16 && K == 16, "the emulator has 16x16x16 tiles only");
+  static constexpr int num_elements = 256;
+  float x[256];  // [row][col] of the tile (A: M x K, B: K x N, accumulator: M x N)
+};
+namespace detail {
+inline void enter(const void* p, unsigned ld, size_t elem) {
+  ::emu::shfl_xor_bits(0u, 0);  // warp barrier
+  ::emu::check_aligned(p, 32);
+  if ((ld * elem) % 16 != 0) ::emu::fatal("wmma: leading dimension not a multiple of 16 bytes");
+}
+inline bool row_layout(row_major) { return true; }
+inline bool row_layout(col_major) { return false; }
+}  // namespace detail
+template <class Use, class Layout>
+void load_matrix_sync(fragment<Use, 16, 16, 16, __half, Layout>& f, const __half* p, unsigned ld) {
+  detail::enter(p, ld, 2);
+  const bool row = detail::row_layout(Layout{});
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = ::emu::half_to_float((row ? p[r * ld + c] : p[c * ld + r]).bits);
+}
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ld, layout_t l) {
+  detail::enter(p, ld, 4);
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = l == mem_row_major ? p[r * ld + c] : p[c * ld + r];
+}
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ld, layout_t l) {
+  detail::enter(p, ld, 4);
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) (l == mem_row_major ? p[r * ld + c] : p[c * ld + r]) = f.x[r * 16 + c];
+}
+template <class Use, class T, class Layout>
+void fill_fragment(fragment<Use, 16, 16, 16, T, Layout>& f, float v) {
+  ::emu::shfl_xor_bits(0u, 0);
+  for (float& e : f.x) e = v;
+}
+template <class LA, class LB>
+void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix_a, 16, 16, 16, __half, LA>& a,
+              const fragment<matrix_b, 16, 16, 16, __half, LB>& b, const fragment<accumulator, 16, 16, 16, float>& c) {
+  ::emu::shfl_xor_bits(0u, 0);
+  float out[256];
+  for (int m = 0; m < 16; ++m)
+    for (int n = 0; n < 16; ++n) {
+      float acc = c.x[m * 16 + n];
+      for (int k = 0; k < 16; ++k) acc += a.x[m * 16 + k] * b.x[k * 16 + n];
+      out[m * 16 + n] = acc;
+    }
+  for (int i = 0; i < 256; ++i) d.x[i] = out[i];
+}
+}  // namespace nvcuda::wmma
+
 // ---- runtime API subset ----
 typedef int cudaError_t;
 enum : int {
