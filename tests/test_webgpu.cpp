@@ -279,42 +279,50 @@ TEST(WebGpu, RopeMatchesCpu) {
 
 TEST(WebGpu, AttentionOverSlotsMatchesCpu) {
   REQUIRE_WEBGPU();
-  for (DType kv : {DType::F16, DType::F32}) {
-    SCOPED_TRACE(kv == DType::F16 ? "f16 cache" : "f32 cache");
-    Pair p;
-    const int heads = 8, kv_heads = 2, hd = 64, ctx = 160;
-    // Step 1: a 150-token prompt in slot 1. Step 2: three decode tokens from slots 0, 1 and 2 (slot 0 has a
-    // copy of slot 1's first 100 positions, as prefix caching makes), one of them continuing at position 150.
-    Batch prompt = batch_of(150, 1);
-    Batch dec;
-    dec.add(0, 100, 0, false);
-    dec.add(0, 150, 1, false);
-    dec.add(0, 0, 2, false);
-    auto run = [&](Backend& be, bool gpu) {
-      auto put = [&](Act a, const std::vector<float>& v) { gpu ? write_act(be, a, v) : write_cpu(a, v); };
-      Act q = be.alloc_act(150, heads * hd), k = be.alloc_act(150, kv_heads * hd), v = be.alloc_act(150, kv_heads * hd);
-      Act out = be.alloc_act(150, heads * hd);
-      be.alloc_kv({1, 3, ctx, kv_heads * hd, kv});
-      put(q, randn(150 * heads * hd, 21)), put(k, randn(150 * kv_heads * hd, 22)), put(v, randn(150 * kv_heads * hd, 23));
-      const AttentionParams ap{0, heads, kv_heads, hd, 0.125f};
-      be.begin_step(prompt);
-      be.kv_store(0, k.with_rows(150), v.with_rows(150));
-      be.attention(q.with_rows(150), out.with_rows(150), ap);
-      be.end_step(Act{}, {});
-      std::vector<float> r1 = gpu ? read_act(be, out, 150) : read_cpu(out, 150);
-      be.kv_copy(1, 0, 100);
-      put(q, randn(3 * heads * hd, 31)), put(k, randn(3 * kv_heads * hd, 32)), put(v, randn(3 * kv_heads * hd, 33));
-      be.begin_step(dec);
-      be.kv_store(0, k.with_rows(3), v.with_rows(3));
-      be.attention(q.with_rows(3), out.with_rows(3), ap);
-      be.end_step(Act{}, {});
-      std::vector<float> r2 = gpu ? read_act(be, out, 3) : read_cpu(out, 3);
-      r1.insert(r1.end(), r2.begin(), r2.end());
-      return r1;
-    };
-    const std::vector<float> want = run(*p.cpu, false), got = run(*p.gpu, true);
-    expect_close_rel(got, want, 2e-5f, "attention");
-  }
+  struct Case {
+    int heads, kv_heads, hd, ctx, prompt;
+  };
+  // Prompt steps run one workgroup per (token, head); decode steps (<= 16 tokens) the split-KV kernel and its
+  // merge, with 4 or 8 query heads per KV head and decode positions in the first, a middle and the last chunk.
+  const Case cases[] = {{8, 2, 64, 160, 150}, {32, 4, 64, 700, 600}, {8, 2, 128, 300, 290}};
+  for (const Case& c : cases)
+    for (DType kv : {DType::F16, DType::F32}) {
+      SCOPED_TRACE(std::string(kv == DType::F16 ? "f16 cache" : "f32 cache") + " heads " + std::to_string(c.heads) +
+                   "/" + std::to_string(c.kv_heads) + " hd " + std::to_string(c.hd) + " ctx " + std::to_string(c.ctx));
+      Pair p;
+      const int heads = c.heads, kv_heads = c.kv_heads, hd = c.hd, ctx = c.ctx, np = c.prompt;
+      // Step 1: a prompt in slot 1. Step 2: three decode tokens from slots 0, 1 and 2 (slot 0 has a copy of slot
+      // 1's first 100 positions, as prefix caching makes), one of them continuing at the end of the prompt.
+      Batch prompt = batch_of(np, 1);
+      Batch dec;
+      dec.add(0, 100, 0, false);
+      dec.add(0, np, 1, false);
+      dec.add(0, 0, 2, false);
+      auto run = [&](Backend& be, bool gpu) {
+        auto put = [&](Act a, const std::vector<float>& v) { gpu ? write_act(be, a, v) : write_cpu(a, v); };
+        Act q = be.alloc_act(np, heads * hd), k = be.alloc_act(np, kv_heads * hd), v = be.alloc_act(np, kv_heads * hd);
+        Act out = be.alloc_act(np, heads * hd);
+        be.alloc_kv({1, 3, ctx, kv_heads * hd, kv});
+        put(q, randn(np * heads * hd, 21)), put(k, randn(np * kv_heads * hd, 22)), put(v, randn(np * kv_heads * hd, 23));
+        const AttentionParams ap{0, heads, kv_heads, hd, 1.0f / std::sqrt(float(hd))};
+        be.begin_step(prompt);
+        be.kv_store(0, k.with_rows(np), v.with_rows(np));
+        be.attention(q.with_rows(np), out.with_rows(np), ap);
+        be.end_step(Act{}, {});
+        std::vector<float> r1 = gpu ? read_act(be, out, np) : read_cpu(out, np);
+        be.kv_copy(1, 0, 100);
+        put(q, randn(3 * heads * hd, 31)), put(k, randn(3 * kv_heads * hd, 32)), put(v, randn(3 * kv_heads * hd, 33));
+        be.begin_step(dec);
+        be.kv_store(0, k.with_rows(3), v.with_rows(3));
+        be.attention(q.with_rows(3), out.with_rows(3), ap);
+        be.end_step(Act{}, {});
+        std::vector<float> r2 = gpu ? read_act(be, out, 3) : read_cpu(out, 3);
+        r1.insert(r1.end(), r2.begin(), r2.end());
+        return r1;
+      };
+      const std::vector<float> want = run(*p.cpu, false), got = run(*p.gpu, true);
+      expect_close_rel(got, want, 2e-5f, "attention");
+    }
 }
 
 TEST(WebGpu, ArgmaxAndGatherMatchHost) {

@@ -118,13 +118,17 @@ struct WgWeight : Weight {
   std::vector<float> host;     // ... and their values on the host (rope factors feed the frequency table)
 };
 
+// Steps of up to this many tokens run the split-KV decode attention (more tokens have parallelism enough in one
+// workgroup per token and head).
+constexpr int32_t kSplitAttentionTokens = 16;
+
 // Pipelines are named by an index into this table: (module, entry point).
 enum PipeId : uint32_t {
   kMatmul0 = 0,                     // + WeightKind
   kMatvec0 = kMatmul0 + kKinds,     // + WeightKind: steps of at most kMatvecTokens tokens
   kEmbed0 = kMatvec0 + kKinds,      // + WeightKind
   kRmsnorm = kEmbed0 + kKinds, kAddRmsnorm, kSwiglu, kSwigluInplace, kAdd, kAddBias, kGatherRows, kRope,
-  kKvStore, kAttention, kKvCopy, kArgmax, kArgmaxPartial, kArgmaxFinal, kCandidates, kMatvecQ4K, kMatvecQ6K,
+  kKvStore, kAttention, kAttentionSplit, kAttentionMerge, kKvCopy, kArgmax, kArgmaxPartial, kArgmaxFinal, kCandidates, kMatvecQ4K, kMatvecQ6K,
   kPipes
 };
 
@@ -525,6 +529,37 @@ class WebGpuBackend final : public Backend {
 
   void attention(Act q, Act out, const AttentionParams& p) override {
     if (p.head_dim > 256) throw std::runtime_error("WebGPU attention supports head_dim up to 256");
+    if (p.n_kv_heads <= 0 || p.n_heads % p.n_kv_heads != 0)
+      throw std::runtime_error("WebGPU attention: query heads are not a multiple of the KV heads");
+    // Decode steps (few tokens): split over the KV length, then merge (wgsl/attention.wgsl). The split count
+    // depends on the cache length only, so a recorded step is right at every position.
+    const int32_t group = p.n_heads / p.n_kv_heads;
+    if (n_ <= kSplitAttentionTokens && group <= 8 && p.head_dim % 2 == 0) {
+      const uint32_t splits = u(std::clamp<int64_t>((kv_.n_ctx + 63) / 64, 1, 32));
+      const uint64_t rows = uint64_t(n_) * p.n_heads * splits;
+      ensure_scratch(attn_po_, rows * p.head_dim * 4, "attention partial outputs");
+      ensure_scratch(attn_pml_, rows * 2 * 4, "attention partial max/sum");
+      const std::initializer_list<uint32_t> params = {u(kv_.kv_dim), u(n_), u(kv_.n_ctx), u(cap_), u(p.n_heads),
+                                                      u(p.n_kv_heads), u(p.head_dim), f2u(p.scale), u(q.cols), 0,
+                                                      splits};
+      Dispatch& d = push(kAttentionSplit);
+      bind(d, 4, step_.buf, step_.size);
+      bind(d, 6, k_cache_[p.layer].buf, k_cache_[p.layer].size);
+      bind(d, 7, v_cache_[p.layer].buf, v_cache_[p.layer].size);
+      bind(d, 8, buf(q), act_bytes(q, n_));
+      bind(d, 11, attn_po_.buf, rows * p.head_dim * 4);
+      bind(d, 12, attn_pml_.buf, rows * 2 * 4);
+      set(d, params);
+      d.grid[0] = splits, d.grid[1] = u(p.n_kv_heads), d.grid[2] = u(n_);
+      Dispatch& m = push(kAttentionMerge);
+      bind(m, 4, step_.buf, step_.size);
+      bind(m, 9, buf(out), act_bytes(out, n_));
+      bind(m, 11, attn_po_.buf, rows * p.head_dim * 4);
+      bind(m, 12, attn_pml_.buf, rows * 2 * 4);
+      set(m, params);
+      m.grid[0] = u(p.n_heads), m.grid[1] = u(n_);
+      return;
+    }
     Dispatch& d = push(kAttention);
     bind(d, 4, step_.buf, step_.size);
     bind(d, 6, k_cache_[p.layer].buf, k_cache_[p.layer].size);
@@ -680,6 +715,15 @@ class WebGpuBackend final : public Backend {
     wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
+  // A scratch buffer of at least `bytes`; a larger one replaces it (recorded steps keep the old one, which stays
+  // alive in owned_ until the backend goes).
+  void ensure_scratch(GpuBuffer& b, uint64_t bytes, const char* label) {
+    if (b.size >= bytes) return;
+    b.size = std::max<uint64_t>(bytes, 256);
+    b.buf = dev_->create_buffer(b.size, gpu::kStorage, label);
+    owned_.push_back(b.buf);
+  }
+
   void ensure_readback(uint64_t bytes) {
     bytes = (bytes + 3) & ~3ull;
     if (readback_.size >= bytes) return;
@@ -784,6 +828,8 @@ class WebGpuBackend final : public Backend {
     const std::string src = std::string("const KV_F16: bool = ") + (f16 ? "true" : "false") + ";\n" + wgsl::attention;
     make_pipeline(kKvStore, src, "kv_store", 5);
     make_pipeline(kAttention, src, "attention", 5);
+    make_pipeline(kAttentionSplit, src, "attention_split", 5);
+    make_pipeline(kAttentionMerge, src, "attention_merge", 5);
     make_pipeline(kKvCopy, src, "kv_copy", 10);
   }
 
@@ -798,7 +844,7 @@ class WebGpuBackend final : public Backend {
   std::vector<GpuBuffer> k_cache_, v_cache_;
   std::map<std::tuple<int32_t, float, const Weight*>, GpuBuffer> freqs_;
   KvCacheConfig kv_;
-  GpuBuffer step_, ids_, readback_, margins_, candidates_, argmax_part_;
+  GpuBuffer step_, ids_, readback_, margins_, candidates_, argmax_part_, attn_po_, attn_pml_;
   std::vector<uint32_t> cand_host_;
   std::vector<int32_t> step_host_;
   int32_t cap_ = 0;

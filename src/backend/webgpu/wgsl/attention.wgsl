@@ -13,6 +13,7 @@ struct KvParams {
   scale: f32,
   q_cols: u32,
   grid_x: u32,
+  splits: u32,     // attention_split / attention_merge: the most chunks a token's positions are cut into
 };
 
 @group(0) @binding(0) var<storage, read_write> KC: array<u32>;
@@ -126,6 +127,153 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
   for (var c = 0u; c < 4u; c++) {
     let d = j + c * TILE;
     if (d < hd) { O[t * P.q_cols + h * hd + d] = o[c] / l; }
+  }
+}
+
+// ---- decode: split over the KV length, then a merge (flash decoding) ----
+// A decode step has few tokens, so one workgroup per (token, head) leaves most of a large GPU idle. Here a
+// token's positions 0..pos are cut into chunks (at most P.splits, at least one tile of 64 each, sized from pos
+// at run time so a recorded step stays right at any position) and a workgroup handles one chunk for all the
+// query heads that share one KV head (each key and value row is read once for the group). Each workgroup writes
+// its partial output with its running max and sum; attention_merge combines the chunks of a (token, head).
+@group(0) @binding(11) var<storage, read_write> PO: array<f32>;   // [token][head][split][head_dim]
+@group(0) @binding(12) var<storage, read_write> PML: array<f32>;  // [token][head][split] (max, sum)
+
+const MAX_GROUP: u32 = 8u;
+var<workgroup> qg_sh: array<f32, 2048>;  // [group head][head_dim]: MAX_GROUP x 256
+var<workgroup> pg_sh: array<f32, 512>;   // [group head][key of the tile]: probabilities
+var<workgroup> rg_sh: array<f32, 512>;   // [group head][key of the tile]: reductions
+var<workgroup> tok_sh: vec2<u32>;        // position, slot
+
+fn split_chunk(pos: u32) -> u32 {
+  let per = (pos + P.splits) / P.splits;  // ceil((pos + 1) / splits)
+  return max(TILE, (per + TILE - 1u) / TILE * TILE);
+}
+
+// Key j of the tile, head g of the group: the tree reductions over the 64 keys of every head at once.
+fn reduce_group(j: u32, group: u32, is_max: bool) {
+  for (var st = TILE / 2u; st > 0u; st >>= 1u) {
+    if (j < st) {
+      for (var g = 0u; g < group; g++) {
+        let a = rg_sh[g * TILE + j];
+        let b = rg_sh[g * TILE + j + st];
+        rg_sh[g * TILE + j] = select(a + b, max(a, b), is_max);
+      }
+    }
+    workgroupBarrier();
+  }
+}
+
+// Grid: x = chunk, y = KV head, z = token. Thread j scores key j of each tile against the group's heads; for
+// the output, thread j owns dims j, j + 64, j + 128, j + 192 of every head of the group.
+@compute @workgroup_size(64)
+fn attention_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let split = wid.x;
+  let kvh = wid.y;
+  let t = wid.z;
+  let j = lid.x;
+  let hd = P.head_dim;
+  let group = P.n_heads / P.n_kv_heads;
+  if (j == 0u) { tok_sh = vec2<u32>(u32(STEP[P.cap + t]), u32(STEP[2u * P.cap + t])); }
+  let tok = workgroupUniformLoad(&tok_sh);
+  let pos = tok.x;
+  let chunk = split_chunk(pos);
+  let start = split * chunk;
+  let end = min(pos + 1u, start + chunk);
+  let h0 = kvh * group;
+  if (start >= end) { return; }  // past the token's last chunk: the merge does not read it
+  let base = tok.y * P.n_ctx * P.kv_dim + kvh * hd;
+  for (var i = j; i < group * hd; i += TILE) {
+    qg_sh[i] = Q[t * P.q_cols + (h0 + i / hd) * hd + i % hd] * P.scale;
+  }
+  workgroupBarrier();
+
+  var m: array<f32, MAX_GROUP>;
+  var l: array<f32, MAX_GROUP>;
+  var o: array<f32, 32>;  // [group head][4 dims]
+  for (var g = 0u; g < MAX_GROUP; g++) { m[g] = -3.0e38; l[g] = 0.0; }
+  for (var i = 0u; i < 32u; i++) { o[i] = 0.0; }
+  for (var t0 = start; t0 < end; t0 += TILE) {
+    let key = t0 + j;
+    let valid = key < end;
+    var sc: array<f32, MAX_GROUP>;
+    for (var g = 0u; g < MAX_GROUP; g++) { sc[g] = 0.0; }
+    if (valid) {
+      let kb = base + key * P.kv_dim;
+      for (var d = 0u; d < hd; d += 2u) {
+        var kv: vec2<f32>;
+        if (KV_F16) {
+          kv = unpack2x16float(KR[(kb + d) / 2u]);  // kb and d are even: one word holds dims d, d + 1
+        } else {
+          kv = vec2<f32>(bitcast<f32>(KR[kb + d]), bitcast<f32>(KR[kb + d + 1u]));
+        }
+        for (var g = 0u; g < group; g++) {
+          sc[g] += qg_sh[g * hd + d] * kv.x + qg_sh[g * hd + d + 1u] * kv.y;
+        }
+      }
+    }
+    for (var g = 0u; g < group; g++) { rg_sh[g * TILE + j] = select(-3.0e38, sc[g], valid); }
+    workgroupBarrier();
+    reduce_group(j, group, true);
+    var m_new: array<f32, MAX_GROUP>;
+    for (var g = 0u; g < group; g++) { m_new[g] = max(m[g], rg_sh[g * TILE]); }
+    workgroupBarrier();
+    for (var g = 0u; g < group; g++) {
+      let p = select(0.0, exp(sc[g] - m_new[g]), valid);
+      pg_sh[g * TILE + j] = p;
+      rg_sh[g * TILE + j] = p;
+    }
+    workgroupBarrier();
+    reduce_group(j, group, false);
+    for (var g = 0u; g < group; g++) {
+      let corr = exp(m[g] - m_new[g]);
+      l[g] = l[g] * corr + rg_sh[g * TILE];
+      m[g] = m_new[g];
+      for (var c = 0u; c < 4u; c++) { o[g * 4u + c] *= corr; }
+    }
+    let nk = min(TILE, end - t0);
+    for (var c = 0u; c < 4u; c++) {
+      let d = j + c * TILE;
+      if (d < hd) {
+        for (var kk = 0u; kk < nk; kk++) {
+          let v = cache_at(false, base + (t0 + kk) * P.kv_dim + d);
+          for (var g = 0u; g < group; g++) { o[g * 4u + c] += pg_sh[g * TILE + kk] * v; }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var g = 0u; g < group; g++) {
+    let row = (t * P.n_heads + h0 + g) * P.splits + split;
+    for (var c = 0u; c < 4u; c++) {
+      let d = j + c * TILE;
+      if (d < hd) { PO[row * hd + d] = o[g * 4u + c]; }
+    }
+    if (j == 0u) {
+      PML[2u * row] = m[g];
+      PML[2u * row + 1u] = l[g];
+    }
+  }
+}
+
+// Grid: x = head, y = token. out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M) over the token's chunks.
+@compute @workgroup_size(64)
+fn attention_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let h = wid.x;
+  let t = wid.y;
+  let hd = P.head_dim;
+  let pos = u32(STEP[P.cap + t]);
+  let chunk = split_chunk(pos);
+  let n_chunks = (pos + chunk) / chunk;  // ceil((pos + 1) / chunk)
+  let r0 = (t * P.n_heads + h) * P.splits;
+  var big_m = -3.0e38;
+  for (var s = 0u; s < n_chunks; s++) { big_m = max(big_m, PML[2u * (r0 + s)]); }
+  var big_l = 0.0;
+  for (var s = 0u; s < n_chunks; s++) { big_l += PML[2u * (r0 + s) + 1u] * exp(PML[2u * (r0 + s)] - big_m); }
+  for (var d = lid.x; d < hd; d += TILE) {
+    var acc = 0.0;
+    for (var s = 0u; s < n_chunks; s++) { acc += PO[(r0 + s) * hd + d] * exp(PML[2u * (r0 + s)] - big_m); }
+    O[t * P.q_cols + h * hd + d] = acc / big_l;
   }
 }
 
