@@ -198,6 +198,39 @@ TEST(Matmul, PathsAgree) {
   }
 }
 
+TEST(Matmul, PathsAgreeAtExtremeCodes) {
+  // Weights at the top of their code range and activations at +-127 everywhere: the largest integer sums any
+  // kernel can meet (the AVX2 kernels add several vpmaddubsw pair sums in int16 before widening; an overflow
+  // there would be far off the scalar result).
+  PathGuard guard;
+  ThreadPool pool(2);
+  const int64_t rows = 32, cols = 1024, m = 3;
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; ++c) row[c] = c % 16 == 15 ? -1.f : 1.f;  // +1 takes the largest code
+  for (DType t : kTypes) {
+    if (t == DType::F32 || t == DType::F16 || t == DType::BF16) continue;
+    std::vector<uint8_t> w(static_cast<size_t>(rows * row_bytes(t, cols)));
+    for (int64_t r = 0; r < rows; ++r) quantize_row_ref(t, row.data(), w.data() + r * row_bytes(t, cols), cols);
+    PackedMatrix pm(t, w.data(), rows, cols);
+    for (float sign : {1.f, -1.f}) {
+      std::vector<float> x(static_cast<size_t>(m * cols), sign);
+      std::vector<float> y0(static_cast<size_t>(m * rows));
+      force_cpu_path(CpuPath::Scalar);
+      pm.matmul(x.data(), m, cols, y0.data(), rows, pool);
+      for (CpuPath p : available_paths()) {
+        force_cpu_path(p);
+        for (int64_t mm : {int64_t(1), m}) {
+          std::vector<float> y(static_cast<size_t>(mm * rows));
+          pm.matmul(x.data(), mm, cols, y.data(), rows, pool);
+          for (size_t i = 0; i < y.size(); ++i)
+            ASSERT_NEAR(y[i], y0[i], 1e-4 * std::fabs(y0[i]) + 1e-3)
+                << dtype_name(t) << " " << cpu_path_name(p) << " m=" << mm << " sign " << sign << " at " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(Matmul, ManyActivationRows) {
   // Past the kernels' 64-row activation blocks, with remainders of every tile height.
   PathGuard guard;

@@ -12,7 +12,8 @@
 //   dp_q8(acc, w, x) (Q8_0 weights stored as q+128) and kQ8Offset (the activation offset that dp_q8 needs),
 //   cvt, mul, fmadd(a,b,c)=a*b+c, fnmadd(a,b,c)=c-a*b, bcastf, zerof, zeroi, load_f16(p), load_bf16(p), load_f32(p),
 //   u8_to_i32(__m128i), i8_to_i32(__m128i), pairs_u8(m0, m1) (int16 pairs (m0[r], m1[r]) per lane),
-//   store(p, F, n) (first n lanes), prefetch(p).
+//   store(p, F, n) (first n lanes), prefetch(p); kInt16Sums: dot products through int16 pair sums (no VNNI), with
+//   maddubs(u8, s8) (int16 pair sums), add16, widen_add(acc, int16 pairs) (int32 += pair sums).
 
 namespace vireo::cpu::kern::VIREO_SIMD_NS {
 
@@ -52,6 +53,7 @@ struct Traits<WType::Q8_0> {
     w1 = I::load(blk + 32 + 128 * p + 64 + o.b64);
   }
   static constexpr bool kQ8 = true;
+  static constexpr int kMaxCode = 255;
 };
 
 template <int QS_OFF, int QH_OFF, bool DSUM>
@@ -60,6 +62,7 @@ struct Traits32Nibble {
   static constexpr bool kCorr = !DSUM, kDsum = DSUM;
   static constexpr int kMins = 0;
   static constexpr bool kQ8 = false;
+  static constexpr int kMaxCode = QH_OFF >= 0 ? 31 : 15;
   struct St : ScaleState<1> {
     F mv;
   };
@@ -102,6 +105,7 @@ struct TraitsK4 {
   static constexpr int BK = 256, UK = 32, NU = 8;
   static constexpr bool kCorr = false, kDsum = false, kQ8 = false;
   static constexpr int kMins = 32;
+  static constexpr int kMaxCode = Q5 ? 31 : 15;
   static constexpr int QS = Q5 ? 768 : 256;
   struct St : ScaleState<8> {
     F dmin;
@@ -157,6 +161,7 @@ struct TraitsK16 {
   static constexpr int BK = 256, UK = 16, NU = 16;
   static constexpr bool kCorr = T != WType::Q2_K, kDsum = false, kQ8 = false;
   static constexpr int kMins = T == WType::Q2_K ? 16 : 0;
+  static constexpr int kMaxCode = T == WType::Q2_K ? 3 : (T == WType::Q3_K ? 7 : 63);
   struct St : ScaleState<16> {
     F dmin;
     V mp[8];
@@ -319,6 +324,38 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
 #pragma GCC unroll 16
         for (int n = 0; n < NR; ++n) s2[n] = I::zeroi();
       }
+      if constexpr (I::kInt16Sums && !Tr::kQ8) {
+        // No VNNI (AVX2): a dot product is vpmaddubsw (int16 pair sums) + vpmaddwd (to int32) + add. Codes of at
+        // most kMaxCode let several pair sums add up in int16 first (|sum| <= 2 * kMaxCode * 127 each), so the
+        // widening runs once per group of PG k4-pairs instead of once per product.
+        constexpr int kSums = 32767 / (2 * Tr::kMaxCode * 127);
+        constexpr int PG = kSums / 2 < 1 ? 1 : (kSums / 2 > NP ? NP : kSums / 2);
+        static_assert(NP % PG == 0, "groups of k4-pairs divide the unit");
+#pragma GCC unroll 4
+        for (int p0 = 0; p0 < NP; p0 += PG) {
+          V h[MR][NR];
+#pragma GCC unroll 4
+          for (int p = p0; p < p0 + PG; ++p) {
+            V w0[NR], w1[NR];
+#pragma GCC unroll 16
+            for (int n = 0; n < NR; ++n) Tr::unpack(blk[n], Hoff(hh[n]), u, p, w0[n], w1[n]);
+#pragma GCC unroll 16
+            for (int i = 0; i < MR; ++i) {
+              const uint8_t* q = act[i] + b * BK + u * UK + 8 * p;
+              const V x0 = I::bcast32(q), x1 = I::bcast32(q + 4);
+#pragma GCC unroll 16
+              for (int n = 0; n < NR; ++n) {
+                const V pr = I::add16(I::maddubs(w0[n], x0), I::maddubs(w1[n], x1));
+                h[i][n] = p == p0 ? pr : I::add16(h[i][n], pr);
+              }
+            }
+          }
+#pragma GCC unroll 16
+          for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
+            for (int n = 0; n < NR; ++n) s[i][n] = I::widen_add(s[i][n], h[i][n]);
+        }
+      } else
 #pragma GCC unroll 4
       for (int p = 0; p < NP; ++p) {
         V w0[NR], w1[NR];

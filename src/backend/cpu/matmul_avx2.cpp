@@ -56,6 +56,10 @@ struct I {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
   }
   static inline V dpw(V acc, V a, V b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
+  static constexpr bool kInt16Sums = true;
+  static inline V maddubs(V u, V s) { return _mm256_maddubs_epi16(u, s); }
+  static inline V add16(V a, V b) { return _mm256_add_epi16(a, b); }
+  static inline V widen_add(V acc, V h) { return _mm256_add_epi32(acc, _mm256_madd_epi16(h, _mm256_set1_epi16(1))); }
   static inline V addi(V a, V b) { return _mm256_add_epi32(a, b); }
   static inline F cvt(V a) { return _mm256_cvtepi32_ps(a); }
   static inline F mul(F a, F b) { return _mm256_mul_ps(a, b); }
@@ -137,7 +141,7 @@ namespace {
 // Tile shapes (activation rows x 8-row lane groups) and decode lane groups per family; 16 ymm registers hold the
 // MR x NR int and f32 accumulators plus the unpacked weights. Overridable for experiments.
 #ifndef VIREO_TILE2_K
-#define VIREO_TILE2_K 4, 1, 4
+#define VIREO_TILE2_K 4, 1, 2
 #endif
 #ifndef VIREO_TILE2_32
 #define VIREO_TILE2_32 3, 1, 4
