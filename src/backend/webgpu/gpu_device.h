@@ -21,6 +21,9 @@ struct Limits {
   uint64_t max_buffer = 0;           // maxBufferSize
   uint32_t uniform_offset_alignment = 256;
   std::string adapter;               // what the adapter calls itself (vendor, architecture, driver)
+  // Optional features, enabled on the device when the adapter has them.
+  bool shader_f16 = false;           // "shader-f16": f16 arithmetic and storage in WGSL
+  bool subgroups = false;            // "subgroups": subgroup reductions and shuffles in WGSL
 };
 
 struct BindEntry {

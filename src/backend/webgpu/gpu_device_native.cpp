@@ -68,12 +68,13 @@ class NativeDevice final : public Device {
     wgpuAdapterGetLimits(adapter_, &alimits);
     WGPUDeviceDescriptor dd = {};
     dd.label = sv("vireo");
-    // Timestamps, where the adapter has them: only the profiling mode (VIREO_WEBGPU_PROFILE) writes any.
-    const WGPUFeatureName timestamps = WGPUFeatureName_TimestampQuery;
-    if (wgpuAdapterHasFeature(adapter_, timestamps)) {
-      dd.requiredFeatureCount = 1;
-      dd.requiredFeatures = &timestamps;
-    }
+    // Timestamps, where the adapter has them: only the profiling mode (VIREO_WEBGPU_PROFILE) writes any; and the
+    // optional shader features the kernels have variants for.
+    std::vector<WGPUFeatureName> features;
+    for (WGPUFeatureName f : {WGPUFeatureName_TimestampQuery, WGPUFeatureName_ShaderF16, WGPUFeatureName_Subgroups})
+      if (wgpuAdapterHasFeature(adapter_, f)) features.push_back(f);
+    dd.requiredFeatureCount = features.size();
+    dd.requiredFeatures = features.data();
     WGPULimits want = alimits;  // everything the adapter offers (default limits are much lower)
     want.nextInChain = nullptr;
     dd.requiredLimits = &want;
@@ -108,6 +109,8 @@ class NativeDevice final : public Device {
     if (!device_) throw std::runtime_error(error_);
     queue_ = wgpuDeviceGetQueue(device_);
     has_timestamps_ = wgpuDeviceHasFeature(device_, WGPUFeatureName_TimestampQuery);
+    limits_.shader_f16 = wgpuDeviceHasFeature(device_, WGPUFeatureName_ShaderF16);
+    limits_.subgroups = wgpuDeviceHasFeature(device_, WGPUFeatureName_Subgroups);
     WGPULimits got = {};
     wgpuDeviceGetLimits(device_, &got);
     limits_.max_storage_binding = got.maxStorageBufferBindingSize;

@@ -201,7 +201,12 @@ class WebGpuBackend final : public Backend {
   std::string name() const override { return "webgpu"; }
   bool copies_weights() const override { return true; }
   std::string description() const override {
-    return dev_->limits().adapter.empty() ? name() : name() + ": " + dev_->limits().adapter;
+    const gpu::Limits& l = dev_->limits();
+    std::string d = l.adapter.empty() ? name() : name() + ": " + l.adapter;
+    if (l.shader_f16 || l.subgroups)
+      d += std::string(" [") + (l.shader_f16 ? "shader-f16" : "") + (l.shader_f16 && l.subgroups ? ", " : "") +
+           (l.subgroups ? "subgroups" : "") + "]";
+    return d;
   }
   BackendCounters counters() const override {
     return {steps_, submits_, dispatches_, encode_seconds_, wait_seconds_};
