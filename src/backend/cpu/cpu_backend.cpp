@@ -41,8 +41,12 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int n_threads) : pool_(n_threads), h2f_(fp16_table()) {
 #if defined(__x86_64__) && !defined(VIREO_NO_X86)
-    simd_attention_ = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c") &&
-                      cpu::active_cpu_path() == cpu::CpuPath::Avx512;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c") &&
+        cpu::active_cpu_path() == cpu::CpuPath::Avx512)
+      simd_attention_ = 512;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+             cpu::active_cpu_path() == cpu::CpuPath::Avx2)
+      simd_attention_ = 256;
 #endif
   }
 
@@ -207,11 +211,15 @@ class CpuBackend final : public Backend {
         const float* qv = f(q) + t * q.cols + h * p.head_dim;
         const size_t base = static_cast<size_t>(slot) * kv_.n_ctx * kv_.kv_dim + kvh * p.head_dim;
 #if defined(__x86_64__) && !defined(VIREO_NO_X86)
-        if (simd_attention_ && kv_.type == DType::F16 && p.head_dim % 16 == 0 && p.head_dim <= 256) {
+        if (simd_attention_ && kv_.type == DType::F16 && p.head_dim % (simd_attention_ / 16) == 0 &&
+            p.head_dim <= 256) {
           const auto* kc = reinterpret_cast<const uint16_t*>(k_cache_[p.layer].data()) + base;
           const auto* vc = reinterpret_cast<const uint16_t*>(v_cache_[p.layer].data()) + base;
-          cpu::attend_head_f16_avx512(qv, kc, vc, kv_.kv_dim, pos + 1, p.head_dim, p.scale, scores,
-                                      f(out) + t * out.cols + h * p.head_dim);
+          float* o = f(out) + t * out.cols + h * p.head_dim;
+          if (simd_attention_ == 512)
+            cpu::attend_head_f16_avx512(qv, kc, vc, kv_.kv_dim, pos + 1, p.head_dim, p.scale, scores, o);
+          else
+            cpu::attend_head_f16_avx2(qv, kc, vc, kv_.kv_dim, pos + 1, p.head_dim, p.scale, scores, o);
           continue;
         }
 #endif
@@ -245,7 +253,7 @@ class CpuBackend final : public Backend {
       float* o = f(out) + t * out.cols;
 #if defined(__x86_64__) && !defined(VIREO_NO_X86)
       if (simd_attention_) {
-        cpu::swiglu_avx512(g, u, o, out.cols);
+        (simd_attention_ == 512 ? cpu::swiglu_avx512 : cpu::swiglu_avx2)(g, u, o, out.cols);
         continue;
       }
 #endif
@@ -319,7 +327,7 @@ class CpuBackend final : public Backend {
 
   ThreadPool pool_;
   const float* h2f_;
-  bool simd_attention_ = false;  // AVX-512 attention and SwiGLU (the scalar loops are the reference)
+  int simd_attention_ = 0;  // 512 / 256: AVX-512 / AVX2 attention and SwiGLU (the scalar loops are the reference)
   std::deque<std::unique_ptr<CpuWeight>> weights_;
   std::deque<std::vector<float>> acts_;
   KvCacheConfig kv_;
