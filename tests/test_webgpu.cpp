@@ -147,6 +147,19 @@ void check_matmul(DType type, int64_t rows, int64_t k, int n, uint64_t max_bindi
     }
 }
 
+TEST(WebGpu, PipelinesCompileUpFrontWithProgress) {
+  REQUIRE_WEBGPU();
+  std::vector<std::pair<int64_t, int64_t>> calls;
+  WebGpuOptions o;
+  o.on_compile = [&](int64_t done, int64_t total) { calls.emplace_back(done, total); };
+  auto be = make_webgpu_backend(o);
+  ASSERT_GE(calls.size(), 20u);  // matmul/matvec/embed per weight type, norms, rope, attention, sampling
+  for (size_t i = 0; i < calls.size(); ++i) {
+    EXPECT_EQ(calls[i].first, static_cast<int64_t>(i + 1));
+    EXPECT_EQ(calls[i].second, calls.back().first);
+  }
+}
+
 TEST(WebGpu, MatmulEveryWeightType) {
   REQUIRE_WEBGPU();
   // Types with kernels, then types dequantized to f32 at upload (Q5_0, Q5_K, BF16).

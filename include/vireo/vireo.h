@@ -38,6 +38,9 @@ struct EngineOptions {
   // Read the weights tensor by tensor instead of keeping the file in memory (the browser: models larger than
   // the WASM heap). Needs a backend that copies weights to its device (webgpu, cuda).
   bool stream_weights = false;
+  // WebGPU: called as each compute pipeline is compiled during load (done of total), since shader compilation
+  // can take seconds in a browser.
+  std::function<void(int64_t done, int64_t total)> on_compile;
 };
 
 struct GenerateOptions {

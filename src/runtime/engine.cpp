@@ -18,7 +18,7 @@
 
 namespace vireo {
 
-std::unique_ptr<Backend> make_backend(const std::string& device, int threads);
+std::unique_ptr<Backend> make_backend(const EngineOptions& opts);
 
 struct Engine::Impl {
   std::shared_ptr<const GgufFile> file;
@@ -42,7 +42,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
   ro.max_batch = opts.max_batch;
   ro.max_logit_rows = 0;
   ro.kv_type = opts.kv_f32 ? DType::F32 : DType::F16;
-  impl->model = std::make_unique<Model>(impl->file, make_backend(opts.device, opts.threads), ro, progress);
+  impl->model = std::make_unique<Model>(impl->file, make_backend(opts), ro, progress);
   if (impl->tokenizer->n_vocab() > impl->model->config().n_vocab)
     throw std::runtime_error("tokenizer has more tokens than the model's embedding table");
   impl->sched = std::make_unique<Scheduler::Impl>(*impl->model, *impl->tokenizer);
@@ -50,7 +50,9 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
+std::unique_ptr<Backend> make_backend(const EngineOptions& opts) {
+  const std::string& device = opts.device;
+  const int threads = opts.threads;
   std::string have = "cpu";
 #ifdef VIREO_HAVE_CUDA
   have += ", cuda[:N]";
@@ -79,7 +81,9 @@ std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
   if (device == "webgpu") {
 #ifdef VIREO_HAVE_WEBGPU
     try {  // opening the device is the availability check (no second device just to ask)
-      return make_webgpu_backend();
+      WebGpuOptions wo;
+      wo.on_compile = opts.on_compile;
+      return make_webgpu_backend(wo);
     } catch (const std::exception& e) {
       throw std::runtime_error(std::string("device 'webgpu': ") + e.what());
     }

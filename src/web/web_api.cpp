@@ -20,6 +20,9 @@
 EM_JS(void, vireo_web_progress, (double done, double total), {
   if (Module['onLoadProgress']) Module['onLoadProgress'](done, total);
 });
+EM_JS(void, vireo_web_compile_progress, (double done, double total), {
+  if (Module['onCompileProgress']) Module['onCompileProgress'](done, total);
+});
 
 namespace {
 
@@ -105,6 +108,9 @@ EMSCRIPTEN_KEEPALIVE int vireo_web_load(const char* path, const char* options_js
     // On the GPU the weights live in GPU buffers: read them tensor by tensor instead of holding the file in the
     // heap (models larger than the 4 GB WASM heap load).
     eo.stream_weights = eo.device == "webgpu";
+    eo.on_compile = [](int64_t done, int64_t total) {
+      vireo_web_compile_progress(static_cast<double>(done), static_cast<double>(total));
+    };
     st.engine = vireo::Engine::load(path, eo, [](int64_t done, int64_t total) {
       vireo_web_progress(static_cast<double>(done), static_cast<double>(total));
     });

@@ -103,11 +103,15 @@ def open_test_page(ctx, srv):
 
 
 GENERATE = """async ([url, options, prompt, gen]) => {
-  const m = await vireo.load(url, options);
+  const phases = [];  // progress phases in order, with the last report of each
+  const m = await vireo.load(url, {...options, onProgress: (p) => {
+    if (!phases.length || phases[phases.length - 1].phase !== p.phase) phases.push({...p});
+    else phases[phases.length - 1] = {...p};
+  }});
   const t0 = performance.now();
   let text = '';
   for await (const piece of m.generate(prompt, gen)) text += piece;
-  const out = {info: m.info, text, stats: m.lastStats, ms: performance.now() - t0};
+  const out = {info: m.info, text, stats: m.lastStats, ms: performance.now() - t0, phases};
   await m.unload();
   return out;
 }"""
@@ -141,6 +145,11 @@ def test_webgpu_golden_then_cache_without_refetch(srv, playwright):
         assert r['text'] == golden_continuation(), logs
         assert r['stats']['generatedTokens'] == 64 and r['stats']['stopReason'] == 'length'
         assert srv.counts.get(url, 0) >= 1
+        # Every pipeline is compiled at load, reported as its own phase before the weights upload.
+        names = [p['phase'] for p in r['phases']]
+        assert 'compile' in names and names.index('compile') < names.index('upload'), r['phases']
+        compile_phase = r['phases'][names.index('compile')]
+        assert compile_phase['done'] == compile_phase['total'] >= 20, compile_phase
         SPEEDS['swiftshader_webgpu_stories260K_f32'] = {
             'decode_tok_s': decode_rate(r['stats']), 'prompt_s': r['stats']['promptSeconds'],
             'adapter': r['info']['adapter']}

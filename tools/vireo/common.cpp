@@ -24,8 +24,8 @@ EngineOptions LoadArgs::engine_options() const {
   return o;
 }
 
-ProgressBar::ProgressBar(std::string label)
-    : label_(std::move(label)), tty_(isatty(2) != 0), start_(std::chrono::steady_clock::now()) {}
+ProgressBar::ProgressBar(std::string label, bool bytes)
+    : label_(std::move(label)), tty_(isatty(2) != 0), bytes_(bytes), start_(std::chrono::steady_clock::now()) {}
 
 void ProgressBar::update(int64_t done, int64_t total) {
   if (!tty_ || total <= 0) return;
@@ -33,8 +33,10 @@ void ProgressBar::update(int64_t done, int64_t total) {
   if (pct == last_pct_) return;
   last_pct_ = pct;
   const int width = 30, fill = pct * width / 100;
+  const std::string d = bytes_ ? human_bytes(double(done)) : std::to_string(done);
+  const std::string t = bytes_ ? human_bytes(double(total)) : std::to_string(total);
   std::fprintf(stderr, "\r%s [%.*s%*s] %3d%% %s / %s", label_.c_str(), fill, "##############################",
-               width - fill, "", pct, human_bytes(double(done)).c_str(), human_bytes(double(total)).c_str());
+               width - fill, "", pct, d.c_str(), t.c_str());
   std::fflush(stderr);
 }
 
@@ -45,8 +47,17 @@ void ProgressBar::finish() {
 }
 
 std::unique_ptr<Engine> load_engine(const LoadArgs& a, bool quiet) {
+  // WebGPU compiles every compute pipeline first (seconds on some drivers), then the weights load.
+  std::unique_ptr<ProgressBar> compile;
+  EngineOptions eo = a.engine_options();
+  if (eo.device == "webgpu")
+    eo.on_compile = [&](int64_t d, int64_t t) {
+      if (!compile) compile = std::make_unique<ProgressBar>("compiling WebGPU kernels", false);
+      compile->update(d, t);
+      if (d == t && !quiet) compile->finish();
+    };
   ProgressBar bar("loading " + a.model);
-  auto engine = Engine::load(a.model, a.engine_options(), [&](int64_t d, int64_t t) { bar.update(d, t); });
+  auto engine = Engine::load(a.model, eo, [&](int64_t d, int64_t t) { bar.update(d, t); });
   if (!quiet) bar.finish();
   return engine;
 }

@@ -29,13 +29,15 @@ struct LoadArgs {
 // A progress bar on stderr (only when stderr is a terminal; otherwise one line at the end).
 class ProgressBar {
  public:
-  explicit ProgressBar(std::string label);
+  // bytes: show done/total as sizes (loading); otherwise as counts (pipelines compiled)
+  explicit ProgressBar(std::string label, bool bytes = true);
   void update(int64_t done, int64_t total);
   void finish();
 
  private:
   std::string label_;
   bool tty_;
+  bool bytes_;
   int last_pct_ = -1;
   std::chrono::steady_clock::time_point start_;
 };

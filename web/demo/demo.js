@@ -26,7 +26,7 @@ async function showCapabilities() {
   }
 }
 
-const PHASES = {download: 'Downloading', hash: 'Checking', upload: 'Loading weights'};
+const PHASES = {download: 'Downloading', hash: 'Checking', compile: 'Compiling GPU kernels', upload: 'Loading weights'};
 
 async function loadModel(source) {
   $('error').hidden = true;
@@ -41,8 +41,9 @@ async function loadModel(source) {
       device: $('device').value,
       onProgress: (p) => {
         if (p.fraction !== null) $('bar').value = p.fraction;
-        $('progress-text').textContent = `${PHASES[p.phase] || p.phase} ${mib(p.done)}` +
-                                         (p.total > 0 ? ` of ${mib(p.total)}` : '');
+        const amount = p.phase === 'compile' ? (n) => String(n) : mib;  // pipelines, not bytes
+        $('progress-text').textContent = `${PHASES[p.phase] || p.phase} ${amount(p.done)}` +
+                                         (p.total > 0 ? ` of ${amount(p.total)}` : '');
       },
     });
     const i = model.info;

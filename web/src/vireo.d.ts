@@ -5,7 +5,8 @@ export type CacheKind = 'auto' | 'opfs' | 'indexeddb';
 
 export interface LoadProgress {
   /** download: bytes from the network; hash: checking the content; upload: weights into the engine. */
-  phase: 'download' | 'hash' | 'upload';
+  /** download and hash: bytes; compile: WebGPU pipelines (created before the weights upload); upload: bytes */
+  phase: 'download' | 'hash' | 'compile' | 'upload';
   done: number;
   /** -1 when the server did not say. */
   total: number;

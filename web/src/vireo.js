@@ -88,7 +88,8 @@ class Model {
 
 // Loads a GGUF model. `source`: a URL (string or URL; fetched with HTTP Range requests and resumed when a
 // connection drops) or a File/Blob. options:
-//   onProgress({phase: 'download'|'hash'|'upload', done, total, fraction})
+//   onProgress({phase: 'download'|'hash'|'compile'|'upload', done, total, fraction}) (compile: pipelines, the
+//   rest bytes)
 //   device: 'auto' (WebGPU when usable, else CPU) | 'webgpu' | 'cpu'
 //   cache: 'auto' (OPFS, else IndexedDB) | 'opfs' | 'indexeddb' | false; a cached URL loads without the network
 //   contextLength: tokens of context (0: the model's, capped at 4096)

@@ -73,6 +73,7 @@ async function load(source, options) {
   mod = await createVireoModule({
     vireoGpu: g.device ? {device: g.device, adapterInfo: g.adapterInfo} : null,
     onLoadProgress: (done, total) => post({type: 'progress', phase: 'upload', done, total}),
+    onCompileProgress: (done, total) => post({type: 'progress', phase: 'compile', done, total}),
     print: (s) => console.log(s),
     printErr: (s) => console.warn(s),
   });

@@ -177,7 +177,7 @@ uint32_t f2u(float f) {
 
 class WebGpuBackend final : public Backend {
  public:
-  explicit WebGpuBackend(const WebGpuOptions& opts) : dev_(gpu::open_device()) {
+  explicit WebGpuBackend(const WebGpuOptions& opts) : dev_(gpu::open_device()), on_compile_(opts.on_compile) {
     max_binding_ = dev_->limits().max_storage_binding;
     weight_chunk_bytes_ = max_binding_;
     if (opts.max_binding_bytes > 0) weight_chunk_bytes_ = std::min<uint64_t>(max_binding_, opts.max_binding_bytes);
@@ -187,6 +187,7 @@ class WebGpuBackend final : public Backend {
     const char* profile = std::getenv("VIREO_WEBGPU_PROFILE");
     profile_ = profile && *profile && std::string(profile) != "0";
     create_pipelines();
+    create_kv_pipelines(true);  // the f16 cache's (an f32 cache recompiles them in alloc_kv)
   }
 
   ~WebGpuBackend() override {
@@ -286,7 +287,7 @@ class WebGpuBackend final : public Backend {
         memory_ += static_cast<int64_t>(bytes);
       }
     }
-    create_kv_pipelines(cfg.type == DType::F16);
+    if (!kv_pipes_ || kv_pipes_f16_ != (cfg.type == DType::F16)) create_kv_pipelines(cfg.type == DType::F16);
     ensure_step_buffer();
   }
 
@@ -797,6 +798,10 @@ class WebGpuBackend final : public Backend {
     p.pipeline = 0;
     p.pipeline = dev_->create_pipeline(source, entry);
     p.label = entry;
+    if (on_compile_) {  // every pipeline once, in the constructor
+      on_compile_(++compiled_, kPipes);
+      if (compiled_ >= kPipes) on_compile_ = nullptr;
+    }
     if (id < kEmbed0) {
       static const char* kKindNames[kKinds] = {"f32", "f16", "q8_0", "q4_0", "q4_k", "q6_k"};
       p.label += std::string(".") + kKindNames[(id - kMatmul0) % kKinds];
@@ -830,6 +835,8 @@ class WebGpuBackend final : public Backend {
   }
 
   void create_kv_pipelines(bool f16) {
+    kv_pipes_ = true;
+    kv_pipes_f16_ = f16;
     const std::string src = std::string("const KV_F16: bool = ") + (f16 ? "true" : "false") + ";\n" + wgsl::attention;
     make_pipeline(kKvStore, src, "kv_store", 5);
     make_pipeline(kAttention, src, "attention", 5);
@@ -839,6 +846,9 @@ class WebGpuBackend final : public Backend {
   }
 
   std::unique_ptr<gpu::Device> dev_;
+  std::function<void(int64_t, int64_t)> on_compile_;
+  int64_t compiled_ = 0;
+  bool kv_pipes_ = false, kv_pipes_f16_ = false;  // the KV-cache pipelines exist, for which cache type
   uint64_t max_binding_ = 0;         // the adapter's largest storage binding
   uint64_t weight_chunk_bytes_ = 0;  // the largest weight chunk (WebGpuOptions::max_binding_bytes lowers it)
   uint32_t uniform_stride_ = 256;

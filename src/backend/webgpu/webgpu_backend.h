@@ -3,6 +3,7 @@
 // dispatches and submitted once, with one command buffer; the dispatch list (bind groups, parameters) is built
 // the first time a step shape is seen and reused after that.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,9 @@ struct WebGpuOptions {
   // Largest storage-buffer binding to use (0: the adapter's limit). Weights larger than this are split into
   // row chunks; tests lower it to exercise the split.
   uint64_t max_binding_bytes = 0;
+  // Called after each compute pipeline is created at load (done, total): every pipeline is compiled up front,
+  // none on first use, so a progress bar can cover it.
+  std::function<void(int64_t done, int64_t total)> on_compile;
 };
 
 // True when a WebGPU adapter can be opened; otherwise `why` says what is missing.
