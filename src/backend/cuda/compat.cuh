@@ -24,6 +24,8 @@
 #define VLAUNCH(kernel, grid, block, smem, stream, ...) \
   ::emu::launch((grid), (block), (smem), (stream), [=]() { kernel(__VA_ARGS__); })
 #define VSHARED(T, name, count) T* name = static_cast<T*>(::emu::shared_static(sizeof(T) * (count), alignof(T)))
+#define VSHARED_ALIGNED(T, name, count, align) \
+  T* name = static_cast<T*>(::emu::shared_static(sizeof(T) * (count), (align)))
 #define VDYN_SHARED(T, name) T* name = static_cast<T*>(::emu::shared_dynamic())
 // Programmatic dependent launch does not exist in the emulator: streams run work in order anyway.
 #define VLAUNCH_PDL(kernel, grid, block, smem, stream, ...) \
@@ -35,6 +37,7 @@
 #define VIREO_CUDA_NS cuda
 #define VLAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
 #define VSHARED(T, name, count) __shared__ T name[count]
+#define VSHARED_ALIGNED(T, name, count, align) __shared__ __align__(align) T name[count]
 #define VDYN_SHARED(T, name)                                       \
   extern __shared__ __align__(16) unsigned char vireo_dyn_smem[]; \
   T* name = reinterpret_cast<T*>(vireo_dyn_smem)

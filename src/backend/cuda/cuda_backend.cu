@@ -486,12 +486,10 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       }
     } else {
       ensure(f16x_, static_cast<size_t>(m_tok * v.Kp) * 2, "matmul scratch");
-#ifndef VIREO_CUDA_EMU
       if (use_qgemm(v, m_tok)) {
         const int splits = qgemm_splits(v, static_cast<int>(m_tok), sms_);
         if (splits > 1) ensure(qgemm_part_, static_cast<size_t>(splits * m_tok * v.rows) * sizeof(float), "matmul scratch (split-K)");
       }
-#endif
       if (v.fmt != WFmt::F16 && !use_qgemm(v, m_tok) && !m->f16) {
         const int64_t slice = gemm_slice_rows(v);
         ensure(f16w_, static_cast<size_t>(std::min(slice, v.rows) * v.Kp) * 2, "matmul scratch (f16 weights)");
@@ -794,12 +792,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   }
 
   bool use_qgemm(const MatView& v, int64_t m) const {
-#ifdef VIREO_CUDA_EMU
-    (void)v, (void)m;
-    return false;  // WMMA has no emulation: the emulator checks the cuBLAS path
-#else
     return m <= opts_.qgemm_max_tokens && qgemm_supported(v);
-#endif
   }
 
   int64_t gemm_slice_rows(const MatView& v) const {
@@ -1275,13 +1268,11 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       gemm_f16(cublas_, w_f16 ? w_f16 : reinterpret_cast<const uint16_t*>(w.q), w.rows, xh, m, w.Kp, f(out), out.cols);
       return;
     }
-#ifndef VIREO_CUDA_EMU
     if (use_qgemm(w, m)) {
       qgemm_f16(w, xh, static_cast<int>(m), f(out), out.cols, static_cast<float*>(qgemm_part_.p),
                 qgemm_splits(w, static_cast<int>(m), sms_), stream_);
       return;
     }
-#endif
     const int64_t slice = gemm_slice_rows(w);
     uint16_t* wh = static_cast<uint16_t*>(f16w_.p);
     for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {

@@ -7,11 +7,12 @@
 //   weights  [64 rows][64 k]  decoded with decode8<F> (formats.cuh) -> f16 in shared memory (A, row-major)
 //   tokens   [BN][64 k]       f16 activations (prep_act_f16)      -> shared memory (B, column-major)
 //   out      [BN][64 rows]    staged in shared memory, written row by row (coalesced over weight rows)
-#include <mma.h>
-
 #include <algorithm>
 
 #include "backend/cuda/kernels.h"
+#if !defined(VIREO_CUDA_EMU)
+#include <mma.h>  // the emulator declares its own wmma (src/backend/cuda/emu/emu_runtime.h)
+#endif
 
 namespace vireo::VIREO_CUDA_NS {
 namespace {
@@ -134,9 +135,9 @@ template <WFmt F, int BN>
 __global__ void __launch_bounds__(kThreads)
     qgemm_kernel(MatView w, const uint16_t* __restrict__ x, int m, float* __restrict__ y, int64_t ldy,
                  int64_t k_per_split) {
-  __shared__ __align__(32) __half ws[kBM * kLd];
-  __shared__ __align__(32) __half xs[BN * kLd];
-  __shared__ __align__(32) float cs[BN * (kBM + 4)];
+  VSHARED_ALIGNED(__half, ws, kBM * kLd, 32);
+  VSHARED_ALIGNED(__half, xs, BN * kLd, 32);
+  VSHARED_ALIGNED(float, cs, BN * (kBM + 4), 32);
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kBM;
   const int t0 = static_cast<int>(blockIdx.y) * BN;

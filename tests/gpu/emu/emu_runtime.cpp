@@ -193,19 +193,26 @@ uint32_t shfl_xor_bits(uint32_t v, int lane_mask) {
   return r;
 }
 
+// The static shared window starts 128-byte aligned (as on the GPU), so alignments up to 128 hold in absolute
+// addresses (WMMA tiles need 32).
+unsigned char* static_base(Block& b) {
+  const uintptr_t at = reinterpret_cast<uintptr_t>(b.static_smem.data());
+  return b.static_smem.data() + (128 - at % 128) % 128;
+}
+
 void* shared_static(size_t bytes, size_t align) {
   Scheduler& s = sched();
   Block& b = *s.block;
   const int k = s.current->shared_calls++;
   if (k < static_cast<int>(b.static_allocs.size())) {
     if (b.static_allocs[k].second != bytes) fatal("__shared__ declarations differ between threads");
-    return b.static_smem.data() + b.static_allocs[k].first;
+    return static_base(b) + b.static_allocs[k].first;
   }
   size_t off = (b.static_used + align - 1) / align * align;
-  if (off + bytes > b.static_smem.size()) fatal("static shared memory above 48 KiB");
+  if (off + bytes > kStaticSharedBytes) fatal("static shared memory above 48 KiB");
   b.static_allocs.emplace_back(off, bytes);
   b.static_used = off + bytes;
-  return b.static_smem.data() + off;
+  return static_base(b) + off;
 }
 
 void* shared_dynamic() {
@@ -238,7 +245,7 @@ void run_kernel(dim3 grid, dim3 block, size_t dyn_smem, const std::function<void
   Block b;
   b.bdim = block;
   b.gdim = grid;
-  b.static_smem.resize(kStaticSharedBytes);
+  b.static_smem.resize(kStaticSharedBytes + 128);
   b.dyn_smem.resize(dyn_smem ? dyn_smem + 128 : 0);  // room to align the start to 128 bytes
   // Blocks run in reverse order when EMU_REVERSE_BLOCKS is set (a kernel must not depend on the order), and each
   // starts with poisoned shared memory (a kernel must not read what an earlier block left there).
