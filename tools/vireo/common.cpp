@@ -50,13 +50,16 @@ std::unique_ptr<Engine> load_engine(const LoadArgs& a, bool quiet) {
   // WebGPU compiles every compute pipeline first (seconds on some drivers), then the weights load.
   std::unique_ptr<ProgressBar> compile;
   EngineOptions eo = a.engine_options();
+  ProgressBar bar("loading " + a.model);
   if (eo.device == "webgpu")
     eo.on_compile = [&](int64_t d, int64_t t) {
       if (!compile) compile = std::make_unique<ProgressBar>("compiling WebGPU kernels", false);
       compile->update(d, t);
-      if (d == t && !quiet) compile->finish();
+      if (d == t) {
+        if (!quiet) compile->finish();
+        bar.restart();  // the loading time that follows is the weights' alone
+      }
     };
-  ProgressBar bar("loading " + a.model);
   auto engine = Engine::load(a.model, eo, [&](int64_t d, int64_t t) { bar.update(d, t); });
   if (!quiet) bar.finish();
   return engine;

@@ -33,6 +33,7 @@ class ProgressBar {
   explicit ProgressBar(std::string label, bool bytes = true);
   void update(int64_t done, int64_t total);
   void finish();
+  void restart() { start_ = std::chrono::steady_clock::now(); }  // the clock starts again (time shown by finish)
 
  private:
   std::string label_;
