@@ -329,7 +329,8 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
         // most kMaxCode let several pair sums add up in int16 first (|sum| <= 2 * kMaxCode * 127 each), so the
         // widening runs once per group of PG k4-pairs instead of once per product.
         constexpr int kSums = 32767 / (2 * Tr::kMaxCode * 127);
-        constexpr int PG = kSums / 2 < 1 ? 1 : (kSums / 2 > NP ? NP : kSums / 2);
+        static_assert(kSums >= 2, "a k4-pair (two products) must fit in int16");
+        constexpr int PG = kSums / 2 > NP ? NP : kSums / 2;
         static_assert(NP % PG == 0, "groups of k4-pairs divide the unit");
 #pragma GCC unroll 4
         for (int p0 = 0; p0 < NP; p0 += PG) {
