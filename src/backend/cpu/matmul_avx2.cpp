@@ -47,19 +47,16 @@ struct I {
     std::memcpy(&v, p, 4);
     return _mm256_set1_epi32(v);
   }
-  static inline V dp(V acc, V u, V s) {
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
-  }
+  static inline V dp(V acc, V u, V s) { return widen_add(acc, maddubs(u, s)); }
   static inline V dp_q8(V acc, V w, V x) {
     const V ws = _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80)));  // back to signed codes
-    const V p = _mm256_maddubs_epi16(_mm256_abs_epi8(ws), _mm256_sign_epi8(x, ws));
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+    return widen_add(acc, maddubs(_mm256_abs_epi8(ws), _mm256_sign_epi8(x, ws)));
   }
   static inline V dpw(V acc, V a, V b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
   static constexpr bool kInt16Sums = true;
   static inline V maddubs(V u, V s) { return _mm256_maddubs_epi16(u, s); }
   static inline V add16(V a, V b) { return _mm256_add_epi16(a, b); }
-  static inline V widen_add(V acc, V h) { return _mm256_add_epi32(acc, _mm256_madd_epi16(h, _mm256_set1_epi16(1))); }
+  static inline V widen_add(V acc, V h) { return dpw(acc, h, _mm256_set1_epi16(1)); }  // int32 += int16 pair sums
   static inline V addi(V a, V b) { return _mm256_add_epi32(a, b); }
   static inline F cvt(V a) { return _mm256_cvtepi32_ps(a); }
   static inline F mul(F a, F b) { return _mm256_mul_ps(a, b); }

@@ -554,6 +554,11 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     a.n_ctx = kv_.n_ctx;
     a.n_heads = p.n_heads;
     a.n_kv_heads = p.n_kv_heads;
+    Op op;  // one of three kernels: split-KV decode, tensor-core prefill, the general one
+    op.kind = OpKind::Attention;
+    op.a = q;
+    op.b = out;
+    op.attn = p;
     if (opts_.attn_decode && attn_decode_supported(kv_.type == DType::F16, p.head_dim, p.n_heads, p.n_kv_heads, n_)) {
       a.min_chunk = std::max(1, opts_.attn_min_chunk);
       attn_decode_plan(a, opts_.attn_blocks_per_sm * sms_);
@@ -562,40 +567,21 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       ensure(attn_ml_, rows * sizeof(float2), "attention scratch");
       ensure_zeroed(attn_cnt_, static_cast<size_t>(n_) * p.n_heads * sizeof(int), "attention scratch");
       ensure_q8(n_, out.cols);
-      Op op;
-      op.kind = OpKind::Attention;
-      op.a = q;
-      op.b = out;
-      op.attn = p;
       op.splits = a.splits;
       op.chunk = a.min_chunk;
       op.decode = true;
-      log_.push_back(op);
-      return;
-    }
-    if (opts_.attn_prefill && attn_prefill_supported(kv_.type == DType::F16, p.head_dim, q.cols, out.cols)) {
-      Op op;
-      op.kind = OpKind::Attention;
-      op.a = q;
-      op.b = out;
-      op.attn = p;
+    } else if (opts_.attn_prefill && attn_prefill_supported(kv_.type == DType::F16, p.head_dim, q.cols, out.cols)) {
       op.prefill = true;
-      log_.push_back(op);
-      return;
+    } else {
+      attn_plan(a, sms_);
+      if (a.splits > 1) {
+        const size_t rows = static_cast<size_t>(n_) * p.n_heads * a.splits;
+        ensure(attn_o_, rows * p.head_dim * sizeof(float), "attention scratch");
+        ensure(attn_ml_, rows * sizeof(float2), "attention scratch");
+      }
+      op.splits = a.splits;
+      op.chunk = a.chunk;
     }
-    attn_plan(a, sms_);
-    if (a.splits > 1) {
-      const size_t rows = static_cast<size_t>(n_) * p.n_heads * a.splits;
-      ensure(attn_o_, rows * p.head_dim * sizeof(float), "attention scratch");
-      ensure(attn_ml_, rows * sizeof(float2), "attention scratch");
-    }
-    Op op;
-    op.kind = OpKind::Attention;
-    op.a = q;
-    op.b = out;
-    op.attn = p;
-    op.splits = a.splits;
-    op.chunk = a.chunk;
     log_.push_back(op);
   }
 

@@ -287,7 +287,7 @@ class WebGpuBackend final : public Backend {
         memory_ += static_cast<int64_t>(bytes);
       }
     }
-    if (!kv_pipes_ || kv_pipes_f16_ != (cfg.type == DType::F16)) create_kv_pipelines(cfg.type == DType::F16);
+    if (kv_pipes_f16_ != (cfg.type == DType::F16)) create_kv_pipelines(cfg.type == DType::F16);
     ensure_step_buffer();
   }
 
@@ -835,7 +835,6 @@ class WebGpuBackend final : public Backend {
   }
 
   void create_kv_pipelines(bool f16) {
-    kv_pipes_ = true;
     kv_pipes_f16_ = f16;
     const std::string src = std::string("const KV_F16: bool = ") + (f16 ? "true" : "false") + ";\n" + wgsl::attention;
     make_pipeline(kKvStore, src, "kv_store", 5);
@@ -848,7 +847,7 @@ class WebGpuBackend final : public Backend {
   std::unique_ptr<gpu::Device> dev_;
   std::function<void(int64_t, int64_t)> on_compile_;
   int64_t compiled_ = 0;
-  bool kv_pipes_ = false, kv_pipes_f16_ = false;  // the KV-cache pipelines exist, for which cache type
+  bool kv_pipes_f16_ = false;  // the cache type the KV-cache pipelines were compiled for (the constructor: f16)
   uint64_t max_binding_ = 0;         // the adapter's largest storage binding
   uint64_t weight_chunk_bytes_ = 0;  // the largest weight chunk (WebGpuOptions::max_binding_bytes lowers it)
   uint32_t uniform_stride_ = 256;

@@ -62,7 +62,6 @@ fn cache_at(is_k: bool, e: u32) -> f32 {
 const TILE: u32 = 64u;
 var<workgroup> q_sh: array<f32, 256>;
 var<workgroup> p_sh: array<f32, 64>;
-var<workgroup> red: array<f32, 64>;
 var<workgroup> pos_sh: u32;
 
 // One workgroup per (token, query head): causal softmax(q·K/sqrt(d))·V over the token's slot, positions
@@ -94,24 +93,18 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
       for (var d = 0u; d < hd; d++) { dot += q_sh[d] * cache_at(true, kb + d); }
       s = dot * P.scale;
     }
-    red[j] = s;
+    rg_sh[j] = s;
     workgroupBarrier();
-    for (var st = TILE / 2u; st > 0u; st >>= 1u) {
-      if (j < st) { red[j] = max(red[j], red[j + st]); }
-      workgroupBarrier();
-    }
-    let m_new = max(m, red[0]);
+    reduce_group(j, 1u, true);
+    let m_new = max(m, rg_sh[0]);
     workgroupBarrier();
     let p = select(0.0, exp(s - m_new), key <= pos);
     p_sh[j] = p;
-    red[j] = p;
+    rg_sh[j] = p;
     workgroupBarrier();
-    for (var st = TILE / 2u; st > 0u; st >>= 1u) {
-      if (j < st) { red[j] += red[j + st]; }
-      workgroupBarrier();
-    }
+    reduce_group(j, 1u, false);
     let corr = exp(m - m_new);
-    l = l * corr + red[0];
+    l = l * corr + rg_sh[0];
     m = m_new;
     let nk = min(TILE, pos + 1u - start);
     for (var c = 0u; c < 4u; c++) {
@@ -142,7 +135,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 const MAX_GROUP: u32 = 8u;
 var<workgroup> qg_sh: array<f32, 2048>;  // [group head][head_dim]: MAX_GROUP x 256
 var<workgroup> pg_sh: array<f32, 512>;   // [group head][key of the tile]: probabilities
-var<workgroup> rg_sh: array<f32, 512>;   // [group head][key of the tile]: reductions
+var<workgroup> rg_sh: array<f32, 512>;   // [group head][key of the tile]: reductions (attention: head 0 only)
 var<workgroup> tok_sh: vec2<u32>;        // position, slot
 
 fn split_chunk(pos: u32) -> u32 {
@@ -150,7 +143,8 @@ fn split_chunk(pos: u32) -> u32 {
   return max(TILE, (per + TILE - 1u) / TILE * TILE);
 }
 
-// Key j of the tile, head g of the group: the tree reductions over the 64 keys of every head at once.
+// Key j of the tile, head g of the group: the tree reductions over the 64 keys of every head at once (the
+// per-(token, head) kernel above uses it with one head).
 fn reduce_group(j: u32, group: u32, is_max: bool) {
   for (var st = TILE / 2u; st > 0u; st >>= 1u) {
     if (j < st) {
