@@ -121,6 +121,15 @@ void Model::forward_candidates(const Batch& batch, std::span<const float> margin
   backend_->end_step_candidates(b_.logits.with_rows(r), margins, cap, values, ids, counts);
 }
 
+void Model::forward_sample(const Batch& batch, std::span<const DeviceSampleRow> rows, std::span<int32_t> ids) {
+  check_batch(batch);
+  const int32_t r = static_cast<int32_t>(batch.logit_rows.size());
+  backend_->begin_step(batch);
+  build_step(batch.size(), r);
+  last_rows_ = r;
+  backend_->end_step_sample(b_.logits.with_rows(r), rows, ids);
+}
+
 void Model::read_logit_rows(std::span<const int32_t> rows, std::span<float> host) {
   for (int32_t row : rows)
     if (row < 0 || row >= last_rows_) throw std::runtime_error("read_logit_rows: no such row in the last step");

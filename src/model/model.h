@@ -96,6 +96,10 @@ class Model {
   // end_step_candidates); rows with too many get count -1 and are read with read_logit_rows().
   void forward_candidates(const Batch& batch, std::span<const float> margins, int32_t cap, std::span<float> values,
                           std::span<int32_t> ids, std::span<int32_t> counts);
+  // The same, with each row's token drawn on the device (Backend::end_step_sample; -1: read the row and sample
+  // it on the host). Only where samples_on_device().
+  void forward_sample(const Batch& batch, std::span<const DeviceSampleRow> rows, std::span<int32_t> ids);
+  bool samples_on_device() const { return backend_->samples_on_device(); }
   void read_logit_rows(std::span<const int32_t> rows, std::span<float> host);
 
  private:
@@ -110,7 +114,7 @@ class Model {
   StepBuffers b_;
   int32_t n_ctx_ = 0;
   int32_t max_logit_rows_ = 0;
-  int32_t last_rows_ = 0;  // logit rows of the last forward_candidates step
+  int32_t last_rows_ = 0;  // logit rows of the last forward_candidates / forward_sample step
   int64_t weight_bytes_ = 0;
 };
 

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,18 @@ struct AttentionParams {
   float scale = 1.f;  // usually 1/sqrt(head_dim)
 };
 
+// One logits row's sampling, for a backend that draws tokens on the device (Backend::end_step_sample); made by
+// Sampler::device_row(). The 32-byte layout is what the GPU kernels read.
+struct DeviceSampleRow {
+  float temperature = 0;  // <= 0: the argmax
+  float top_p = 1, min_p = 0;
+  float margin = 0;       // candidates are the tokens within `margin` of the row's largest logit
+  int32_t top_k = 0;      // <= 0: off
+  float uniform = 0;      // the draw, in [0, 1)
+  int32_t pad[2] = {0, 0};
+};
+static_assert(sizeof(DeviceSampleRow) == 32);
+
 // Work a backend has issued since load, for reports (vireo bench): forward steps, queue submits and kernel
 // dispatches. Backends that compute on the host report zeros.
 struct BackendCounters {
@@ -123,7 +136,16 @@ class Backend {
   // sample_candidates), so a step reads back kilobytes instead of rows x n_vocab floats.
   virtual void end_step_candidates(Act logits, std::span<const float> margins, int32_t cap,
                                    std::span<float> values, std::span<int32_t> ids, std::span<int32_t> counts) = 0;
-  // After end_step_candidates: copies logit rows `rows` (indices into the step's logit rows) of the last step.
+  // True when end_step_sample draws tokens on the device.
+  virtual bool samples_on_device() const { return false; }
+  // Finishes the step and draws each logit row's token on the device as Sampler::sample_candidates() would
+  // (top-k, softmax at the temperature, min-p, top-p, the draw at rows[i].uniform; argmax for temperature <= 0),
+  // reading back one id per row. A row with too many candidates for the device (a flat distribution that
+  // top-k does not cut) gets ids[i] = -1: read it with read_logit_rows and sample it on the host.
+  virtual void end_step_sample(Act, std::span<const DeviceSampleRow>, std::span<int32_t>) {
+    throw std::logic_error(name() + " does not sample on the device");
+  }
+  // After end_step_candidates or end_step_sample: copies logit rows `rows` (indices into the step's logit rows) of the last step.
   virtual void read_logit_rows(Act logits, std::span<const int32_t> rows, std::span<float> host) = 0;
 
   // ---- ops (the current step's token count is taken from begin_step) ----

@@ -88,6 +88,12 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   }
 
   if (p_.temperature <= 0.0f) return argmax(logits);
+  return sample_at(logits, next_uniform());  // one uniform per sampled token, whatever the logits
+}
+
+int32_t Sampler::sample_at(std::span<const float> logits, double u) {
+  const size_t n = logits.size();
+  if (p_.temperature <= 0.0f || n == 0) return argmax(logits);
 
   // ---- candidates (NaN logits are treated as impossible) ----
   // Tokens whose probability relative to the most likely one is below e^-40 (~4e-18) are left out before any
@@ -103,7 +109,7 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     if (v >= floor_l) cand_.emplace_back(v, static_cast<int32_t>(i));
   }
   if (cand_.empty()) return argmax(logits);  // every logit NaN
-  return draw();
+  return draw(u);
 }
 
 int32_t Sampler::sample_candidates(std::span<const float> values, std::span<const int32_t> ids) {
@@ -116,11 +122,30 @@ int32_t Sampler::sample_candidates(std::span<const float> values, std::span<cons
   }
   cand_.clear();
   for (size_t i = 0; i < values.size(); ++i) cand_.emplace_back(values[i], ids[i]);
-  return draw();
+  return draw(next_uniform());
 }
 
-// top-k, temperature softmax, min-p, top-p and the seeded draw over cand_ (token order ascending on entry).
-int32_t Sampler::draw() {
+double Sampler::next_uniform() {
+  if (pending_) {
+    pending_ = false;
+    return pending_u_;
+  }
+  return uniform01(rng_);
+}
+
+DeviceSampleRow Sampler::device_row() {
+  DeviceSampleRow r;
+  r.temperature = p_.temperature;
+  if (p_.temperature <= 0.0f) return r;  // greedy: no draw
+  r.top_p = p_.top_p, r.min_p = p_.min_p, r.top_k = p_.top_k, r.margin = candidate_margin();
+  if (!pending_) pending_u_ = uniform01(rng_), pending_ = true;
+  r.uniform = static_cast<float>(pending_u_);
+  if (r.uniform >= 1.0f) r.uniform = std::nextafter(1.0f, 0.0f);  // rounding to float must not reach 1
+  return r;
+}
+
+// top-k, temperature softmax, min-p, top-p and the draw at u over cand_ (token order ascending on entry).
+int32_t Sampler::draw(double u) {
   bool sorted = false;
 
   // ---- top-k ----
@@ -177,7 +202,7 @@ int32_t Sampler::draw() {
   // ---- renormalize and draw ----
   double total = 0.0;
   for (const Cand& c : cand_) total += c.first;
-  const double r = uniform01(rng_) * total;
+  const double r = u * total;
   double cum = 0.0;
   for (const Cand& c : cand_) {
     cum += c.first;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/backend.h"
 #include "vireo/vireo.h"
 
 namespace vireo {
@@ -23,6 +24,14 @@ class Sampler {
   // max - candidate_margin(), ids ascending, when no penalty applies: what a GPU can send back instead of a whole
   // vocabulary of logits.
   int32_t sample_candidates(std::span<const float> values, std::span<const int32_t> ids);
+  // sample() without penalties, at a given uniform draw u in [0, 1) instead of the generator's next one.
+  int32_t sample_at(std::span<const float> logits, double u);
+  // For a backend that samples on the device (Backend::end_step_sample): this row's settings, with the uniform
+  // of the next draw taken from the generator now (one per sampled token, as sample() takes it). Until
+  // device_row_done(), the next sample() or sample_candidates() uses that same uniform: a row the device hands
+  // back is drawn on the host as the device would have drawn it.
+  DeviceSampleRow device_row();
+  void device_row_done() { pending_ = false; }
   float candidate_margin() const { return p_.temperature > 0.0f ? 40.0f * p_.temperature : 0.0f; }
   bool has_penalties() const {
     return p_.penalty_last_n != 0 &&
@@ -33,8 +42,11 @@ class Sampler {
 
  private:
   SamplingParams p_;
-  int32_t draw();
+  int32_t draw(double u);
+  double next_uniform();
   std::mt19937_64 rng_;
+  bool pending_ = false;  // device_row() took pending_u_ from the generator
+  double pending_u_ = 0;
   // Scratch reused across calls (no allocation per token after the first).
   std::vector<std::pair<float, int32_t>> cand_;
   std::vector<int32_t> counts_;

@@ -218,12 +218,19 @@ bool Scheduler::Impl::step() {
   const bool argmax_only = plain && std::all_of(row_owner_.begin(), row_owner_.end(), [](const Sequence* q) {
     return q->req.opts.sampling.temperature <= 0.0f;
   });
-  const bool candidates = plain && !argmax_only;
+  // A backend that samples on the device draws every plain row there, reading back one id a row.
+  const bool on_device = plain && !argmax_only && model_.samples_on_device();
+  const bool candidates = plain && !argmax_only && !on_device;
   if (batch_.size() > 0) {
     try {
       if (argmax_only) {
         ids_.resize(row_owner_.size());
         model_.forward_argmax(batch_, ids_);
+      } else if (on_device) {
+        ids_.resize(row_owner_.size());
+        device_rows_.resize(row_owner_.size());
+        for (size_t r = 0; r < row_owner_.size(); ++r) device_rows_[r] = row_owner_[r]->sampler->device_row();
+        model_.forward_sample(batch_, device_rows_, ids_);
       } else if (candidates) {
         const size_t rows = row_owner_.size();
         margins_.resize(rows);
@@ -255,10 +262,19 @@ bool Scheduler::Impl::step() {
     const int32_t V = model_.config().n_vocab;
     if (argmax_only) {
       for (size_t r = 0; r < row_owner_.size(); ++r) row_owner_[r]->next = ids_[r];
-    } else if (candidates) {
+    } else if (candidates || on_device) {
       fallback_rows_.clear();
       for (size_t r = 0; r < row_owner_.size(); ++r) {
         Sequence& q = *row_owner_[r];
+        if (on_device) {
+          if (ids_[r] >= 0) {
+            q.next = ids_[r];
+            q.sampler->device_row_done();
+          } else {
+            fallback_rows_.push_back(static_cast<int32_t>(r));  // drawn on the host with the same uniform
+          }
+          continue;
+        }
         const int32_t n = cand_counts_[r];
         if (n > 0) {
           q.next = q.sampler->sample_candidates(

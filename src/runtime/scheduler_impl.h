@@ -81,6 +81,7 @@ struct Scheduler::Impl {
   std::vector<int32_t> ids_;          // argmax of each row, in greedy-only steps
   // Sampling candidates of each row (Backend::end_step_candidates), at most kCandidateCap a row.
   static constexpr int32_t kCandidateCap = 2048;
+  std::vector<DeviceSampleRow> device_rows_;  // per row, for a backend that samples on the device
   std::vector<float> margins_, cand_vals_;
   std::vector<int32_t> cand_ids_, cand_counts_, fallback_rows_, all_rows_;
   std::vector<LogprobScratch> scratch_ = std::vector<LogprobScratch>(1);  // one per sampling thread

@@ -129,6 +129,7 @@ enum PipeId : uint32_t {
   kEmbed0 = kMatvec0 + kKinds,      // + WeightKind
   kRmsnorm = kEmbed0 + kKinds, kAddRmsnorm, kSwiglu, kSwigluInplace, kAdd, kAddBias, kGatherRows, kRope,
   kKvStore, kAttention, kAttentionSplit, kAttentionMerge, kKvCopy, kArgmax, kArgmaxPartial, kArgmaxFinal, kCandidates, kMatvecQ4K, kMatvecQ6K,
+  kSample,
   kPipes
 };
 
@@ -324,14 +325,17 @@ class WebGpuBackend final : public Backend {
     batch_ = nullptr;
   }
 
+  void ensure_ids() {
+    if (ids_.buf) return;
+    ids_.size = uint64_t(cap_) * 4;
+    ids_.buf = dev_->create_buffer(ids_.size, gpu::kStorage | gpu::kCopySrc, "sampled ids");
+    owned_.push_back(ids_.buf);
+  }
+
   void end_step_argmax(Act logits, std::span<int32_t> ids) override {
     const size_t r = batch_->logit_rows.size();
     if (ids.size() < r) throw std::runtime_error("ids buffer too small");
-    if (!ids_.buf) {
-      ids_.size = uint64_t(cap_) * 4;
-      ids_.buf = dev_->create_buffer(ids_.size, gpu::kStorage | gpu::kCopySrc, "argmax ids");
-      owned_.push_back(ids_.buf);
-    }
+    ensure_ids();
     // Long rows (vocabularies) are split over many workgroups, then merged; short ones take one per row.
     const uint32_t chunk_cols = 2048;
     const uint32_t chunks = static_cast<uint32_t>((logits.cols + chunk_cols - 1) / chunk_cols);
@@ -362,6 +366,32 @@ class WebGpuBackend final : public Backend {
       d.params[0] = static_cast<uint32_t>(logits.cols);
       d.params[1] = static_cast<uint32_t>(r);
       d.grid[0] = static_cast<uint32_t>(r);
+    }
+    submit(ids_.buf, r * 4);
+    if (r) read_result(ids.data(), r * 4);
+    batch_ = nullptr;
+  }
+
+  bool samples_on_device() const override { return true; }
+
+  // Draws each row's token on the GPU (wgsl/sample.wgsl) and reads back one id per row.
+  void end_step_sample(Act logits, std::span<const DeviceSampleRow> rows, std::span<int32_t> ids) override {
+    const size_t r = batch_->logit_rows.size();
+    if (rows.size() < r || ids.size() < r) throw std::runtime_error("sampling buffers too small");
+    ensure_ids();
+    if (!sample_rows_.buf) {
+      sample_rows_.size = uint64_t(cap_) * sizeof(DeviceSampleRow);
+      sample_rows_.buf = dev_->create_buffer(sample_rows_.size, gpu::kStorage | gpu::kCopyDst, "sampling rows");
+      owned_.push_back(sample_rows_.buf);
+    }
+    if (r > 0) {
+      dev_->write_buffer(sample_rows_.buf, 0, rows.data(), r * sizeof(DeviceSampleRow));
+      Dispatch& d = push(kSample);
+      bind(d, 0, buf(logits), r * logits.cols * 4);
+      bind(d, 1, sample_rows_.buf, sample_rows_.size);
+      bind(d, 2, ids_.buf, r * 4);
+      set(d, {u(logits.cols), u(r)});
+      d.grid[0] = u(r);
     }
     submit(ids_.buf, r * 4);
     if (r) read_result(ids.data(), r * 4);
@@ -832,6 +862,7 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kMatvecQ4K, std::string("const WEIGHT_TYPE: u32 = 4u;\n") + wgsl::quant + wgsl::matmul, "matvec_q4k", 3);
     make_pipeline(kMatvecQ6K, std::string("const WEIGHT_TYPE: u32 = 5u;\n") + wgsl::quant + wgsl::matmul, "matvec_q6k", 3);
     make_pipeline(kArgmaxFinal, wgsl::argmax, "argmax_final", 8);
+    make_pipeline(kSample, wgsl::sample, "sample", 3);
   }
 
   void create_kv_pipelines(bool f16) {
@@ -858,7 +889,7 @@ class WebGpuBackend final : public Backend {
   std::vector<GpuBuffer> k_cache_, v_cache_;
   std::map<std::tuple<int32_t, float, const Weight*>, GpuBuffer> freqs_;
   KvCacheConfig kv_;
-  GpuBuffer step_, ids_, readback_, margins_, candidates_, argmax_part_, attn_po_, attn_pml_;
+  GpuBuffer step_, ids_, readback_, margins_, candidates_, sample_rows_, argmax_part_, attn_po_, attn_pml_;
   std::vector<uint32_t> cand_host_;
   std::vector<int32_t> step_host_;
   int32_t cap_ = 0;
