@@ -40,20 +40,29 @@ if [ "$mode" = fetch ] && [ -z "$(pcre2_src)" ]; then
   done
   [ -n "$(pcre2_src)" ] || echo "test-wasm: could not fetch the pcre2 source package (deb-src entries?): going without"
 fi
-pcre2_prefix=""
-if [ "$mode" != off ] && [ -n "$(pcre2_src)" ]; then
-  if [ ! -f "$pcre2_dir/install/lib/libpcre2-8.a" ] || [ ! -f "$pcre2_dir/install/include/pcre2.h" ]; then
-    echo "test-wasm: building PCRE2 for wasm32 from $(pcre2_src)"
-    emcmake cmake -S "$(pcre2_src)" -B "$pcre2_dir/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+# PCRE2 for wasm32 into $pcre2_dir/install$1, compiled with the extra C flags $2 (the threaded build needs
+# -pthread in every object it links).
+build_pcre2() {
+  local inst="$pcre2_dir/install$1" bld="$pcre2_dir/build$1"
+  if [ ! -f "$inst/lib/libpcre2-8.a" ] || [ ! -f "$inst/include/pcre2.h" ]; then
+    echo "test-wasm: building PCRE2 for wasm32 ${2:+($2) }from $(pcre2_src)"
+    emcmake cmake -S "$(pcre2_src)" -B "$bld" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
       -DBUILD_STATIC_LIBS=ON -DPCRE2_BUILD_PCRE2_8=ON -DPCRE2_BUILD_PCRE2_16=OFF -DPCRE2_BUILD_PCRE2_32=OFF \
       -DPCRE2_SUPPORT_JIT=OFF -DPCRE2_SUPPORT_UNICODE=ON -DPCRE2_BUILD_PCRE2GREP=OFF -DPCRE2_BUILD_TESTS=OFF \
-      -DCMAKE_INSTALL_PREFIX="$pcre2_dir/install" >/dev/null
-    cmake --build "$pcre2_dir/build" --target pcre2-8-static -j "$jobs" >/dev/null
-    mkdir -p "$pcre2_dir/install/include" "$pcre2_dir/install/lib"
-    cp "$pcre2_dir/build/pcre2.h" "$pcre2_dir/install/include/"
-    cp "$pcre2_dir/build/libpcre2-8.a" "$pcre2_dir/install/lib/"
+      -DCMAKE_C_FLAGS="$2" -DCMAKE_INSTALL_PREFIX="$inst" >/dev/null
+    cmake --build "$bld" --target pcre2-8-static -j "$jobs" >/dev/null
+    mkdir -p "$inst/include" "$inst/lib"
+    cp "$bld/pcre2.h" "$inst/include/"
+    cp "$bld/libpcre2-8.a" "$inst/lib/"
   fi
+}
+pcre2_prefix=""
+pcre2_prefix_mt=""
+if [ "$mode" != off ] && [ -n "$(pcre2_src)" ]; then
+  build_pcre2 "" ""
+  build_pcre2 "-mt" "-pthread"
   pcre2_prefix="$pcre2_dir/install"
+  pcre2_prefix_mt="$pcre2_dir/install-mt"
 fi
 
 gen=()
@@ -61,8 +70,13 @@ if command -v ninja >/dev/null 2>&1 && [ ! -f build-wasm/Makefile ]; then gen=(-
 emcmake cmake -S . -B build-wasm "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DVIREO_WASM_PCRE2_PREFIX="$pcre2_prefix" >/dev/null
 cmake --build build-wasm --target vireo_wasm_golden vireo_web -j "$jobs"
+# The threaded CPU module (vireo-web-mt: -pthread, for cross-origin isolated pages) in its own build tree.
+emcmake cmake -S . -B build-wasm-mt "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DVIREO_WASM_THREADS=ON \
+  -DVIREO_BUILD_TESTS=OFF -DVIREO_BUILD_BENCH=OFF -DVIREO_WASM_PCRE2_PREFIX="$pcre2_prefix_mt" >/dev/null
+cmake --build build-wasm-mt --target vireo_web -j "$jobs"
 mkdir -p web/dist
 cp build-wasm/vireo-web.js build-wasm/vireo-web.wasm web/dist/
+cp build-wasm-mt/vireo-web-mt.js build-wasm-mt/vireo-web-mt.wasm build-wasm-mt/vireo-web-mt.worker.js web/dist/
 echo "test-wasm: build took $((SECONDS - start)) s (browser build in web/dist)"
 if [ "${1:-}" = --build-only ]; then exit 0; fi
 

@@ -5,6 +5,7 @@
 // buffer that stays valid until the next call; errors never cross as exceptions.
 #include <emscripten.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -41,6 +42,7 @@ struct State {
   std::map<uint64_t, Output> outputs;
   std::string out;  // the last string returned
   std::string error;
+  int threads = 1;  // CPU threads of the loaded engine
 };
 
 State& state() {
@@ -92,7 +94,7 @@ vireo::GenerateOptions generate_options(const json& o) {
 extern "C" {
 
 // Loads the GGUF at `path` (Emscripten's file system: the worker mounts the model there). options: JSON
-// {device: "webgpu"|"cpu", contextLength, kvF32}. Returns 0, or -1 with vireo_web_error() saying why.
+// {device: "webgpu"|"cpu", contextLength, kvF32, threads}. Returns 0, or -1 with vireo_web_error() saying why.
 EMSCRIPTEN_KEEPALIVE int vireo_web_load(const char* path, const char* options_json) {
   State& st = state();
   try {
@@ -104,7 +106,14 @@ EMSCRIPTEN_KEEPALIVE int vireo_web_load(const char* path, const char* options_js
     eo.device = get<std::string>(o, "device", "cpu");
     eo.n_ctx = get<int>(o, "contextLength", 0);
     eo.kv_f32 = get<bool>(o, "kvF32", false);
+    // Threads only in the threaded build (vireo-web-mt, for cross-origin isolated pages); the worker passes
+    // how many the browser offers.
+#ifdef __EMSCRIPTEN_PTHREADS__
+    eo.threads = std::clamp(get<int>(o, "threads", 1), 1, 16);
+#else
     eo.threads = 1;
+#endif
+    st.threads = eo.device == "cpu" ? eo.threads : 1;
     // On the GPU the weights live in GPU buffers: read them tensor by tensor instead of holding the file in the
     // heap (models larger than the 4 GB WASM heap load).
     eo.stream_weights = eo.device == "webgpu";
@@ -127,7 +136,7 @@ EMSCRIPTEN_KEEPALIVE int vireo_web_load(const char* path, const char* options_js
 
 EMSCRIPTEN_KEEPALIVE const char* vireo_web_error() { return state().error.c_str(); }
 
-// {architecture, device, contextLength, vocabSize, memoryBytes, weightBytesPerToken, chatTemplate}
+// {architecture, name, device, contextLength, vocabSize, memoryBytes, weightBytesPerToken, hasChatTemplate, threads}
 EMSCRIPTEN_KEEPALIVE const char* vireo_web_info() {
   State& st = state();
   if (!st.engine) return give("null");
@@ -140,7 +149,8 @@ EMSCRIPTEN_KEEPALIVE const char* vireo_web_info() {
                    {"vocabSize", e.n_vocab()},
                    {"memoryBytes", e.memory_bytes()},
                    {"weightBytesPerToken", e.weight_bytes_per_token()},
-                   {"hasChatTemplate", f.find("tokenizer.chat_template") != nullptr}}
+                   {"hasChatTemplate", f.find("tokenizer.chat_template") != nullptr},
+                   {"threads", st.threads}}
                   .dump());
 }
 

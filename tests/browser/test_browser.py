@@ -3,7 +3,8 @@ Playwright against pages served from 127.0.0.1 (tests/browser/server.py, with HT
 
 Checks: stories260K loaded from the server over WebGPU gives llama.cpp's 64 greedy tokens; a reload loads it from
 the OPFS cache without a request for the model; a download cut mid-way resumes with a Range request and hashes
-right; IndexedDB as the cache; chat and AbortSignal; the CPU fallback with WebGPU disabled (same text); the demo
+right; IndexedDB as the cache; chat and AbortSignal; the CPU fallback with WebGPU disabled (same text; threaded
+when the page is cross-origin isolated); the demo
 page after a reply (screenshot kept in build/browser-artifacts/). Speeds are printed (and kept in
 build/browser-artifacts/speeds.json) for docs/BENCHMARKS.md.
 
@@ -255,7 +256,38 @@ def test_cpu_fallback_without_webgpu(srv, playwright):
         assert r['info']['backend'] == 'cpu'
         assert r['info']['fallbackReason'] and 'WebGPU' in r['info']['fallbackReason']
         assert r['text'] == golden_continuation()
+        assert r['info']['threads'] == 1 and 'cross-origin isolated' in r['info']['threadsReason'], r['info']
         SPEEDS['chromium_wasm_cpu_stories260K_f32'] = {'decode_tok_s': decode_rate(r['stats'])}
+    finally:
+        close(ctx, profile)
+
+
+@pytest.fixture(scope='module')
+def isolated_srv():
+    s = test_server.start(WEB, MODELS, isolate=True)
+    yield s
+    s.shutdown()
+
+
+def test_cpu_fallback_threads_when_cross_origin_isolated(isolated_srv, playwright):
+    """With COOP/COEP headers the CPU path runs the threaded module (dist/vireo-web-mt.js): same golden text."""
+    ctx, profile = launch(playwright, webgpu=False)
+    try:
+        page, logs = open_test_page(ctx, isolated_srv)
+        caps = page.evaluate('vireo.capabilities()')
+        assert caps['crossOriginIsolated'] is True, caps
+        cores = page.evaluate('navigator.hardwareConcurrency')
+        r = generate(page, '/models/stories260K-f32.gguf')  # default: one thread per core
+        assert r['info']['backend'] == 'cpu'
+        assert r['info']['threads'] == max(1, min(cores, 16)), (cores, r['info'])
+        assert r['text'] == golden_continuation()
+        SPEEDS['chromium_wasm_cpu_threads_stories260K_f32'] = {'threads': r['info']['threads'],
+                                                               'decode_tok_s': decode_rate(r['stats'])}
+        for name in ('stories260K-f32', 'stories260K-Q4_K_M-fallback'):  # two threads, whatever the cores
+            r = generate(page, f'/models/{name}.gguf', {'threads': 2})
+            assert r['info']['threads'] == 2 and r['info']['threadsReason'] is None, r['info']
+            assert r['text'] == golden_continuation(name), name
+        assert not [m for m in logs if m.startswith('pageerror')], logs
     finally:
         close(ctx, profile)
 
@@ -285,7 +317,8 @@ def test_demo_page_reply_screenshot(srv, playwright):
 
 
 @pytest.mark.skipif(not os.environ.get('VIREO_BROWSER_TINYLLAMA'),
-                    reason='set VIREO_BROWSER_TINYLLAMA=1 (synthesizes a 640 MB TinyLlama; minutes on SwiftShader)')
+                    reason='set VIREO_BROWSER_TINYLLAMA=1 (synthesizes a 640 MB TinyLlama; minutes on SwiftShader; '
+                           '=cpu: the CPU paths only)')
 def test_tinyllama_shapes_speed(srv, playwright, tmp_path_factory):
     """A synthetic TinyLlama-1.1B Q4_K_M (random weights) over WebGPU on SwiftShader and on the WASM CPU path:
     loads (streamed into GPU buffers), generates 2 tokens, and records the speeds (SwiftShader: ~1 minute per
@@ -296,16 +329,19 @@ def test_tinyllama_shapes_speed(srv, playwright, tmp_path_factory):
     subprocess.run([os.path.join(ROOT, 'build', 'vireo'), 'synth', '--preset', 'tinyllama-1.1b', '--type', 'q4_k_m',
                     '-o', str(path)], check=True)
     big = test_server.start(WEB, str(models))
+    isolated = test_server.start(WEB, str(models), isolate=True)  # the CPU path with threads
     try:
-        for webgpu in (True, False):
+        for webgpu, server in ((True, big), (False, big), (False, isolated)):
+            if os.environ.get('VIREO_BROWSER_TINYLLAMA') == 'cpu' and webgpu:
+                continue
             ctx, profile = launch(playwright, webgpu=webgpu)
             try:
-                page, logs = open_test_page(ctx, big)
+                page, logs = open_test_page(ctx, server)
                 r = generate(page, '/models/tinyllama-q4_k_m.gguf', {'contextLength': 64}, 'Hello',
                              {'maxTokens': 2, 'temperature': 0, 'ignoreEos': True})
                 assert r['info']['backend'] == ('webgpu' if webgpu else 'cpu'), r['info']
                 assert r['stats']['generatedTokens'] == 2, (r['stats'], logs)
-                SPEEDS['tinyllama_q4_k_m_' + r['info']['backend']] = {
+                SPEEDS['tinyllama_q4_k_m_' + r['info']['backend'] + f"_{r['info']['threads']}t"] = {
                     'decode_tok_s': decode_rate(r['stats']), 'ttft_s': r['stats']['ttftSeconds'],
                     'prompt_tok_s': r['stats']['promptComputed'] / max(r['stats']['promptSeconds'], 1e-9),
                     'load_s': r['info']['loadSeconds']}
@@ -313,3 +349,4 @@ def test_tinyllama_shapes_speed(srv, playwright, tmp_path_factory):
                 close(ctx, profile)
     finally:
         big.shutdown()
+        isolated.shutdown()

@@ -52,7 +52,7 @@ async function loadModel(source) {
     $('model-info').hidden = false;
     $('model-info').textContent =
         `${i.name || i.architecture} · ${mib(i.fileBytes)} · context ${i.contextLength} · ` +
-        (i.backend === 'webgpu' ? `WebGPU on ${i.adapter}` : `CPU (WebAssembly)${i.fallbackReason ? ' — ' + i.fallbackReason : ''}`) +
+        (i.backend === 'webgpu' ? `WebGPU on ${i.adapter}` : `CPU (WebAssembly, ${i.threads} thread${i.threads > 1 ? 's' : ''})${i.fallbackReason ? ' — ' + i.fallbackReason : ''}`) +
         ` · loaded in ${i.loadSeconds.toFixed(1)} s` + (i.hasChatTemplate ? '' : ' · no chat template: plain User/Assistant turns');
     $('chat').hidden = false;
     messages = [];

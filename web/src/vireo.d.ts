@@ -22,6 +22,9 @@ export interface LoadOptions {
   cache?: CacheKind | false;
   /** Tokens of context (0 or absent: the model's own, capped at 4096). */
   contextLength?: number;
+  /** CPU threads (default: one per core, at most 16). More than one needs a cross-origin isolated page (COOP/COEP
+   *  headers), where dist/vireo-web-mt.js runs; see ModelInfo.threadsReason. */
+  threads?: number;
   signal?: AbortSignal;
   /** Where worker.js is served from (default: next to vireo.js). */
   workerUrl?: string | URL;
@@ -44,6 +47,10 @@ export interface ModelInfo {
   memoryBytes: number;
   weightBytesPerToken: number;
   hasChatTemplate: boolean;
+  /** CPU threads the engine computes with (1 on WebGPU). */
+  threads: number;
+  /** Why threads is 1 on the CPU (not cross-origin isolated, one core, ...), or null. */
+  threadsReason: string | null;
   /** SHA-256 of the GGUF file (hex). */
   sha256: string;
   fileBytes: number;

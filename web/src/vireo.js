@@ -93,6 +93,7 @@ class Model {
 //   device: 'auto' (WebGPU when usable, else CPU) | 'webgpu' | 'cpu'
 //   cache: 'auto' (OPFS, else IndexedDB) | 'opfs' | 'indexeddb' | false; a cached URL loads without the network
 //   contextLength: tokens of context (0: the model's, capped at 4096)
+//   threads: CPU threads (default one per core; more than one needs a cross-origin isolated page)
 //   signal: AbortSignal
 //   workerUrl: where worker.js is served from (default: next to this file)
 export async function load(source, options = {}) {

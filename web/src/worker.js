@@ -39,6 +39,9 @@ async function withStrings(list, fn) {
   }
 }
 const lastError = () => mod.UTF8ToString(mod._vireo_web_error());
+// The exports that may wait on the GPU are promise-returning (pre.js) in the single-threaded module; the
+// threaded one (CPU only) calls them directly.
+const entry = (name) => (mod.vireoAsync ? mod.vireoAsync[name] : mod['_' + name]);
 
 // WebGPU when asked for and usable; otherwise why not (for 'auto', the CPU then runs it).
 async function openGpu(want) {
@@ -70,7 +73,29 @@ async function load(source, options) {
   const g = await openGpu(want);
   if (!g.device && want === 'webgpu') throw new Error('WebGPU is not available: ' + g.why);
   if (mod) mod._vireo_web_unload();
-  mod = await createVireoModule({
+  // On the CPU, the threaded module when the page is cross-origin isolated (SharedArrayBuffer) and it is there.
+  // The module starts max(1, cores - 1) workers (CMakeLists.txt, PTHREAD_POOL_SIZE): threads beyond that + 1
+  // would wait forever for a worker to start.
+  const cores = Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 16));
+  const maxThreads = Math.max(1, cores - 1) + 1;
+  let factory = createVireoModule;
+  let threads = 1;
+  let threadsWhy = null;
+  if (g.device) {
+    threadsWhy = 'WebGPU runs the model';
+  } else if (!self.crossOriginIsolated) {
+    threadsWhy = 'the page is not cross-origin isolated (COOP/COEP headers), so WebAssembly threads are off';
+  } else if ((options.threads || cores) <= 1) {
+    threadsWhy = 'one thread asked for or one core';
+  } else {
+    try {
+      factory = (await import('../dist/vireo-web-mt.js')).default;
+      threads = Math.min(options.threads || cores, maxThreads);
+    } catch (err) {
+      threadsWhy = 'the threaded module (dist/vireo-web-mt.js) did not load: ' + (err && err.message || err);
+    }
+  }
+  mod = await factory({
     vireoGpu: g.device ? {device: g.device, adapterInfo: g.adapterInfo} : null,
     onLoadProgress: (done, total) => post({type: 'progress', phase: 'upload', done, total}),
     onCompileProgress: (done, total) => post({type: 'progress', phase: 'compile', done, total}),
@@ -80,13 +105,14 @@ async function load(source, options) {
   gpu = !!g.device;
   mod.FS.mkdir('/models');
   mod.FS.mount(mod.WORKERFS, {blobs: [{name: 'model.gguf', data: got.blob}]}, '/models');
-  const engineOptions = JSON.stringify({device: gpu ? 'webgpu' : 'cpu', contextLength: options.contextLength || 0});
-  const rc = await withStrings(['/models/model.gguf', engineOptions],
-                               (path, opts) => mod.vireoAsync.vireo_web_load(path, opts));
+  const engineOptions =
+      JSON.stringify({device: gpu ? 'webgpu' : 'cpu', contextLength: options.contextLength || 0, threads});
+  const rc = await withStrings(['/models/model.gguf', engineOptions], (path, opts) => entry('vireo_web_load')(path, opts));
   if (rc !== 0) throw new Error(lastError());
   const info = JSON.parse(mod.UTF8ToString(mod._vireo_web_info()));
   info.backend = gpu ? 'webgpu' : 'cpu';
   info.fallbackReason = gpu ? null : g.why;
+  info.threadsReason = threadsWhy;  // why info.threads is 1, where it is
   info.adapter = g.adapterInfo || null;
   info.adapterFeatures = g.features || [];
   info.sha256 = got.sha256;
@@ -123,7 +149,7 @@ async function pump() {
     while (active.size) {
       for (const engineId of cancelled) mod._vireo_web_cancel(engineId);
       cancelled.clear();
-      const rc = await mod.vireoAsync.vireo_web_step();
+      const rc = await entry('vireo_web_step')();
       if (rc < 0) {
         const message = lastError();
         for (const id of active.values()) post({type: 'error', id, message});
