@@ -2,6 +2,7 @@
 // under Node (scripts/test-wasm.sh):
 //
 //   node vireo_wasm_golden.js <fixtures_dir>
+//   node vireo_wasm_golden.js --bench <model.gguf> [prompt_tokens] [decode_tokens]
 //
 // The cases mirror tests/test_model_golden.cpp (stories260K against run.c and llama.cpp) plus the SentencePiece
 // tokenizer vectors. Prints "PASS <name>" / "FAIL <name> ..." per case and a last line "N passed, M failed"; exits
@@ -17,11 +18,16 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/thread_pool.h"
+#include "core/dtype.h"
 #include "gguf/gguf.h"
+#include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 #include "vireo/vireo.h"
 
@@ -235,6 +241,66 @@ std::vector<std::string> vocabs_with_vectors() {
   return v && v->as_string() == "gpt2";
 }
 
+// The active matmul path (SIMD128 in a -msimd128 build) against the scalar path on every weight type: random rows
+// of varying scale, a partial 16-row group, 1 / 5 / 70 activation rows (decode and prefill tiles, with remainders).
+// The paths share the activation quantization and exact integer sums, so they differ only in float rounding:
+// |y - y_scalar| <= 2e-5 * sum |w x| + 1e-6 per element.
+std::string case_matmul_paths() {
+  using vireo::DType;
+  namespace cpu = vireo::cpu;
+  const DType types[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                         DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+  const cpu::CpuPath best = cpu::best_cpu_path();
+  if (best == cpu::CpuPath::Scalar) return "";  // nothing to compare (a build without SIMD kernels)
+  cpu::ThreadPool pool(1);
+  const int64_t rows = 37, cols = 512;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::uniform_real_distribution<float> scale(0.02f, 2.0f);
+  for (DType t : types) {
+    const int64_t rb = vireo::row_bytes(t, cols);
+    std::vector<uint8_t> w(static_cast<size_t>(rows * rb));
+    std::vector<float> row(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float sc = scale(rng);
+      for (auto& v : row) v = nd(rng) * sc;
+      if (t == DType::F32) {
+        std::memcpy(w.data() + r * rb, row.data(), static_cast<size_t>(rb));
+      } else if (t == DType::F16 || t == DType::BF16) {
+        for (int64_t c = 0; c < cols; ++c) {
+          const uint16_t h = t == DType::F16 ? vireo::fp32_to_fp16(row[c]) : vireo::fp32_to_bf16(row[c]);
+          std::memcpy(w.data() + r * rb + 2 * c, &h, 2);
+        }
+      } else {
+        vireo::quantize_row_ref(t, row.data(), w.data() + r * rb, cols);
+      }
+    }
+    cpu::PackedMatrix pm(t, w.data(), rows, cols);
+    std::vector<float> wd(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) pm.dequantize_row(r, wd.data() + r * cols);
+    for (int64_t m : {1, 5, 70}) {
+      std::vector<float> x(static_cast<size_t>(m * cols)), y(static_cast<size_t>(m * rows)), ys(y.size());
+      for (auto& v : x) v = nd(rng);
+      cpu::force_cpu_path(best);
+      pm.matmul(x.data(), m, cols, y.data(), rows, pool);
+      cpu::force_cpu_path(cpu::CpuPath::Scalar);
+      pm.matmul(x.data(), m, cols, ys.data(), rows, pool);
+      cpu::force_cpu_path(best);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t r = 0; r < rows; ++r) {
+          double mag = 0;
+          for (int64_t c = 0; c < cols; ++c) mag += std::fabs(double(wd[r * cols + c]) * x[i * cols + c]);
+          const double got = y[i * rows + r], want = ys[i * rows + r];
+          if (!(std::fabs(got - want) <= 2e-5 * mag + 1e-6))
+            return std::string(vireo::dtype_name(t)) + " m=" + std::to_string(m) + " y[" + std::to_string(i) + "][" +
+                   std::to_string(r) + "]: " + cpu::cpu_path_name(best) + " " + std::to_string(got) + " vs scalar " +
+                   std::to_string(want);
+        }
+    }
+  }
+  return "";
+}
+
 // Informational: decode speed once the engine is warm (the first run above includes the Wasm tier-up).
 void report_speed() {
   try {
@@ -264,7 +330,33 @@ void report_speed() {
 
 }  // namespace
 
+// --bench MODEL [PROMPT_TOKENS [DECODE_TOKENS]]: prefill and decode speed of one model, one thread (a synthetic
+// TinyLlama from `vireo synth` shows what the browser's CPU path does with a real shape).
+int bench(const std::string& path, int prompt_tokens, int decode_tokens) {
+  vireo::EngineOptions eo;
+  eo.threads = 1;
+  eo.n_ctx = prompt_tokens + decode_tokens + 8;
+  auto engine = vireo::Engine::load(path, eo);
+  std::vector<int32_t> prompt(static_cast<size_t>(prompt_tokens));
+  for (int i = 0; i < prompt_tokens; ++i) prompt[i] = 100 + (i * 7) % 1000;
+  vireo::GenerateOptions g;
+  g.sampling.temperature = 0;
+  g.max_tokens = decode_tokens;
+  g.ignore_eos = true;
+  g.reuse_cache = false;
+  for (int rep = 0; rep < 2; ++rep) {  // the first run includes the Wasm tier-up
+    const vireo::GenerateStats st = engine->generate_tokens(prompt, g, [](std::string_view) { return true; });
+    std::printf("%s: pp%d %.2f tok/s, tg%d %.2f tok/s (1 thread, %s)\n", rep ? "run" : "warm-up", prompt_tokens,
+                st.prompt_computed / std::max(st.prompt_seconds, 1e-9), decode_tokens,
+                (st.generated_tokens - 1) / std::max(st.decode_seconds, 1e-9),
+                vireo::cpu::cpu_path_name(vireo::cpu::best_cpu_path()));
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 2 && std::string(argv[1]) == "--bench")
+    return bench(argv[2], argc > 3 ? std::atoi(argv[3]) : 32, argc > 4 ? std::atoi(argv[4]) : 16);
   g_fix = argc > 1 ? argv[1] : "../shared/fixtures";
   if (!fs::exists(g_fix + "/models/stories260K-f32.gguf")) {
     std::printf("SKIP: fixtures not found at %s (want models/stories260K-f32.gguf there)\n", g_fix.c_str());
@@ -288,6 +380,8 @@ int main(int argc, char** argv) {
   std::printf("vireo golden tests (native build), fixtures %s\n", g_fix.c_str());
 #endif
 
+  run_case(std::string("matmul_") + vireo::cpu::cpu_path_name(vireo::cpu::best_cpu_path()) + "_matches_scalar",
+           case_matmul_paths);
   run_case("stories260K_greedy_from_bos_matches_runc", case_runc_greedy);
   run_case("stories260K_logits_match_runc", case_logits);
   for (const char* m : {"stories260K-f32", "stories260K-f16", "stories260K-Q4_K_M-fallback", "stories260K-Q6_K-fallback"}) {

@@ -1,5 +1,5 @@
 // Internal contract between PackedMatrix (matmul.cpp) and the per-instruction-set kernels
-// (matmul_scalar.cpp, matmul_avx2.cpp, matmul_avx512.cpp). Not a public header.
+// (matmul_scalar.cpp, matmul_avx2.cpp, matmul_avx512.cpp, matmul_simd128.cpp). Not a public header.
 //
 // Weight layout ("row groups"): rows are taken 16 at a time; a group's data is contiguous and, for every block of
 // the weight type, holds the 16 rows' block data interleaved so that one 64-byte load carries 4 consecutive
@@ -117,6 +117,10 @@ const Kernels& scalar_kernels();
 #define VIREO_HAVE_X86_KERNELS 1
 const Kernels& avx2_kernels();
 const Kernels& avx512_kernels();
+#endif
+#if defined(__wasm_simd128__)
+#define VIREO_HAVE_SIMD128_KERNELS 1
+const Kernels& simd128_kernels();
 #endif
 
 // Facts about the weight types in the repacked layout.

@@ -43,6 +43,9 @@ CpuPath detect_best_path() {
       __builtin_cpu_supports("bmi2"))
     return CpuPath::Avx2;
 #endif
+#if defined(VIREO_HAVE_SIMD128_KERNELS)
+  return CpuPath::Simd128;
+#endif
   return CpuPath::Scalar;
 }
 
@@ -53,6 +56,9 @@ const Kernels& kernels_for(CpuPath p) {
 #if defined(VIREO_HAVE_X86_KERNELS)
   if (p == CpuPath::Avx512) return kern::avx512_kernels();
   if (p == CpuPath::Avx2) return kern::avx2_kernels();
+#endif
+#if defined(VIREO_HAVE_SIMD128_KERNELS)
+  if (p == CpuPath::Simd128) return kern::simd128_kernels();
 #endif
   (void)p;
   return kern::scalar_kernels();
@@ -567,6 +573,7 @@ const char* cpu_path_name(CpuPath p) {
     case CpuPath::Scalar: return "scalar";
     case CpuPath::Avx2: return "avx2";
     case CpuPath::Avx512: return "avx512";
+    case CpuPath::Simd128: return "simd128";
   }
   return "?";
 }

@@ -41,7 +41,7 @@ class PackedMatrix {
 };
 
 // Which instruction-set paths this CPU supports, and a way to force a lower one (tests compare the paths).
-enum class CpuPath { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+enum class CpuPath { Scalar = 0, Avx2 = 1, Avx512 = 2, Simd128 = 3 };  // Simd128: WebAssembly builds only
 CpuPath best_cpu_path();
 void force_cpu_path(CpuPath p);  // for tests/benchmarks; never above best_cpu_path()
 CpuPath active_cpu_path();
