@@ -66,7 +66,7 @@ class CpuBackend final : public Backend {
     } else {
       int64_t rows = 1;
       for (size_t i = 1; i < shape.size(); ++i) rows *= shape[i];
-      w->matrix = std::make_unique<PackedMatrix>(type, bytes.data(), rows, shape[0]);
+      w->matrix = std::make_unique<PackedMatrix>(type, bytes.data(), rows, shape[0], &pool_);
       memory_ += w->matrix->bytes();
     }
     weights_.push_back(std::move(w));

@@ -116,7 +116,7 @@ Arena& arena() {
   return *a;
 }
 
-// A zeroed weight buffer carved from the arena.
+// A weight buffer carved from the arena (not zeroed: the repack writes every byte).
 class WeightBuf {
  public:
   WeightBuf() = default;
@@ -148,7 +148,6 @@ class WeightBuf {
         chunk_ = c;
       }
     }
-    std::memset(p_, 0, bytes);
   }
 
  private:
@@ -419,7 +418,8 @@ struct PackedMatrix::Impl {
   int64_t n_groups = 0, group_bytes = 0;
 };
 
-PackedMatrix::PackedMatrix(DType type, const void* data, int64_t rows, int64_t cols) : impl_(new Impl) {
+PackedMatrix::PackedMatrix(DType type, const void* data, int64_t rows, int64_t cols, ThreadPool* pool)
+    : impl_(new Impl) {
   Impl& I = *impl_;
   I.type = type;
   if (!to_wtype(type, &I.wt))
@@ -437,43 +437,53 @@ PackedMatrix::PackedMatrix(DType type, const void* data, int64_t rows, int64_t c
   const int64_t nb = cols / be;
   const int64_t gbb = kern::group_block_bytes(I.wt);
   I.group_bytes = nb * gbb;
-  I.packed.allocate(static_cast<size_t>(I.n_groups * I.group_bytes));  // zeroed: padding rows stay zero
+  I.packed.allocate(static_cast<size_t>(I.n_groups * I.group_bytes));
 
+  // Groups are repacked in parallel: on a fresh allocation the cost is mostly the kernel providing zeroed pages at
+  // first touch (two thirds of a TinyLlama load in a VM), which the touching threads then share.
   const WType wt = I.wt;
-  for (int64_t g = 0; g < I.n_groups; ++g) {
-    uint8_t* gdst = I.packed.data() + g * I.group_bytes;
-    const int nr = static_cast<int>(std::min<int64_t>(kern::kGroupRows, rows - g * kern::kGroupRows));
-    if (wt == WType::F32 || wt == WType::F16 || wt == WType::BF16) {
-      // Transpose 16 rows into k-major order, 16 columns at a time (each source line is read whole once).
-      const uint8_t* s0 = I.src + g * kern::kGroupRows * I.src_row_bytes;
-      auto transpose = [&](auto zero) {
-        using E = decltype(zero);
-        E* d = reinterpret_cast<E*>(gdst);
-        E tile[16][16];
-        for (int64_t kb = 0; kb < cols; kb += 16) {
-          const int kn = static_cast<int>(std::min<int64_t>(16, cols - kb));
-          for (int rr = 0; rr < nr; ++rr) std::memcpy(tile[rr], s0 + rr * I.src_row_bytes + kb * sizeof(E), kn * sizeof(E));
-          for (int j = 0; j < kn; ++j)
-            for (int rr = 0; rr < nr; ++rr) d[(kb + j) * 16 + rr] = tile[rr][j];
+  auto repack = [&](int64_t g0, int64_t g1) {
+    // Zeroed first: the padding rows of the last group stay zero.
+    std::memset(I.packed.data() + g0 * I.group_bytes, 0, static_cast<size_t>((g1 - g0) * I.group_bytes));
+    for (int64_t g = g0; g < g1; ++g) {
+      uint8_t* gdst = I.packed.data() + g * I.group_bytes;
+      const int nr = static_cast<int>(std::min<int64_t>(kern::kGroupRows, rows - g * kern::kGroupRows));
+      if (wt == WType::F32 || wt == WType::F16 || wt == WType::BF16) {
+        // Transpose 16 rows into k-major order, 16 columns at a time (each source line is read whole once).
+        const uint8_t* s0 = I.src + g * kern::kGroupRows * I.src_row_bytes;
+        auto transpose = [&](auto zero) {
+          using E = decltype(zero);
+          E* d = reinterpret_cast<E*>(gdst);
+          E tile[16][16];
+          for (int64_t kb = 0; kb < cols; kb += 16) {
+            const int kn = static_cast<int>(std::min<int64_t>(16, cols - kb));
+            for (int rr = 0; rr < nr; ++rr) std::memcpy(tile[rr], s0 + rr * I.src_row_bytes + kb * sizeof(E), kn * sizeof(E));
+            for (int j = 0; j < kn; ++j)
+              for (int rr = 0; rr < nr; ++rr) d[(kb + j) * 16 + rr] = tile[rr][j];
+          }
+        };
+        if (wt == WType::F32)
+          transpose(uint32_t{0});
+        else
+          transpose(uint16_t{0});
+        continue;
+      }
+      for (int rr = 0; rr < nr; ++rr) {
+        const int64_t r = g * kern::kGroupRows + rr;
+        const uint8_t* srow = I.src + r * I.src_row_bytes;
+        const int64_t sbb = dtype_info(type).block_bytes;
+        Decoded dec;
+        for (int64_t b = 0; b < nb; ++b) {
+          decode_block(wt, srow + b * sbb, dec);
+          write_block(wt, dec, rr, gdst + b * gbb);
         }
-      };
-      if (wt == WType::F32)
-        transpose(uint32_t{0});
-      else
-        transpose(uint16_t{0});
-      continue;
-    }
-    for (int rr = 0; rr < nr; ++rr) {
-      const int64_t r = g * kern::kGroupRows + rr;
-      const uint8_t* srow = I.src + r * I.src_row_bytes;
-      const int64_t sbb = dtype_info(type).block_bytes;
-      Decoded dec;
-      for (int64_t b = 0; b < nb; ++b) {
-        decode_block(wt, srow + b * sbb, dec);
-        write_block(wt, dec, rr, gdst + b * gbb);
       }
     }
-  }
+  };
+  if (pool)
+    pool->parallel_for(I.n_groups, std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(I.group_bytes, 1)), repack);
+  else
+    repack(0, I.n_groups);
 }
 
 PackedMatrix::~PackedMatrix() = default;

@@ -18,7 +18,8 @@ class PackedMatrix {
  public:
   // `data` holds rows * row_bytes(type, cols) bytes in GGUF layout and must outlive this object
   // (it is usually the memory map); an implementation may instead keep a repacked copy of its own.
-  PackedMatrix(DType type, const void* data, int64_t rows, int64_t cols);
+  // With a pool, the repacking is spread over its threads.
+  PackedMatrix(DType type, const void* data, int64_t rows, int64_t cols, ThreadPool* pool = nullptr);
   ~PackedMatrix();
   PackedMatrix(PackedMatrix&&) noexcept;
   PackedMatrix& operator=(PackedMatrix&&) noexcept;
