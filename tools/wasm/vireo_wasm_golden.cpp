@@ -162,6 +162,41 @@ std::string case_logits() {
   return "";
 }
 
+// The whole forward pass on the SIMD path (matmul, attention over the f16 cache, SwiGLU) against the scalar path:
+// 64 positions of stories260K. f16 weights keep activations in f32, so only float rounding and the vectorized exp
+// differ: 1e-3 of the largest |logit|. Q4_K_M re-quantizes activations to int8 per layer, where such differences
+// flip an occasional rounding step: 2e-2 (the native CpuPaths test's bound).
+std::string case_simd_path_end_to_end() {
+  namespace cpu = vireo::cpu;
+  const cpu::CpuPath best = cpu::best_cpu_path();
+  if (best == cpu::CpuPath::Scalar) return "";
+  std::vector<int32_t> seq;
+  for (int i = 0; i < 64; ++i) seq.push_back(1 + (i * 37) % 500);
+  for (const auto& [m, bound] : {std::pair<const char*, double>{"stories260K-f16", 1e-3},
+                                 {"stories260K-Q4_K_M-fallback", 2e-2}}) {
+    const std::string path = g_fix + "/models/" + m + ".gguf";
+    if (!fs::exists(path)) continue;
+    vireo::EngineOptions eo;
+    eo.threads = 1;
+    std::vector<float> got[2];
+    for (int pass = 0; pass < 2; ++pass) {
+      cpu::force_cpu_path(pass == 0 ? best : cpu::CpuPath::Scalar);  // the backend picks its kernels at load
+      got[pass] = vireo::Engine::load(path, eo)->logits_all(seq);
+    }
+    cpu::force_cpu_path(best);
+    double max_abs = 1, max_err = 0;
+    for (size_t i = 0; i < got[1].size(); ++i) {
+      max_abs = std::max(max_abs, std::fabs(double(got[1][i])));
+      max_err = std::max(max_err, std::fabs(double(got[0][i]) - got[1][i]));
+      if (std::isnan(got[0][i])) return std::string(m) + ": NaN";
+    }
+    if (got[0].size() != got[1].size() || !(max_err <= bound * max_abs))
+      return std::string(m) + ": max |simd - scalar| " + std::to_string(max_err) + " (largest |logit| " +
+             std::to_string(max_abs) + ")";
+  }
+  return "";
+}
+
 std::string case_llamacpp(const std::string& name) {
   const std::string want_file = g_fix + "/golden/llamacpp_" + name + "_once_upon_a_time_n64.txt";
   std::string want = rstrip_newlines(read_file(want_file));
@@ -382,6 +417,8 @@ int main(int argc, char** argv) {
 
   run_case(std::string("matmul_") + vireo::cpu::cpu_path_name(vireo::cpu::best_cpu_path()) + "_matches_scalar",
            case_matmul_paths);
+  run_case(std::string("forward_") + vireo::cpu::cpu_path_name(vireo::cpu::best_cpu_path()) + "_matches_scalar",
+           case_simd_path_end_to_end);
   run_case("stories260K_greedy_from_bos_matches_runc", case_runc_greedy);
   run_case("stories260K_logits_match_runc", case_logits);
   for (const char* m : {"stories260K-f32", "stories260K-f16", "stories260K-Q4_K_M-fallback", "stories260K-Q6_K-fallback"}) {

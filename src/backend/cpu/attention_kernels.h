@@ -13,8 +13,13 @@ void attend_head_f16_avx512(const float* q, const uint16_t* k, const uint16_t* v
 void attend_head_f16_avx2(const float* q, const uint16_t* k, const uint16_t* v, int64_t row_stride, int n_pos,
                           int head_dim, float scale, float* scores, float* out);
 
+// The same for WebAssembly SIMD128 (head_dim a multiple of 4; WASM builds only).
+void attend_head_f16_simd128(const float* q, const uint16_t* k, const uint16_t* v, int64_t row_stride, int n_pos,
+                             int head_dim, float scale, float* scores, float* out);
+
 // out = silu(gate) * up, element-wise (out may alias gate).
 void swiglu_avx512(const float* gate, const float* up, float* out, int64_t n);
 void swiglu_avx2(const float* gate, const float* up, float* out, int64_t n);
+void swiglu_simd128(const float* gate, const float* up, float* out, int64_t n);
 
 }  // namespace vireo::cpu

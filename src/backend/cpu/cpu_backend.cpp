@@ -48,6 +48,9 @@ class CpuBackend final : public Backend {
              cpu::active_cpu_path() == cpu::CpuPath::Avx2)
       simd_attention_ = 256;
 #endif
+#if defined(__wasm_simd128__)
+    if (cpu::active_cpu_path() == cpu::CpuPath::Simd128) simd_attention_ = 128;
+#endif
   }
 
   std::string name() const override { return "cpu"; }
@@ -223,6 +226,15 @@ class CpuBackend final : public Backend {
           continue;
         }
 #endif
+#if defined(__wasm_simd128__)
+        if (simd_attention_ && kv_.type == DType::F16 && p.head_dim % 4 == 0 && p.head_dim <= 256) {
+          const auto* kc = reinterpret_cast<const uint16_t*>(k_cache_[p.layer].data()) + base;
+          const auto* vc = reinterpret_cast<const uint16_t*>(v_cache_[p.layer].data()) + base;
+          cpu::attend_head_f16_simd128(qv, kc, vc, kv_.kv_dim, pos + 1, p.head_dim, p.scale, scores,
+                                       f(out) + t * out.cols + h * p.head_dim);
+          continue;
+        }
+#endif
         // scores[j] = q · k_j * scale for the positions 0..pos of this sequence (causal)
         float mx = -INFINITY;
         for (int j = 0; j <= pos; ++j) {
@@ -254,6 +266,12 @@ class CpuBackend final : public Backend {
 #if defined(__x86_64__) && !defined(VIREO_NO_X86)
       if (simd_attention_) {
         (simd_attention_ == 512 ? cpu::swiglu_avx512 : cpu::swiglu_avx2)(g, u, o, out.cols);
+        continue;
+      }
+#endif
+#if defined(__wasm_simd128__)
+      if (simd_attention_) {
+        cpu::swiglu_simd128(g, u, o, out.cols);
         continue;
       }
 #endif
@@ -327,7 +345,8 @@ class CpuBackend final : public Backend {
 
   ThreadPool pool_;
   const float* h2f_;
-  int simd_attention_ = 0;  // 512 / 256: AVX-512 / AVX2 attention and SwiGLU (the scalar loops are the reference)
+  // 512 / 256 / 128: AVX-512 / AVX2 / SIMD128 attention and SwiGLU (the scalar loops are the reference).
+  int simd_attention_ = 0;
   std::deque<std::unique_ptr<CpuWeight>> weights_;
   std::deque<std::vector<float>> acts_;
   KvCacheConfig kv_;

@@ -1,9 +1,9 @@
 // WebAssembly SIMD128 matmul kernels (the browser's CPU path): one i32x4/f32x4 lane per weight row, so a 16-row
 // group is four lane groups of 4. SIMD128 has no u8 x s8 multiply-add; the 4-byte dot product of each lane is two
 // i32x4.dot_i16x8_s over the even and the odd bytes widened to i16 (exact in int32, no saturation), so codes of
-// any width and Q8_0's signed codes take the same route. There is no f16 conversion either: f16 scales and
-// weights are converted with integer ops and one exact multiply. Compiled only for WASM (-msimd128; the SSE2
-// intrinsics the shared K-quant scale decoding uses are Emscripten's SIMD128 equivalents).
+// any width and Q8_0's signed codes take the same route. There is no f16 conversion either (simd128_util.h).
+// Compiled only for WASM (-msimd128; the SSE2 intrinsics the shared K-quant scale decoding uses are Emscripten's
+// SIMD128 equivalents).
 #include <emmintrin.h>
 #include <wasm_simd128.h>
 
@@ -14,6 +14,7 @@
 #include <new>
 
 #include "backend/cpu/kernels_internal.h"
+#include "backend/cpu/simd128_util.h"
 
 namespace vireo::cpu::kern::simd128 {
 
@@ -76,18 +77,7 @@ struct I {
   static inline F bcastf(float v) { return wasm_f32x4_splat(v); }
   static inline F zerof() { return wasm_f32x4_splat(0.f); }
   static inline V zeroi() { return wasm_i32x4_splat(0); }
-  // Four f16 (in the low halves of u32 lanes) to f32, exactly: the exponent and mantissa moved into place and
-  // scaled by 2^112 (which also turns f16 subnormals into f32 normals); inf/NaN get the f32 all-ones exponent.
-  static inline F f16x4(V h) {
-    const V em = wasm_v128_and(h, wasm_i32x4_splat(0x7fff));
-    const V sign = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16);
-    const V bits = wasm_i32x4_shl(em, 13);
-    const F finite = wasm_f32x4_mul(bits, wasm_f32x4_splat(0x1p112f));
-    const V special = wasm_i32x4_gt(em, wasm_i32x4_splat(0x7bff));
-    const F v = wasm_v128_bitselect(wasm_v128_or(bits, wasm_i32x4_splat(0x7f800000)), finite, special);
-    return wasm_v128_or(v, sign);
-  }
-  static inline F load_f16(const uint8_t* p) { return f16x4(wasm_u32x4_load16x4(p)); }
+  static inline F load_f16(const uint8_t* p) { return simd128_util::load_f16x4(p); }
   static inline F load_bf16(const uint8_t* p) { return wasm_i32x4_shl(wasm_u32x4_load16x4(p), 16); }
   static inline F load_f32(const uint8_t* p) { return wasm_v128_load(p); }
   static inline F loadf(const float* p) { return wasm_v128_load(p); }
