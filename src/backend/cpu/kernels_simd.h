@@ -615,4 +615,40 @@ inline void quant256(const float* x, uint8_t* dst, const ActLayout& al, int offs
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// The kernel table of this instruction set: tile shapes (MR activation rows x NR lane groups, NR1 lane groups for
+// decode) for the float, 32-block and K-quant families.
+
+template <int MR_, int NR_, int NR1_>
+struct Tile {
+  static constexpr int MR = MR_, NR = NR_, NR1 = NR1_;
+};
+
+template <class TF, class T32, class TK>
+Kernels kernel_table() {
+  Kernels k;
+  k.gemm[int(WType::F32)] = gemm<WType::F32, TF::MR, TF::NR, TF::NR1, 64>;
+  k.gemm[int(WType::F16)] = gemm<WType::F16, TF::MR, TF::NR, TF::NR1, 64>;
+  k.gemm[int(WType::BF16)] = gemm<WType::BF16, TF::MR, TF::NR, TF::NR1, 64>;
+  k.gemm[int(WType::Q4_0)] = gemm<WType::Q4_0, T32::MR, T32::NR, T32::NR1, 64>;
+  k.gemm[int(WType::Q4_1)] = gemm<WType::Q4_1, T32::MR, T32::NR, T32::NR1, 64>;
+  k.gemm[int(WType::Q5_0)] = gemm<WType::Q5_0, T32::MR, T32::NR, T32::NR1, 64>;
+  k.gemm[int(WType::Q5_1)] = gemm<WType::Q5_1, T32::MR, T32::NR, T32::NR1, 64>;
+  k.gemm[int(WType::Q8_0)] = gemm<WType::Q8_0, T32::MR, T32::NR, T32::NR1, 64>;
+  k.gemm[int(WType::Q2_K)] = gemm<WType::Q2_K, TK::MR, TK::NR, TK::NR1, 64>;
+  k.gemm[int(WType::Q3_K)] = gemm<WType::Q3_K, TK::MR, TK::NR, TK::NR1, 64>;
+  k.gemm[int(WType::Q4_K)] = gemm<WType::Q4_K, TK::MR, TK::NR, TK::NR1, 64>;
+  k.gemm[int(WType::Q5_K)] = gemm<WType::Q5_K, TK::MR, TK::NR, TK::NR1, 64>;
+  k.gemm[int(WType::Q6_K)] = gemm<WType::Q6_K, TK::MR, TK::NR, TK::NR1, 64>;
+  // The zero points the unsigned code layouts need in the activations (kernels_internal.h).
+  k.act_offset[int(WType::Q8_0)] = I::kQ8Offset;
+  k.act_offset[int(WType::Q4_0)] = 8;
+  k.act_offset[int(WType::Q5_0)] = 16;
+  k.act_offset[int(WType::Q3_K)] = 4;
+  k.act_offset[int(WType::Q6_K)] = 32;
+  k.quant32 = quant32;
+  k.quant256 = quant256;
+  return k;
+}
+
 }  // namespace vireo::cpu::kern::VIREO_SIMD_NS

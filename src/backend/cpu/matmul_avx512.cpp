@@ -154,28 +154,7 @@ namespace {
 #endif
 Kernels make_avx512() {
   namespace K = avx512;
-  Kernels k;
-  k.gemm[int(WType::F32)] = K::gemm<WType::F32, VIREO_TILE_F, 64>;
-  k.gemm[int(WType::F16)] = K::gemm<WType::F16, VIREO_TILE_F, 64>;
-  k.gemm[int(WType::BF16)] = K::gemm<WType::BF16, VIREO_TILE_F, 64>;
-  k.gemm[int(WType::Q4_0)] = K::gemm<WType::Q4_0, VIREO_TILE_32, 64>;
-  k.gemm[int(WType::Q4_1)] = K::gemm<WType::Q4_1, VIREO_TILE_32, 64>;
-  k.gemm[int(WType::Q5_0)] = K::gemm<WType::Q5_0, VIREO_TILE_32, 64>;
-  k.gemm[int(WType::Q5_1)] = K::gemm<WType::Q5_1, VIREO_TILE_32, 64>;
-  k.gemm[int(WType::Q8_0)] = K::gemm<WType::Q8_0, VIREO_TILE_32, 64>;
-  k.gemm[int(WType::Q2_K)] = K::gemm<WType::Q2_K, VIREO_TILE_K, 64>;
-  k.gemm[int(WType::Q3_K)] = K::gemm<WType::Q3_K, VIREO_TILE_K, 64>;
-  k.gemm[int(WType::Q4_K)] = K::gemm<WType::Q4_K, VIREO_TILE_K, 64>;
-  k.gemm[int(WType::Q5_K)] = K::gemm<WType::Q5_K, VIREO_TILE_K, 64>;
-  k.gemm[int(WType::Q6_K)] = K::gemm<WType::Q6_K, VIREO_TILE_K, 64>;
-  k.act_offset[int(WType::Q8_0)] = K::I::kQ8Offset;
-  k.act_offset[int(WType::Q4_0)] = 8;
-  k.act_offset[int(WType::Q5_0)] = 16;
-  k.act_offset[int(WType::Q3_K)] = 4;
-  k.act_offset[int(WType::Q6_K)] = 32;
-  k.quant32 = K::quant32;
-  k.quant256 = K::quant256;
-  return k;
+  return K::kernel_table<K::Tile<VIREO_TILE_F>, K::Tile<VIREO_TILE_32>, K::Tile<VIREO_TILE_K>>();
 }
 
 }  // namespace
