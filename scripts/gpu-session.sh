@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# GPU session (run on the device machine from .devbin/, made by scripts/make-devbin.sh): prebuilt binaries,
+# GPU session (run on the device machine from the unpacked .devbin/devbin.tar.gz made by scripts/make-devbin.sh): prebuilt binaries,
 # GPU tests, synthetic models, benchmarks. Results go to $OUT (or ./out); a compact table is printed last.
 #
-#   bash .devbin/gpu-session.sh [STAGE...]
+#   mkdir -p /tmp/d && tar -C /tmp/d -xzf .devbin/devbin.tar.gz && bash /tmp/d/gpu-session.sh [STAGE...]
 #
 # Stages (default: tests kernels models):
 #   tests      the CUDA tests (*Cuda*)

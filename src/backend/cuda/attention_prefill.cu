@@ -217,9 +217,9 @@ namespace {
 bool g_prefill_d64 = false, g_prefill_d128 = false;
 }  // namespace
 
-bool attn_prefill_supported(bool f16, int head_dim, int64_t ldq, int64_t ldo) {
+bool attn_prefill_supported(bool f16, int head_dim, int64_t ldq, int64_t ldo, int n_tokens) {
   const bool d_ok = (head_dim == 64 && g_prefill_d64) || (head_dim == 128 && g_prefill_d128);
-  return f16 && d_ok && ldq % 4 == 0 && ldo % 4 == 0;
+  return f16 && d_ok && ldq % 4 == 0 && ldo % 4 == 0 && n_tokens > kAttnPrefillMinTokens;
 }
 
 void attention_prefill_init(size_t smem_optin) {
@@ -241,7 +241,7 @@ void attention_prefill_init(size_t smem_optin) {
 
 void attention_prefill(const AttnArgs& a, cudaStream_t s) {
   if (a.n <= 0) return;
-  if (!attn_prefill_supported(a.f16, a.head_dim, a.ldq, a.ldo))
+  if (!attn_prefill_supported(a.f16, a.head_dim, a.ldq, a.ldo, a.n))
     throw std::runtime_error("CUDA backend: tensor-core prefill attention: unsupported layout");
   if (a.head_dim == 64)
     prefill_go<64>(a, s);

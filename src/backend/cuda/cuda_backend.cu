@@ -570,7 +570,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       op.splits = a.splits;
       op.chunk = a.min_chunk;
       op.decode = true;
-    } else if (opts_.attn_prefill && attn_prefill_supported(kv_.type == DType::F16, p.head_dim, q.cols, out.cols)) {
+    } else if (opts_.attn_prefill && attn_prefill_supported(kv_.type == DType::F16, p.head_dim, q.cols, out.cols, n_)) {
       op.prefill = true;
     } else {
       attn_plan(a, sms_);

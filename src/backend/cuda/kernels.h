@@ -118,9 +118,11 @@ void attn_decode_plan(AttnArgs& a, int target_blocks);
 void attention_decode(const AttnArgs& a, cudaStream_t s);
 // Once per process and device: opt in to the shared memory the kernels may need.
 void attention_init();
-// attention_prefill.cu: steps of many tokens on tensor cores (f16 cache, head_dim 64 or 128; Q and P rounded to
-// f16); no split-KV, splits/chunk are ignored.
-bool attn_prefill_supported(bool f16, int head_dim, int64_t ldq, int64_t ldo);
+// attention_prefill.cu: steps of more than kAttnPrefillMinTokens tokens on tensor cores (f16 cache, head_dim 64 or
+// 128; Q and P rounded to f16); no split-KV, splits/chunk are ignored. Smaller steps keep the exact f32 kernels:
+// a 64-token query tile would be mostly empty, and decode must not depend on the f16 rounding.
+constexpr int kAttnPrefillMinTokens = 64;
+bool attn_prefill_supported(bool f16, int head_dim, int64_t ldq, int64_t ldo, int n_tokens);
 void attention_prefill(const AttnArgs& a, cudaStream_t s);
 // Once per process and device, with the device's opt-in shared memory per block.
 void attention_prefill_init(size_t smem_optin);
