@@ -93,40 +93,38 @@ void Model::check_batch(const Batch& batch) const {
                                std::to_string(n_ctx_) + " tokens");
 }
 
-void Model::forward(const Batch& batch, std::span<float> logits) {
-  check_batch(batch);
+int32_t Model::run_step(const Batch& batch) {
   const int32_t r = static_cast<int32_t>(batch.logit_rows.size());
-  if (logits.size() < static_cast<size_t>(r) * cfg_.n_vocab) throw std::runtime_error("logits buffer too small");
   backend_->begin_step(batch);
   build_step(batch.size(), r);
+  last_rows_ = r;
+  return r;
+}
+
+void Model::forward(const Batch& batch, std::span<float> logits) {
+  check_batch(batch);
+  if (logits.size() < batch.logit_rows.size() * cfg_.n_vocab) throw std::runtime_error("logits buffer too small");
+  const int32_t r = run_step(batch);
   backend_->end_step(b_.logits.with_rows(r), logits);
 }
 
 void Model::forward_argmax(const Batch& batch, std::span<int32_t> ids) {
   check_batch(batch);
-  const int32_t r = static_cast<int32_t>(batch.logit_rows.size());
-  if (ids.size() < static_cast<size_t>(r)) throw std::runtime_error("ids buffer too small");
-  backend_->begin_step(batch);
-  build_step(batch.size(), r);
+  if (ids.size() < batch.logit_rows.size()) throw std::runtime_error("ids buffer too small");
+  const int32_t r = run_step(batch);
   backend_->end_step_argmax(b_.logits.with_rows(r), ids);
 }
 
 void Model::forward_candidates(const Batch& batch, std::span<const float> margins, int32_t cap,
                                std::span<float> values, std::span<int32_t> ids, std::span<int32_t> counts) {
   check_batch(batch);
-  const int32_t r = static_cast<int32_t>(batch.logit_rows.size());
-  backend_->begin_step(batch);
-  build_step(batch.size(), r);
-  last_rows_ = r;
+  const int32_t r = run_step(batch);
   backend_->end_step_candidates(b_.logits.with_rows(r), margins, cap, values, ids, counts);
 }
 
 void Model::forward_sample(const Batch& batch, std::span<const DeviceSampleRow> rows, std::span<int32_t> ids) {
   check_batch(batch);
-  const int32_t r = static_cast<int32_t>(batch.logit_rows.size());
-  backend_->begin_step(batch);
-  build_step(batch.size(), r);
-  last_rows_ = r;
+  const int32_t r = run_step(batch);
   backend_->end_step_sample(b_.logits.with_rows(r), rows, ids);
 }
 

@@ -104,6 +104,7 @@ class Model {
 
  private:
   void build_step(int32_t n_tokens, int32_t n_logit_rows);  // the architecture's math, top to bottom
+  int32_t run_step(const Batch& batch);  // begin_step + build_step; returns the logit rows (end_step_* follows)
   void check_batch(const Batch& batch) const;
 
   std::shared_ptr<const GgufFile> file_;
@@ -114,7 +115,7 @@ class Model {
   StepBuffers b_;
   int32_t n_ctx_ = 0;
   int32_t max_logit_rows_ = 0;
-  int32_t last_rows_ = 0;  // logit rows of the last forward_candidates / forward_sample step
+  int32_t last_rows_ = 0;  // logit rows of the last step (read_logit_rows)
   int64_t weight_bytes_ = 0;
 };
 
