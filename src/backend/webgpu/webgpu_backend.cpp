@@ -856,13 +856,14 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kAddBias, wgsl::elementwise, "add_bias", 3);
     make_pipeline(kGatherRows, wgsl::elementwise, "gather_rows", 3);
     make_pipeline(kRope, wgsl::rope, "rope", 3);
-    make_pipeline(kArgmax, wgsl::argmax, "argmax", 2);
-    make_pipeline(kCandidates, wgsl::argmax, "candidates", 6);
-    make_pipeline(kArgmaxPartial, wgsl::argmax, "argmax_partial", 8);
+    const std::string argmax = std::string(wgsl::reduce) + wgsl::argmax;  // reduce.wgsl: shared with sample
+    make_pipeline(kArgmax, argmax, "argmax", 2);
+    make_pipeline(kCandidates, argmax, "candidates", 6);
+    make_pipeline(kArgmaxPartial, argmax, "argmax_partial", 8);
     make_pipeline(kMatvecQ4K, std::string("const WEIGHT_TYPE: u32 = 4u;\n") + wgsl::quant + wgsl::matmul, "matvec_q4k", 3);
     make_pipeline(kMatvecQ6K, std::string("const WEIGHT_TYPE: u32 = 5u;\n") + wgsl::quant + wgsl::matmul, "matvec_q6k", 3);
-    make_pipeline(kArgmaxFinal, wgsl::argmax, "argmax_final", 8);
-    make_pipeline(kSample, wgsl::sample, "sample", 3);
+    make_pipeline(kArgmaxFinal, argmax, "argmax_final", 8);
+    make_pipeline(kSample, std::string(wgsl::reduce) + wgsl::sample, "sample", 3);
   }
 
   void create_kv_pipelines(bool f16) {

@@ -9,9 +9,7 @@ struct ArgmaxParams {
 @group(0) @binding(1) var<storage, read_write> IDS: array<i32>;
 @group(0) @binding(2) var<uniform> P: ArgmaxParams;
 
-const WG: u32 = 256u;
-var<workgroup> best_v: array<f32, 256>;
-var<workgroup> best_i: array<u32, 256>;
+// WG, best_v/best_i, better() and reduce_best(): reduce.wgsl, prepended.
 
 @compute @workgroup_size(256)
 fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -22,7 +20,7 @@ fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     let v = L[r * P.cols + c];
     if (v == v && (bi == 0xffffffffu || v > bv)) { bv = v; bi = c; }
   }
-  reduce_best(lid.x, bv, bi);  // below, shared with the split argmax
+  reduce_best(lid.x, bv, bi);
   if (lid.x == 0u) { IDS[r] = select(i32(best_i[0]), 0, best_i[0] == 0xffffffffu); }
 }
 
@@ -116,23 +114,6 @@ struct ArgmaxSplitParams {
 @group(0) @binding(1) var<storage, read_write> SIDS: array<i32>;
 @group(0) @binding(7) var<storage, read_write> PART: array<u32>;
 @group(0) @binding(8) var<uniform> SP: ArgmaxSplitParams;
-
-fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
-  return i != 0xffffffffu && (bi == 0xffffffffu || v > bv || (v == bv && i < bi));
-}
-
-fn reduce_best(lid: u32, v: f32, i: u32) {
-  best_v[lid] = v;
-  best_i[lid] = i;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s && better(best_v[lid + s], best_i[lid + s], best_v[lid], best_i[lid])) {
-      best_v[lid] = best_v[lid + s];
-      best_i[lid] = best_i[lid + s];
-    }
-    workgroupBarrier();
-  }
-}
 
 @compute @workgroup_size(256)
 fn argmax_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -30,14 +30,12 @@ struct RowParams {
 @group(0) @binding(2) var<storage, read_write> IDS: array<i32>;
 @group(0) @binding(3) var<uniform> P: SampleParams;
 
-const WG: u32 = 256u;
+// WG, best_v/best_i and reduce_best(): reduce.wgsl, prepended.
 const CAP: u32 = 1024u;
 const NONE: u32 = 0xffffffffu;
 
 var<workgroup> cand_v: array<f32, 1024>;  // candidate logits, then their probabilities
 var<workgroup> cand_i: array<u32, 1024>;  // candidate ids
-var<workgroup> red_v: array<f32, 256>;
-var<workgroup> red_i: array<u32, 256>;
 var<workgroup> counts: array<u32, 256>;   // per-thread counts, then their exclusive prefix sums
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> fill: atomic<u32>;
@@ -118,23 +116,10 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     let v = L[base + c];
     if (v == v && (bi == NONE || v > bv)) { bv = v; bi = c; }
   }
-  red_v[lid] = bv;
-  red_i[lid] = bi;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      let ov = red_v[lid + s];
-      let oi = red_i[lid + s];
-      if (oi != NONE && (red_i[lid] == NONE || before(ov, oi, red_v[lid], red_i[lid]))) {
-        red_v[lid] = ov;
-        red_i[lid] = oi;
-      }
-    }
-    workgroupBarrier();
-  }
+  reduce_best(lid, bv, bi);
   if (lid == 0u) {
-    pub_v = red_v[0];
-    pub_w = red_i[0];
+    pub_v = best_v[0];
+    pub_w = best_i[0];
   }
   let top_i = workgroupUniformLoad(&pub_w);
   let top_v = workgroupUniformLoad(&pub_v);
