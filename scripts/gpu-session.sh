@@ -17,6 +17,8 @@
 #   cli        vireo bench --device cuda on 1B and 8B Q4_K_M, and the stories260K greedy CPU/CUDA check
 #   batch      the engine tests added with continuous batching (synthetic 1B logits, scheduler), vireo bench
 #              --parallel 1,8,32,64 on 1B and 8B Q4_K_M, and the HTTP load test on 1B (needs python3)
+#   profile    VIREO_CUDA_PROFILE=1 vireo bench: GPU time per kernel group of eager steps, per step size
+#              (PROFILE_PRESETS, default llama3.1-8b llama3.2-1b; PROFILE_PARALLEL, default "1 64")
 #   ncu        Nsight Compute: per-kernel time and DRAM bytes of a short bench (NCU_PRESET, NCU_COUNT)
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
@@ -103,6 +105,17 @@ for st in $STAGES; do
           --clients ${LOAD_CLIENTS:-1,8,32,64} --duration ${LOAD_SECONDS:-20} --warmup 3 --max-tokens 128 --ctx 512 \
           2>&1 | tee $OUT/load.log
       fi ;;
+    profile)
+      for p in ${PROFILE_PRESETS:-llama3.1-8b llama3.2-1b}; do
+        f=$(synth $p q4_k_m)
+        for par in ${PROFILE_PARALLEL:-1 64}; do
+          echo "## profile $p, $par sequences (128-token prompts, 32 new tokens each)"
+          VIREO_CUDA_PROFILE=1 timeout 200 ./vireo bench --device cuda -m $f -p 128 -n 32 -r 1 --parallel $par \
+            > $OUT/profile-$p-x$par.log 2>&1
+          grep -E "steps of|total ms" $OUT/profile-$p-x$par.log; grep -E "^ +[0-9.]+ +[0-9]+ .* n=$par " \
+            $OUT/profile-$p-x$par.log | head -${PROFILE_ROWS:-14}
+        done
+      done ;;
     ncu)  # per-kernel GPU time and DRAM bytes (Nsight Compute, kernels serialized) of a short bench on NCU_PRESET
       f=$(synth ${NCU_PRESET:-llama3.1-8b} q4_k_m)
       N=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu | head -1)

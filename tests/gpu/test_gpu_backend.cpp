@@ -360,11 +360,23 @@ TEST_P(Gpu, MatmulTensorCorePathInSlices) {
 }
 
 TEST_P(Gpu, MatmulQgemmPartialTiles) {
-  // qgemm.cu: row counts that are not a multiple of its 64-row tiles, token counts that fill 16/32/64-token tiles
+  // qgemm.cu: row counts that are not a multiple of its 128-row tiles, token counts that fill 16/32/64-token tiles
   // partly, and 65 tokens (beyond qgemm_max_tokens: the cuBLAS path) for comparison.
   for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q8_0, DType::Q4_0, DType::BF16}) {
     auto be = make();
     check_matmul(*be, t, emu() ? 70 : 1000, emu() ? 256 : 2048, {10, 16, 31, 47, 64, 65}, 500u + static_cast<uint32_t>(t));
+  }
+}
+
+TEST_P(Gpu, MatmulQgemmSplitK) {
+  // Few row tiles and a long K: the K range is split over several blocks per tile (qgemm_splits; the emulator
+  // has 4 multiprocessors), and the last block of each tile adds the partial sums. Run twice on one backend:
+  // the tile counters must be back at zero after every launch.
+  for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_K}) {
+    auto be = make();
+    const int64_t rows = emu() ? 200 : 1100, K = emu() ? 2048 : 14336;
+    check_matmul(*be, t, rows, K, {40}, 900u + static_cast<uint32_t>(t));
+    check_matmul(*be, t, rows, K, emu() ? std::vector<int>{40} : std::vector<int>{17, 40}, 950u + static_cast<uint32_t>(t));
   }
 }
 
@@ -769,6 +781,34 @@ TEST_P(Gpu, GraphReplayEqualsEagerRun) {
   EXPECT_EQ(s2.captures, 3);  // the decode shape twice, the large shape once
   EXPECT_EQ(s2.replays, 6);
   EXPECT_EQ(s2.eager_steps, 1);
+}
+
+// The per-op profile (VIREO_CUDA_PROFILE=1): same results as the eager run, and a table naming the kernel groups
+// of the steps it ran, printed when the backend goes away.
+TEST_P(Gpu, ProfileReportsEveryKernelGroup) {
+  CudaOptions eager, prof;
+  eager.graphs = 0;
+  prof.profile = true;
+  auto be = make(eager);
+  auto bp = make(prof);
+  MiniModel me, mp;
+  me.build(*be);
+  mp.build(*bp);
+  for (int stepi = 0; stepi < 3; ++stepi) {
+    Batch b;
+    b.add(5 + stepi, stepi, 0, true);
+    b.add(9 + stepi, stepi, 1, true);
+    EXPECT_EQ(me.run(*be, b), mp.run(*bp, b)) << "step " << stepi;
+  }
+  EXPECT_EQ(ext_of(*bp)->graph_stats().captures, 0);
+  testing::internal::CaptureStderr();
+  bp.reset();
+  const std::string report = testing::internal::GetCapturedStderr();
+  EXPECT_NE(report.find("steps of 2 tokens: 3"), std::string::npos) << report;
+  EXPECT_NE(report.find("n=2 embed"), std::string::npos) << report;
+  EXPECT_NE(report.find("matmul"), std::string::npos) << report;
+  EXPECT_NE(report.find("attention"), std::string::npos) << report;
+  EXPECT_NE(report.find("gather_logit_rows"), std::string::npos) << report;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -22,11 +22,13 @@
 // buffers, so that a kernel can read one and write the other; q8c_ records which Act each holds.
 #include "backend/cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backend/cuda/kernels.h"
@@ -138,6 +140,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     VCUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
     attention_init();
     attention_prefill_init(prop.sharedMemPerBlockOptin);
+    qgemm_init(prop.sharedMemPerBlockOptin);
     if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("CUDA backend: cublasCreate failed");
     if (cublasSetStream(cublas_, stream_) != CUBLAS_STATUS_SUCCESS)
       throw std::runtime_error("CUDA backend: cublasSetStream failed");
@@ -146,13 +149,15 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     cublas_ws_ = dev_alloc(cublas_ws_bytes_, "cuBLAS workspace");
     if (cublasSetWorkspace(cublas_, cublas_ws_, cublas_ws_bytes_) != CUBLAS_STATUS_SUCCESS)
       throw std::runtime_error("CUDA backend: cublasSetWorkspace failed");
-    if (opts_.sync_each_op) opts_.graphs = 0;
+    if (opts_.sync_each_op || opts_.profile) opts_.graphs = 0;
     pdl_ = opts_.pdl != 0 && prop.major >= 9;
   }
 
   ~CudaBackend() override {
     cudaSetDevice(device_);
     if (stream_) cudaStreamSynchronize(stream_);
+    prof_report();
+    for (cudaEvent_t e : prof_ev_) cudaEventDestroy(e);
     for (auto& [key, g] : graphs_)
       if (g.exec) cudaGraphExecDestroy(g.exec);
     for (void* p : allocations_) cudaFree(p);
@@ -488,7 +493,11 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       ensure(f16x_, static_cast<size_t>(m_tok * v.Kp) * 2, "matmul scratch");
       if (use_qgemm(v, m_tok)) {
         const int splits = qgemm_splits(v, static_cast<int>(m_tok), sms_);
-        if (splits > 1) ensure(qgemm_part_, static_cast<size_t>(splits * m_tok * v.rows) * sizeof(float), "matmul scratch (split-K)");
+        if (splits > 1) {
+          ensure(qgemm_part_, static_cast<size_t>(splits * m_tok * v.rows) * sizeof(float), "matmul scratch (split-K)");
+          ensure_zeroed(qgemm_cnt_, static_cast<size_t>(qgemm_tiles(v, static_cast<int>(m_tok))) * sizeof(int),
+                        "matmul scratch (split-K counters)");
+        }
       }
       if (v.fmt != WFmt::F16 && !use_qgemm(v, m_tok) && !m->f16) {
         const int64_t slice = gemm_slice_rows(v);
@@ -872,6 +881,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     q8c_[0] = q8c_[1] = {};
     f32_cache_ = {};
     f16_cache_ = {};
+    size_t groups = 0;
+    if (opts_.profile) prof_mark(groups);
     for (size_t i = 0; i < log_.size();) {
       size_t used = run_fused(i);
       if (used > 0) ++stats_.fused;
@@ -883,8 +894,66 @@ class CudaBackend final : public Backend, public CudaBackendExt {
         const cudaError_t e = cudaStreamSynchronize(stream_);
         if (e != cudaSuccess) cuda_fail(op_name(log_[i].kind), cudaGetErrorString(e), __FILE__, __LINE__);
       }
+      if (opts_.profile) {
+        prof_label_.resize(std::max(prof_label_.size(), groups + 1));
+        prof_label_[groups] = prof_label(i, used);
+        prof_mark(++groups);
+      }
       i += used;
     }
+    if (opts_.profile) prof_collect(groups);
+  }
+
+  // ---- per-op profile (CudaOptions::profile): an event after every kernel group of an eager step ----
+  void prof_mark(size_t k) {
+    while (prof_ev_.size() <= k) {
+      cudaEvent_t e = nullptr;
+      VCUDA(cudaEventCreate(&e), "profile event");
+      prof_ev_.push_back(e);
+    }
+    VCUDA(cudaEventRecord(prof_ev_[k], stream_), "profile event");
+  }
+  // "n=64 matmul qgemm q4_k 4096x4096", "n=1 matmul+matmul+matmul+rope+rope+kv_store mv q4_k 6144x4096", ...
+  std::string prof_label(size_t i, size_t used) const {
+    std::string s = "n=" + std::to_string(n_) + " ";
+    for (size_t j = i; j < i + used; ++j) s += (j > i ? "+" : "") + std::string(op_name(log_[j].kind));
+    const Op& op = log_[i];
+    if (op.kind == OpKind::Matmul) {
+      const MatView& w = view(op);
+      const int64_t m = op.a.rows;
+      const char* path = m <= std::min(opts_.matvec_max_tokens, kMatvecMaxN) ? (opts_.mv ? "mv" : "matvec")
+                         : w.fmt == WFmt::F16 || cw(op.w)->f16 ? "cublas"
+                         : use_qgemm(w, m)                     ? "qgemm"
+                                                               : "dequant+cublas";
+      s += std::string(" ") + path + " " + wfmt_name(w.fmt) + " " + std::to_string(w.rows) + "x" + std::to_string(w.K);
+    } else if (op.kind == OpKind::Attention) {
+      s += op.decode ? " split-kv" : op.prefill ? " tensor-core" : " plain";
+    }
+    return s;
+  }
+  void prof_collect(size_t groups) {
+    VCUDA(cudaStreamSynchronize(stream_), "profile");
+    for (size_t g = 0; g < groups; ++g) {
+      float ms = 0.f;
+      VCUDA(cudaEventElapsedTime(&ms, prof_ev_[g], prof_ev_[g + 1]), "profile");
+      ProfEntry& e = prof_[prof_label_[g]];
+      ++e.calls;
+      e.ms += ms;
+    }
+    ++prof_steps_[n_];
+  }
+  void prof_report() const {
+    if (prof_.empty()) return;
+    std::vector<std::pair<std::string, ProfEntry>> rows(prof_.begin(), prof_.end());
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+    double total = 0;
+    for (const auto& r : rows) total += r.second.ms;
+    std::fprintf(stderr, "vireo: CUDA profile (eager steps, an event after every kernel group; VIREO_CUDA_PROFILE=1)\n");
+    for (const auto& [n, steps] : prof_steps_) std::fprintf(stderr, "  steps of %d tokens: %d\n", n, steps);
+    std::fprintf(stderr, "  %10s %8s %10s %6s  %s\n", "total ms", "calls", "mean us", "share", "kernel group");
+    for (const auto& [label, e] : rows)
+      std::fprintf(stderr, "  %10.3f %8d %10.2f %5.1f%%  %s\n", e.ms, e.calls, 1000.0 * e.ms / e.calls,
+                   100.0 * e.ms / total, label.c_str());
   }
 
   void wrote(const void* p) {
@@ -1256,7 +1325,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     }
     if (use_qgemm(w, m)) {
       qgemm_f16(w, xh, static_cast<int>(m), f(out), out.cols, static_cast<float*>(qgemm_part_.p),
-                qgemm_splits(w, static_cast<int>(m), sms_), stream_);
+                static_cast<int*>(qgemm_cnt_.p), qgemm_splits(w, static_cast<int>(m), sms_), stream_);
       return;
     }
     const int64_t slice = gemm_slice_rows(w);
@@ -1299,7 +1368,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   bool in_step_ = false;
   std::vector<Op> log_;
 
-  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, d_ids_, d_cand_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
+  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, qgemm_cnt_, d_ids_, d_cand_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
   PrepCache q8c_[2], f32_cache_, f16_cache_;
   uint64_t q8_stamp_[2] = {0, 0}, q8_clock_ = 0;
   std::vector<int32_t> slot_min_;
@@ -1310,6 +1379,15 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   uint64_t clock_ = 0;
   bool graphs_broken_ = false;
   GraphStats stats_;
+
+  struct ProfEntry {
+    int calls = 0;
+    double ms = 0;
+  };
+  std::vector<cudaEvent_t> prof_ev_;
+  std::vector<std::string> prof_label_;
+  std::map<std::string, ProfEntry> prof_;
+  std::map<int32_t, int> prof_steps_;
 };
 
 }  // namespace
@@ -1327,6 +1405,7 @@ CudaOptions CudaOptions::from_env() {
   CudaOptions o;
   if (const char* g = std::getenv("VIREO_CUDA_GRAPHS")) o.graphs = std::atoi(g) != 0 ? 1 : 0;
   if (const char* s = std::getenv("VIREO_CUDA_SYNC")) o.sync_each_op = std::atoi(s) != 0;
+  if (const char* p = std::getenv("VIREO_CUDA_PROFILE")) o.profile = std::atoi(p) != 0;
   auto env_int = [](const char* name, int* v) {
     if (const char* e = std::getenv(name)) *v = std::atoi(e);
   };

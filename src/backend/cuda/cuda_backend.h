@@ -33,6 +33,9 @@ struct CudaOptions {
   int max_graphs = 64;
   // Synchronize after every op and report the op that failed (debugging; disables graphs).
   bool sync_each_op = false;
+  // Time every kernel group of every step (eager, an event after each) and print a table per group kind to stderr
+  // when the backend is destroyed (VIREO_CUDA_PROFILE=1; disables graphs, so totals include launch gaps).
+  bool profile = false;
   // Decode-path kernels (each can be switched off for comparisons):
   //  fuse: ops of a layer in fewer kernels (norm + int8 activations; q/k/v matmuls + RoPE + KV store; gate/up +
   //        SwiGLU + int8 activations; attention + int8 activations of its output);
@@ -48,7 +51,7 @@ struct CudaOptions {
   int mv_blocks_per_sm = 0;   // > 0: cap the matvec grid (warps loop over their items)
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
-  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS,
+  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS,
   // _ATTN_CHUNK, _ATTN_BPS from the environment over the defaults.
   static CudaOptions from_env();
 };

@@ -33,6 +33,7 @@ inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return
 namespace emu {
 struct StreamImpl;
 struct GraphImpl;
+struct EventImpl;
 struct CublasImpl;
 
 const dim3& thread_idx();
@@ -168,6 +169,7 @@ enum : int {
 typedef emu::StreamImpl* cudaStream_t;
 typedef emu::GraphImpl* cudaGraph_t;
 typedef emu::GraphImpl* cudaGraphExec_t;
+typedef emu::EventImpl* cudaEvent_t;  // records the host clock when the stream reaches it
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
   cudaMemcpyHostToDevice = 1,
@@ -216,6 +218,10 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
 cudaError_t cudaGraphDestroy(cudaGraph_t g);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+cudaError_t cudaEventCreate(cudaEvent_t* e);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 template <class F>
 cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) {
   return cudaSuccess;
