@@ -193,6 +193,59 @@ VDEV void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 #endif
 }
+// ---- two f16 values packed in 32 bits (low half = first), for dequantizing straight to f16 pairs ----
+// byte_perm: result byte i = byte (s >> 4i) & 7 of the 8 bytes {x, y} (CUDA's __byte_perm, without its sign modes).
+VHD uint32_t byte_perm(uint32_t x, uint32_t y, uint32_t s) {
+#if defined(__CUDA_ARCH__)
+  return __byte_perm(x, y, s);
+#else
+  const uint64_t xy = static_cast<uint64_t>(y) << 32 | x;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= static_cast<uint32_t>((xy >> (8 * ((s >> (4 * i)) & 7))) & 0xff) << (8 * i);
+  return r;
+#endif
+}
+#if !defined(__CUDA_ARCH__)
+namespace f16x2_detail {
+inline double lo(uint32_t a) { return vireo::fp16_to_fp32(static_cast<uint16_t>(a & 0xffff)); }
+inline double hi(uint32_t a) { return vireo::fp16_to_fp32(static_cast<uint16_t>(a >> 16)); }
+inline uint32_t pack(double l, double h) {  // one rounding to f16 (through float: exact for these operands)
+  return static_cast<uint32_t>(vireo::fp32_to_fp16(static_cast<float>(l))) |
+         static_cast<uint32_t>(vireo::fp32_to_fp16(static_cast<float>(h))) << 16;
+}
+}  // namespace f16x2_detail
+#endif
+VHD uint32_t hsub2_bits(uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  uint32_t r;
+  asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  using namespace f16x2_detail;
+  return pack(lo(a) - lo(b), hi(a) - hi(b));
+#endif
+}
+VHD uint32_t hmul2_bits(uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  uint32_t r;
+  asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  using namespace f16x2_detail;
+  return pack(lo(a) * lo(b), hi(a) * hi(b));
+#endif
+}
+VHD uint32_t hfma2_bits(uint32_t a, uint32_t b, uint32_t c) {
+#if defined(__CUDA_ARCH__)
+  uint32_t r;
+  asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
+#else
+  using namespace f16x2_detail;
+  return pack(lo(a) * lo(b) + lo(c), hi(a) * hi(b) + hi(c));
+#endif
+}
+
 VHD float h2f(uint16_t h) {
 #if defined(__CUDA_ARCH__)
   return __half2float(__ushort_as_half(h));

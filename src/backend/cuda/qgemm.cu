@@ -24,13 +24,17 @@ namespace {
 
 using namespace nvcuda;
 
-constexpr int kBM = 128, kBK = 64, kThreads = 256, kStages = 3;
+constexpr int kBM = 128, kBK = 64, kThreads = 256, kStages = 3, kMaxSplits = 16;
 static_assert(kBM * kBK / 32 == kThreads, "one 32-weight run per thread per K step");
 constexpr int kLd = kBK + 8;    // f16 tile row stride (halves): a multiple of 8 (WMMA) that staggers banks
 constexpr int kCsLd = kBM + 4;  // output staging stride (floats)
 
 VDEV uint32_t pack2(float a, float b) { return static_cast<uint32_t>(f2h(a)) | static_cast<uint32_t>(f2h(b)) << 16; }
 VDEV uint4 sld16(const uint8_t* p) { return *reinterpret_cast<const uint4*>(p); }
+// Dequantizing straight to f16 pairs: 0x6400 | u is the f16 1024 + u for u < 1024, so (0x6400 | u) - 1024 is u
+// exactly (one f16x2 subtract for two weights, no integer-to-float conversions), then one f16x2 fma/mul applies
+// the scale (and the Q4_K minimum): a single f16 rounding, as in the f32-then-round decode it replaces.
+constexpr uint32_t kMagic = 0x64006400u;
 
 // Raw<F>: what one row's K step (64 weights from k0, k0 % 64 == 0) needs, copied into kBytes of shared memory by
 // the row's two threads (issue, `half` 0/1), and the decode of its 32-weight run `run` (0/1) into 16 f16 pairs.
@@ -71,15 +75,15 @@ struct Raw<WFmt::Q4_K> {
     const float d = h2f(static_cast<uint16_t>(head.x & 0xffff)), dmin = h2f(static_cast<uint16_t>(head.x >> 16));
     int sc, mn;
     k4_scale_min_words(head.y, head.z, head.w, sub, &sc, &mn);
-    const float dd = d * static_cast<float>(sc), mm = dmin * static_cast<float>(mn);
+    const uint32_t dd = f2h(d * static_cast<float>(sc)), nm = f2h(-dmin * static_cast<float>(mn));
+    const uint32_t dd2 = dd | dd << 16, nm2 = nm | nm << 16;
     const int shift = 4 * run;
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      const uint32_t word = word_of(i < 8 ? q0 : q1, (i % 8) / 2);
-      const int byte0 = (i % 2) * 2;
-      const int a = static_cast<int>((word >> (8 * byte0 + shift)) & 15);
-      const int b = static_cast<int>((word >> (8 * (byte0 + 1) + shift)) & 15);
-      out[i] = pack2(dd * static_cast<float>(a) - mm, dd * static_cast<float>(b) - mm);
+    for (int i = 0; i < 8; ++i) {  // word i: weights 4i .. 4i+3 of the run
+      const uint32_t word = word_of(i < 4 ? q0 : q1, i % 4);
+      const uint32_t lo = byte_perm(word, 0, 0x4140), hi = byte_perm(word, 0, 0x4342);  // [b0, b1], [b2, b3]
+      out[2 * i] = hfma2_bits(hsub2_bits(((lo >> shift) & 0x000F000Fu) | kMagic, kMagic), dd2, nm2);
+      out[2 * i + 1] = hfma2_bits(hsub2_bits(((hi >> shift) & 0x000F000Fu) | kMagic, kMagic), dd2, nm2);
     }
   }
 };
@@ -109,21 +113,21 @@ struct Raw<WFmt::Q6_K> {
     const uint4 l0 = sld16(src + 32 * run), l1 = sld16(src + 32 * run + 16), h0 = sld16(src + 64),
                 h1 = sld16(src + 80);
     const float d = h2f(w.aux[row * w.nb + k0 / 256]);
-    const float s0 = d * static_cast<float>(static_cast<int8_t>(src[96 + 2 * run]));
-    const float s1 = d * static_cast<float>(static_cast<int8_t>(src[96 + 2 * run + 1]));
+    const uint32_t s0 = f2h(d * static_cast<float>(static_cast<int8_t>(src[96 + 2 * run])));
+    const uint32_t s1 = f2h(d * static_cast<float>(static_cast<int8_t>(src[96 + 2 * run + 1])));
+    const uint32_t s0_2 = s0 | s0 << 16, s1_2 = s1 | s1 << 16;
+    constexpr uint32_t kBias = 0x64206420u;  // 1056 = 1024 + 32 in both halves
     const int lshift = k < 2 ? 0 : 4, hshift = 2 * k;
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      const uint32_t lw = word_of(i < 8 ? l0 : l1, (i % 8) / 2), hw = word_of(i < 8 ? h0 : h1, (i % 8) / 2);
-      float v[2];
+    for (int i = 0; i < 8; ++i) {  // word i: weights 4i .. 4i+3 of the run (the first 16 scaled by s0)
+      const uint32_t lw = word_of(i < 4 ? l0 : l1, i % 4), hw = word_of(i < 4 ? h0 : h1, i % 4);
 #pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const int byte = (i % 2) * 2 + j;
-        const int lo = static_cast<int>((lw >> (8 * byte + lshift)) & 15);
-        const int h = static_cast<int>((hw >> (8 * byte + hshift)) & 3);
-        v[j] = (i < 8 ? s0 : s1) * static_cast<float>((lo | h << 4) - 32);
+      for (int p = 0; p < 2; ++p) {
+        const uint32_t sel = p == 0 ? 0x4140 : 0x4342;
+        const uint32_t lo = byte_perm(lw, 0, sel), hb = byte_perm(hw, 0, sel);
+        const uint32_t u = ((lo >> lshift) & 0x000F000Fu) | (((hb >> hshift) & 0x00030003u) << 4) | kMagic;
+        out[2 * i + p] = hmul2_bits(hsub2_bits(u, kBias), i < 4 ? s0_2 : s1_2);
       }
-      out[i] = pack2(v[0], v[1]);
     }
   }
 };
@@ -147,13 +151,17 @@ struct Raw<WFmt::Q8_0> {
     const uint4 a = sld16(src + 32 * run), b = sld16(src + 32 * run + 16);
     uint16_t dh;
     std::memcpy(&dh, src + 64 + 2 * run, 2);
-    const float d = h2f(dh);
+    const uint32_t d2 = static_cast<uint32_t>(dh) | static_cast<uint32_t>(dh) << 16;
+    constexpr uint32_t kBias = 0x64806480u;  // 1152 = 1024 + 128 in both halves
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      const uint32_t word = word_of(i < 8 ? a : b, (i % 8) / 2);
-      const int sh = 16 * (i % 2);
-      out[i] = pack2(d * static_cast<float>(static_cast<int8_t>(word >> sh)),
-                     d * static_cast<float>(static_cast<int8_t>(word >> (sh + 8))));
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t word = word_of(i < 4 ? a : b, i % 4);
+#pragma unroll
+      for (int p = 0; p < 2; ++p) {
+        // int8 q -> the byte q + 128 (sign bit flipped) under the f16 exponent of 1024: 1152 + q, exactly
+        const uint32_t v = (byte_perm(word, 0, p == 0 ? 0x4140 : 0x4342) ^ 0x00800080u) | kMagic;
+        out[2 * i + p] = hmul2_bits(hsub2_bits(v, kBias), d2);
+      }
     }
   }
 };
@@ -274,9 +282,19 @@ __global__ void __launch_bounds__(kThreads, 2)
   // Split-K: partial sums to part[z][t][row] (rows w.rows long), then the tile's last block adds them up.
   const int64_t slice = static_cast<int64_t>(m) * w.rows;
   float* mine = part + static_cast<int64_t>(blockIdx.z) * slice;
-  for (int i = tid; i < m_here * kBM; i += kThreads) {
-    const int t = i / kBM, r = i % kBM;
-    if (row0 + r < w.rows) mine[static_cast<int64_t>(t0 + t) * w.rows + row0 + r] = cs[t * kCsLd + r];
+  const bool vec = w.rows % 4 == 0;  // float4 granules (row0 is a multiple of 128)
+  if (vec) {
+    for (int i = tid; i < m_here * kBM / 4; i += kThreads) {
+      const int t = i / (kBM / 4), r = 4 * (i % (kBM / 4));
+      if (row0 + r < w.rows)
+        *reinterpret_cast<float4*>(mine + static_cast<int64_t>(t0 + t) * w.rows + row0 + r) =
+            *reinterpret_cast<const float4*>(cs + t * kCsLd + r);
+    }
+  } else {
+    for (int i = tid; i < m_here * kBM; i += kThreads) {
+      const int t = i / kBM, r = i % kBM;
+      if (row0 + r < w.rows) mine[static_cast<int64_t>(t0 + t) * w.rows + row0 + r] = cs[t * kCsLd + r];
+    }
   }
   __threadfence();
   __syncthreads();
@@ -285,13 +303,32 @@ __global__ void __launch_bounds__(kThreads, 2)
   __syncthreads();
   if (!*last_flag) return;
   __threadfence();
-  for (int i = tid; i < m_here * kBM; i += kThreads) {
-    const int t = i / kBM, r = i % kBM;
-    if (row0 + r >= w.rows) continue;
-    const int64_t at = static_cast<int64_t>(t0 + t) * w.rows + row0 + r;
-    float sum = 0.f;
-    for (int z = 0; z < static_cast<int>(gridDim.z); ++z) sum += ld_cg(part + z * slice + at);
-    y[static_cast<int64_t>(t0 + t) * ldy + row0 + r] = sum;
+  const int splits = static_cast<int>(gridDim.z);  // <= kMaxSplits
+  if (vec) {
+    for (int i = tid; i < m_here * kBM / 4; i += kThreads) {
+      const int t = i / (kBM / 4), r = 4 * (i % (kBM / 4));
+      if (row0 + r >= w.rows) continue;
+      const int64_t at = static_cast<int64_t>(t0 + t) * w.rows + row0 + r;
+      float4 v[kMaxSplits];  // every split's granule in flight at once, then added in order z = 0, 1, ...
+#pragma unroll
+      for (int z = 0; z < kMaxSplits; ++z)
+        if (z < splits) v[z] = ld_cg4(part + z * slice + at);
+      float4 sum = v[0];
+#pragma unroll
+      for (int z = 1; z < kMaxSplits; ++z)
+        if (z < splits) sum.x += v[z].x, sum.y += v[z].y, sum.z += v[z].z, sum.w += v[z].w;
+      float* out = y + static_cast<int64_t>(t0 + t) * ldy + row0 + r;
+      out[0] = sum.x, out[1] = sum.y, out[2] = sum.z, out[3] = sum.w;
+    }
+  } else {
+    for (int i = tid; i < m_here * kBM; i += kThreads) {
+      const int t = i / kBM, r = i % kBM;
+      if (row0 + r >= w.rows) continue;
+      const int64_t at = static_cast<int64_t>(t0 + t) * w.rows + row0 + r;
+      float sum = 0.f;
+      for (int z = 0; z < splits; ++z) sum += ld_cg(part + z * slice + at);
+      y[static_cast<int64_t>(t0 + t) * ldy + row0 + r] = sum;
+    }
   }
   if (tid == 0) counters[tile] = 0;  // ready for the next launch (and graph replay)
 }
@@ -362,7 +399,7 @@ int qgemm_splits(const MatView& w, int m, int sms) {
   const int64_t steps = w.Kp / kBK;
   int64_t splits = (2 * static_cast<int64_t>(sms)) / std::max<int64_t>(blocks, 1);
   splits = std::min<int64_t>(splits, std::max<int64_t>(1, steps / 8));
-  return static_cast<int>(std::clamp<int64_t>(splits, 1, 16));
+  return static_cast<int>(std::clamp<int64_t>(splits, 1, kMaxSplits));
 }
 
 void qgemm_f16(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int* counters,
