@@ -6,7 +6,7 @@
 #
 # Stages (default: tests kernels models):
 #   tests      the CUDA tests (*Cuda*)
-#   e2e        the stories260K end-to-end test, by default and under E2E_SWITCHES (default VIREO_CUDA_PDL=1);
+#   e2e        the stories260K end-to-end test, by default and under E2E_SWITCHES (default VIREO_CUDA_PDL=0);
 #              E2E_FIXTURE=stories260K-Q6_K-fallback.gguf runs one fixture
 #   fused      the fused-kernel, graph and attention tests
 #   kernels    vireo_gpu_bench --kernels --quick (new and old kernels side by side)
@@ -60,8 +60,8 @@ for st in $STAGES; do
               echo "e2e $* -> rc $r, $(grep -c Failure /tmp/e2e.log) failures, $(echo "$(date +%s.%N) - $t0" | bc) s"
               grep -m3 "actual" /tmp/e2e.log; cat /tmp/e2e.log >> $OUT/e2e.log; }
       e2e VIREO_X=1
-      # PDL is off by default until this passes on a GPU (docs/CUDA-NOTES.md, v3)
-      for v in ${E2E_SWITCHES:-VIREO_CUDA_PDL=1}; do e2e ${v//,/ }; done ;;
+      # PDL is on by default since it passed here (docs/CUDA-NOTES.md, v3); the run without it stays a check
+      for v in ${E2E_SWITCHES:-VIREO_CUDA_PDL=0}; do e2e ${v//,/ }; done ;;
     fused)
       timeout 120 ./vireo_gpu_tests --gtest_filter='*Fused*Cuda*:*Graph*Cuda*:*Attention*Cuda*' 2>&1 | tee $OUT/fused.log |
         grep -E "^\[  (FAILED|PASSED|  OK) |Failure|actual" | head -20 ;;
@@ -74,7 +74,7 @@ for st in $STAGES; do
       for f in $l1 $l8; do
         b=$(basename $f .gguf)
         model "$b new" VIREO_X=1 -- --model $f --prefill 512 --decode 64
-        model "$b new+pdl" VIREO_CUDA_PDL=1 -- --model $f --prefill 512 --decode 64
+        model "$b new-pdl" VIREO_CUDA_PDL=0 -- --model $f --prefill 512 --decode 64
         model "$b old" $OLD -- --model $f --prefill 512 --decode 64
       done ;;
     long)
