@@ -16,7 +16,8 @@
 #   types      8B Q8_0 and F16
 #   cli        vireo bench --device cuda on 1B and 8B Q4_K_M, and the stories260K greedy CPU/CUDA check
 #   batch      the engine tests added with continuous batching (synthetic 1B logits, scheduler), vireo bench
-#              --parallel 1,8,32,64 on 1B and 8B Q4_K_M, and the HTTP load test on 1B (needs python3)
+#              --parallel 1,8,32,64 on 1B and 8B Q4_K_M, and the HTTP load test on 1B (needs python3;
+#              LOAD_SECONDS=0 skips it)
 #   profile    VIREO_CUDA_PROFILE=1 vireo bench: GPU time per kernel group of eager steps, per step size
 #              (PROFILE_PRESETS, default llama3.1-8b llama3.2-1b; PROFILE_PARALLEL, default "1 64")
 #   ncu        Nsight Compute: per-kernel time and DRAM bytes of a short bench (NCU_PRESET, NCU_COUNT)
@@ -100,7 +101,7 @@ for st in $STAGES; do
         timeout 200 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${PARALLEL:-1,8,32,64} 2>&1 |
           grep -v "^loading" | tee -a $OUT/parallel.log
       done
-      if command -v python3 > /dev/null && [ -f load_test.py ]; then
+      if [ "${LOAD_SECONDS:-20}" != 0 ] && command -v python3 > /dev/null && [ -f load_test.py ]; then
         timeout 200 python3 load_test.py --vireo ./vireo --model $(synth llama3.2-1b q4_k_m) --device cuda \
           --clients ${LOAD_CLIENTS:-1,8,32,64} --duration ${LOAD_SECONDS:-20} --warmup 3 --max-tokens 128 --ctx 512 \
           2>&1 | tee $OUT/load.log
