@@ -492,7 +492,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     } else {
       ensure(f16x_, static_cast<size_t>(m_tok * v.Kp) * 2, "matmul scratch");
       if (use_qgemm(v, m_tok)) {
-        const int splits = qgemm_splits(v, static_cast<int>(m_tok), sms_);
+        const int splits = qgemm_splits(v, static_cast<int>(m_tok), sms_, opts_.qgemm_blocks_per_sm, opts_.qgemm_min_steps);
         if (splits > 1) {
           ensure(qgemm_part_, static_cast<size_t>(splits * m_tok * v.rows) * sizeof(float), "matmul scratch (split-K)");
           ensure_zeroed(qgemm_cnt_, static_cast<size_t>(qgemm_tiles(v, static_cast<int>(m_tok))) * sizeof(int),
@@ -1325,7 +1325,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     }
     if (use_qgemm(w, m)) {
       qgemm_f16(w, xh, static_cast<int>(m), f(out), out.cols, static_cast<float*>(qgemm_part_.p),
-                static_cast<int*>(qgemm_cnt_.p), qgemm_splits(w, static_cast<int>(m), sms_), stream_);
+                static_cast<int*>(qgemm_cnt_.p), qgemm_splits(w, static_cast<int>(m), sms_, opts_.qgemm_blocks_per_sm, opts_.qgemm_min_steps), stream_);
       return;
     }
     const int64_t slice = gemm_slice_rows(w);
@@ -1416,6 +1416,8 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_FA", &o.attn_prefill);
   env_int("VIREO_CUDA_MV_BPS", &o.mv_blocks_per_sm);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);
+  env_int("VIREO_CUDA_QGEMM_BPS", &o.qgemm_blocks_per_sm);
+  env_int("VIREO_CUDA_QGEMM_MIN_STEPS", &o.qgemm_min_steps);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);
   env_int("VIREO_CUDA_ATTN_CHUNK", &o.attn_min_chunk);

@@ -31,7 +31,7 @@ void logit_candidates(const float* x, int64_t ldx, int rows, int64_t cols, const
 void qgemm_init(size_t smem_optin);  // once per device, before qgemm_supported
 bool qgemm_supported(const MatView& w);
 int qgemm_tiles(const MatView& w, int m);
-int qgemm_splits(const MatView& w, int m, int sms);
+int qgemm_splits(const MatView& w, int m, int sms, int blocks_per_sm, int min_steps);
 void qgemm_f16(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int* counters,
                int splits, cudaStream_t s);
 

@@ -392,13 +392,13 @@ int qgemm_tiles(const MatView& w, int m) {
   return static_cast<int>(ceil_div(w.rows, kBM) * ceil_div(m, bn_for(m)));
 }
 
-// As many K splits as keep about two blocks resident per multiprocessor without a second wave (the K loop of one
-// block is latency-bound: fill the GPU), but at least 8 K steps per block so the copy ring runs full.
-int qgemm_splits(const MatView& w, int m, int sms) {
+// As many K splits as keep about `blocks_per_sm` blocks resident per multiprocessor without a second wave (the K
+// loop of one block is latency-bound: fill the GPU), but at least `min_steps` K steps per block.
+int qgemm_splits(const MatView& w, int m, int sms, int blocks_per_sm, int min_steps) {
   const int64_t blocks = qgemm_tiles(w, m);
   const int64_t steps = w.Kp / kBK;
-  int64_t splits = (2 * static_cast<int64_t>(sms)) / std::max<int64_t>(blocks, 1);
-  splits = std::min<int64_t>(splits, std::max<int64_t>(1, steps / 8));
+  int64_t splits = (std::max(1, blocks_per_sm) * static_cast<int64_t>(sms)) / std::max<int64_t>(blocks, 1);
+  splits = std::min<int64_t>(splits, std::max<int64_t>(1, steps / std::max(1, min_steps)));
   return static_cast<int>(std::clamp<int64_t>(splits, 1, kMaxSplits));
 }
 
