@@ -140,7 +140,6 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     VCUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
     attention_init();
     attention_prefill_init(prop.sharedMemPerBlockOptin);
-    qgemm_init(prop.sharedMemPerBlockOptin);
     if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("CUDA backend: cublasCreate failed");
     if (cublasSetStream(cublas_, stream_) != CUBLAS_STATUS_SUCCESS)
       throw std::runtime_error("CUDA backend: cublasSetStream failed");
@@ -492,12 +491,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     } else {
       ensure(f16x_, static_cast<size_t>(m_tok * v.Kp) * 2, "matmul scratch");
       if (use_qgemm(v, m_tok)) {
-        const int splits = qgemm_splits(v, static_cast<int>(m_tok), sms_, opts_.qgemm_blocks_per_sm, opts_.qgemm_min_steps);
-        if (splits > 1) {
-          ensure(qgemm_part_, static_cast<size_t>(splits * m_tok * v.rows) * sizeof(float), "matmul scratch (split-K)");
-          ensure_zeroed(qgemm_cnt_, static_cast<size_t>(qgemm_tiles(v, static_cast<int>(m_tok))) * sizeof(int),
-                        "matmul scratch (split-K counters)");
-        }
+        const int splits = qgemm_splits(v, static_cast<int>(m_tok), sms_);
+        if (splits > 1) ensure(qgemm_part_, static_cast<size_t>(splits * m_tok * v.rows) * sizeof(float), "matmul scratch (split-K)");
       }
       if (v.fmt != WFmt::F16 && !use_qgemm(v, m_tok) && !m->f16) {
         const int64_t slice = gemm_slice_rows(v);
@@ -1325,7 +1320,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     }
     if (use_qgemm(w, m)) {
       qgemm_f16(w, xh, static_cast<int>(m), f(out), out.cols, static_cast<float*>(qgemm_part_.p),
-                static_cast<int*>(qgemm_cnt_.p), qgemm_splits(w, static_cast<int>(m), sms_, opts_.qgemm_blocks_per_sm, opts_.qgemm_min_steps), stream_);
+                qgemm_splits(w, static_cast<int>(m), sms_), stream_);
       return;
     }
     const int64_t slice = gemm_slice_rows(w);
@@ -1368,7 +1363,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   bool in_step_ = false;
   std::vector<Op> log_;
 
-  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, qgemm_cnt_, d_ids_, d_cand_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
+  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, d_ids_, d_cand_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
   PrepCache q8c_[2], f32_cache_, f16_cache_;
   uint64_t q8_stamp_[2] = {0, 0}, q8_clock_ = 0;
   std::vector<int32_t> slot_min_;
@@ -1416,8 +1411,6 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_FA", &o.attn_prefill);
   env_int("VIREO_CUDA_MV_BPS", &o.mv_blocks_per_sm);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);
-  env_int("VIREO_CUDA_QGEMM_BPS", &o.qgemm_blocks_per_sm);
-  env_int("VIREO_CUDA_QGEMM_MIN_STEPS", &o.qgemm_min_steps);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);
   env_int("VIREO_CUDA_ATTN_CHUNK", &o.attn_min_chunk);

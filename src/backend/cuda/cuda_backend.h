@@ -20,8 +20,6 @@ struct CudaOptions {
   // Up to this many tokens (and above matvec_max_tokens), quantized weights go through qgemm.cu (dequantized per
   // tile in shared memory, tensor cores) instead of an f16 copy in global memory + cuBLAS. 0: never.
   int qgemm_max_tokens = 64;
-  // qgemm split-K sizing: about this many blocks per multiprocessor, each at least qgemm_min_steps K steps of 64.
-  int qgemm_blocks_per_sm = 2, qgemm_min_steps = 4;
   // Keep an f16 copy of every quantized layer matrix (blk.*) on the GPU, made once at load: prefill steps then
   // multiply it with cuBLAS directly instead of dequantizing each matrix on every step. Costs 2 bytes per weight
   // of extra memory (16 GB for an 8B model), so it is off unless asked for (VIREO_CUDA_F16_WEIGHTS=1).
@@ -53,7 +51,7 @@ struct CudaOptions {
   int mv_blocks_per_sm = 0;   // > 0: cap the matvec grid (warps loop over their items)
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
-  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_QGEMM_BPS / _MIN_STEPS, VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS,
+  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS,
   // _ATTN_CHUNK, _ATTN_BPS from the environment over the defaults.
   static CudaOptions from_env();
 };

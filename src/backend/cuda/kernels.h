@@ -25,15 +25,12 @@ void logit_candidates(const float* x, int64_t ldx, int rows, int64_t cols, const
 
 // ---- qgemm.cu: the same for a few dozen tokens: weights dequantized tile by tile to f16 in shared memory and
 // multiplied on tensor cores; x is f16 with rows of w.Kp (prep_act_f16).
-// K is split over `splits` blocks (qgemm_splits) whose partial sums go to `part` (splits * m * rows floats); the
-// last block of each output tile adds them in a fixed order, counted in `counters` (qgemm_tiles ints, zero
-// before the launch and left zero after it).
-void qgemm_init(size_t smem_optin);  // once per device, before qgemm_supported
+// K is split over `splits` blocks (qgemm_splits) whose partial sums go to `part` (splits * m * rows floats) and
+// are then added in a fixed order.
 bool qgemm_supported(const MatView& w);
-int qgemm_tiles(const MatView& w, int m);
-int qgemm_splits(const MatView& w, int m, int sms, int blocks_per_sm, int min_steps);
-void qgemm_f16(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int* counters,
-               int splits, cudaStream_t s);
+int qgemm_splits(const MatView& w, int m, int sms);
+void qgemm_f16(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
+               cudaStream_t s);
 
 // ---- elementwise.cu ----
 // Device read bandwidth in bytes/s on the current device (a streaming read of about `bytes`; median of 5 runs).
