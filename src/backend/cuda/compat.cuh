@@ -155,44 +155,6 @@ VHD void st16(void* p, uint4 v) {
 #endif
 }
 
-// ---- asynchronous global -> shared copies (sm_80+: cp.async; the emulator copies at once) ----
-// A thread's copies become visible to it after cp_async_wait<N> (at most N of its committed groups still pending);
-// to other threads only after that wait and a __syncthreads().
-VDEV void cp_async16(void* smem, const void* gmem) {  // 16 bytes, cached in L2 only
-#if defined(__CUDA_ARCH__)
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
-#else
-#if defined(VIREO_CUDA_EMU)
-  ::emu::check_aligned(smem, 16);
-  ::emu::check_aligned(gmem, 16);
-#endif
-  std::memcpy(smem, gmem, 16);
-#endif
-}
-VDEV void cp_async4(void* smem, const void* gmem) {  // 4 bytes
-#if defined(__CUDA_ARCH__)
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
-#else
-#if defined(VIREO_CUDA_EMU)
-  ::emu::check_aligned(smem, 4);
-  ::emu::check_aligned(gmem, 4);
-#endif
-  std::memcpy(smem, gmem, 4);
-#endif
-}
-VDEV void cp_async_commit() {
-#if defined(__CUDA_ARCH__)
-  asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-template <int N>
-VDEV void cp_async_wait() {
-#if defined(__CUDA_ARCH__)
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-#endif
-}
 // ---- two f16 values packed in 32 bits (low half = first), for dequantizing straight to f16 pairs ----
 // byte_perm: result byte i = byte (s >> 4i) & 7 of the 8 bytes {x, y} (CUDA's __byte_perm, without its sign modes).
 VHD uint32_t byte_perm(uint32_t x, uint32_t y, uint32_t s) {
