@@ -360,7 +360,7 @@ TEST_P(Gpu, MatmulTensorCorePathInSlices) {
 }
 
 TEST_P(Gpu, MatmulQgemmPartialTiles) {
-  // qgemm.cu: row counts that are not a multiple of its 128-row tiles, token counts that fill 16/32/64-token tiles
+  // qgemm.cu: row counts that are not a multiple of its 64-row tiles, token counts that fill 16/32/64-token tiles
   // partly, and 65 tokens (beyond qgemm_max_tokens: the cuBLAS path) for comparison.
   for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q8_0, DType::Q4_0, DType::BF16}) {
     auto be = make();
@@ -370,8 +370,8 @@ TEST_P(Gpu, MatmulQgemmPartialTiles) {
 
 TEST_P(Gpu, MatmulQgemmSplitK) {
   // Few row tiles and a long K: the K range is split over several blocks per tile (qgemm_splits; the emulator
-  // has 4 multiprocessors), and the last block of each tile adds the partial sums. Run twice on one backend:
-  // the tile counters must be back at zero after every launch.
+  // has 4 multiprocessors) and the partial sums are added in a fixed order. Run twice on one backend, with
+  // different token counts: the split-K scratch is reused.
   for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_K}) {
     auto be = make();
     const int64_t rows = emu() ? 200 : 1100, K = emu() ? 2048 : 14336;
