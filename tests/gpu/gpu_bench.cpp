@@ -276,7 +276,7 @@ void bench_model(int dev, const std::string& path, int prefill, int decode, int 
   std::printf("prefill %d tokens: %.1f ms, %.0f tok/s\n", prefill, median(tp) * 1e3, prefill_tps);
   result(base + " prefill" + std::to_string(prefill), prefill_tps, "tok/s");
   // decode: 1 to 64 sequences, each at positions after the prompt
-  for (int seqs : {1, 4, 8, 16, 32, 64}) {
+  for (int seqs : {1, 2, 4, 8, 16, 32, 64}) {
     if (seqs > max_seqs) break;
     std::vector<double> td;
     for (int s = 0; s < decode; ++s) {

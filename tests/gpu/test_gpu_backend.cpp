@@ -238,8 +238,18 @@ struct MatmulResult {
   double rel_l2 = 0, worst_ratio = 0;
 };
 
+// Tokens up to which the backend with options o multiplies a matrix of type t on the int8 matrix-vector path
+// (CudaBackend::mv_max_tokens): Q4_K and Q6_K stay there up to kMatvecMaxN tokens when tensor-core tiles take over.
+int matvec_tokens(DType t, const CudaOptions& o) {
+  constexpr int kMatvecMaxN = 8;  // kernels.h
+  const int base = std::min(o.matvec_max_tokens, kMatvecMaxN);
+  const bool tiles = o.mv && o.mv_tiles > 0 && o.mv_tiles <= base + 1 && (t == DType::Q4_K || t == DType::Q6_K);
+  return tiles ? kMatvecMaxN : base;
+}
+
 void check_matmul(Backend& be, DType t, int64_t rows, int64_t K, const std::vector<int>& ns, uint32_t seed,
-                  int matvec_max = CudaOptions{}.matvec_max_tokens) {
+                  const CudaOptions& opts = CudaOptions{}) {
+  const int matvec_max = matvec_tokens(t, opts);
   SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(rows) + "x" + std::to_string(K));
   const std::vector<uint8_t> wb = make_weights(t, rows, K, seed);
   const int maxn = *std::max_element(ns.begin(), ns.end());
@@ -385,7 +395,19 @@ TEST_P(Gpu, MatmulMatvecOnlyUpToOneToken) {
   CudaOptions o;
   o.matvec_max_tokens = 1;
   auto be = make(o);
-  check_matmul(*be, DType::Q6_K, emu() ? 9 : 2048, emu() ? 256 : 4096, {1, 2}, 91, 1);
+  check_matmul(*be, DType::Q6_K, emu() ? 9 : 2048, emu() ? 256 : 4096, {1, 2}, 91, o);
+}
+
+TEST_P(Gpu, MatmulTensorCoreTilesEveryTokenCount) {
+  // mv.cu's int8 tensor-core tiles from one token on: row counts that leave a short last tile, K with fewer
+  // 256-blocks than the block's warps (emulator) or a count that is not a multiple of them (14336 = 56 blocks).
+  CudaOptions o;
+  o.mv_tiles = 1;
+  for (DType t : {DType::Q4_K, DType::Q6_K}) {
+    auto be = make(o);
+    check_matmul(*be, t, emu() ? 37 : 1003, emu() ? 512 : 4096, {1, 2, 3, 4, 5, 6, 7, 8}, 60u + static_cast<uint32_t>(t), o);
+    check_matmul(*be, t, emu() ? 21 : 4096, emu() ? 2304 : 14336, {1, 3, 8}, 70u + static_cast<uint32_t>(t), o);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -144,6 +144,19 @@ VHD uint2 ld8(const void* p) {
 #endif
 }
 
+VHD uint32_t ld4(const void* p) {
+#if defined(__CUDA_ARCH__)
+  return __ldg(reinterpret_cast<const unsigned int*>(p));
+#else
+#if defined(VIREO_CUDA_EMU)
+  ::emu::check_aligned(p, 4);
+#endif
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+#endif
+}
+
 VHD void st16(void* p, uint4 v) {
 #if defined(__CUDA_ARCH__)
   *reinterpret_cast<uint4*>(p) = v;
@@ -348,6 +361,65 @@ VDEV void quant_warp32(float v, int lane, int8_t* q, float2* ds) {
   q[lane] = static_cast<int8_t>(qi);
   const int sum = warp_sum_int(qi);
   if (lane == 0) *ds = make_float2(d, d * static_cast<float>(sum));
+}
+
+// ---- int8 tensor-core products of one warp (mma.sync, sm_80+), with int32 results started from zero ----
+// Fragments (lane = 4 * group + tig; bytes of a register are consecutive k):
+//   m16n8k32: a[0] = A[group][4 tig ..], a[1] = A[group + 8][4 tig ..], a[2] = A[group][16 + 4 tig ..],
+//             a[3] = A[group + 8][16 + 4 tig ..];  b[0] = B[4 tig ..][group], b[1] = B[16 + 4 tig ..][group];
+//   m16n8k16: a[0] = A[group][4 tig ..], a[1] = A[group + 8][4 tig ..];  b = B[4 tig ..][group];
+//   c[0], c[1] = C[group][2 tig], C[group][2 tig + 1];  c[2], c[3] = the same columns of row group + 8.
+#if defined(VIREO_CUDA_EMU)
+namespace mma_detail {
+inline int8_t byte_at(uint32_t w, int i) { return static_cast<int8_t>((w >> (8 * i)) & 0xffu); }
+// C fragment of this lane from the gathered A (16 x K) and B (K x 8) registers of the warp.
+template <int K>
+void products(const uint32_t (*a)[32], int na, const uint32_t (*b)[32], int (&c)[4]) {
+  int A[16][K], B[K][8];
+  for (int l = 0; l < 32; ++l) {
+    const int g = l >> 2, t = l & 3;
+    for (int r = 0; r < na; ++r)
+      for (int i = 0; i < 4; ++i) A[g + 8 * (r & 1)][16 * (r >> 1) + 4 * t + i] = byte_at(a[r][l], i);
+    for (int r = 0; r < K / 16; ++r)
+      for (int i = 0; i < 4; ++i) B[16 * r + 4 * t + i][g] = byte_at(b[r][l], i);
+  }
+  const int lane = static_cast<int>(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
+  for (int j = 0; j < 4; ++j) {
+    const int row = g + 8 * (j >> 1), col = 2 * t + (j & 1);
+    int s = 0;
+    for (int k = 0; k < K; ++k) s += A[row][k] * B[k][col];
+    c[j] = s;
+  }
+}
+}  // namespace mma_detail
+#endif
+VDEV void mma_s8_k32(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__)
+  asm(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};"
+      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+#elif defined(VIREO_CUDA_EMU)
+  uint32_t a[4][32], b[2][32];
+  const uint32_t av[4] = {a0, a1, a2, a3}, bv[2] = {b0, b1};
+  for (int r = 0; r < 4; ++r) ::emu::warp_gather_bits(av[r], a[r]);
+  for (int r = 0; r < 2; ++r) ::emu::warp_gather_bits(bv[r], b[r]);
+  mma_detail::products<32>(a, 4, b, c);
+#endif
+}
+VDEV void mma_s8_k16(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+#if defined(__CUDA_ARCH__)
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%7,%7,%7};"
+      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+      : "r"(a0), "r"(a1), "r"(b0), "r"(0));
+#elif defined(VIREO_CUDA_EMU)
+  uint32_t a[2][32], b[1][32];
+  ::emu::warp_gather_bits(a0, a[0]);
+  ::emu::warp_gather_bits(a1, a[1]);
+  ::emu::warp_gather_bits(b0, b[0]);
+  mma_detail::products<16>(a, 2, b, c);
+#endif
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

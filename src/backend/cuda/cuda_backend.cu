@@ -480,7 +480,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     if (out.cols < v.rows) throw std::runtime_error("matmul: output narrower than the weight's rows");
     const int64_t m_tok = x.rows;
     if (m_tok <= 0) return;
-    if (m_tok <= std::min(opts_.matvec_max_tokens, kMatvecMaxN)) {
+    if (m_tok <= mv_max_tokens(v.fmt)) {
       if (wfmt_uses_q8(v.fmt)) {
         ensure_q8(m_tok, std::max(v.K, v.rows));
         // a fused gate/up launch counts finished rows per group of 32 (one int each, kept zero between launches)
@@ -916,7 +916,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     if (op.kind == OpKind::Matmul) {
       const MatView& w = view(op);
       const int64_t m = op.a.rows;
-      const char* path = m <= std::min(opts_.matvec_max_tokens, kMatvecMaxN) ? (opts_.mv ? "mv" : "matvec")
+      const bool tiles = opts_.mv && opts_.mv_tiles > 0 && m >= opts_.mv_tiles && mv_tile_format(w.fmt);
+      const char* path = m <= mv_max_tokens(w.fmt) ? (!opts_.mv ? "matvec" : tiles ? "mv-tiles" : "mv")
                          : w.fmt == WFmt::F16 || cw(op.w)->f16 ? "cublas"
                          : use_qgemm(w, m)                     ? "qgemm"
                                                                : "dequant+cublas";
@@ -992,7 +993,13 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   }
 
   bool on_matvec_path(const Op& op) const {
-    return op.kind == OpKind::Matmul && op.a.rows >= 1 && op.a.rows <= std::min(opts_.matvec_max_tokens, kMatvecMaxN);
+    return op.kind == OpKind::Matmul && op.a.rows >= 1 && op.a.rows <= mv_max_tokens(view(op).fmt);
+  }
+  // Tokens up to which a matrix of format f takes the matvec path (above: qgemm / cuBLAS).
+  int mv_max_tokens(WFmt f) const {
+    const int base = std::min(opts_.matvec_max_tokens, kMatvecMaxN);
+    const bool tiles = opts_.mv && opts_.mv_tiles > 0 && opts_.mv_tiles <= base + 1 && mv_tile_format(f);
+    return tiles ? kMatvecMaxN : base;
   }
   static const MatView& view(const Op& op) { return cw(op.w)->view; }
 
@@ -1019,7 +1026,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     a.kv_dim = kv_.kv_dim;
   }
   void mv_run(const MvArgs& a, int64_t rows) {
-    mv_launch(a, static_cast<int>(rows), opts_.mv_blocks_per_sm > 0 ? opts_.mv_blocks_per_sm * sms_ : 0, stream_);
+    mv_launch(a, static_cast<int>(rows), opts_.mv_blocks_per_sm > 0 ? opts_.mv_blocks_per_sm * sms_ : 0, opts_.mv_tiles,
+              stream_);
   }
   static MvSeg plain_seg(const MatView& w, const Act& out) {
     MvSeg g;
@@ -1033,7 +1041,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   // Runs ops i, i+1, ... as one fused kernel when they form a known pattern; returns how many ops it ran
   // (0: none, run op i alone). Only for matvec-sized steps; the patterns are those of a Llama layer.
   size_t run_fused(size_t i) {
-    if (!opts_.fuse || n_ > std::min(opts_.matvec_max_tokens, kMatvecMaxN)) return 0;
+    if (!opts_.fuse || n_ > kMatvecMaxN) return 0;
     const Op& op = log_[i];
     const Op* nx = i + 1 < log_.size() ? &log_[i + 1] : nullptr;
     switch (op.kind) {
@@ -1281,7 +1289,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   void run_matmul(const MatView& w, const Act& x, const Act& out, const uint16_t* w_f16 = nullptr) {
     const int m = static_cast<int>(x.rows);
     if (m <= 0) return;
-    if (m <= std::min(opts_.matvec_max_tokens, kMatvecMaxN)) {
+    if (m <= mv_max_tokens(w.fmt)) {
       if (opts_.mv) {
         MvArgs a;
         mv_inputs(a, x, w);
@@ -1410,6 +1418,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_ATTN", &o.attn_decode);
   env_int("VIREO_CUDA_FA", &o.attn_prefill);
   env_int("VIREO_CUDA_MV_BPS", &o.mv_blocks_per_sm);
+  env_int("VIREO_CUDA_MV_TILES", &o.mv_tiles);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);

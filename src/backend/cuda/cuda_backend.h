@@ -49,9 +49,13 @@ struct CudaOptions {
   //                (attention_prefill.cu) when the cache is f16 and head_dim is 64 or 128.
   int fuse = 1, pdl = 1, mv = 1, attn_decode = 1, attn_prefill = 1;
   int mv_blocks_per_sm = 0;   // > 0: cap the matvec grid (warps loop over their items)
+  // From this many tokens on, fused matvec launches of Q4_K/Q6_K matrices run on int8 tensor-core tiles (mv.cu),
+  // and those matrices stay on the matvec path up to kMatvecMaxN tokens instead of going to qgemm above
+  // matvec_max_tokens (when mv_tiles <= matvec_max_tokens + 1). 0: never.
+  int mv_tiles = 3;
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
-  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS,
+  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS, _MV_TILES,
   // _ATTN_CHUNK, _ATTN_BPS from the environment over the defaults.
   static CudaOptions from_env();
 };

@@ -44,39 +44,15 @@ VDEV void mv_rows(const MvSeg& s, int64_t i, int64_t* r0, int64_t* r1) {
   }
 }
 
-template <int N>
-VDEV void mv_epilogue(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int lane, float (&acc)[2][N]) {
-  float v0 = 0.f, v1 = 0.f;
-  VUNROLL for (int t = 0; t < N; ++t) {
-    const float x0 = warp_sum(acc[0][t]), x1 = warp_sum(acc[1][t]);
-    if (lane == t) v0 = x0, v1 = x1;
-  }
-  const int t = lane;
+// The results v0, v1 (rows r0, r1) of one token t of one item: stores and the per-token epilogue of the mode.
+VDEV void mv_store(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int t, float v0, float v1) {
   if (s.mode == kMvGlu) {
-    if (t < N) {
-      const float h = v0 / (1.f + expf(-v0)) * v1;
-      if (s.y) s.y[t * s.ldy + r0] = v0;
-      if (s.y2) s.y2[t * s.ldy2 + r0] = v1;
-      s.h[t * s.ldh + r0] = h;
-    }
-    if (!a.oq) return;
-    // Count this row in its group of 32; the warp that completes the group quantizes it for every token.
-    __threadfence();
-    __syncwarp();
-    const int64_t g = r0 / 32;
-    int prev = 0;
-    if (lane == 0) prev = atomicAdd(a.counters + g, 1);
-    prev = warp_max_int(lane == 0 ? prev : -1);
-    if (prev != 31) return;
-    __threadfence();
-    VUNROLL for (int tt = 0; tt < N; ++tt) {
-      const float v = ld_cg(s.h + tt * s.ldh + g * 32 + lane);
-      quant_warp32(v, lane, a.oq + tt * a.oq_stride + g * 32, a.ods + tt * a.ods_stride + g);
-    }
-    if (lane == 0) a.counters[g] = 0;  // ready for the next launch
+    const float h = v0 / (1.f + expf(-v0)) * v1;
+    if (s.y) s.y[t * s.ldy + r0] = v0;
+    if (s.y2) s.y2[t * s.ldy2 + r0] = v1;
+    s.h[t * s.ldh + r0] = h;
     return;
   }
-  if (t >= N) return;
   if (s.mode == kMvRopeNormal || s.mode == kMvRopeNeox) {
     const int j = static_cast<int>(r0 % s.head_dim);
     const bool rotated = s.mode == kMvRopeNeox ? j < s.rope_dim / 2 : j < s.rope_dim;
@@ -105,6 +81,36 @@ VDEV void mv_epilogue(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, i
       if (two) c[r1] = v1;
     }
   }
+}
+
+// glu with int8 output activations: the warp has finished `count` rows of group g (32 rows) and counts them on the
+// group's atomic counter; the warp that completes the group quantizes it for every token (warp-collective).
+template <int N>
+VDEV void mv_glu_count(const MvArgs& a, const MvSeg& s, int64_t g, int count, int lane) {
+  if (!a.oq) return;
+  __threadfence();
+  __syncwarp();
+  int prev = 0;
+  if (lane == 0) prev = atomicAdd(a.counters + g, count);
+  prev = warp_max_int(lane == 0 ? prev : -1);
+  if (prev + count != 32) return;
+  __threadfence();
+  VUNROLL for (int tt = 0; tt < N; ++tt) {
+    const float v = ld_cg(s.h + tt * s.ldh + g * 32 + lane);
+    quant_warp32(v, lane, a.oq + tt * a.oq_stride + g * 32, a.ods + tt * a.ods_stride + g);
+  }
+  if (lane == 0) a.counters[g] = 0;  // ready for the next launch
+}
+
+template <int N>
+VDEV void mv_epilogue(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int lane, float (&acc)[2][N]) {
+  float v0 = 0.f, v1 = 0.f;
+  VUNROLL for (int t = 0; t < N; ++t) {
+    const float x0 = warp_sum(acc[0][t]), x1 = warp_sum(acc[1][t]);
+    if (lane == t) v0 = x0, v1 = x1;
+  }
+  if (lane < N) mv_store(a, s, r0, r1, lane, v0, v1);
+  if (s.mode == kMvGlu) mv_glu_count<N>(a, s, r0 / 32, 1, lane);
 }
 
 VDEV int mv_seg_of(const MvArgs& a, int64_t it, int64_t* i) {
@@ -192,6 +198,184 @@ __global__ void __launch_bounds__(kWarps * 32) mv_kernel(const __grid_constant__
   }
 }
 
+// ---- tensor-core tiles: a block of kTileWarps warps computes 8 items (16 rows) for up to 8 tokens ----
+// The 16 rows of an m16n8 int8 product are the two rows of 8 items (A row g = r0 of item g, row g + 8 = r1), the 8
+// columns are the tokens (token g's activations come from lane group g; tokens >= N read zeros). Each warp takes
+// every kTileWarps-th 256-element block of K; the warps' partial sums meet in shared memory and warp 0 runs the
+// epilogue: lane (g, tig) holds both rows of item g for tokens 2 tig and 2 tig + 1. Weights go straight from
+// global memory into the fragment registers (no shared-memory staging, no barrier in the K loop); the next
+// block's weights are loaded before the current block's products.
+constexpr int kTileWarps = 8;
+constexpr int kTileItems = 8;
+
+template <WFmt F>
+struct TileW;
+
+// Q4_K: lane tig holds bytes 8 tig .. 8 tig + 7 of each 32-byte chunk c of qs: the low nibbles are elements
+// 8 tig .. 8 tig + 7 of sub-block 2c, the high nibbles the same elements of sub-block 2c + 1. One m16n8k32
+// product per sub-block: fragment k = 4 tig + i is element 8 tig + i, k = 16 + 4 tig + i is element 8 tig + 4 + i,
+// so one 8-byte load of the activations at 32 s + 8 tig is the B fragment.
+template <>
+struct TileW<WFmt::Q4_K> {
+  uint4 meta;
+  uint2 q[4];
+  static VDEV void load(const MatView& m, int64_t row, int64_t b, int tig, TileW& w) {
+    const uint8_t* blk = m.q + row * m.row_bytes + b * 144;
+    w.meta = ld16(blk);
+    VUNROLL for (int c = 0; c < 4; ++c) w.q[c] = ld8(blk + 16 + 32 * c + 8 * tig);
+  }
+  template <int N>
+  static VDEV void step(const TileW (&w)[2], const ActQ8& act, int64_t b, int g, int tig, float (&acc)[2][2]) {
+    const int8_t* xq = act.q + (g < N ? g : 0) * act.q_stride + 256 * b + 8 * tig;
+    const float2* ds[2];
+    VUNROLL for (int j = 0; j < 2; ++j) ds[j] = act.ds + imin(2 * tig + j, N - 1) * act.ds_stride + 8 * b;
+    float d[2], dmin[2];
+    VUNROLL for (int r = 0; r < 2; ++r) {
+      d[r] = h2f(static_cast<uint16_t>(w[r].meta.x & 0xffffu));
+      dmin[r] = h2f(static_cast<uint16_t>(w[r].meta.x >> 16));
+    }
+    VUNROLL for (int sb = 0; sb < 8; ++sb) {
+      const int c = sb >> 1, sh = 4 * (sb & 1);
+      const uint2 x = g < N ? ld8(xq + 32 * sb) : make_uint2(0u, 0u);
+      int p[4];
+      mma_s8_k32(p, (w[0].q[c].x >> sh) & 0x0f0f0f0fu, (w[1].q[c].x >> sh) & 0x0f0f0f0fu,
+                 (w[0].q[c].y >> sh) & 0x0f0f0f0fu, (w[1].q[c].y >> sh) & 0x0f0f0f0fu, x.x, x.y);
+      const float2 a0 = ds[0][sb], a1 = ds[1][sb];
+      VUNROLL for (int r = 0; r < 2; ++r) {
+        int sc, mn;
+        k4_scale_min_words(w[r].meta.y, w[r].meta.z, w[r].meta.w, sb, &sc, &mn);
+        const float fs = d[r] * static_cast<float>(sc), fm = dmin[r] * static_cast<float>(mn);
+        acc[r][0] += fs * a0.x * static_cast<float>(p[2 * r]) - fm * a0.y;
+        acc[r][1] += fs * a1.x * static_cast<float>(p[2 * r + 1]) - fm * a1.y;
+      }
+    }
+  }
+};
+
+// Q6_K: 16-element scale groups, so one m16n8k16 product per group. Group G = 8n + 2k + hh covers elements
+// e = 128n + 32k + 16hh + (0..15); lane tig holds e + 4 tig .. e + 4 tig + 3: their low bits are bytes
+// 4 tig .. of ql[64n + 32(k & 1) + 16hh ..] (nibble k >> 1), their high bits bits 2k of qh[32n + 16hh + 4 tig ..].
+template <>
+struct TileW<WFmt::Q6_K> {
+  uint32_t l0[2][2], l1[2][2], h[2][2];  // [n][hh]
+  uint4 sc;
+  float d;
+  static VDEV void load(const MatView& m, int64_t row, int64_t b, int tig, TileW& w) {
+    const uint8_t* body = m.q + row * m.row_bytes + b * 208;
+    VUNROLL for (int n = 0; n < 2; ++n) {
+      VUNROLL for (int hh = 0; hh < 2; ++hh) {
+        w.l0[n][hh] = ld4(body + 64 * n + 16 * hh + 4 * tig);
+        w.l1[n][hh] = ld4(body + 64 * n + 32 + 16 * hh + 4 * tig);
+        w.h[n][hh] = ld4(body + 128 + 32 * n + 16 * hh + 4 * tig);
+      }
+    }
+    w.sc = ld16(body + 192);
+    w.d = h2f(m.aux[row * m.nb + b]);
+  }
+  template <int N>
+  static VDEV void step(const TileW (&w)[2], const ActQ8& act, int64_t b, int g, int tig, float (&acc)[2][2]) {
+    const int8_t* xq = act.q + (g < N ? g : 0) * act.q_stride + 256 * b + 4 * tig;
+    const float2* ds[2];
+    VUNROLL for (int j = 0; j < 2; ++j) ds[j] = act.ds + imin(2 * tig + j, N - 1) * act.ds_stride + 8 * b;
+    VUNROLL for (int n = 0; n < 2; ++n) {
+      VUNROLL for (int k = 0; k < 4; ++k) {
+        const float da0 = ds[0][4 * n + k].x, da1 = ds[1][4 * n + k].x;
+        VUNROLL for (int hh = 0; hh < 2; ++hh) {
+          const int G = 8 * n + 2 * k + hh, sh = 4 * (k >> 1);
+          uint32_t q[2];
+          VUNROLL for (int r = 0; r < 2; ++r) {
+            const uint32_t L = (k & 1) ? w[r].l1[n][hh] : w[r].l0[n][hh];
+            const uint32_t v = ((L >> sh) & 0x0f0f0f0fu) | (((w[r].h[n][hh] >> (2 * k)) & 0x03030303u) << 4);
+            q[r] = vsub4(v, 0x20202020u);
+          }
+          const uint32_t x = g < N ? ld4(xq + 128 * n + 32 * k + 16 * hh) : 0u;
+          int p[4];
+          mma_s8_k16(p, q[0], q[1], x);
+          VUNROLL for (int r = 0; r < 2; ++r) {
+            const uint32_t scw = word_of(w[r].sc, G >> 2);
+            const float fs = w[r].d * static_cast<float>(static_cast<int8_t>((scw >> (8 * (G & 3))) & 0xffu));
+            acc[r][0] += fs * da0 * static_cast<float>(p[2 * r]);
+            acc[r][1] += fs * da1 * static_cast<float>(p[2 * r + 1]);
+          }
+        }
+      }
+    }
+  }
+};
+
+// This warp's share of K for rows r0 (of wa) and r1 (of wb): blocks warp, warp + kTileWarps, ...
+template <WFmt F, int N>
+VDEV void tile_rows(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int warp, int lane,
+                    float (&acc)[2][2]) {
+  const int g = lane >> 2, tig = lane & 3;
+  const int64_t nb = s.wa.nb;
+  TileW<F> cur[2], nxt[2];
+  int64_t b = warp;
+  if (b < nb) {
+    TileW<F>::load(s.wa, r0, b, tig, nxt[0]);
+    TileW<F>::load(s.wb, r1, b, tig, nxt[1]);
+  }
+  pdl_wait();  // the activations come from the previous kernel
+  pdl_trigger();
+  for (; b < nb; b += kTileWarps) {
+    cur[0] = nxt[0];
+    cur[1] = nxt[1];
+    if (b + kTileWarps < nb) {
+      TileW<F>::load(s.wa, r0, b + kTileWarps, tig, nxt[0]);
+      TileW<F>::load(s.wb, r1, b + kTileWarps, tig, nxt[1]);
+    }
+    TileW<F>::template step<N>(cur, a.aq, b, g, tig, acc);
+  }
+}
+
+VDEV int64_t mv_tiles(const MvSeg& s) { return (s.items + kTileItems - 1) / kTileItems; }
+
+template <WFmt F0, WFmt F1, int N>
+__global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_constant__ MvArgs a) {
+  VSHARED(float, part, kTileWarps * 4 * 32);
+  const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
+  int si = 0;
+  int64_t tile = blockIdx.x;
+  while (si + 1 < kMvMaxSegs && tile >= mv_tiles(a.seg[si])) tile -= mv_tiles(a.seg[si++]);
+  const MvSeg& s = a.seg[si];
+  const int64_t i0 = tile * kTileItems;
+  const int g = lane >> 2, tig = lane & 3;
+  const int64_t item = i0 + g < s.items ? i0 + g : s.items - 1;  // a short last tile repeats its last item
+  int64_t r0, r1;
+  mv_rows(s, item, &r0, &r1);
+  float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+  if (F0 == F1 || s.wa.fmt == F0)
+    tile_rows<F0, N>(a, s, r0, r1, warp, lane, acc);
+  else
+    tile_rows<F1, N>(a, s, r0, r1, warp, lane, acc);
+  VUNROLL for (int j = 0; j < 4; ++j) part[(warp * 4 + j) * 32 + lane] = acc[j >> 1][j & 1];
+  __syncthreads();
+  if (warp != 0) return;
+  float v[4];
+  VUNROLL for (int j = 0; j < 4; ++j) {
+    float x = 0.f;
+    for (int w = 0; w < kTileWarps; ++w) x += part[(w * 4 + j) * 32 + lane];
+    v[j] = x;
+  }
+  if (i0 + g < s.items) {
+    VUNROLL for (int j = 0; j < 2; ++j)
+      if (2 * tig + j < N) mv_store(a, s, r0, r1, 2 * tig + j, v[j], v[2 + j]);
+  }
+  if (s.mode == kMvGlu) {
+    const int64_t left = s.items - i0;
+    mv_glu_count<N>(a, s, i0 / 32, static_cast<int>(left < kTileItems ? left : kTileItems), lane);
+  }
+}
+
+template <WFmt F0, WFmt F1, int N>
+void mv_tile_go(const MvArgs& a, cudaStream_t s) {
+  int64_t tiles = 0;
+  for (int i = 0; i < a.nseg; ++i) tiles += ceil_div(a.seg[i].items, kTileItems);
+  auto* k = &mv_tile_kernel<F0, F1, N>;
+  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(tiles)), dim3(kTileWarps * 32), 0, s, a);
+  VCHECK_LAUNCH("matmul (fused matvec, tensor-core tiles)");
+}
+
 template <WFmt F0, WFmt F1, int N>
 void mv_go(const MvArgs& a, int64_t blocks, cudaStream_t s) {
   auto* k = &mv_kernel<F0, F1, N>;
@@ -199,17 +383,25 @@ void mv_go(const MvArgs& a, int64_t blocks, cudaStream_t s) {
   VCHECK_LAUNCH("matmul (fused matvec)");
 }
 
+template <WFmt F0, WFmt F1, int N>
+void mv_pick(const MvArgs& a, bool tiles, int64_t blocks, cudaStream_t s) {
+  if constexpr (mv_tile_format(F0) && mv_tile_format(F1)) {
+    if (tiles) return mv_tile_go<F0, F1, N>(a, s);
+  }
+  mv_go<F0, F1, N>(a, blocks, s);
+}
+
 template <WFmt F0, WFmt F1>
-void mv_n(const MvArgs& a, int n, int64_t blocks, cudaStream_t s) {
+void mv_n(const MvArgs& a, int n, bool tiles, int64_t blocks, cudaStream_t s) {
   switch (n) {
-    case 1: mv_go<F0, F1, 1>(a, blocks, s); break;
-    case 2: mv_go<F0, F1, 2>(a, blocks, s); break;
-    case 3: mv_go<F0, F1, 3>(a, blocks, s); break;
-    case 4: mv_go<F0, F1, 4>(a, blocks, s); break;
-    case 5: mv_go<F0, F1, 5>(a, blocks, s); break;
-    case 6: mv_go<F0, F1, 6>(a, blocks, s); break;
-    case 7: mv_go<F0, F1, 7>(a, blocks, s); break;
-    case 8: mv_go<F0, F1, 8>(a, blocks, s); break;
+    case 1: mv_pick<F0, F1, 1>(a, tiles, blocks, s); break;
+    case 2: mv_pick<F0, F1, 2>(a, tiles, blocks, s); break;
+    case 3: mv_pick<F0, F1, 3>(a, tiles, blocks, s); break;
+    case 4: mv_pick<F0, F1, 4>(a, tiles, blocks, s); break;
+    case 5: mv_pick<F0, F1, 5>(a, tiles, blocks, s); break;
+    case 6: mv_pick<F0, F1, 6>(a, tiles, blocks, s); break;
+    case 7: mv_pick<F0, F1, 7>(a, tiles, blocks, s); break;
+    case 8: mv_pick<F0, F1, 8>(a, tiles, blocks, s); break;
     default: throw std::runtime_error("CUDA backend: fused matvec called with " + std::to_string(n) + " tokens");
   }
 }
@@ -225,7 +417,7 @@ int64_t mv_items(const MvSeg& s) {
   }
 }
 
-void mv_launch(MvArgs a, int n, int max_blocks, cudaStream_t s) {
+void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, cudaStream_t s) {
   if (a.nseg < 1 || a.nseg > kMvMaxSegs) throw std::runtime_error("CUDA backend: fused matvec: bad segment count");
   int64_t items = 0;
   for (int i = 0; i < a.nseg; ++i) {
@@ -249,26 +441,27 @@ void mv_launch(MvArgs a, int n, int max_blocks, cudaStream_t s) {
     if (a.seg[i].wa.fmt != f0 && a.seg[i].wa.fmt != f1)
       throw std::runtime_error("CUDA backend: fused matvec: more than two formats in one launch");
   if (!mv_formats_supported(f0, f1)) throw std::runtime_error("CUDA backend: fused matvec: unsupported formats");
+  const bool tiles = tile_min_n > 0 && n >= tile_min_n && mv_tile_format(f0) && mv_tile_format(f1);
   if (f1 == WFmt::Q4_K && f0 != WFmt::Q4_K) std::swap(f0, f1);
   if (f1 == WFmt::Q5_K && f0 == WFmt::Q6_K) std::swap(f0, f1);
   if (f0 == f1) {
     switch (f0) {
-      case WFmt::Q4_K: mv_n<WFmt::Q4_K, WFmt::Q4_K>(a, n, blocks, s); break;
-      case WFmt::Q5_K: mv_n<WFmt::Q5_K, WFmt::Q5_K>(a, n, blocks, s); break;
-      case WFmt::Q6_K: mv_n<WFmt::Q6_K, WFmt::Q6_K>(a, n, blocks, s); break;
-      case WFmt::Q8_0: mv_n<WFmt::Q8_0, WFmt::Q8_0>(a, n, blocks, s); break;
-      case WFmt::Q4_0: mv_n<WFmt::Q4_0, WFmt::Q4_0>(a, n, blocks, s); break;
-      case WFmt::F16: mv_n<WFmt::F16, WFmt::F16>(a, n, blocks, s); break;
-      case WFmt::BF16: mv_n<WFmt::BF16, WFmt::BF16>(a, n, blocks, s); break;
-      case WFmt::F32: mv_n<WFmt::F32, WFmt::F32>(a, n, blocks, s); break;
+      case WFmt::Q4_K: mv_n<WFmt::Q4_K, WFmt::Q4_K>(a, n, tiles, blocks, s); break;
+      case WFmt::Q5_K: mv_n<WFmt::Q5_K, WFmt::Q5_K>(a, n, tiles, blocks, s); break;
+      case WFmt::Q6_K: mv_n<WFmt::Q6_K, WFmt::Q6_K>(a, n, tiles, blocks, s); break;
+      case WFmt::Q8_0: mv_n<WFmt::Q8_0, WFmt::Q8_0>(a, n, tiles, blocks, s); break;
+      case WFmt::Q4_0: mv_n<WFmt::Q4_0, WFmt::Q4_0>(a, n, tiles, blocks, s); break;
+      case WFmt::F16: mv_n<WFmt::F16, WFmt::F16>(a, n, tiles, blocks, s); break;
+      case WFmt::BF16: mv_n<WFmt::BF16, WFmt::BF16>(a, n, tiles, blocks, s); break;
+      case WFmt::F32: mv_n<WFmt::F32, WFmt::F32>(a, n, tiles, blocks, s); break;
       default: throw std::runtime_error("CUDA backend: fused matvec: unsupported format");
     }
   } else if (f0 == WFmt::Q4_K && f1 == WFmt::Q6_K) {
-    mv_n<WFmt::Q4_K, WFmt::Q6_K>(a, n, blocks, s);
+    mv_n<WFmt::Q4_K, WFmt::Q6_K>(a, n, tiles, blocks, s);
   } else if (f0 == WFmt::Q5_K && f1 == WFmt::Q6_K) {
-    mv_n<WFmt::Q5_K, WFmt::Q6_K>(a, n, blocks, s);
+    mv_n<WFmt::Q5_K, WFmt::Q6_K>(a, n, tiles, blocks, s);
   } else {
-    mv_n<WFmt::Q4_K, WFmt::Q5_K>(a, n, blocks, s);
+    mv_n<WFmt::Q4_K, WFmt::Q5_K>(a, n, tiles, blocks, s);
   }
 }
 

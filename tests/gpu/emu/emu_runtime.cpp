@@ -194,6 +194,19 @@ uint32_t shfl_xor_bits(uint32_t v, int lane_mask) {
   return r;
 }
 
+void warp_gather_bits(uint32_t v, uint32_t* all) {
+  Scheduler& s = sched();
+  Block& b = *s.block;
+  const int linear = s.current->linear;
+  const int warp = linear / 32, lane = linear % 32;
+  if (b.warp_live[warp] != 32) fatal("warp matrix operation in a warp that is not complete");
+  uint32_t* slots = b.shfl_slots.data() + static_cast<size_t>(warp) * 32;
+  slots[lane] = v;
+  wait_at(b.warp_barriers[warp], b.warp_live[warp]);
+  for (int i = 0; i < 32; ++i) all[i] = slots[i];
+  wait_at(b.warp_barriers[warp], b.warp_live[warp]);
+}
+
 // The static shared window starts 128-byte aligned (as on the GPU), so alignments up to 128 hold in absolute
 // addresses (WMMA tiles need 32).
 unsigned char* static_base(Block& b) {

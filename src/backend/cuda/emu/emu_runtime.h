@@ -42,6 +42,8 @@ const dim3& block_dim();
 const dim3& grid_dim();
 void syncthreads();
 uint32_t shfl_xor_bits(uint32_t v, int lane_mask);
+// Every lane of the warp gets the 32 lanes' values (all[i] = lane i's v): the emulator's mma.sync is built on it.
+void warp_gather_bits(uint32_t v, uint32_t* all);
 void* shared_static(size_t bytes, size_t align);
 void* shared_dynamic();
 void check_aligned(const void* p, size_t align);
