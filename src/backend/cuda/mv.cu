@@ -204,7 +204,8 @@ __global__ void __launch_bounds__(kWarps * 32) mv_kernel(const __grid_constant__
 // every kTileWarps-th 256-element block of K; the warps' partial sums meet in shared memory and warp 0 runs the
 // epilogue: lane (g, tig) holds both rows of item g for tokens 2 tig and 2 tig + 1. Weights go straight from
 // global memory into the fragment registers (no shared-memory staging, no barrier in the K loop); the next
-// block's weights are loaded before the current block's products.
+// block's weights are loaded before the current block's products. Small integers (scales, the int32 products)
+// become floats through small_int_to_float: conversions run at a quarter of the rate and would bound the loop.
 constexpr int kTileWarps = 8;
 constexpr int kTileItems = 8;
 
@@ -244,9 +245,9 @@ struct TileW<WFmt::Q4_K> {
       VUNROLL for (int r = 0; r < 2; ++r) {
         int sc, mn;
         k4_scale_min_words(w[r].meta.y, w[r].meta.z, w[r].meta.w, sb, &sc, &mn);
-        const float fs = d[r] * static_cast<float>(sc), fm = dmin[r] * static_cast<float>(mn);
-        acc[r][0] += fs * a0.x * static_cast<float>(p[2 * r]) - fm * a0.y;
-        acc[r][1] += fs * a1.x * static_cast<float>(p[2 * r + 1]) - fm * a1.y;
+        const float fs = d[r] * small_int_to_float(sc), fm = dmin[r] * small_int_to_float(mn);
+        acc[r][0] += fs * a0.x * small_int_to_float(p[2 * r]) - fm * a0.y;
+        acc[r][1] += fs * a1.x * small_int_to_float(p[2 * r + 1]) - fm * a1.y;
       }
     }
   }
@@ -293,9 +294,9 @@ struct TileW<WFmt::Q6_K> {
           mma_s8_k16(p, q[0], q[1], x);
           VUNROLL for (int r = 0; r < 2; ++r) {
             const uint32_t scw = word_of(w[r].sc, G >> 2);
-            const float fs = w[r].d * static_cast<float>(static_cast<int8_t>((scw >> (8 * (G & 3))) & 0xffu));
-            acc[r][0] += fs * da0 * static_cast<float>(p[2 * r]);
-            acc[r][1] += fs * da1 * static_cast<float>(p[2 * r + 1]);
+            const float fs = w[r].d * small_int_to_float(static_cast<int8_t>((scw >> (8 * (G & 3))) & 0xffu));
+            acc[r][0] += fs * da0 * small_int_to_float(p[2 * r]);
+            acc[r][1] += fs * da1 * small_int_to_float(p[2 * r + 1]);
           }
         }
       }
