@@ -1010,9 +1010,14 @@ TEST_P(Gpu, FusedDecodeLayersMatchUnfused) {
       std::vector<float> res[3];
       for (int i = 0; i < 3; ++i) res[i] = nets[i].run(*bes[i], b);
       const bool quant = native_quant(c.wqk);
-      // The two CUDA paths differ by the order of a few float sums, which can flip the rounding of int8
-      // activations; the CPU backend quantizes activations its own way (a few % over two random layers).
-      EXPECT_LE(rel_l2(res[0], res[1]), quant ? 1e-2 : 2e-4) << "fused vs one kernel per op";
+      // The two CUDA paths differ by the order of float sums (most of all the tensor-core tiles of 3+ tokens, which
+      // add per 32-element sub-block), which can flip the rounding of int8 activations: ~1% apart over two random
+      // layers (H100, 2026-12-06: 0.006-0.012), while each is ~5% from the CPU backend, which quantizes
+      // activations its own way. So: close to each other, and the fused path no farther from the CPU than the
+      // unfused one (an error of the fused kernels would show there as 0.2 and more).
+      EXPECT_LE(rel_l2(res[0], res[1]), quant ? 2e-2 : 2e-4) << "fused vs one kernel per op";
+      if (quant)
+        EXPECT_LE(rel_l2(res[0], res[2]), 1.1 * rel_l2(res[1], res[2]) + 1e-3) << "fused vs CPU, against unfused vs CPU";
       if (std::getenv("VIREO_TEST_DEBUG")) {  // relative L2 per buffer
         const int n = b.size(), r = static_cast<int>(b.logit_rows.size());
         const int qd = c.heads * c.hd, kvd = c.kv_heads * c.hd;
