@@ -92,70 +92,25 @@ void set_pdl_enabled(bool on);
 #define VCHECK_LAUNCH(what) VCUDA(cudaGetLastError(), (what))
 
 // ---- portable device helpers ----
-VHD uint4 ld16(const void* p) {
+// A read-only global load of a T at p (aligned to sizeof(T): checked in the emulator), through the texture path.
+template <class T>
+VHD T ld_ro(const void* p) {
 #if defined(__CUDA_ARCH__)
-  return __ldg(reinterpret_cast<const uint4*>(p));
+  return __ldg(reinterpret_cast<const T*>(p));
 #else
 #if defined(VIREO_CUDA_EMU)
-  ::emu::check_aligned(p, 16);
+  ::emu::check_aligned(p, sizeof(T));
 #endif
-  uint4 v;
-  std::memcpy(&v, p, 16);
+  T v;
+  std::memcpy(&v, p, sizeof(T));
   return v;
 #endif
 }
-
-VHD int4 ld16i(const void* p) {
-#if defined(__CUDA_ARCH__)
-  return __ldg(reinterpret_cast<const int4*>(p));
-#else
-#if defined(VIREO_CUDA_EMU)
-  ::emu::check_aligned(p, 16);
-#endif
-  int4 v;
-  std::memcpy(&v, p, 16);
-  return v;
-#endif
-}
-
-VHD float4 ld16f(const void* p) {
-#if defined(__CUDA_ARCH__)
-  return __ldg(reinterpret_cast<const float4*>(p));
-#else
-#if defined(VIREO_CUDA_EMU)
-  ::emu::check_aligned(p, 16);
-#endif
-  float4 v;
-  std::memcpy(&v, p, 16);
-  return v;
-#endif
-}
-
-VHD uint2 ld8(const void* p) {
-#if defined(__CUDA_ARCH__)
-  return __ldg(reinterpret_cast<const uint2*>(p));
-#else
-#if defined(VIREO_CUDA_EMU)
-  ::emu::check_aligned(p, 8);
-#endif
-  uint2 v;
-  std::memcpy(&v, p, 8);
-  return v;
-#endif
-}
-
-VHD uint32_t ld4(const void* p) {
-#if defined(__CUDA_ARCH__)
-  return __ldg(reinterpret_cast<const unsigned int*>(p));
-#else
-#if defined(VIREO_CUDA_EMU)
-  ::emu::check_aligned(p, 4);
-#endif
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-#endif
-}
+VHD uint4 ld16(const void* p) { return ld_ro<uint4>(p); }
+VHD int4 ld16i(const void* p) { return ld_ro<int4>(p); }
+VHD float4 ld16f(const void* p) { return ld_ro<float4>(p); }
+VHD uint2 ld8(const void* p) { return ld_ro<uint2>(p); }
+VHD uint32_t ld4(const void* p) { return ld_ro<unsigned int>(p); }
 
 VHD void st16(void* p, uint4 v) {
 #if defined(__CUDA_ARCH__)

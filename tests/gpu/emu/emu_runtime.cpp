@@ -180,31 +180,33 @@ void syncthreads() {
   wait_at(b.block_barrier, b.live);
 }
 
-uint32_t shfl_xor_bits(uint32_t v, int lane_mask) {
+// Every lane of a (complete) warp posts v, then read(slots, lane) runs once all have posted; the second barrier
+// keeps the slots until every lane has read them.
+template <class Read>
+void warp_exchange(uint32_t v, const char* what, Read read) {
   Scheduler& s = sched();
   Block& b = *s.block;
   const int linear = s.current->linear;
   const int warp = linear / 32, lane = linear % 32;
-  if (b.warp_live[warp] != 32) fatal("warp shuffle in a warp that is not complete");
+  if (b.warp_live[warp] != 32) fatal(what);
   uint32_t* slots = b.shfl_slots.data() + static_cast<size_t>(warp) * 32;
   slots[lane] = v;
   wait_at(b.warp_barriers[warp], b.warp_live[warp]);
-  const uint32_t r = slots[lane ^ lane_mask];
+  read(slots, lane);
   wait_at(b.warp_barriers[warp], b.warp_live[warp]);
+}
+
+uint32_t shfl_xor_bits(uint32_t v, int lane_mask) {
+  uint32_t r = 0;
+  warp_exchange(v, "warp shuffle in a warp that is not complete",
+                [&](const uint32_t* slots, int lane) { r = slots[lane ^ lane_mask]; });
   return r;
 }
 
 void warp_gather_bits(uint32_t v, uint32_t* all) {
-  Scheduler& s = sched();
-  Block& b = *s.block;
-  const int linear = s.current->linear;
-  const int warp = linear / 32, lane = linear % 32;
-  if (b.warp_live[warp] != 32) fatal("warp matrix operation in a warp that is not complete");
-  uint32_t* slots = b.shfl_slots.data() + static_cast<size_t>(warp) * 32;
-  slots[lane] = v;
-  wait_at(b.warp_barriers[warp], b.warp_live[warp]);
-  for (int i = 0; i < 32; ++i) all[i] = slots[i];
-  wait_at(b.warp_barriers[warp], b.warp_live[warp]);
+  warp_exchange(v, "warp matrix operation in a warp that is not complete", [&](const uint32_t* slots, int) {
+    for (int i = 0; i < 32; ++i) all[i] = slots[i];
+  });
 }
 
 // The static shared window starts 128-byte aligned (as on the GPU), so alignments up to 128 hold in absolute
