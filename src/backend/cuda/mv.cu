@@ -14,6 +14,8 @@
 // finishes. Partial sums are reduced across the warp; lane t stores token t.
 // (A version that staged weights through shared memory with cp.async rings ran at 1.7 TB/s against 3.0 TB/s for
 // plain register loads on the 128256-row output matrix: see docs/CUDA-NOTES.md.)
+// From a few tokens on, dp4a products cost more instructions than the weights take to stream; Q4_K/Q6_K launches
+// then run on int8 tensor-core tiles (mv_tile_kernel below: 8 items of one segment per block, the same epilogues).
 #include "backend/cuda/mv.h"
 
 namespace vireo::VIREO_CUDA_NS {
