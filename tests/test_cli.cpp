@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "fixture_files.h"
 
 namespace {
@@ -203,4 +205,25 @@ TEST(Cli, TokenizeNeedsExactlyOneOfModelAndTokenizer) {
   Result both = run_cli("tokenize -m " + gguf + " --tokenizer " + json, "hi");
   EXPECT_NE(both.status, 0);
   EXPECT_TRUE(both.out.empty()) << both.out;
+}
+
+TEST(Cli, BenchParallelReportsTheWeightStreamPerDecodeStep) {
+  REQUIRE_FIXTURES();
+  // Batched decode reads the weights once per step for all sequences: the figure is steps/s (decode tok/s over the
+  // sequence count) x weight bytes / bandwidth, here against a given bandwidth.
+  Result r = run_cli("bench -m " + kFixtures + "/models/stories260K-f32.gguf -p 8 -n 12 -r 1 -t 1 --bandwidth 10 "
+                     "--parallel 1,3 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_DOUBLE_EQ(j.at("bandwidth_gb_s").get<double>(), 10.0);
+  const double bytes = j.at("weight_bytes_per_token").get<double>();
+  EXPECT_GT(bytes, 900e3);  // stories260K in f32: ~1 MB of weights read per step
+  ASSERT_EQ(j.at("parallel").size(), 2u);
+  for (const auto& row : j.at("parallel")) {
+    const int seqs = row.at("sequences").get<int>();
+    const double decode = row.at("decode_tok_s").get<double>();
+    EXPECT_GT(decode, 0.0) << seqs;
+    EXPECT_GE(row.at("steps").get<double>(), 12.0) << seqs;
+    EXPECT_NEAR(row.at("weight_stream_pct").get<double>(), decode / seqs * bytes / 10e9 * 100, 1e-9 * decode) << seqs;
+  }
 }

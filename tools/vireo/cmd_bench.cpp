@@ -1,7 +1,8 @@
 // vireo bench: prefill and decode speed (median of repeats), time to first token and roofline %.
 //
 // Roofline % = decode tok/s x weight bytes read per token / measured read bandwidth: how close decode comes to
-// the memory limit that bounds it.
+// the memory limit that bounds it. Batched (--parallel): the same per decode step (all sequences' tokens share one
+// read of the weights).
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -23,6 +24,18 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n == 0 ? 0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+}
+
+// Read bandwidth of the device the model runs on: given (GB/s), the GPU's (CUDA), else the host's (measured).
+double device_bandwidth(const LoadArgs& la, Engine& engine, int threads, double given_gbs) {
+  double bw = given_gbs * 1e9;
+#if defined(VIREO_HAVE_CUDA)
+  if (bw <= 0 && la.device.rfind("cuda", 0) == 0)  // the GPU's memory, not the host's
+    bw = cuda_read_bandwidth(la.device.size() > 5 ? std::atoi(la.device.c_str() + 5) : 0,
+                             static_cast<double>(engine.weight_bytes_per_token()));
+#endif
+  if (bw <= 0) bw = cpu::measure_read_bandwidth(threads, static_cast<double>(engine.weight_bytes_per_token()));
+  return bw;
 }
 
 struct ParallelRun {
@@ -74,14 +87,20 @@ ParallelRun run_parallel_once(Engine& engine, int n_seq, int p, int n, std::mt19
   return out;
 }
 
-void run_parallel_bench(const LoadArgs& la, int p, int n, int reps, const std::vector<int>& counts, bool json) {
+// Decode of N sequences reads the weights once per step for N tokens: the weight-stream figure is decode steps
+// per second x weight bytes / bandwidth (the KV cache reads, which grow with N and the context, are not counted).
+void run_parallel_bench(const LoadArgs& la, int p, int n, int reps, const std::vector<int>& counts, bool json,
+                        double given_gbs) {
   auto engine = load_engine(la, json);
+  const int threads = la.threads > 0 ? la.threads : static_cast<int>(std::thread::hardware_concurrency());
+  const double bw = device_bandwidth(la, *engine, threads, given_gbs);
+  const double bytes = static_cast<double>(engine->weight_bytes_per_token());
   std::mt19937 rng(1234);
   run_parallel_once(*engine, counts.front(), p, std::min(n, 8), rng);  // warm-up
   nlohmann::json rows = nlohmann::json::array();
   if (!json)
-    std::printf("%-10s %8s %6s %6s %16s %16s %16s %8s\n", "device", "seqs", "pp", "tg", "prefill tok/s",
-                "decode tok/s", "total tok/s", "steps");
+    std::printf("%-10s %8s %6s %6s %16s %16s %16s %8s %9s\n", "device", "seqs", "pp", "tg", "prefill tok/s",
+                "decode tok/s", "total tok/s", "steps", "weights%");
   for (int c : counts) {
     std::vector<double> pre, dec, tot;
     double steps = 0;
@@ -93,19 +112,26 @@ void run_parallel_bench(const LoadArgs& la, int p, int n, int reps, const std::v
       steps = run.steps;
     }
     const double pm = median(pre), dm = median(dec), tm = median(tot);
+    const double weight_pct = bw > 0 ? dm / c * bytes / bw * 100 : 0;
     if (json)
       rows.push_back({{"sequences", c}, {"prefill_tok_s", pm}, {"decode_tok_s", dm}, {"total_tok_s", tm},
-                      {"steps", steps}, {"decode_runs", dec}});
+                      {"steps", steps}, {"weight_stream_pct", weight_pct}, {"decode_runs", dec}});
     else
-      std::printf("%-10s %8d %6d %6d %16.1f %16.1f %16.1f %8.0f\n", la.device.c_str(), c, p, n, pm, dm, tm, steps);
+      std::printf("%-10s %8d %6d %6d %16.1f %16.1f %16.1f %8.0f %8.1f%%\n", la.device.c_str(), c, p, n, pm, dm, tm,
+                  steps, weight_pct);
   }
   if (json) {
-    nlohmann::json j = {{"model", la.model}, {"device", la.device}, {"n_prompt", p}, {"n_gen", n},
-                        {"repetitions", reps}, {"memory_bytes", engine->memory_bytes()}, {"parallel", rows}};
+    nlohmann::json j = {{"model", la.model},         {"device", la.device},
+                        {"n_prompt", p},              {"n_gen", n},
+                        {"repetitions", reps},        {"memory_bytes", engine->memory_bytes()},
+                        {"weight_bytes_per_token", bytes}, {"bandwidth_gb_s", bw / 1e9},
+                        {"parallel", rows}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("decode tok/s: tokens generated after every sequence had its first token, over that time; "
-                "memory: %s\n", human_bytes(double(engine->memory_bytes())).c_str());
+                "weights%%: decode steps/s x %s of weights / %.1f GB/s measured (KV cache reads not counted); "
+                "memory: %s\n",
+                human_bytes(bytes).c_str(), bw / 1e9, human_bytes(double(engine->memory_bytes())).c_str());
   }
 }
 
@@ -140,19 +166,12 @@ void add_bench_command(CLI::App& app) {
     la.ctx = std::max(la.ctx, a.p + a.n + 16);
     if (!a.parallel.empty()) {
       la.slots = *std::max_element(a.parallel.begin(), a.parallel.end());
-      run_parallel_bench(la, a.p, a.n, a.reps, a.parallel, a.json);
+      run_parallel_bench(la, a.p, a.n, a.reps, a.parallel, a.json, a.bandwidth_gbs);
       return;
     }
     auto engine = load_engine(la, a.json);
     const int threads = la.threads > 0 ? la.threads : static_cast<int>(std::thread::hardware_concurrency());
-
-    double bw = a.bandwidth_gbs * 1e9;
-#if defined(VIREO_HAVE_CUDA)
-    if (bw <= 0 && la.device.rfind("cuda", 0) == 0)  // the GPU's memory, not the host's
-      bw = cuda_read_bandwidth(la.device.size() > 5 ? std::atoi(la.device.c_str() + 5) : 0,
-                               static_cast<double>(engine->weight_bytes_per_token()));
-#endif
-    if (bw <= 0) bw = cpu::measure_read_bandwidth(threads, static_cast<double>(engine->weight_bytes_per_token()));
+    const double bw = device_bandwidth(la, *engine, threads, a.bandwidth_gbs);
 
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> tok(1, engine->n_vocab() - 1);
