@@ -21,6 +21,9 @@
 #   profile    VIREO_CUDA_PROFILE=1 vireo bench: GPU time per kernel group of eager steps, per step size
 #              (PROFILE_PRESETS, default llama3.1-8b llama3.2-1b; PROFILE_PARALLEL, default "1 64")
 #   ncu        Nsight Compute: per-kernel time and DRAM bytes of a short bench (NCU_PRESET, NCU_COUNT)
+#   tiles      the int8 tensor-core tiles of mv.cu: vireo bench --parallel 1,2,3,4,6,8 on 1B and 8B Q4_K_M with
+#              VIREO_CUDA_MV_TILES=0 and the default, then Nsight Compute on the 8-sequence tile kernels of 8B;
+#              TILES_BINARIES="vireo-a vireo-b" adds other builds of vireo (unpacked next to it) to the A/B
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -124,6 +127,25 @@ for st in $STAGES; do
         --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
         ./vireo bench --device cuda -m $f -p ${NCU_PROMPT:-16} -n ${NCU_TOKENS:-4} -r 1 > $OUT/ncu.csv 2> $OUT/ncu.err
       echo "ncu rc $?: $(wc -l < $OUT/ncu.csv) lines in ncu.csv"; tail -3 $OUT/ncu.err ;;
+    tiles)
+      for p in llama3.2-1b llama3.1-8b; do
+        f=$(synth $p q4_k_m)
+        for b in vireo ${TILES_BINARIES:-}; do
+          for v in 0 default; do
+            [ "$b" != vireo ] && [ $v = 0 ] && continue
+            echo "## $p $b tiles=$v"
+            env $([ $v = 0 ] && echo VIREO_CUDA_MV_TILES=0) timeout 150 ./$b bench --device cuda -m $f -p 128 -n 128 -r 1 \
+              --parallel 1,2,3,4,6,8 2>&1 | grep -E "^cuda" | tee -a $OUT/tiles.log
+          done
+        done
+      done
+      N=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+      if [ -n "$N" ]; then
+        timeout 240 $N --kernel-name-base demangled --kernel-name regex:mv_tile_kernel --launch-skip 40 \
+          --launch-count 5 --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+          ./vireo bench --device cuda -m $(synth llama3.1-8b q4_k_m) -p 16 -n 4 -r 1 --parallel 8 > $OUT/ncu-tiles.txt 2>&1
+        grep -E "mv_tile_kernel|Duration|DRAM Throughput|Registers Per|Achieved Occupancy" $OUT/ncu-tiles.txt
+      fi ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)
