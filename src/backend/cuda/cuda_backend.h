@@ -16,7 +16,7 @@ namespace vireo {
 struct CudaOptions {
   // Tokens per matmul up to which the quantized matrix-vector kernels run; above it, weights are dequantized to
   // f16 tiles and multiplied on tensor cores (cuBLAS).
-  int matvec_max_tokens = 4;  // measured on an H100: from 5 tokens on, qgemm.cu is faster (docs/BENCHMARKS.md)
+  int matvec_max_tokens = 4;  // H100: from 5 tokens on, qgemm.cu is faster for formats without tiles (mv_tiles)
   // Up to this many tokens (and above matvec_max_tokens), quantized weights go through qgemm.cu (dequantized per
   // tile in shared memory, tensor cores) instead of an f16 copy in global memory + cuBLAS. 0: never.
   int qgemm_max_tokens = 64;

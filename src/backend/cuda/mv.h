@@ -47,7 +47,7 @@ int64_t mv_items(const MvSeg& s);
 // The format pairs one launch can mix (any single format; Q4_K/Q5_K with Q6_K, Q4_K with Q5_K).
 bool mv_formats_supported(WFmt f0, WFmt f1);
 // n tokens (1..kMatvecMaxN); max_blocks > 0 caps the grid (warps then loop over items). From tile_min_n tokens
-// on (0: never), launches whose formats all have tensor-core tiles (Q4_K, Q6_K) run on them.
+// on (0: never), launches whose formats all have tensor-core tiles (Q4_K, Q6_K) run on them (grid never capped).
 void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, cudaStream_t s);
 // The formats with tensor-core tiles.
 VHD constexpr bool mv_tile_format(WFmt f) { return f == WFmt::Q4_K || f == WFmt::Q6_K; }
