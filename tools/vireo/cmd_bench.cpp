@@ -26,15 +26,19 @@ double median(std::vector<double> v) {
   return n == 0 ? 0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
 }
 
+int bench_threads(const LoadArgs& la) {
+  return la.threads > 0 ? la.threads : static_cast<int>(std::thread::hardware_concurrency());
+}
+
 // Read bandwidth of the device the model runs on: given (GB/s), the GPU's (CUDA), else the host's (measured).
-double device_bandwidth(const LoadArgs& la, Engine& engine, int threads, double given_gbs) {
+double device_bandwidth(const LoadArgs& la, Engine& engine, double given_gbs) {
   double bw = given_gbs * 1e9;
 #if defined(VIREO_HAVE_CUDA)
   if (bw <= 0 && la.device.rfind("cuda", 0) == 0)  // the GPU's memory, not the host's
     bw = cuda_read_bandwidth(la.device.size() > 5 ? std::atoi(la.device.c_str() + 5) : 0,
                              static_cast<double>(engine.weight_bytes_per_token()));
 #endif
-  if (bw <= 0) bw = cpu::measure_read_bandwidth(threads, static_cast<double>(engine.weight_bytes_per_token()));
+  if (bw <= 0) bw = cpu::measure_read_bandwidth(bench_threads(la), static_cast<double>(engine.weight_bytes_per_token()));
   return bw;
 }
 
@@ -92,8 +96,7 @@ ParallelRun run_parallel_once(Engine& engine, int n_seq, int p, int n, std::mt19
 void run_parallel_bench(const LoadArgs& la, int p, int n, int reps, const std::vector<int>& counts, bool json,
                         double given_gbs) {
   auto engine = load_engine(la, json);
-  const int threads = la.threads > 0 ? la.threads : static_cast<int>(std::thread::hardware_concurrency());
-  const double bw = device_bandwidth(la, *engine, threads, given_gbs);
+  const double bw = device_bandwidth(la, *engine, given_gbs);
   const double bytes = static_cast<double>(engine->weight_bytes_per_token());
   std::mt19937 rng(1234);
   run_parallel_once(*engine, counts.front(), p, std::min(n, 8), rng);  // warm-up
@@ -170,8 +173,8 @@ void add_bench_command(CLI::App& app) {
       return;
     }
     auto engine = load_engine(la, a.json);
-    const int threads = la.threads > 0 ? la.threads : static_cast<int>(std::thread::hardware_concurrency());
-    const double bw = device_bandwidth(la, *engine, threads, a.bandwidth_gbs);
+    const int threads = bench_threads(la);
+    const double bw = device_bandwidth(la, *engine, a.bandwidth_gbs);
 
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> tok(1, engine->n_vocab() - 1);

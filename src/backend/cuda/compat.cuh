@@ -340,13 +340,13 @@ VHD float small_int_to_float(int x) {
 #if defined(VIREO_CUDA_EMU)
 namespace mma_detail {
 inline int8_t byte_at(uint32_t w, int i) { return static_cast<int8_t>((w >> (8 * i)) & 0xffu); }
-// C fragment of this lane from the gathered A (16 x K) and B (K x 8) registers of the warp.
+// C fragment of this lane from the gathered A (16 x K: K / 8 registers a lane) and B (K x 8: K / 16) registers.
 template <int K>
-void products(const uint32_t (*a)[32], int na, const uint32_t (*b)[32], int (&c)[4]) {
+void products(const uint32_t (*a)[32], const uint32_t (*b)[32], int (&c)[4]) {
   int A[16][K], B[K][8];
   for (int l = 0; l < 32; ++l) {
     const int g = l >> 2, t = l & 3;
-    for (int r = 0; r < na; ++r)
+    for (int r = 0; r < K / 8; ++r)
       for (int i = 0; i < 4; ++i) A[g + 8 * (r & 1)][16 * (r >> 1) + 4 * t + i] = byte_at(a[r][l], i);
     for (int r = 0; r < K / 16; ++r)
       for (int i = 0; i < 4; ++i) B[16 * r + 4 * t + i][g] = byte_at(b[r][l], i);
@@ -372,7 +372,7 @@ VDEV void mma_s8_k32(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_
   const uint32_t av[4] = {a0, a1, a2, a3}, bv[2] = {b0, b1};
   for (int r = 0; r < 4; ++r) ::emu::warp_gather_bits(av[r], a[r]);
   for (int r = 0; r < 2; ++r) ::emu::warp_gather_bits(bv[r], b[r]);
-  mma_detail::products<32>(a, 4, b, c);
+  mma_detail::products<32>(a, b, c);
 #endif
 }
 VDEV void mma_s8_k16(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
@@ -386,7 +386,7 @@ VDEV void mma_s8_k16(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
   ::emu::warp_gather_bits(a0, a[0]);
   ::emu::warp_gather_bits(a1, a[1]);
   ::emu::warp_gather_bits(b0, b[0]);
-  mma_detail::products<16>(a, 2, b, c);
+  mma_detail::products<16>(a, b, c);
 #endif
 }
 

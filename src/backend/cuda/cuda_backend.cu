@@ -916,7 +916,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     if (op.kind == OpKind::Matmul) {
       const MatView& w = view(op);
       const int64_t m = op.a.rows;
-      const bool tiles = opts_.mv && opts_.mv_tiles > 0 && m >= opts_.mv_tiles && mv_tile_format(w.fmt);
+      const bool tiles = opts_.mv && mv_tiles_take(w.fmt, m, opts_.mv_tiles);
       const char* path = m <= mv_max_tokens(w.fmt) ? (!opts_.mv ? "matvec" : tiles ? "mv-tiles" : "mv")
                          : w.fmt == WFmt::F16 || cw(op.w)->f16 ? "cublas"
                          : use_qgemm(w, m)                     ? "qgemm"

@@ -331,7 +331,7 @@ VDEV void tile_rows(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int
   }
 }
 
-VDEV int64_t mv_tiles(const MvSeg& s) { return (s.items + kTileItems - 1) / kTileItems; }
+VHD int64_t mv_tiles(const MvSeg& s) { return (s.items + kTileItems - 1) / kTileItems; }
 
 template <WFmt F0, WFmt F1, int N>
 __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_constant__ MvArgs a) {
@@ -373,7 +373,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_c
 template <WFmt F0, WFmt F1, int N>
 void mv_tile_go(const MvArgs& a, cudaStream_t s) {
   int64_t tiles = 0;
-  for (int i = 0; i < a.nseg; ++i) tiles += ceil_div(a.seg[i].items, kTileItems);
+  for (int i = 0; i < a.nseg; ++i) tiles += mv_tiles(a.seg[i]);
   auto* k = &mv_tile_kernel<F0, F1, N>;
   VLAUNCH_PDL(k, dim3(static_cast<unsigned>(tiles)), dim3(kTileWarps * 32), 0, s, a);
   VCHECK_LAUNCH("matmul (fused matvec, tensor-core tiles)");
@@ -444,7 +444,7 @@ void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, cudaStream_t s) 
     if (a.seg[i].wa.fmt != f0 && a.seg[i].wa.fmt != f1)
       throw std::runtime_error("CUDA backend: fused matvec: more than two formats in one launch");
   if (!mv_formats_supported(f0, f1)) throw std::runtime_error("CUDA backend: fused matvec: unsupported formats");
-  const bool tiles = tile_min_n > 0 && n >= tile_min_n && mv_tile_format(f0) && mv_tile_format(f1);
+  const bool tiles = mv_tiles_take(f0, n, tile_min_n) && mv_tiles_take(f1, n, tile_min_n);
   if (f1 == WFmt::Q4_K && f0 != WFmt::Q4_K) std::swap(f0, f1);
   if (f1 == WFmt::Q5_K && f0 == WFmt::Q6_K) std::swap(f0, f1);
   if (f0 == f1) {

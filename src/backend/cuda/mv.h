@@ -49,7 +49,10 @@ bool mv_formats_supported(WFmt f0, WFmt f1);
 // n tokens (1..kMatvecMaxN); max_blocks > 0 caps the grid (warps then loop over items). From tile_min_n tokens
 // on (0: never), launches whose formats all have tensor-core tiles (Q4_K, Q6_K) run on them (grid never capped).
 void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, cudaStream_t s);
-// The formats with tensor-core tiles.
+// The formats with tensor-core tiles, and whether n tokens of format f run on them from tile_min_n tokens on.
 VHD constexpr bool mv_tile_format(WFmt f) { return f == WFmt::Q4_K || f == WFmt::Q6_K; }
+VHD constexpr bool mv_tiles_take(WFmt f, int64_t n, int tile_min_n) {
+  return tile_min_n > 0 && n >= tile_min_n && mv_tile_format(f);
+}
 
 }  // namespace vireo::VIREO_CUDA_NS
