@@ -24,8 +24,6 @@
 #   tiles      the int8 tensor-core tiles of mv.cu: vireo bench --parallel 1,2,3,4,6,8 on 1B and 8B Q4_K_M with
 #              VIREO_CUDA_MV_TILES=0 and the default, then Nsight Compute on the 8-sequence tile kernels of 8B;
 #              TILES_BINARIES="vireo-a vireo-b" adds other builds of vireo (unpacked next to it) to the A/B; TILES_NCU=0 skips ncu
-#   prefetch   decode with L2 prefetch of the next matmul's weights (VIREO_CUDA_L2_PREFETCH MiB, _L2_AHEAD groups):
-#              PREFETCH_VARIANTS="0 8 16,2", PREFETCH_PRESETS, PREFETCH_PARALLEL (default 1,8)
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -148,21 +146,6 @@ for st in $STAGES; do
           ./vireo bench --device cuda -m $(synth llama3.1-8b q4_k_m) -p 16 -n 4 -r 1 --parallel 8 > $OUT/ncu-tiles.txt 2>&1
         grep -E "mv_tile_kernel|Duration|DRAM Throughput|Registers Per|Achieved Occupancy" $OUT/ncu-tiles.txt
       fi ;;
-    prefetch)  # L2 prefetch of the next matmul's weights: PREFETCH_VARIANTS="0 8 16,2" (MiB[,groups ahead]),
-      # two rounds in alternating order, vireo bench --parallel PREFETCH_PARALLEL on PREFETCH_PRESETS (Q4_K_M)
-      for p in ${PREFETCH_PRESETS:-llama3.2-1b llama3.1-8b}; do
-        f=$(synth $p q4_k_m)
-        vs="${PREFETCH_VARIANTS:-0 4 8 16 32 8,2 16,2}"
-        for round in 1 2; do
-          [ $round = 2 ] && vs=$(echo $vs | tr ' ' '\n' | tac | tr '\n' ' ')
-          for v in $vs; do
-            mb=${v%%,*}; ah=1; [ "$v" != "$mb" ] && ah=${v#*,}
-            echo "## $p round $round prefetch=${mb}MiB ahead=$ah"
-            VIREO_CUDA_L2_PREFETCH=$mb VIREO_CUDA_L2_AHEAD=$ah timeout 150 ./vireo bench --device cuda -m $f -p 128 \
-              -n 128 -r 1 --parallel ${PREFETCH_PARALLEL:-1,8} 2>&1 | grep -E "^cuda" | tee -a $OUT/prefetch.log
-          done
-        done
-      done ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)

@@ -46,8 +46,6 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
   VSHARED(float, s_f, (P > kAttnDecodeMaxSplits ? P : kAttnDecodeMaxSplits) * GM);  // partials', then chunks' factors
   VSHARED(float, s_ml, 2 * GM);
   VSHARED(int, s_last, 1);
-  l2_prefetch_tail(a.pf, (static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x,
-                   static_cast<int64_t>(gridDim.x) * gridDim.y * gridDim.z);
   const int tid = static_cast<int>(threadIdx.x), warp = tid >> 5, lane = tid & 31;
   const int kk = lane / LPK, part = lane % LPK;
   const int t = static_cast<int>(blockIdx.z), split = static_cast<int>(blockIdx.y);

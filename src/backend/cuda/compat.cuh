@@ -271,23 +271,6 @@ VDEV void pdl_trigger() {
 #endif
 }
 
-// Hint: fetch [p, p + bytes) from device memory into L2 (p 16-byte aligned, bytes a multiple of 16; Hopper's bulk
-// prefetch, which nothing waits for). Elsewhere nothing; the emulator checks the arguments and touches both ends.
-VDEV void l2_prefetch(const void* p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(__cvta_generic_to_global(p)), "r"(bytes) : "memory");
-#elif !defined(__CUDA_ARCH__) && defined(VIREO_CUDA_EMU)
-  ::emu::check_aligned(p, 16);
-  if (bytes == 0 || bytes % 16 != 0) ::emu::fatal("l2_prefetch: size not a positive multiple of 16");
-  const volatile uint8_t* b = static_cast<const volatile uint8_t*>(p);
-  (void)b[0];
-  (void)b[bytes - 1];
-#else
-  (void)p;
-  (void)bytes;
-#endif
-}
-
 // A load that bypasses L1 (data written by other blocks of the same grid, after a fence and an atomic).
 VDEV float ld_cg(const float* p) {
 #if defined(__CUDA_ARCH__)

@@ -23,7 +23,6 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -1039,44 +1038,6 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     return g;
   }
 
-  // What a fused kernel ending before op `from` prefetches into L2 (CudaOptions::l2_prefetch_mb): the weights of
-  // the l2_prefetch_ahead-th matmul group from there on (a matmul and the ones right after it that read the same
-  // input), wrapping to the start of the log (the next decode step runs the same ops), at most l2_prefetch_mb MiB,
-  // split over the group's matrices in proportion to their size (their kernels read them side by side).
-  L2Prefetch next_weights(size_t from) {
-    L2Prefetch pf;
-    const size_t n = log_.size();
-    if (opts_.l2_prefetch_mb <= 0 || n == 0) return pf;
-    auto is_mm = [&](size_t k) { return log_[k % n].kind == OpKind::Matmul; };
-    size_t j = from, left = static_cast<size_t>(std::max(1, opts_.l2_prefetch_ahead));
-    const MatView* m[kL2PrefetchRanges] = {};
-    int cnt = 0;
-    for (size_t steps = 0; steps < n && left > 0; ++steps, ++j) {
-      if (!is_mm(j)) continue;
-      const Act x = log_[j % n].a;
-      cnt = 0;
-      size_t q = j;
-      for (; cnt < kMvMaxSegs && q < j + n && is_mm(q) && same_act(log_[q % n].a, x); ++q) m[cnt++] = &view(log_[q % n]);
-      j = q - 1;
-      --left;
-    }
-    if (left > 0 || cnt == 0) return pf;
-    double total = 0;
-    for (int r = 0; r < cnt; ++r) total += static_cast<double>(m[r]->rows) * m[r]->row_bytes;
-    const double frac = std::min(1.0, opts_.l2_prefetch_mb * 1048576.0 / total);
-    for (int r = 0; r < cnt; ++r) {
-      const double want = std::floor(static_cast<double>(m[r]->rows) * m[r]->row_bytes * frac / 16) * 16;
-      const uint32_t bytes = static_cast<uint32_t>(std::min(want, 4294967280.0));
-      if (bytes == 0 || reinterpret_cast<uintptr_t>(m[r]->q) % 16 != 0) continue;
-      pf.p[pf.n] = m[r]->q;
-      pf.bytes[pf.n] = bytes;
-      pf.chunks += ceil_div(bytes, kL2PrefetchChunk);
-      ++pf.n;
-    }
-    if (pf.n > 0) ++stats_.l2_prefetches;
-    return pf;
-  }
-
   // Runs ops i, i+1, ... as one fused kernel when they form a known pattern; returns how many ops it ran
   // (0: none, run op i alone). Only for matvec-sized steps; the patterns are those of a Llama layer.
   size_t run_fused(size_t i) {
@@ -1094,7 +1055,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
         const int b = q8_pick(-1);
         norm_q8(f(op.a), op.a.cols, add ? f(op.b) : nullptr, add ? op.b.cols : 0, cw(op.w)->vec, op.eps,
                 static_cast<int>(op.a.rows), op.a.cols, f(out), out.cols, q8q(b), q8d(b), out.cols, out.cols / 32,
-                next_weights(i + 1), stream_);
+                stream_);
         if (add) wrote(op.a.data);
         wrote(out.data);
         q8_set(b, out);
@@ -1106,7 +1067,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
             view(*nx).K != op.b.cols)
           return 0;
         const int b = q8_pick(-1);
-        run_attention(op, q8q(b), q8d(b), next_weights(i + 1));
+        run_attention(op, q8q(b), q8d(b));
         q8_set(b, op.b);
         return 1;
       }
@@ -1158,7 +1119,6 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       a.ods_stride = sw.c.cols / 32;
       a.counters = static_cast<int*>(glu_cnt_.p);
     }
-    a.pf = next_weights(i + 3);
     mv_run(a, x.rows);
     wrote(g.b.data);
     wrote(u.b.data);
@@ -1223,15 +1183,13 @@ class CudaBackend final : public Backend, public CudaBackendExt {
         used = 6;
       }
     }
-    a.pf = next_weights(i + used);
     mv_run(a, x.rows);
     for (size_t j = 0; j < k; ++j) wrote(log_[i + j].b.data);
     return used;
   }
 
-  void run_attention(const Op& op, int8_t* oq, float2* ods, const L2Prefetch& pf = {}) {
+  void run_attention(const Op& op, int8_t* oq, float2* ods) {
     AttnArgs a;
-    a.pf = pf;
     a.q = f(op.a);
     a.ldq = op.a.cols;
     a.out = f(op.b);
@@ -1466,8 +1424,6 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);
   env_int("VIREO_CUDA_ATTN_CHUNK", &o.attn_min_chunk);
   env_int("VIREO_CUDA_ATTN_BPS", &o.attn_blocks_per_sm);
-  env_int("VIREO_CUDA_L2_PREFETCH", &o.l2_prefetch_mb);
-  env_int("VIREO_CUDA_L2_AHEAD", &o.l2_prefetch_ahead);
   return o;
 }
 

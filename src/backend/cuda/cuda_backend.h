@@ -53,16 +53,10 @@ struct CudaOptions {
   // and those matrices stay on the matvec path up to kMatvecMaxN tokens instead of going to qgemm above
   // matvec_max_tokens (when mv_tiles <= matvec_max_tokens + 1). 0: never.
   int mv_tiles = 3;
-  // Decode steps (fused kernels): the norm, attention and matvec kernels prefetch into L2 the weights of the
-  // matmul l2_prefetch_ahead groups after them (a group: the matmuls that read one input, as q/k/v or gate/up;
-  // 1 = the next), at most l2_prefetch_mb MiB per kernel, so that HBM streams during kernel tails, launch
-  // boundaries and the small kernels, where it would otherwise idle. 0: off.
-  int l2_prefetch_mb = 0;
-  int l2_prefetch_ahead = 1;
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
   // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS, _MV_TILES,
-  // _ATTN_CHUNK, _ATTN_BPS, _L2_PREFETCH (MiB), _L2_AHEAD from the environment over the defaults.
+  // _ATTN_CHUNK, _ATTN_BPS from the environment over the defaults.
   static CudaOptions from_env();
 };
 
@@ -89,7 +83,6 @@ class CudaBackendExt {
   struct GraphStats {
     int64_t captures = 0, replays = 0, eager_steps = 0, recaptures = 0;
     int64_t fused = 0;  // fused kernels run (eager runs and captures; a replay runs what its capture ran)
-    int64_t l2_prefetches = 0;  // of those, launches given weights to prefetch (CudaOptions::l2_prefetch_mb)
   };
   virtual GraphStats graph_stats() const = 0;
   virtual std::string device_name() const = 0;

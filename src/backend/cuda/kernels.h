@@ -9,42 +9,6 @@
 
 namespace vireo::VIREO_CUDA_NS {
 
-// ---- L2 prefetch of the weights the next matmul of a step reads (CudaOptions::l2_prefetch_mb) ----
-// A kernel given one issues bulk L2 prefetches over these ranges before its own wait, so that HBM fills the next
-// matrix into L2 during this kernel, its tail and the launch boundary, where it would otherwise idle. Hints only:
-// nothing waits for them and no result depends on them.
-constexpr int kL2PrefetchRanges = 4;
-constexpr uint32_t kL2PrefetchChunk = 32768;  // bytes per prefetch instruction
-struct L2Prefetch {
-  const uint8_t* p[kL2PrefetchRanges] = {};
-  uint32_t bytes[kL2PrefetchRanges] = {};  // p 16-byte aligned, bytes a positive multiple of 16
-  int n = 0;
-  int64_t chunks = 0;  // sum over ranges of ceil(bytes / kL2PrefetchChunk)
-};
-// Block b of nb taking part issues chunks b, b + nb, ... (its threads in parallel).
-VDEV void l2_prefetch_share(const L2Prefetch& pf, int64_t b, int64_t nb) {
-  for (int64_t c = b + static_cast<int64_t>(threadIdx.x) * nb; c < pf.chunks;
-       c += static_cast<int64_t>(blockDim.x) * nb) {
-    int64_t k = c;
-    for (int r = 0; r < pf.n; ++r) {
-      const int64_t nc = (pf.bytes[r] + kL2PrefetchChunk - 1) / kL2PrefetchChunk;
-      if (k < nc) {
-        const uint32_t off = static_cast<uint32_t>(k) * kL2PrefetchChunk, left = pf.bytes[r] - off;
-        l2_prefetch(pf.p[r] + off, left < kL2PrefetchChunk ? left : kL2PrefetchChunk);
-        break;
-      }
-      k -= nc;
-    }
-  }
-}
-// The last min(grid, chunks) blocks of a grid take part: in a grid of several waves those run last, so the
-// prefetch overlaps this kernel's tail rather than competing with its main stream.
-VDEV void l2_prefetch_tail(const L2Prefetch& pf, int64_t block, int64_t grid) {
-  if (pf.chunks <= 0) return;
-  const int64_t nb = pf.chunks < grid ? pf.chunks : grid;
-  if (block >= grid - nb) l2_prefetch_share(pf, block - (grid - nb), nb);
-}
-
 // ---- matvec_*.cu: y[t][row] = dot(W[row], x[t]) for t < n (n <= kMatvecMaxN) ----
 constexpr int kMatvecMaxN = 8;
 void matvec_kquant(const MatView& w, const ActQ8& a, int n, float* y, int64_t ldy, cudaStream_t s);  // Q4_K/Q5_K/Q6_K
@@ -98,10 +62,8 @@ void add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const float
 // Fused x += y (y may be null: plain rmsnorm), out = rmsnorm(x) * g, and int8 activations of out (q stride
 // q_stride bytes, ds stride ds_stride), for widths norm_q8_supported accepts.
 bool norm_q8_supported(int64_t cols);
-// pf: prefetched by extra blocks of the launch (the norm itself runs on one block per row).
 void norm_q8(float* x, int64_t ldx, const float* y, int64_t ldy, const float* g, float eps, int rows, int64_t cols,
-             float* out, int64_t ldo, int8_t* q, float2* ds, int64_t q_stride, int64_t ds_stride,
-             const L2Prefetch& pf, cudaStream_t s);
+             float* out, int64_t ldo, int8_t* q, float2* ds, int64_t q_stride, int64_t ds_stride, cudaStream_t s);
 
 // ---- rope.cu ----
 // In place; inv_freq[i] (i < rope_dim/2) already includes the frequency factors.
@@ -138,7 +100,6 @@ struct AttnArgs {
   int8_t* oq = nullptr;
   float2* ods = nullptr;
   int64_t oq_stride = 0, ods_stride = 0;
-  L2Prefetch pf;  // decode kernel: shared by all its blocks
 };
 constexpr int kAttnTile = 32;       // positions per tile
 constexpr int kAttnMaxHeadDim = 256;

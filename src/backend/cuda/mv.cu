@@ -187,7 +187,6 @@ VDEV void mv_item(const MvArgs& a, const MvSeg& s, int64_t i, int lane) {
 // Warp per item (items of all segments in a row); with a capped grid, warps loop over items.
 template <WFmt F0, WFmt F1, int N>
 __global__ void __launch_bounds__(kWarps * 32) mv_kernel(const __grid_constant__ MvArgs a) {
-  l2_prefetch_tail(a.pf, blockIdx.x, gridDim.x);
   const int lane = static_cast<int>(threadIdx.x & 31);
   const int64_t T = a.seg[0].items + a.seg[1].items + a.seg[2].items;
   const int64_t W = static_cast<int64_t>(gridDim.x) * kWarps;
@@ -337,7 +336,6 @@ VHD int64_t mv_tiles(const MvSeg& s) { return (s.items + kTileItems - 1) / kTile
 template <WFmt F0, WFmt F1, int N>
 __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_constant__ MvArgs a) {
   VSHARED(float, part, kTileWarps * 4 * 32);
-  l2_prefetch_tail(a.pf, blockIdx.x, gridDim.x);
   const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
   int si = 0;
   int64_t tile = blockIdx.x;

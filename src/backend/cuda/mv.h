@@ -41,7 +41,6 @@ struct MvArgs {
   int64_t oq_stride = 0, ods_stride = 0;
   int* counters = nullptr;
   int64_t units = 0;  // units per row (set by mv_launch)
-  L2Prefetch pf;      // the next matmul's weights, prefetched by the grid's last blocks
 };
 
 int64_t mv_items(const MvSeg& s);

@@ -59,16 +59,11 @@ __global__ void __launch_bounds__(kThreads)
 // elements per thread kept in registers; thread i owns elements i + k * blockDim.x, so a warp owns whole groups
 // of 32.
 constexpr int kNormQ8Ept = 8;
-constexpr int64_t kNormQ8PrefetchBlocks = 64;
 
 __global__ void __launch_bounds__(1024)
     norm_q8_kernel(float* x, int64_t ldx, const float* __restrict__ y, int64_t ldy, const float* __restrict__ g,
                    float eps, int64_t cols, float* out, int64_t ldo, int8_t* __restrict__ q, float2* __restrict__ ds,
-                   int64_t q_stride, int64_t ds_stride, int rows, const __grid_constant__ L2Prefetch pf) {
-  if (static_cast<int>(blockIdx.x) >= rows) {  // the prefetch blocks
-    l2_prefetch_share(pf, blockIdx.x - rows, gridDim.x - rows);
-    return;
-  }
+                   int64_t q_stride, int64_t ds_stride) {
   VSHARED(float, red, 32);
   const int tid = static_cast<int>(threadIdx.x), nt = static_cast<int>(blockDim.x);
   const int warp = tid >> 5, lane = tid & 31;
@@ -111,16 +106,13 @@ __global__ void __launch_bounds__(1024)
 bool norm_q8_supported(int64_t cols) { return cols > 0 && cols % 32 == 0 && cols <= 1024 * kNormQ8Ept; }
 
 void norm_q8(float* x, int64_t ldx, const float* y, int64_t ldy, const float* g, float eps, int rows, int64_t cols,
-             float* out, int64_t ldo, int8_t* q, float2* ds, int64_t q_stride, int64_t ds_stride,
-             const L2Prefetch& pf, cudaStream_t s) {
+             float* out, int64_t ldo, int8_t* q, float2* ds, int64_t q_stride, int64_t ds_stride, cudaStream_t s) {
   if (rows <= 0) return;
   if (!norm_q8_supported(cols)) throw std::runtime_error("CUDA backend: norm_q8: unsupported width");
   const int threads = static_cast<int>(round_up(ceil_div(cols, kNormQ8Ept), 32));
-  // prefetch blocks: a few chunks per thread at most, spread over SMs (each SM issues its own bulk prefetches)
-  const int64_t extra = std::min<int64_t>(ceil_div(pf.chunks, 8), kNormQ8PrefetchBlocks);
   auto* k = &norm_q8_kernel;
-  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(rows + extra)), dim3(threads), 0, s, x, ldx, y, ldy, g, eps, cols, out,
-              ldo, q, ds, q_stride, ds_stride, rows, pf);
+  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, s, x, ldx, y, ldy, g, eps, cols, out, ldo, q, ds,
+              q_stride, ds_stride);
   VCHECK_LAUNCH("rmsnorm (with int8 activations)");
 }
 
