@@ -36,10 +36,13 @@ def rss_kb(pid):
     return 0
 
 
+EXTRA_SAMPLING = {}  # further request fields (--top-k)
+
+
 def stream_once(host, port, max_tokens, key, rng, temperature):
     body = json.dumps({"messages": [{"role": "user", "content": rng.choice(PROMPTS)}], "max_tokens": max_tokens,
                        "temperature": temperature, "seed": rng.randrange(1 << 30), "stream": True,
-                       "stream_options": {"include_usage": True}})
+                       "stream_options": {"include_usage": True}, **EXTRA_SAMPLING})
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = "Bearer " + key
@@ -115,9 +118,12 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--top-k", type=int, default=0, help="top_k of every request (0: not sent, the server's off)")
     ap.add_argument("--rss-tolerance", type=float, default=0.10)
     ap.add_argument("--server-args", default="", help="extra arguments for vireo serve")
     a = ap.parse_args()
+    if a.top_k > 0:
+        EXTRA_SAMPLING["top_k"] = a.top_k
     counts = [int(c) for c in a.clients.split(",")]
     proc = None
     if a.vireo:
@@ -145,7 +151,7 @@ def main():
             rss0 = rss_kb(proc.pid) if proc else 0
             st = run_load(host, port, n, a.duration, a.max_tokens, None, a.temperature)
             rss1 = rss_kb(proc.pid) if proc else 0
-            st.update({"clients": n, "device": a.device, "temperature": a.temperature, "model": os.path.basename(a.model or a.url),
+            st.update({"clients": n, "device": a.device, "temperature": a.temperature, "top_k": a.top_k, "model": os.path.basename(a.model or a.url),
                        "rss_after_warmup_kb": rss0, "rss_end_kb": rss1})
             grew = rss0 and rss1 > rss0 * (1 + a.rss_tolerance)
             st["pass"] = st["failed"] == 0 and st["requests"] > 0 and not grew

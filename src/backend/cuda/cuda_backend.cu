@@ -23,6 +23,7 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -362,6 +363,45 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       cuda_fail("step failed (an error inside a kernel; VIREO_CUDA_SYNC=1 names the op)", cudaGetErrorString(e),
                 __FILE__, __LINE__);
     if (r_ > 0) std::memcpy(host.data(), h_logits_, bytes);
+    batch_ = nullptr;
+  }
+
+  bool samples_on_device() const override { return opts_.device_sampling != 0; }
+
+  // Draws each logit row's token on the GPU (sample.cu) and reads back one id per row.
+  void end_step_sample(Act logits, std::span<const DeviceSampleRow> rows, std::span<int32_t> ids) override {
+    static_assert(sizeof(SampleRow) == sizeof(DeviceSampleRow) && offsetof(SampleRow, uniform) ==
+                  offsetof(DeviceSampleRow, uniform) && offsetof(SampleRow, top_k) == offsetof(DeviceSampleRow, top_k));
+    if (!in_step_) throw std::runtime_error("end_step without begin_step");
+    in_step_ = false;
+    const size_t r = static_cast<size_t>(r_);
+    if (rows.size() < r || ids.size() < r) throw std::runtime_error("sampling buffers too small");
+    // device: [rows r][ids r]; the same layout in pinned host staging
+    const size_t bytes = r * (sizeof(SampleRow) + sizeof(int32_t));
+    ensure(d_cand_, std::max<size_t>(bytes, 4), "sampling rows");
+    if (bytes > h_logits_bytes_) {
+      if (h_logits_) VCUDA(cudaFreeHost(h_logits_), "end_step (free staging)");
+      h_logits_ = nullptr;
+      VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_logits_), bytes), "end_step (staging)");
+      h_logits_bytes_ = bytes;
+    }
+    auto* h = reinterpret_cast<uint8_t*>(h_logits_);
+    auto* d = static_cast<uint8_t*>(d_cand_.p);
+    const size_t ids_at = r * sizeof(SampleRow);
+    if (r > 0) std::memcpy(h, rows.data(), ids_at);
+    run_step();
+    if (r > 0) {
+      VCUDA(cudaMemcpyAsync(d, h, ids_at, cudaMemcpyHostToDevice, stream_), "end_step (sampling rows)");
+      sample_rows(static_cast<const float*>(logits.data), logits.cols, r_, logits.cols,
+                  reinterpret_cast<const SampleRow*>(d), reinterpret_cast<int32_t*>(d + ids_at), stream_);
+      VCUDA(cudaMemcpyAsync(h + ids_at, d + ids_at, r * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
+            "end_step (copy ids)");
+    }
+    const cudaError_t e = cudaStreamSynchronize(stream_);
+    if (e != cudaSuccess)
+      cuda_fail("step failed (an error inside a kernel; VIREO_CUDA_SYNC=1 names the op)", cudaGetErrorString(e),
+                __FILE__, __LINE__);
+    if (r > 0) std::memcpy(ids.data(), h + ids_at, r * sizeof(int32_t));
     batch_ = nullptr;
   }
 
@@ -1424,6 +1464,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);
   env_int("VIREO_CUDA_ATTN_CHUNK", &o.attn_min_chunk);
   env_int("VIREO_CUDA_ATTN_BPS", &o.attn_blocks_per_sm);
+  env_int("VIREO_CUDA_SAMPLE", &o.device_sampling);
   return o;
 }
 

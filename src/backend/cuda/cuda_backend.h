@@ -53,10 +53,13 @@ struct CudaOptions {
   // and those matrices stay on the matvec path up to kMatvecMaxN tokens instead of going to qgemm above
   // matvec_max_tokens (when mv_tiles <= matvec_max_tokens + 1). 0: never.
   int mv_tiles = 3;
+  // Sampled rows are drawn on the GPU (sample.cu; one id a row crosses to the host) instead of reading back the
+  // candidates for the host's sampler (VIREO_CUDA_SAMPLE=0).
+  int device_sampling = 1;
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
   // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS, _MV_TILES,
-  // _ATTN_CHUNK, _ATTN_BPS from the environment over the defaults.
+  // _ATTN_CHUNK, _ATTN_BPS, _SAMPLE from the environment over the defaults.
   static CudaOptions from_env();
 };
 

@@ -23,6 +23,18 @@ void argmax_rows(const float* x, int64_t ldx, int rows, int64_t cols, int32_t* o
 void logit_candidates(const float* x, int64_t ldx, int rows, int64_t cols, const float* margins, int cap,
                       float* vals, int32_t* ids, int32_t* counts, cudaStream_t s);
 
+// One row's sampling settings: runtime/backend.h's DeviceSampleRow, byte for byte.
+struct SampleRow {
+  float temperature, top_p, min_p, margin;
+  int32_t top_k;
+  float uniform;
+  int32_t pad[2];
+};
+// out[r] = the token drawn from row r as Sampler::sample_candidates draws it at rows[r].uniform (argmax for
+// temperature <= 0), or -1 when the row has more than 1024 candidates and no top-k of at most 1024 cuts them.
+void sample_rows(const float* x, int64_t ldx, int rows, int64_t cols, const SampleRow* params, int32_t* out,
+                 cudaStream_t s);
+
 // ---- qgemm.cu: the same for a few dozen tokens: weights dequantized tile by tile to f16 in shared memory and
 // multiplied on tensor cores; x is f16 with rows of w.Kp (prep_act_f16).
 // K is split over `splits` blocks (qgemm_splits) whose partial sums go to `part` (splits * m * rows floats) and

@@ -1,6 +1,7 @@
 // Sampling on the GPU's side. Greedy rows need only the index of the largest logit: one block per logits row
-// reduces it, and the step reads back 4 bytes a row instead of the whole vocabulary. Sampled rows need only the
-// tokens that can still be drawn (within a margin of the largest logit), which the host then samples from.
+// reduces it, and the step reads back 4 bytes a row instead of the whole vocabulary. Sampled rows are drawn here
+// too (sample_rows: one id a row crosses to the host), or, for the host's sampler, reduced to the tokens that can
+// still be drawn (within a margin of the largest logit).
 #include "backend/cuda/kernels.h"
 
 namespace vireo::VIREO_CUDA_NS {
@@ -83,7 +84,274 @@ __global__ void __launch_bounds__(kThreads)
   if (tid == 0) counts[blockIdx.x] = total;
 }
 
+// ---- drawing a token on the GPU: Sampler::sample_candidates's rule (src/runtime/sampler.cpp) ----
+// The candidates are the tokens within `margin` of the row's largest logit; then top-k (largest first, ties to the
+// lower id), softmax at the temperature, min-p, top-p over the sorted set, and the draw at the host's uniform. The
+// host sums in double where this kernel sums in f32, so a draw within rounding of a boundary may take the
+// neighbour. One block per row; candidates live in shared memory (kSampleCap of them): a row with more gets -1
+// unless a top-k of at most kSampleCap cuts them (a radix select over the values' bits finds the k-th largest).
+constexpr int kSampleCap = 1024;
+static_assert(kThreads == 256, "the radix select keeps one histogram bin per thread");
+constexpr uint32_t kNone = 0xffffffffu;
+
+// a before b: larger value first, then the lower id (the host's order)
+VDEV bool before(float av, uint32_t ai, float bv, uint32_t bi) { return av > bv || (av == bv && ai < bi); }
+
+VDEV uint32_t f32_bits(float v) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(v);
+#else
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  return b;
+#endif
+}
+// An order-preserving key of a non-NaN float (-0 and +0 equal, as the comparisons see them).
+VDEV uint32_t key_of(float v) {
+  const uint32_t b = v == 0.f ? 0u : f32_bits(v);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// counts[tid] = n; afterwards counts[] holds the exclusive prefix sums. Returns the total (same in every thread).
+VDEV int scan_counts(int* counts, int* pub, int tid, int n) {
+  counts[tid] = n;
+  __syncthreads();
+  if (tid == 0) {
+    int sum = 0;
+    for (int i = 0; i < kThreads; ++i) {
+      const int t = counts[i];
+      counts[i] = sum;
+      sum += t;
+    }
+    *pub = sum;
+  }
+  __syncthreads();
+  return *pub;
+}
+
+// Sorts v/id[0, n) by before(): bitonic over the next power of two, padded past the end with -inf.
+VDEV void sort_candidates(float* v, uint32_t* id, int tid, int n) {
+  int n2 = 1;
+  while (n2 < n) n2 <<= 1;
+  for (int i = n + tid; i < n2; i += kThreads) v[i] = -INFINITY, id[i] = kNone;
+  __syncthreads();
+  for (int k = 2; k <= n2; k <<= 1) {
+    for (int j = k >> 1; j > 0; j >>= 1) {
+      for (int i = tid; i < n2; i += kThreads) {
+        const int l = i ^ j;
+        if (l > i) {
+          const bool up = (i & k) == 0;  // this half sorts in before() order, the other half reversed
+          const bool swap = up ? before(v[l], id[l], v[i], id[i]) : before(v[i], id[i], v[l], id[l]);
+          if (swap) {
+            const float tv = v[i];
+            const uint32_t ti = id[i];
+            v[i] = v[l], id[i] = id[l];
+            v[l] = tv, id[l] = ti;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __restrict__ x, int64_t ldx, int64_t cols,
+                                                               const SampleRow* __restrict__ rows,
+                                                               int32_t* __restrict__ out) {
+  VSHARED(float, cand_v, kSampleCap);  // candidate logits, then their probabilities
+  VSHARED(uint32_t, cand_i, kSampleCap);
+  VSHARED(int, counts, kThreads);
+  VSHARED(int, hist, 256);
+  VSHARED(float, sv, kThreads);
+  VSHARED(int, si, kThreads);
+  VSHARED(int, pub, 3);  // values thread 0 hands to the block
+  const int tid = static_cast<int>(threadIdx.x);
+  const SampleRow rp = rows[blockIdx.x];
+  const float* row = x + static_cast<int64_t>(blockIdx.x) * ldx;
+
+  // ---- the largest logit (lowest id on ties, NaN skipped) ----
+  float bv = 0.f;
+  int bi = -1;
+  for (int64_t c = tid; c < cols; c += kThreads) {
+    const float v = row[c];
+    if (v == v && better(v, static_cast<int>(c), bv, bi)) bv = v, bi = static_cast<int>(c);
+  }
+  sv[tid] = bv;
+  si[tid] = bi;
+  __syncthreads();
+  for (int step = kThreads / 2; step > 0; step /= 2) {
+    if (tid < step) {
+      const float v = sv[tid + step];
+      const int i = si[tid + step];
+      if (i >= 0 && better(v, i, sv[tid], si[tid])) sv[tid] = v, si[tid] = i;
+    }
+    __syncthreads();
+  }
+  const float top_v = sv[0];
+  const int top_i = si[0];
+  // Greedy, every logit NaN (0: the host's argmax), or a largest logit of -inf (the host then takes its first
+  // candidate: the lowest id that is not NaN, which is the argmax here).
+  if (rp.temperature <= 0.f || top_i < 0 || top_v == -INFINITY) {
+    if (tid == 0) out[blockIdx.x] = top_i < 0 ? 0 : top_i;
+    return;
+  }
+
+  // ---- candidates: each thread owns a contiguous stretch of ids, so prefix sums keep them in id order ----
+  const float floor_l = top_v - rp.margin;
+  const int64_t chunk = (cols + kThreads - 1) / kThreads;
+  const int64_t c0 = tid * chunk < cols ? tid * chunk : cols, c1 = c0 + chunk < cols ? c0 + chunk : cols;
+  int mine = 0;
+  for (int64_t c = c0; c < c1; ++c) mine += row[c] >= floor_l ? 1 : 0;
+  const int found = scan_counts(counts, &pub[0], tid, mine);
+  const int k = rp.top_k > 0 ? rp.top_k : 0;
+  int n = found;
+  bool sorted = false;
+  if (found <= kSampleCap) {
+    int o = counts[tid];
+    for (int64_t c = c0; c < c1; ++c) {
+      const float v = row[c];
+      if (v >= floor_l) cand_v[o] = v, cand_i[o] = static_cast<uint32_t>(c), ++o;
+    }
+    __syncthreads();
+    if ((k > 0 && k < found) || rp.top_p < 1.f) {
+      sort_candidates(cand_v, cand_i, tid, found);
+      sorted = true;
+      if (k > 0 && k < found) n = k;
+    }
+  } else if (k > 0 && k <= kSampleCap) {
+    // ---- radix select, 8 bits at a time from the top: the key of the k-th largest candidate ----
+    uint32_t prefix = 0;
+    int want = k;  // how many of the candidates whose key starts with `prefix` are still to be taken
+    for (int d = 0; d < 4; ++d) {
+      const int shift = 24 - 8 * d;
+      const uint32_t high = d == 0 ? 0u : 0xffffffffu << (shift + 8);  // the digits already fixed
+      hist[tid] = 0;  // kThreads == 256 digits
+      __syncthreads();
+      for (int64_t c = tid; c < cols; c += kThreads) {
+        const float v = row[c];
+        if (v >= floor_l) {
+          const uint32_t key = key_of(v);
+          if ((key & high) == prefix) atomicAdd(&hist[(key >> shift) & 0xffu], 1);
+        }
+      }
+      __syncthreads();
+      if (tid == 0) {
+        int above = 0, b = 255;
+        for (;;) {
+          const int h = hist[b];
+          if (above + h >= want || b == 0) break;
+          above += h;
+          --b;
+        }
+        pub[1] = static_cast<int>(prefix | (static_cast<uint32_t>(b) << shift));
+        pub[2] = want - above;
+      }
+      __syncthreads();
+      prefix = static_cast<uint32_t>(pub[1]);
+      want = pub[2];
+      __syncthreads();
+    }
+    // Everything above the k-th key, and the lowest-id `want` of the candidates equal to it.
+    int equal = 0;
+    for (int64_t c = c0; c < c1; ++c) {
+      const float v = row[c];
+      if (v >= floor_l && key_of(v) == prefix) ++equal;
+    }
+    if (tid == 0) hist[0] = 0;  // the fill counter (the histogram is done)
+    scan_counts(counts, &pub[0], tid, equal);
+    int e = counts[tid];
+    for (int64_t c = c0; c < c1; ++c) {
+      const float v = row[c];
+      if (v >= floor_l) {
+        const uint32_t key = key_of(v);
+        bool take = key > prefix;
+        if (key == prefix) take = e++ < want;
+        if (take) {
+          const int o = atomicAdd(&hist[0], 1);
+          cand_v[o] = v;
+          cand_i[o] = static_cast<uint32_t>(c);
+        }
+      }
+    }
+    __syncthreads();
+    n = k;
+    sort_candidates(cand_v, cand_i, tid, n);
+    sorted = true;
+  } else {
+    if (tid == 0) out[blockIdx.x] = -1;  // the host reads the row and draws it
+    return;
+  }
+
+  // ---- softmax at the temperature (unnormalized: the largest is 1) ----
+  const float inv_t = 1.f / rp.temperature;
+  for (int i = tid; i < n; i += kThreads) cand_v[i] = expf((cand_v[i] - top_v) * inv_t);
+  __syncthreads();
+  if (tid != 0) return;
+
+  // ---- min-p, top-p and the draw: short sequential passes in the host's order ----
+  if (rp.min_p > 0.f) {  // drop p < min_p (order kept); if that drops all, keep the most likely
+    int w = 0;
+    for (int i = 0; i < n; ++i)
+      if (!(cand_v[i] < rp.min_p)) cand_v[w] = cand_v[i], cand_i[w] = cand_i[i], ++w;
+    if (w == 0) {
+      for (int i = 0; i < n; ++i)
+        if (cand_v[i] == 1.f) {
+          cand_v[0] = 1.f, cand_i[0] = cand_i[i];
+          break;
+        }
+      w = 1;
+    }
+    n = w;
+  }
+  if (rp.top_p < 1.f && sorted) {  // the smallest prefix holding top_p of the mass
+    float total = 0.f;
+    for (int i = 0; i < n; ++i) total += cand_v[i];
+    const float goal = rp.top_p * total;
+    float cum = 0.f;
+    int keep = n;
+    for (int i = 0; i < n; ++i) {
+      cum += cand_v[i];
+      if (cum >= goal) {
+        keep = i + 1;
+        break;
+      }
+    }
+    n = keep > 1 ? keep : 1;
+  }
+  if (n == 0) {  // no candidate (a negative margin): the argmax
+    out[blockIdx.x] = top_i;
+    return;
+  }
+  float total = 0.f;
+  for (int i = 0; i < n; ++i) total += cand_v[i];
+  const float xu = rp.uniform * total;
+  float cum = 0.f;
+  int pick = -1;
+  for (int i = 0; i < n; ++i) {
+    cum += cand_v[i];
+    if (xu < cum) {
+      pick = i;
+      break;
+    }
+  }
+  if (pick < 0)  // rounding left the draw past the last boundary: the last candidate with nonzero probability
+    for (int i = n; i > 0; --i)
+      if (cand_v[i - 1] > 0.f) {
+        pick = i - 1;
+        break;
+      }
+  out[blockIdx.x] = static_cast<int32_t>(cand_i[pick < 0 ? 0 : pick]);
+}
+
 }  // namespace
+
+void sample_rows(const float* x, int64_t ldx, int rows, int64_t cols, const SampleRow* params, int32_t* out,
+                 cudaStream_t s) {
+  if (rows <= 0) return;
+  auto* k = &sample_rows_kernel;
+  VLAUNCH(k, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, cols, params, out);
+  VCHECK_LAUNCH("sampling of the logits rows");
+}
 
 void logit_candidates(const float* x, int64_t ldx, int rows, int64_t cols, const float* margins, int cap,
                       float* vals, int32_t* ids, int32_t* counts, cudaStream_t s) {
