@@ -294,6 +294,20 @@ void bench_model(int dev, const std::string& path, int prefill, int decode, int 
     const std::string at = decode_at != prefill ? "@" + std::to_string(decode_at) : "";
     result(base + " decode x" + std::to_string(seqs) + at, tps, "tok/s");
     if (seqs == 1) result(base + " decode x1 weight bandwidth", gbs, "GB/s");
+    if (seqs == 1) {  // greedy steps read back one id (end_step_argmax) instead of the logits row
+      std::vector<int32_t> ids(1);
+      std::vector<double> ta;
+      for (int s = 0; s < decode; ++s) {
+        b.clear();
+        b.add(tok(rng), decode_at + s, 0, true);
+        const auto t0 = Clock::now();
+        m.forward_argmax(b, ids);
+        if (s >= 2) ta.push_back(seconds_since(t0));
+      }
+      const double tg = median(ta);
+      std::printf("decode 1 seq @%d, argmax read back: %.3f ms/step, %.1f tok/s\n", decode_at, tg * 1e3, 1 / tg);
+      result(base + " decode x1 argmax", 1 / tg, "tok/s");
+    }
   }
   const auto st = ext->graph_stats();
   std::printf("graphs: %lld captured, %lld replays, %lld eager steps\n", static_cast<long long>(st.captures),

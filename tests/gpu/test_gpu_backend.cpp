@@ -1269,6 +1269,40 @@ TEST_P(Gpu, ArgmaxStepEqualsHostArgmax) {
 }
 
 
+// The argmax of rows wider than one slice of the two-pass kernel: ties across slices go to the lowest id, NaN never
+// wins, a row of NaN gives 0, a row of -inf its first id; exactly the host's argmax.
+TEST_P(Gpu, ArgmaxOfWideRows) {
+  auto be = make();
+  const int cols = 20000, n = 7;
+  std::vector<float> xv(size_t(n) * cols);
+  for (int i = 0; i < n; ++i) {
+    const std::vector<float> g = randn(cols, 300 + i, 3.f);
+    std::copy(g.begin(), g.end(), xv.begin() + size_t(i) * cols);
+  }
+  auto row = [&](int i) { return xv.data() + size_t(i) * cols; };
+  row(1)[19999] = 50.f;                                  // the last column
+  row(2)[8191] = row(2)[8192] = row(2)[4000] = 50.f;     // ties in two slices: the lowest id
+  row(3)[0] = NAN, row(3)[12345] = 60.f, row(3)[12346] = NAN;
+  for (int c = 0; c < cols; ++c) row(4)[c] = NAN;        // all NaN: 0
+  for (int c = 0; c < cols; ++c) row(5)[c] = -INFINITY;  // all -inf: the first
+  row(6)[5] = INFINITY;
+  Act x = be->alloc_act(n, cols);
+  put(*be, x, xv);
+  Batch b;
+  for (int i = 0; i < n; ++i) b.add(0, i, 0, true);
+  std::vector<int32_t> ids(n, -2);
+  be->begin_step(b);
+  be->end_step_argmax(x.with_rows(n), ids);
+  for (int i = 0; i < n; ++i)
+    EXPECT_EQ(ids[i], vireo::argmax(std::span<const float>(row(i), cols))) << "row " << i;
+  EXPECT_EQ(ids[1], 19999);
+  EXPECT_EQ(ids[2], 4000);
+  EXPECT_EQ(ids[3], 12345);
+  EXPECT_EQ(ids[4], 0);
+  EXPECT_EQ(ids[5], 0);
+  EXPECT_EQ(ids[6], 5);
+}
+
 // Tokens drawn on the GPU (end_step_sample, sample.cu) equal the host Sampler's at the same uniform: sharp and flat
 // rows, ties, NaN, a row of -inf, greedy rows, top-k / top-p / min-p on and off, and rows with more candidates than
 // the GPU keeps (a top-k of at most 1024 cuts them by a radix select, ties to the lower ids; without one, -1). The

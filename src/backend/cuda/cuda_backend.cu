@@ -345,6 +345,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     in_step_ = false;
     if (host.size() < static_cast<size_t>(r_)) throw std::runtime_error("ids buffer too small");
     ensure(d_ids_, static_cast<size_t>(std::max(r_, 1)) * sizeof(int32_t), "argmax ids");
+    ensure(d_argmax_part_, static_cast<size_t>(std::max(r_, 1)) * argmax_slices(logits.cols) * sizeof(ArgmaxPart),
+           "argmax slices");
     const size_t bytes = static_cast<size_t>(r_) * sizeof(int32_t);
     if (bytes > h_logits_bytes_) {
       if (h_logits_) VCUDA(cudaFreeHost(h_logits_), "end_step (free staging)");
@@ -355,7 +357,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     run_step();
     if (r_ > 0) {
       argmax_rows(static_cast<const float*>(logits.data), logits.cols, r_, logits.cols,
-                  static_cast<int32_t*>(d_ids_.p), stream_);
+                  static_cast<ArgmaxPart*>(d_argmax_part_.p), static_cast<int32_t*>(d_ids_.p), stream_);
       VCUDA(cudaMemcpyAsync(h_logits_, d_ids_.p, bytes, cudaMemcpyDeviceToHost, stream_), "end_step (copy ids)");
     }
     const cudaError_t e = cudaStreamSynchronize(stream_);
@@ -1411,7 +1413,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   bool in_step_ = false;
   std::vector<Op> log_;
 
-  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, d_ids_, d_cand_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
+  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, d_ids_, d_argmax_part_, d_cand_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
   PrepCache q8c_[2], f32_cache_, f16_cache_;
   uint64_t q8_stamp_[2] = {0, 0}, q8_clock_ = 0;
   std::vector<int32_t> slot_min_;

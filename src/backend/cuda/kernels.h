@@ -16,8 +16,15 @@ void matvec_q32(const MatView& w, const ActQ8& a, int n, float* y, int64_t ldy, 
 void matvec_float(const MatView& w, const ActF32& a, int n, float* y, int64_t ldy, cudaStream_t s);  // F32/F16/BF16
 inline bool wfmt_uses_q8(WFmt f) { return !wfmt_is_float(f); }
 
-// ---- sample.cu: out[r] = argmax of row r (ties: lowest id; NaN never wins) ----
-void argmax_rows(const float* x, int64_t ldx, int rows, int64_t cols, int32_t* out, cudaStream_t s);
+// ---- sample.cu: out[r] = argmax of row r (ties: lowest id; NaN never wins), through argmax_slices(cols) partial
+// results per row in `part` ----
+struct ArgmaxPart {
+  float v;
+  int i;
+};
+int argmax_slices(int64_t cols);
+void argmax_rows(const float* x, int64_t ldx, int rows, int64_t cols, ArgmaxPart* part, int32_t* out,
+                 cudaStream_t s);
 // Per row: the tokens with logit >= max - margins[row], ids ascending, into vals/ids[row * cap ...];
 // counts[row] = their number, or -1 when more than cap or none.
 void logit_candidates(const float* x, int64_t ldx, int rows, int64_t cols, const float* margins, int cap,

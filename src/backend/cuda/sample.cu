@@ -13,29 +13,58 @@ constexpr int kThreads = 256;
 // only NaN gives 0.
 VDEV bool better(float v, int i, float bv, int bi) { return bi < 0 || v > bv || (v == bv && i < bi); }
 
-__global__ void __launch_bounds__(kThreads) argmax_rows_kernel(const float* __restrict__ x, int64_t ldx, int64_t cols,
-                                                               int32_t* __restrict__ out) {
-  VSHARED(float, sv, kThreads);
-  VSHARED(int, si, kThreads);
-  const float* row = x + static_cast<int64_t>(blockIdx.x) * ldx;
-  float bv = 0.f;
-  int bi = -1;
-  for (int64_t c = threadIdx.x; c < cols; c += kThreads) {
-    const float v = row[c];
-    if (v == v && better(v, static_cast<int>(c), bv, bi)) bv = v, bi = static_cast<int>(c);
-  }
-  sv[threadIdx.x] = bv;
-  si[threadIdx.x] = bi;
+// Block-wide best (value, id) by better(); every thread gets the result.
+VDEV void block_best(float* sv, int* si, float& bv, int& bi) {
+  const int tid = static_cast<int>(threadIdx.x);
+  sv[tid] = bv;
+  si[tid] = bi;
   __syncthreads();
   for (int step = kThreads / 2; step > 0; step /= 2) {
-    if (static_cast<int>(threadIdx.x) < step) {
-      const float v = sv[threadIdx.x + step];
-      const int i = si[threadIdx.x + step];
-      if (i >= 0 && better(v, i, sv[threadIdx.x], si[threadIdx.x])) sv[threadIdx.x] = v, si[threadIdx.x] = i;
+    if (tid < step) {
+      const float v = sv[tid + step];
+      const int i = si[tid + step];
+      if (i >= 0 && better(v, i, sv[tid], si[tid])) sv[tid] = v, si[tid] = i;
     }
     __syncthreads();
   }
-  if (threadIdx.x == 0) out[blockIdx.x] = si[0] < 0 ? 0 : si[0];
+  bv = sv[0];
+  bi = si[0];
+}
+
+// Argmax in two launches, so that a 128K-entry row is read by many multiprocessors instead of one (one block per
+// row took ~20 us at one row): block (b, row) reduces slice b of the row to part[row][b]; then one block per row
+// reduces the slices.
+constexpr int64_t kArgmaxSlice = 4096;  // columns per block of the first pass
+
+__global__ void __launch_bounds__(kThreads) argmax_slices_kernel(const float* __restrict__ x, int64_t ldx,
+                                                                 int64_t cols, ArgmaxPart* __restrict__ part) {
+  VSHARED(float, sv, kThreads);
+  VSHARED(int, si, kThreads);
+  const float* row = x + static_cast<int64_t>(blockIdx.y) * ldx;
+  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kArgmaxSlice;
+  const int64_t c1 = c0 + kArgmaxSlice < cols ? c0 + kArgmaxSlice : cols;
+  float bv = 0.f;
+  int bi = -1;
+  for (int64_t c = c0 + threadIdx.x; c < c1; c += kThreads) {
+    const float v = row[c];
+    if (v == v && better(v, static_cast<int>(c), bv, bi)) bv = v, bi = static_cast<int>(c);
+  }
+  block_best(sv, si, bv, bi);
+  if (threadIdx.x == 0) part[static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x] = {bv, bi};
+}
+
+__global__ void __launch_bounds__(kThreads) argmax_finish_kernel(const ArgmaxPart* __restrict__ part, int slices,
+                                                                 int32_t* __restrict__ out) {
+  VSHARED(float, sv, kThreads);
+  VSHARED(int, si, kThreads);
+  float bv = 0.f;
+  int bi = -1;
+  for (int b = static_cast<int>(threadIdx.x); b < slices; b += kThreads) {
+    const ArgmaxPart p = part[static_cast<int64_t>(blockIdx.x) * slices + b];
+    if (p.i >= 0 && better(p.v, p.i, bv, bi)) bv = p.v, bi = p.i;
+  }
+  block_best(sv, si, bv, bi);
+  if (threadIdx.x == 0) out[blockIdx.x] = bi < 0 ? 0 : bi;  // a row of only NaN gives 0
 }
 
 // The tokens within margins[row] of the row's largest logit, in ascending id order (the host sampler's candidate
@@ -176,19 +205,9 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __re
     const float v = row[c];
     if (v == v && better(v, static_cast<int>(c), bv, bi)) bv = v, bi = static_cast<int>(c);
   }
-  sv[tid] = bv;
-  si[tid] = bi;
-  __syncthreads();
-  for (int step = kThreads / 2; step > 0; step /= 2) {
-    if (tid < step) {
-      const float v = sv[tid + step];
-      const int i = si[tid + step];
-      if (i >= 0 && better(v, i, sv[tid], si[tid])) sv[tid] = v, si[tid] = i;
-    }
-    __syncthreads();
-  }
-  const float top_v = sv[0];
-  const int top_i = si[0];
+  block_best(sv, si, bv, bi);
+  const float top_v = bv;
+  const int top_i = bi;
   // Greedy, every logit NaN (0: the host's argmax), or a largest logit of -inf (the host then takes its first
   // candidate: the lowest id that is not NaN, which is the argmax here).
   if (rp.temperature <= 0.f || top_i < 0 || top_v == -INFINITY) {
@@ -361,10 +380,18 @@ void logit_candidates(const float* x, int64_t ldx, int rows, int64_t cols, const
   VCHECK_LAUNCH("candidates of the logits rows");
 }
 
-void argmax_rows(const float* x, int64_t ldx, int rows, int64_t cols, int32_t* out, cudaStream_t s) {
+int argmax_slices(int64_t cols) { return static_cast<int>(std::max<int64_t>(1, ceil_div(cols, kArgmaxSlice))); }
+
+void argmax_rows(const float* x, int64_t ldx, int rows, int64_t cols, ArgmaxPart* part, int32_t* out,
+                 cudaStream_t s) {
   if (rows <= 0) return;
-  auto* k = &argmax_rows_kernel;
-  VLAUNCH(k, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, cols, out);
+  const int slices = argmax_slices(cols);
+  auto* k1 = &argmax_slices_kernel;
+  VLAUNCH(k1, dim3(static_cast<unsigned>(slices), static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, cols,
+          part);
+  VCHECK_LAUNCH("argmax of the logits rows (slices)");
+  auto* k2 = &argmax_finish_kernel;
+  VLAUNCH(k2, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, part, slices, out);
   VCHECK_LAUNCH("argmax of the logits rows");
 }
 
