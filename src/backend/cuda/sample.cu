@@ -13,13 +13,14 @@ constexpr int kThreads = 256;
 // only NaN gives 0.
 VDEV bool better(float v, int i, float bv, int bi) { return bi < 0 || v > bv || (v == bv && i < bi); }
 
-// Block-wide best (value, id) by better(); every thread gets the result.
+// Block-wide best (value, id) by better() over NT threads; every thread gets the result.
+template <int NT>
 VDEV void block_best(float* sv, int* si, float& bv, int& bi) {
   const int tid = static_cast<int>(threadIdx.x);
   sv[tid] = bv;
   si[tid] = bi;
   __syncthreads();
-  for (int step = kThreads / 2; step > 0; step /= 2) {
+  for (int step = NT / 2; step > 0; step /= 2) {
     if (tid < step) {
       const float v = sv[tid + step];
       const int i = si[tid + step];
@@ -49,7 +50,7 @@ __global__ void __launch_bounds__(kThreads) argmax_slices_kernel(const float* __
     const float v = row[c];
     if (v == v && better(v, static_cast<int>(c), bv, bi)) bv = v, bi = static_cast<int>(c);
   }
-  block_best(sv, si, bv, bi);
+  block_best<kThreads>(sv, si, bv, bi);
   if (threadIdx.x == 0) part[static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x] = {bv, bi};
 }
 
@@ -63,7 +64,7 @@ __global__ void __launch_bounds__(kThreads) argmax_finish_kernel(const ArgmaxPar
     const ArgmaxPart p = part[static_cast<int64_t>(blockIdx.x) * slices + b];
     if (p.i >= 0 && better(p.v, p.i, bv, bi)) bv = p.v, bi = p.i;
   }
-  block_best(sv, si, bv, bi);
+  block_best<kThreads>(sv, si, bv, bi);
   if (threadIdx.x == 0) out[blockIdx.x] = bi < 0 ? 0 : bi;  // a row of only NaN gives 0
 }
 
@@ -120,7 +121,7 @@ __global__ void __launch_bounds__(kThreads)
 // neighbour. One block per row; candidates live in shared memory (kSampleCap of them): a row with more gets -1
 // unless a top-k of at most kSampleCap cuts them (a radix select over the values' bits finds the k-th largest).
 constexpr int kSampleCap = 1024;
-static_assert(kThreads == 256, "the radix select keeps one histogram bin per thread");
+constexpr int kSampleThreads = 1024;  // each pass over a 128K-entry row: ~128 loads per thread
 constexpr uint32_t kNone = 0xffffffffu;
 
 // a before b: larger value first, then the lower id (the host's order)
@@ -141,32 +142,34 @@ VDEV uint32_t key_of(float v) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// counts[tid] = n; afterwards counts[] holds the exclusive prefix sums. Returns the total (same in every thread).
-VDEV int scan_counts(int* counts, int* pub, int tid, int n) {
+// counts[tid] = n; afterwards counts[] holds the exclusive prefix sums (a Hillis-Steele scan). Returns the total
+// (the same in every thread).
+VDEV int scan_counts(int* counts, int tid, int n) {
   counts[tid] = n;
   __syncthreads();
-  if (tid == 0) {
-    int sum = 0;
-    for (int i = 0; i < kThreads; ++i) {
-      const int t = counts[i];
-      counts[i] = sum;
-      sum += t;
-    }
-    *pub = sum;
+  for (int off = 1; off < kSampleThreads; off *= 2) {
+    const int add = tid >= off ? counts[tid - off] : 0;
+    __syncthreads();
+    counts[tid] += add;
+    __syncthreads();
   }
+  const int total = counts[kSampleThreads - 1];
+  const int excl = counts[tid] - n;
   __syncthreads();
-  return *pub;
+  counts[tid] = excl;
+  __syncthreads();
+  return total;
 }
 
 // Sorts v/id[0, n) by before(): bitonic over the next power of two, padded past the end with -inf.
 VDEV void sort_candidates(float* v, uint32_t* id, int tid, int n) {
   int n2 = 1;
   while (n2 < n) n2 <<= 1;
-  for (int i = n + tid; i < n2; i += kThreads) v[i] = -INFINITY, id[i] = kNone;
+  for (int i = n + tid; i < n2; i += kSampleThreads) v[i] = -INFINITY, id[i] = kNone;
   __syncthreads();
   for (int k = 2; k <= n2; k <<= 1) {
     for (int j = k >> 1; j > 0; j >>= 1) {
-      for (int i = tid; i < n2; i += kThreads) {
+      for (int i = tid; i < n2; i += kSampleThreads) {
         const int l = i ^ j;
         if (l > i) {
           const bool up = (i & k) == 0;  // this half sorts in before() order, the other half reversed
@@ -184,16 +187,16 @@ VDEV void sort_candidates(float* v, uint32_t* id, int tid, int n) {
   }
 }
 
-__global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __restrict__ x, int64_t ldx, int64_t cols,
+__global__ void __launch_bounds__(kSampleThreads) sample_rows_kernel(const float* __restrict__ x, int64_t ldx, int64_t cols,
                                                                const SampleRow* __restrict__ rows,
                                                                int32_t* __restrict__ out) {
   VSHARED(float, cand_v, kSampleCap);  // candidate logits, then their probabilities
   VSHARED(uint32_t, cand_i, kSampleCap);
-  VSHARED(int, counts, kThreads);
+  VSHARED(int, counts, kSampleThreads);
   VSHARED(int, hist, 256);
-  VSHARED(float, sv, kThreads);
-  VSHARED(int, si, kThreads);
-  VSHARED(int, pub, 3);  // values thread 0 hands to the block
+  VSHARED(float, sv, kSampleThreads);
+  VSHARED(int, si, kSampleThreads);
+  VSHARED(int, pub, 2);  // values thread 0 hands to the block
   const int tid = static_cast<int>(threadIdx.x);
   const SampleRow rp = rows[blockIdx.x];
   const float* row = x + static_cast<int64_t>(blockIdx.x) * ldx;
@@ -201,11 +204,11 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __re
   // ---- the largest logit (lowest id on ties, NaN skipped) ----
   float bv = 0.f;
   int bi = -1;
-  for (int64_t c = tid; c < cols; c += kThreads) {
+  for (int64_t c = tid; c < cols; c += kSampleThreads) {
     const float v = row[c];
     if (v == v && better(v, static_cast<int>(c), bv, bi)) bv = v, bi = static_cast<int>(c);
   }
-  block_best(sv, si, bv, bi);
+  block_best<kSampleThreads>(sv, si, bv, bi);
   const float top_v = bv;
   const int top_i = bi;
   // Greedy, every logit NaN (0: the host's argmax), or a largest logit of -inf (the host then takes its first
@@ -217,11 +220,11 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __re
 
   // ---- candidates: each thread owns a contiguous stretch of ids, so prefix sums keep them in id order ----
   const float floor_l = top_v - rp.margin;
-  const int64_t chunk = (cols + kThreads - 1) / kThreads;
+  const int64_t chunk = (cols + kSampleThreads - 1) / kSampleThreads;
   const int64_t c0 = tid * chunk < cols ? tid * chunk : cols, c1 = c0 + chunk < cols ? c0 + chunk : cols;
   int mine = 0;
   for (int64_t c = c0; c < c1; ++c) mine += row[c] >= floor_l ? 1 : 0;
-  const int found = scan_counts(counts, &pub[0], tid, mine);
+  const int found = scan_counts(counts, tid, mine);
   const int k = rp.top_k > 0 ? rp.top_k : 0;
   int n = found;
   bool sorted = false;
@@ -244,9 +247,9 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __re
     for (int d = 0; d < 4; ++d) {
       const int shift = 24 - 8 * d;
       const uint32_t high = d == 0 ? 0u : 0xffffffffu << (shift + 8);  // the digits already fixed
-      hist[tid] = 0;  // kThreads == 256 digits
+      if (tid < 256) hist[tid] = 0;
       __syncthreads();
-      for (int64_t c = tid; c < cols; c += kThreads) {
+      for (int64_t c = tid; c < cols; c += kSampleThreads) {
         const float v = row[c];
         if (v >= floor_l) {
           const uint32_t key = key_of(v);
@@ -262,12 +265,12 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __re
           above += h;
           --b;
         }
-        pub[1] = static_cast<int>(prefix | (static_cast<uint32_t>(b) << shift));
-        pub[2] = want - above;
+        pub[0] = static_cast<int>(prefix | (static_cast<uint32_t>(b) << shift));
+        pub[1] = want - above;
       }
       __syncthreads();
-      prefix = static_cast<uint32_t>(pub[1]);
-      want = pub[2];
+      prefix = static_cast<uint32_t>(pub[0]);
+      want = pub[1];
       __syncthreads();
     }
     // Everything above the k-th key, and the lowest-id `want` of the candidates equal to it.
@@ -277,7 +280,7 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __re
       if (v >= floor_l && key_of(v) == prefix) ++equal;
     }
     if (tid == 0) hist[0] = 0;  // the fill counter (the histogram is done)
-    scan_counts(counts, &pub[0], tid, equal);
+    scan_counts(counts, tid, equal);
     int e = counts[tid];
     for (int64_t c = c0; c < c1; ++c) {
       const float v = row[c];
@@ -303,7 +306,7 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* __re
 
   // ---- softmax at the temperature (unnormalized: the largest is 1) ----
   const float inv_t = 1.f / rp.temperature;
-  for (int i = tid; i < n; i += kThreads) cand_v[i] = expf((cand_v[i] - top_v) * inv_t);
+  for (int i = tid; i < n; i += kSampleThreads) cand_v[i] = expf((cand_v[i] - top_v) * inv_t);
   __syncthreads();
   if (tid != 0) return;
 
@@ -368,7 +371,7 @@ void sample_rows(const float* x, int64_t ldx, int rows, int64_t cols, const Samp
                  cudaStream_t s) {
   if (rows <= 0) return;
   auto* k = &sample_rows_kernel;
-  VLAUNCH(k, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, cols, params, out);
+  VLAUNCH(k, dim3(static_cast<unsigned>(rows)), dim3(kSampleThreads), 0, s, x, ldx, cols, params, out);
   VCHECK_LAUNCH("sampling of the logits rows");
 }
 
