@@ -42,6 +42,7 @@
 #include "vireo/vireo.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
+#include "../sampling_cases.h"
 
 namespace vireo::cuda_emu {
 std::unique_ptr<Backend> make_backend(const CudaOptions& opts);
@@ -1303,104 +1304,22 @@ TEST_P(Gpu, ArgmaxOfWideRows) {
   EXPECT_EQ(ids[6], 5);
 }
 
-// Tokens drawn on the GPU (end_step_sample, sample.cu) equal the host Sampler's at the same uniform: sharp and flat
-// rows, ties, NaN, a row of -inf, greedy rows, top-k / top-p / min-p on and off, and rows with more candidates than
-// the GPU keeps (a top-k of at most 1024 cuts them by a radix select, ties to the lower ids; without one, -1). The
-// GPU sums probabilities in f32 where the host sums in double, so where the host's own choice changes when the
-// uniform, top_p or min_p move by 1e-4 the GPU may take either neighbour; everywhere else it must agree.
+// Tokens drawn on the GPU (end_step_sample, sample.cu) equal the host Sampler's at the same uniform, on the rows of
+// tests/sampling_cases.h (ties, NaN, -inf, flat rows, top-k beyond the 1,024 candidates a block keeps, ...).
 TEST_P(Gpu, SamplingMatchesHostSampler) {
   auto be = make();
   ASSERT_TRUE(be->samples_on_device());
-  const int vocab = emu() ? 3000 : 5000, n = emu() ? 24 : 64;
-  std::vector<float> xv(size_t(n) * vocab);
-  std::vector<SamplingParams> params(n);
-  for (int i = 0; i < n; ++i) {
-    float* row = xv.data() + size_t(i) * vocab;
-    const float scale = std::array<float, 4>{0.5f, 2.f, 5.f, 12.f}[i % 4];
-    const std::vector<float> g = randn(vocab, 100 + i, scale);
-    std::copy(g.begin(), g.end(), row);
-    SamplingParams& p = params[i];
-    p.temperature = std::array<float, 4>{0.7f, 1.f, 1.5f, 0.3f}[(i / 4) % 4];
-    p.top_k = std::array<int, 5>{0, 1, 5, 40, 2000}[i % 5];
-    p.top_p = std::array<float, 3>{1.f, 0.9f, 0.5f}[i % 3];
-    p.min_p = std::array<float, 2>{0.f, 0.05f}[(i / 3) % 2];
-  }
-  auto row = [&](int i) { return xv.data() + size_t(i) * vocab; };
-  row(1)[17] = row(1)[2500] = 40.f;                              // a tie at the top
-  for (int c = 0; c < 50; ++c) row(2)[100 + c * 7] = 9.f;        // 50 equal logits around the top-k cut
-  params[2].top_k = 40, params[2].temperature = 1.f, params[2].top_p = 1.f;
-  row(3)[5] = NAN, row(3)[6] = INFINITY * 0.f;                   // NaN is never drawn
-  for (int c = 0; c < vocab; ++c) row(4)[c] = 0.125f;            // flat: every token a candidate
-  params[4].top_k = 40;                                          // ... cut by the radix select, lowest ids
-  for (int c = 0; c < vocab; ++c) row(5)[c] = 0.001f * float(c % 1500);  // > 1024 distinct candidates
-  params[5].top_k = 700, params[5].top_p = 0.8f;
-  for (int c = 0; c < vocab; ++c) row(6)[c] = 0.f;               // flat, no top-k: the host's (-1)
-  params[6].top_k = 0;
-  for (int c = 0; c < vocab; ++c) row(7)[c] = -INFINITY;         // nothing possible: the lowest id
-  params[8].temperature = 0.f;                                   // greedy
-  row(8)[123] = 1e3f;
-  params[9].min_p = 2.f;                                         // min-p above 1 keeps the top token only
-  for (int c = 0; c < vocab; ++c) row(10)[c] = NAN;              // all NaN: 0, as the host's argmax
-  params[10].temperature = 0.9f;
-  Act x = be->alloc_act(n, vocab);
-  put(*be, x, xv);
+  const sampling_cases::Cases c = sampling_cases::make(emu() ? 3000 : 5000, emu() ? 24 : 64);
+  Act x = be->alloc_act(c.n, c.vocab);
+  put(*be, x, c.logits);
   Batch b;
-  for (int i = 0; i < n; ++i) b.add(0, i, 0, true);
-
-  std::vector<DeviceSampleRow> rows(n);
-  std::vector<double> us(n);
-  for (int i = 0; i < n; ++i) {
-    Sampler smp(params[i], vocab);
-    smp.reseed(1000 + i);
-    rows[i] = smp.device_row();
-    us[i] = rows[i].uniform;
-  }
-  std::vector<int32_t> ids(n, -2);
+  for (int i = 0; i < c.n; ++i) b.add(0, i, 0, true);
+  std::vector<int32_t> ids(c.n, -2);
   be->begin_step(b);
-  be->end_step_sample(x.with_rows(n), rows, ids);
-
-  int boundary = 0;
-  for (int i = 0; i < n; ++i) {
-    const std::span<const float> r(row(i), vocab);
-    if (ids[i] == -1) {  // handed back: only rows whose candidates do not fit and no top-k <= 1024 cuts them
-      std::vector<float> wv(1025);
-      std::vector<int32_t> wi(1025);
-      EXPECT_EQ(select_candidates(r, Sampler(params[i], vocab).candidate_margin(), 1024, wv.data(), wi.data()), -1)
-          << "row " << i;
-      EXPECT_TRUE(params[i].top_k <= 0 || params[i].top_k > 1024) << "row " << i;
-      continue;
-    }
-    const int32_t want = params[i].temperature <= 0.f || i == 10 ? vireo::argmax(r)
-                                                                 : Sampler(params[i], vocab).sample_at(r, us[i]);
-    std::set<int32_t> near;  // the host's choices under small moves of u, top_p and min_p
-    near.insert(want);
-    if (params[i].temperature > 0.f && i != 10)
-      for (double du : {-1e-4, 0.0, 1e-4})
-        for (float dp : {-1e-4f, 0.f, 1e-4f}) {
-          SamplingParams q = params[i];
-          if (q.top_p < 1.f) q.top_p += dp;
-          if (q.min_p > 0.f) q.min_p += dp;
-          near.insert(Sampler(q, vocab).sample_at(r, std::clamp(us[i] + du, 0.0, 0.99999999)));
-        }
-    if (near.size() == 1) {
-      EXPECT_EQ(ids[i], want) << "row " << i;
-    } else {
-      ++boundary;
-      EXPECT_TRUE(near.count(ids[i])) << "row " << i << ": " << ids[i] << " is none of the host's near choices";
-    }
-  }
-  EXPECT_LE(boundary, 3);
-  EXPECT_EQ(ids[6], -1);
-  EXPECT_EQ(ids[7], 0);
-  EXPECT_EQ(ids[8], 123);
-  EXPECT_EQ(ids[10], 0);
-  EXPECT_TRUE(ids[1] == 17 || ids[1] == 2500);
-  EXPECT_GE(ids[4], 0);
-  EXPECT_LT(ids[4], 40);  // the flat row's top 40 are its lowest ids
-  EXPECT_NE(ids[3], 5);
-  // The logits stay readable for the rows handed back.
-  std::vector<float> back(vocab);
-  be->read_logit_rows(x.with_rows(n), std::vector<int32_t>{6}, back);
+  be->end_step_sample(x.with_rows(c.n), c.rows, ids);
+  sampling_cases::check(c, ids);
+  std::vector<float> back(c.vocab);  // the logits stay readable for the rows handed back
+  be->read_logit_rows(x.with_rows(c.n), std::vector<int32_t>{6}, back);
   EXPECT_EQ(back[17], 0.f);
 }
 

@@ -317,25 +317,33 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     in_step_ = true;
   }
 
+  // Pinned host staging of at least `bytes` for what a step reads back.
+  void ensure_staging(size_t bytes) {
+    if (bytes <= h_logits_bytes_) return;
+    if (h_logits_) VCUDA(cudaFreeHost(h_logits_), "end_step (free staging)");
+    h_logits_ = nullptr;
+    VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_logits_), bytes), "end_step (staging)");
+    h_logits_bytes_ = bytes;
+  }
+  // Waits for the step and its read-back; a fault inside a kernel surfaces here.
+  void finish_step() {
+    const cudaError_t e = cudaStreamSynchronize(stream_);
+    if (e != cudaSuccess)
+      cuda_fail("step failed (an error inside a kernel; VIREO_CUDA_SYNC=1 names the op)", cudaGetErrorString(e),
+                __FILE__, __LINE__);
+  }
+
   void end_step(Act logits, std::span<float> host) override {
     if (!in_step_) throw std::runtime_error("end_step without begin_step");
     in_step_ = false;
     const size_t count = static_cast<size_t>(r_) * static_cast<size_t>(logits.cols);
     if (host.size() < count) throw std::runtime_error("logits buffer too small");
-    if (count * sizeof(float) > h_logits_bytes_) {
-      if (h_logits_) VCUDA(cudaFreeHost(h_logits_), "end_step (free logits staging)");
-      h_logits_ = nullptr;
-      VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_logits_), count * sizeof(float)), "end_step (logits staging)");
-      h_logits_bytes_ = count * sizeof(float);
-    }
+    ensure_staging(count * sizeof(float));
     run_step();
     if (count)
       VCUDA(cudaMemcpyAsync(h_logits_, logits.data, count * sizeof(float), cudaMemcpyDeviceToHost, stream_),
             "end_step (copy logits)");
-    const cudaError_t e = cudaStreamSynchronize(stream_);
-    if (e != cudaSuccess)
-      cuda_fail("step failed (an error inside a kernel; VIREO_CUDA_SYNC=1 names the op)", cudaGetErrorString(e),
-                __FILE__, __LINE__);
+    finish_step();
     if (count) std::memcpy(host.data(), h_logits_, count * sizeof(float));
     batch_ = nullptr;
   }
@@ -348,22 +356,14 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     ensure(d_argmax_part_, static_cast<size_t>(std::max(r_, 1)) * argmax_slices(logits.cols) * sizeof(ArgmaxPart),
            "argmax slices");
     const size_t bytes = static_cast<size_t>(r_) * sizeof(int32_t);
-    if (bytes > h_logits_bytes_) {
-      if (h_logits_) VCUDA(cudaFreeHost(h_logits_), "end_step (free staging)");
-      h_logits_ = nullptr;
-      VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_logits_), bytes), "end_step (staging)");
-      h_logits_bytes_ = bytes;
-    }
+    ensure_staging(bytes);
     run_step();
     if (r_ > 0) {
       argmax_rows(static_cast<const float*>(logits.data), logits.cols, r_, logits.cols,
                   static_cast<ArgmaxPart*>(d_argmax_part_.p), static_cast<int32_t*>(d_ids_.p), stream_);
       VCUDA(cudaMemcpyAsync(h_logits_, d_ids_.p, bytes, cudaMemcpyDeviceToHost, stream_), "end_step (copy ids)");
     }
-    const cudaError_t e = cudaStreamSynchronize(stream_);
-    if (e != cudaSuccess)
-      cuda_fail("step failed (an error inside a kernel; VIREO_CUDA_SYNC=1 names the op)", cudaGetErrorString(e),
-                __FILE__, __LINE__);
+    finish_step();
     if (r_ > 0) std::memcpy(host.data(), h_logits_, bytes);
     batch_ = nullptr;
   }
@@ -381,12 +381,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     // device: [rows r][ids r]; the same layout in pinned host staging
     const size_t bytes = r * (sizeof(SampleRow) + sizeof(int32_t));
     ensure(d_cand_, std::max<size_t>(bytes, 4), "sampling rows");
-    if (bytes > h_logits_bytes_) {
-      if (h_logits_) VCUDA(cudaFreeHost(h_logits_), "end_step (free staging)");
-      h_logits_ = nullptr;
-      VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_logits_), bytes), "end_step (staging)");
-      h_logits_bytes_ = bytes;
-    }
+    ensure_staging(bytes);
     auto* h = reinterpret_cast<uint8_t*>(h_logits_);
     auto* d = static_cast<uint8_t*>(d_cand_.p);
     const size_t ids_at = r * sizeof(SampleRow);
@@ -399,10 +394,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       VCUDA(cudaMemcpyAsync(h + ids_at, d + ids_at, r * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
             "end_step (copy ids)");
     }
-    const cudaError_t e = cudaStreamSynchronize(stream_);
-    if (e != cudaSuccess)
-      cuda_fail("step failed (an error inside a kernel; VIREO_CUDA_SYNC=1 names the op)", cudaGetErrorString(e),
-                __FILE__, __LINE__);
+    finish_step();
     if (r > 0) std::memcpy(ids.data(), h + ids_at, r * sizeof(int32_t));
     batch_ = nullptr;
   }
@@ -417,12 +409,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     // device: [margins r][counts r][vals r*c][ids r*c]; the same layout in pinned host staging
     const size_t bytes = (2 * r + 2 * r * c) * 4;
     ensure(d_cand_, std::max<size_t>(bytes, 4), "sampling candidates");
-    if (bytes > h_logits_bytes_) {
-      if (h_logits_) VCUDA(cudaFreeHost(h_logits_), "end_step (free staging)");
-      h_logits_ = nullptr;
-      VCUDA(cudaMallocHost(reinterpret_cast<void**>(&h_logits_), bytes), "end_step (staging)");
-      h_logits_bytes_ = bytes;
-    }
+    ensure_staging(bytes);
     auto* h = reinterpret_cast<uint8_t*>(h_logits_);
     auto* d = static_cast<uint8_t*>(d_cand_.p);
     if (r > 0) std::memcpy(h, margins.data(), r * 4);
@@ -436,10 +423,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       VCUDA(cudaMemcpyAsync(h + 4 * r, d + 4 * r, bytes - 4 * r, cudaMemcpyDeviceToHost, stream_),
             "end_step (copy candidates)");
     }
-    const cudaError_t e = cudaStreamSynchronize(stream_);
-    if (e != cudaSuccess)
-      cuda_fail("step failed (an error inside a kernel; VIREO_CUDA_SYNC=1 names the op)", cudaGetErrorString(e),
-                __FILE__, __LINE__);
+    finish_step();
     for (size_t i = 0; i < r; ++i) {
       const int32_t n = reinterpret_cast<const int32_t*>(h + 4 * r)[i];
       counts[i] = n;
