@@ -117,4 +117,18 @@ inline void check(const Cases& c, const std::vector<int32_t>& ids) {
   EXPECT_NE(ids[3], 5);
 }
 
+// One step on `be` whose logits x (c.n x c.vocab) already hold c.logits: the rows drawn on the device, checked;
+// the logits stay readable for a row handed back.
+inline void run_and_check(Backend& be, const Cases& c, Act x) {
+  Batch b;
+  for (int i = 0; i < c.n; ++i) b.add(0, i, 0, true);
+  std::vector<int32_t> ids(c.n, -2);
+  be.begin_step(b);
+  be.end_step_sample(x.with_rows(c.n), c.rows, ids);
+  check(c, ids);
+  std::vector<float> back(c.vocab);
+  be.read_logit_rows(x.with_rows(c.n), std::vector<int32_t>{6}, back);
+  EXPECT_EQ(back[17], 0.f);
+}
+
 }  // namespace vireo::sampling_cases
