@@ -16,6 +16,7 @@
 
 #include "runtime/backend.h"
 #include "runtime/sampler.h"
+#include "vireo/vireo.h"
 
 namespace vireo::sampling_cases {
 
@@ -129,6 +130,33 @@ inline void run_and_check(Backend& be, const Cases& c, Act x) {
   std::vector<float> back(c.vocab);
   be.read_logit_rows(x.with_rows(c.n), std::vector<int32_t>{6}, back);
   EXPECT_EQ(back[17], 0.f);
+}
+
+// Engine level: four seeded sampled requests on `eng` (stories260K) and the same four asking for log-probabilities,
+// which samples them on the host from the full logits: each pair must generate the same `max_tokens` tokens.
+inline void check_engine_draws_equal_full_logits(Engine& eng, int max_tokens) {
+  Scheduler& s = eng.scheduler();
+  std::vector<std::vector<int32_t>> got(8);
+  for (int i = 0; i < 8; ++i) {
+    GenerateRequest r;
+    r.prompt = eng.tokenize(i % 2 ? "The little dog" : "Once upon a time", true);
+    r.opts.sampling.temperature = 0.9f;
+    r.opts.sampling.top_k = 0, r.opts.sampling.min_p = 0;
+    r.opts.sampling.seed = 77 + i % 4;  // request i and i + 4: same prompt, same seed, the two paths
+    r.opts.max_tokens = max_tokens;
+    r.opts.ignore_eos = true;
+    r.opts.logprobs = i < 4 ? -1 : 0;  // the last four take the full-logits path
+    r.on_event = [&got, i](const StreamEvent& ev) {
+      if (!ev.done) got[i].push_back(ev.token);
+      return true;
+    };
+    s.submit(std::move(r));
+  }
+  s.run_until_idle();
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(got[i].size(), static_cast<size_t>(max_tokens));
+    EXPECT_EQ(got[i], got[i + 4]) << "request " << i << ": device path vs full logits sampled on the host";
+  }
 }
 
 }  // namespace vireo::sampling_cases

@@ -12,12 +12,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <random>
-#include <set>
 
 #include "backend/cpu/cpu_backend.h"
 #include "fixture_files.h"
@@ -534,28 +532,7 @@ TEST(WebGpuEndToEnd, SampledOnGpuEqualsHostSampling) {
   eo.n_ctx = 256;
   eo.n_slots = 4;
   auto eng = Engine::load(kFixtures + "/models/stories260K-f32.gguf", eo);
-  Scheduler& s = eng->scheduler();
-  std::vector<std::vector<int32_t>> got(8);
-  for (int i = 0; i < 8; ++i) {
-    GenerateRequest r;
-    r.prompt = eng->tokenize(i % 2 ? "The little dog" : "Once upon a time", true);
-    r.opts.sampling.temperature = 0.9f;
-    r.opts.sampling.top_k = 0, r.opts.sampling.min_p = 0;
-    r.opts.sampling.seed = 77 + i % 4;
-    r.opts.max_tokens = 40;
-    r.opts.ignore_eos = true;
-    r.opts.logprobs = i < 4 ? -1 : 0;  // the last four take the full-logits path
-    r.on_event = [&got, i](const StreamEvent& ev) {
-      if (!ev.done) got[i].push_back(ev.token);
-      return true;
-    };
-    s.submit(std::move(r));
-  }
-  s.run_until_idle();
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_EQ(got[i].size(), 40u);
-    EXPECT_EQ(got[i], got[i + 4]) << "request " << i << ": drawn on the GPU vs on the host";
-  }
+  sampling_cases::check_engine_draws_equal_full_logits(*eng, 40);
 }
 
 // Weights read tensor by tensor from a streamed file (what the browser does) give the same text; the CPU

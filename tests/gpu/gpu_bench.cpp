@@ -275,18 +275,23 @@ void bench_model(int dev, const std::string& path, int prefill, int decode, int 
   const double prefill_tps = prefill / median(tp);
   std::printf("prefill %d tokens: %.1f ms, %.0f tok/s\n", prefill, median(tp) * 1e3, prefill_tps);
   result(base + " prefill" + std::to_string(prefill), prefill_tps, "tok/s");
-  // decode: 1 to 64 sequences, each at positions after the prompt
-  for (int seqs : {1, 2, 4, 8, 16, 32, 64}) {
-    if (seqs > max_seqs) break;
+  // Median time of `decode` steps of `seqs` sequences (one new token each, after two warm-up steps); step() runs
+  // the batch b.
+  auto median_step = [&](int seqs, auto&& step) {
     std::vector<double> td;
     for (int s = 0; s < decode; ++s) {
       b.clear();
       for (int q = 0; q < seqs; ++q) b.add(tok(rng), decode_at + s, q, true);
       const auto t0 = Clock::now();
-      m.forward(b, logits);
+      step();
       if (s >= 2) td.push_back(seconds_since(t0));
     }
-    const double t = median(td);
+    return median(td);
+  };
+  // decode: 1 to 64 sequences, each at positions after the prompt
+  for (int seqs : {1, 2, 4, 8, 16, 32, 64}) {
+    if (seqs > max_seqs) break;
+    const double t = median_step(seqs, [&] { m.forward(b, logits); });
     const double tps = seqs / t;
     const double gbs = m.weight_bytes_per_token() / t / 1e9;
     std::printf("decode %d seq @%d: %.3f ms/step, %.1f tok/s, weights at %.0f GB/s\n", seqs, decode_at, t * 1e3, tps,
@@ -296,15 +301,7 @@ void bench_model(int dev, const std::string& path, int prefill, int decode, int 
     if (seqs == 1) result(base + " decode x1 weight bandwidth", gbs, "GB/s");
     if (seqs == 1) {  // greedy steps read back one id (end_step_argmax) instead of the logits row
       std::vector<int32_t> ids(1);
-      std::vector<double> ta;
-      for (int s = 0; s < decode; ++s) {
-        b.clear();
-        b.add(tok(rng), decode_at + s, 0, true);
-        const auto t0 = Clock::now();
-        m.forward_argmax(b, ids);
-        if (s >= 2) ta.push_back(seconds_since(t0));
-      }
-      const double tg = median(ta);
+      const double tg = median_step(1, [&] { m.forward_argmax(b, ids); });
       std::printf("decode 1 seq @%d, argmax read back: %.3f ms/step, %.1f tok/s\n", decode_at, tg * 1e3, 1 / tg);
       result(base + " decode x1 argmax", 1 / tg, "tok/s");
     }

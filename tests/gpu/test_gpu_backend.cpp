@@ -15,7 +15,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -26,7 +25,6 @@
 #include <functional>
 #include <memory>
 #include <random>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1323,36 +1321,15 @@ TEST_P(Gpu, SampledOnGpuEqualsFullLogits) {
   const auto path = fixtures_models() / "stories260K-f32.gguf";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path;
   for (const char* device_sampling : {"1", "0"}) {
-  SCOPED_TRACE(std::string("VIREO_CUDA_SAMPLE=") + device_sampling);
-  ::setenv("VIREO_CUDA_SAMPLE", device_sampling, 1);
-  EngineOptions eo;
-  eo.device = "cuda";
-  eo.n_ctx = 256;
-  eo.n_slots = 4;
-  auto eng = Engine::load(path.string(), eo);
-  ::unsetenv("VIREO_CUDA_SAMPLE");
-  Scheduler& s = eng->scheduler();
-  std::vector<std::vector<int32_t>> got(8);
-  for (int i = 0; i < 8; ++i) {
-    GenerateRequest r;
-    r.prompt = eng->tokenize(i % 2 ? "The little dog" : "Once upon a time", true);
-    r.opts.sampling.temperature = 0.9f;
-    r.opts.sampling.top_k = 0, r.opts.sampling.min_p = 0;
-    r.opts.sampling.seed = 77 + i % 4;  // request i and i + 4: same prompt, same seed, the two paths
-    r.opts.max_tokens = 48;
-    r.opts.ignore_eos = true;
-    r.opts.logprobs = i < 4 ? -1 : 0;  // the last four take the full-logits path
-    r.on_event = [&got, i](const StreamEvent& ev) {
-      if (!ev.done) got[i].push_back(ev.token);
-      return true;
-    };
-    s.submit(std::move(r));
-  }
-  s.run_until_idle();
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_EQ(got[i].size(), 48u);
-    EXPECT_EQ(got[i], got[i + 4]) << "request " << i << ": drawn on the GPU / candidates vs full logits";
-  }
+    SCOPED_TRACE(std::string("VIREO_CUDA_SAMPLE=") + device_sampling);
+    ::setenv("VIREO_CUDA_SAMPLE", device_sampling, 1);
+    EngineOptions eo;
+    eo.device = "cuda";
+    eo.n_ctx = 256;
+    eo.n_slots = 4;
+    auto eng = Engine::load(path.string(), eo);
+    ::unsetenv("VIREO_CUDA_SAMPLE");
+    sampling_cases::check_engine_draws_equal_full_logits(*eng, 48);
   }
 }
 

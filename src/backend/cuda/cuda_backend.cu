@@ -23,7 +23,6 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
-#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -317,6 +316,11 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     in_step_ = true;
   }
 
+  // The end_step_* entry points: a step must be open.
+  void close_step() {
+    if (!in_step_) throw std::runtime_error("end_step without begin_step");
+    in_step_ = false;
+  }
   // Pinned host staging of at least `bytes` for what a step reads back.
   void ensure_staging(size_t bytes) {
     if (bytes <= h_logits_bytes_) return;
@@ -334,8 +338,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   }
 
   void end_step(Act logits, std::span<float> host) override {
-    if (!in_step_) throw std::runtime_error("end_step without begin_step");
-    in_step_ = false;
+    close_step();
     const size_t count = static_cast<size_t>(r_) * static_cast<size_t>(logits.cols);
     if (host.size() < count) throw std::runtime_error("logits buffer too small");
     ensure_staging(count * sizeof(float));
@@ -349,8 +352,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   }
 
   void end_step_argmax(Act logits, std::span<int32_t> host) override {
-    if (!in_step_) throw std::runtime_error("end_step without begin_step");
-    in_step_ = false;
+    close_step();
     if (host.size() < static_cast<size_t>(r_)) throw std::runtime_error("ids buffer too small");
     ensure(d_ids_, static_cast<size_t>(std::max(r_, 1)) * sizeof(int32_t), "argmax ids");
     ensure(d_argmax_part_, static_cast<size_t>(std::max(r_, 1)) * argmax_slices(logits.cols) * sizeof(ArgmaxPart),
@@ -372,25 +374,22 @@ class CudaBackend final : public Backend, public CudaBackendExt {
 
   // Draws each logit row's token on the GPU (sample.cu) and reads back one id per row.
   void end_step_sample(Act logits, std::span<const DeviceSampleRow> rows, std::span<int32_t> ids) override {
-    static_assert(sizeof(SampleRow) == sizeof(DeviceSampleRow) && offsetof(SampleRow, uniform) ==
-                  offsetof(DeviceSampleRow, uniform) && offsetof(SampleRow, top_k) == offsetof(DeviceSampleRow, top_k));
-    if (!in_step_) throw std::runtime_error("end_step without begin_step");
-    in_step_ = false;
+    close_step();
     const size_t r = static_cast<size_t>(r_);
     if (rows.size() < r || ids.size() < r) throw std::runtime_error("sampling buffers too small");
     // device: [rows r][ids r]; the same layout in pinned host staging
-    const size_t bytes = r * (sizeof(SampleRow) + sizeof(int32_t));
+    const size_t bytes = r * (sizeof(DeviceSampleRow) + sizeof(int32_t));
     ensure(d_cand_, std::max<size_t>(bytes, 4), "sampling rows");
     ensure_staging(bytes);
     auto* h = reinterpret_cast<uint8_t*>(h_logits_);
     auto* d = static_cast<uint8_t*>(d_cand_.p);
-    const size_t ids_at = r * sizeof(SampleRow);
+    const size_t ids_at = r * sizeof(DeviceSampleRow);
     if (r > 0) std::memcpy(h, rows.data(), ids_at);
     run_step();
     if (r > 0) {
       VCUDA(cudaMemcpyAsync(d, h, ids_at, cudaMemcpyHostToDevice, stream_), "end_step (sampling rows)");
       sample_rows(static_cast<const float*>(logits.data), logits.cols, r_, logits.cols,
-                  reinterpret_cast<const SampleRow*>(d), reinterpret_cast<int32_t*>(d + ids_at), stream_);
+                  reinterpret_cast<const DeviceSampleRow*>(d), reinterpret_cast<int32_t*>(d + ids_at), stream_);
       VCUDA(cudaMemcpyAsync(h + ids_at, d + ids_at, r * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
             "end_step (copy ids)");
     }
@@ -401,8 +400,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
 
   void end_step_candidates(Act logits, std::span<const float> margins, int32_t cap, std::span<float> values,
                            std::span<int32_t> ids, std::span<int32_t> counts) override {
-    if (!in_step_) throw std::runtime_error("end_step without begin_step");
-    in_step_ = false;
+    close_step();
     const size_t r = static_cast<size_t>(r_), c = static_cast<size_t>(std::max(cap, 1));
     if (counts.size() < r || margins.size() < r || values.size() < r * c || ids.size() < r * c)
       throw std::runtime_error("candidate buffers too small");

@@ -7,6 +7,10 @@
 
 #include "backend/cuda/formats.cuh"
 
+namespace vireo {
+struct DeviceSampleRow;  // runtime/backend.h: one row's sampling settings and uniform
+}
+
 namespace vireo::VIREO_CUDA_NS {
 
 // ---- matvec_*.cu: y[t][row] = dot(W[row], x[t]) for t < n (n <= kMatvecMaxN) ----
@@ -30,16 +34,9 @@ void argmax_rows(const float* x, int64_t ldx, int rows, int64_t cols, ArgmaxPart
 void logit_candidates(const float* x, int64_t ldx, int rows, int64_t cols, const float* margins, int cap,
                       float* vals, int32_t* ids, int32_t* counts, cudaStream_t s);
 
-// One row's sampling settings: runtime/backend.h's DeviceSampleRow, byte for byte.
-struct SampleRow {
-  float temperature, top_p, min_p, margin;
-  int32_t top_k;
-  float uniform;
-  int32_t pad[2];
-};
 // out[r] = the token drawn from row r as Sampler::sample_candidates draws it at rows[r].uniform (argmax for
 // temperature <= 0), or -1 when the row has more than 1024 candidates and no top-k of at most 1024 cuts them.
-void sample_rows(const float* x, int64_t ldx, int rows, int64_t cols, const SampleRow* params, int32_t* out,
+void sample_rows(const float* x, int64_t ldx, int rows, int64_t cols, const DeviceSampleRow* params, int32_t* out,
                  cudaStream_t s);
 
 // ---- qgemm.cu: the same for a few dozen tokens: weights dequantized tile by tile to f16 in shared memory and

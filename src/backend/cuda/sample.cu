@@ -1,8 +1,9 @@
-// Sampling on the GPU's side. Greedy rows need only the index of the largest logit: one block per logits row
-// reduces it, and the step reads back 4 bytes a row instead of the whole vocabulary. Sampled rows are drawn here
-// too (sample_rows: one id a row crosses to the host), or, for the host's sampler, reduced to the tokens that can
-// still be drawn (within a margin of the largest logit).
+// Sampling on the GPU's side. Greedy rows need only the index of the largest logit (argmax_rows: slices of the row
+// reduced by many blocks, then one block per row), and the step reads back 4 bytes a row instead of the whole
+// vocabulary. Sampled rows are drawn here too (sample_rows: one id a row crosses to the host), or, for the host's
+// sampler, reduced to the tokens that can still be drawn (within a margin of the largest logit).
 #include "backend/cuda/kernels.h"
+#include "runtime/backend.h"
 
 namespace vireo::VIREO_CUDA_NS {
 namespace {
@@ -32,8 +33,36 @@ VDEV void block_best(float* sv, int* si, float& bv, int& bi) {
   bi = si[0];
 }
 
+// This thread's best (value, id) over row[c] for c = c0, c0 + stride, ... < c1, NaN skipped.
+VDEV void row_best(const float* row, int64_t c0, int64_t c1, int stride, float& bv, int& bi) {
+  for (int64_t c = c0; c < c1; c += stride) {
+    const float v = row[c];
+    if (v == v && better(v, static_cast<int>(c), bv, bi)) bv = v, bi = static_cast<int>(c);
+  }
+}
+
+// counts[tid] = n for each of the NT threads; afterwards counts[] holds the exclusive prefix sums (a Hillis-Steele
+// scan). Returns the total (the same in every thread).
+template <int NT>
+VDEV int scan_counts(int* counts, int tid, int n) {
+  counts[tid] = n;
+  __syncthreads();
+  for (int off = 1; off < NT; off *= 2) {
+    const int add = tid >= off ? counts[tid - off] : 0;
+    __syncthreads();
+    counts[tid] += add;
+    __syncthreads();
+  }
+  const int total = counts[NT - 1];
+  const int excl = counts[tid] - n;
+  __syncthreads();
+  counts[tid] = excl;
+  __syncthreads();
+  return total;
+}
+
 // Argmax in two launches, so that a 128K-entry row is read by many multiprocessors instead of one (one block per
-// row took ~20 us at one row): block (b, row) reduces slice b of the row to part[row][b]; then one block per row
+// row cost ~60 us a decode step on an H100): block (b, row) reduces slice b of the row to part[row][b]; then one block per row
 // reduces the slices.
 constexpr int64_t kArgmaxSlice = 4096;  // columns per block of the first pass
 
@@ -46,10 +75,7 @@ __global__ void __launch_bounds__(kThreads) argmax_slices_kernel(const float* __
   const int64_t c1 = c0 + kArgmaxSlice < cols ? c0 + kArgmaxSlice : cols;
   float bv = 0.f;
   int bi = -1;
-  for (int64_t c = c0 + threadIdx.x; c < c1; c += kThreads) {
-    const float v = row[c];
-    if (v == v && better(v, static_cast<int>(c), bv, bi)) bv = v, bi = static_cast<int>(c);
-  }
+  row_best(row, c0 + threadIdx.x, c1, kThreads, bv, bi);
   block_best<kThreads>(sv, si, bv, bi);
   if (threadIdx.x == 0) part[static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x] = {bv, bi};
 }
@@ -92,21 +118,12 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t c0 = tid * per, c1 = c0 + per < cols ? c0 + per : cols;
   int mine = 0;
   for (int64_t c = c0; c < c1; ++c) mine += row[c] >= floor_l ? 1 : 0;
-  sc[tid] = mine;
-  __syncthreads();
-  // inclusive scan (Hillis-Steele) of the per-thread counts
-  for (int off = 1; off < kThreads; off *= 2) {
-    const int add = tid >= off ? sc[tid - off] : 0;
-    __syncthreads();
-    sc[tid] += add;
-    __syncthreads();
-  }
-  const int total = sc[kThreads - 1];
+  const int total = scan_counts<kThreads>(sc, tid, mine);
   if (total == 0 || total > cap) {
     if (tid == 0) counts[blockIdx.x] = -1;
     return;
   }
-  int at = sc[tid] - mine;
+  int at = sc[tid];
   float* v = vals + static_cast<int64_t>(blockIdx.x) * cap;
   int32_t* id = ids + static_cast<int64_t>(blockIdx.x) * cap;
   for (int64_t c = c0; c < c1; ++c)
@@ -142,25 +159,6 @@ VDEV uint32_t key_of(float v) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// counts[tid] = n; afterwards counts[] holds the exclusive prefix sums (a Hillis-Steele scan). Returns the total
-// (the same in every thread).
-VDEV int scan_counts(int* counts, int tid, int n) {
-  counts[tid] = n;
-  __syncthreads();
-  for (int off = 1; off < kSampleThreads; off *= 2) {
-    const int add = tid >= off ? counts[tid - off] : 0;
-    __syncthreads();
-    counts[tid] += add;
-    __syncthreads();
-  }
-  const int total = counts[kSampleThreads - 1];
-  const int excl = counts[tid] - n;
-  __syncthreads();
-  counts[tid] = excl;
-  __syncthreads();
-  return total;
-}
-
 // Sorts v/id[0, n) by before(): bitonic over the next power of two, padded past the end with -inf.
 VDEV void sort_candidates(float* v, uint32_t* id, int tid, int n) {
   int n2 = 1;
@@ -188,7 +186,7 @@ VDEV void sort_candidates(float* v, uint32_t* id, int tid, int n) {
 }
 
 __global__ void __launch_bounds__(kSampleThreads) sample_rows_kernel(const float* __restrict__ x, int64_t ldx, int64_t cols,
-                                                               const SampleRow* __restrict__ rows,
+                                                               const DeviceSampleRow* __restrict__ rows,
                                                                int32_t* __restrict__ out) {
   VSHARED(float, cand_v, kSampleCap);  // candidate logits, then their probabilities
   VSHARED(uint32_t, cand_i, kSampleCap);
@@ -198,16 +196,13 @@ __global__ void __launch_bounds__(kSampleThreads) sample_rows_kernel(const float
   VSHARED(int, si, kSampleThreads);
   VSHARED(int, pub, 2);  // values thread 0 hands to the block
   const int tid = static_cast<int>(threadIdx.x);
-  const SampleRow rp = rows[blockIdx.x];
+  const DeviceSampleRow rp = rows[blockIdx.x];
   const float* row = x + static_cast<int64_t>(blockIdx.x) * ldx;
 
   // ---- the largest logit (lowest id on ties, NaN skipped) ----
   float bv = 0.f;
   int bi = -1;
-  for (int64_t c = tid; c < cols; c += kSampleThreads) {
-    const float v = row[c];
-    if (v == v && better(v, static_cast<int>(c), bv, bi)) bv = v, bi = static_cast<int>(c);
-  }
+  row_best(row, tid, cols, kSampleThreads, bv, bi);
   block_best<kSampleThreads>(sv, si, bv, bi);
   const float top_v = bv;
   const int top_i = bi;
@@ -224,7 +219,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_rows_kernel(const float
   const int64_t c0 = tid * chunk < cols ? tid * chunk : cols, c1 = c0 + chunk < cols ? c0 + chunk : cols;
   int mine = 0;
   for (int64_t c = c0; c < c1; ++c) mine += row[c] >= floor_l ? 1 : 0;
-  const int found = scan_counts(counts, tid, mine);
+  const int found = scan_counts<kSampleThreads>(counts, tid, mine);
   const int k = rp.top_k > 0 ? rp.top_k : 0;
   int n = found;
   bool sorted = false;
@@ -280,7 +275,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_rows_kernel(const float
       if (v >= floor_l && key_of(v) == prefix) ++equal;
     }
     if (tid == 0) hist[0] = 0;  // the fill counter (the histogram is done)
-    scan_counts(counts, tid, equal);
+    scan_counts<kSampleThreads>(counts, tid, equal);
     int e = counts[tid];
     for (int64_t c = c0; c < c1; ++c) {
       const float v = row[c];
@@ -367,7 +362,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_rows_kernel(const float
 
 }  // namespace
 
-void sample_rows(const float* x, int64_t ldx, int rows, int64_t cols, const SampleRow* params, int32_t* out,
+void sample_rows(const float* x, int64_t ldx, int rows, int64_t cols, const DeviceSampleRow* params, int32_t* out,
                  cudaStream_t s) {
   if (rows <= 0) return;
   auto* k = &sample_rows_kernel;
