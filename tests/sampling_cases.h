@@ -9,6 +9,8 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <functional>
 #include <random>
 #include <set>
 #include <span>
@@ -130,6 +132,50 @@ inline void run_and_check(Backend& be, const Cases& c, Act x) {
   std::vector<float> back(c.vocab);
   be.read_logit_rows(x.with_rows(c.n), std::vector<int32_t>{6}, back);
   EXPECT_EQ(back[17], 0.f);
+}
+
+// Candidates picked on the device (Backend::end_step_candidates) equal the host's select_candidates() on the same
+// rows: margins from none to all, ties at the floor, a row with more than `cap` candidates (-1), and NaN; the logits
+// stay readable afterwards (read_logit_rows, for the rows the sampler must see whole). `upload` writes the step's
+// logits into an activation of the backend.
+inline void check_candidates(Backend& be, const std::function<void(Act, const std::vector<float>&)>& upload) {
+  const int n = 5, vocab = 3001, cap = 64;
+  std::vector<float> xv(size_t(n) * vocab);
+  std::mt19937 rng(43);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (float& v : xv) v = normal(rng);
+  xv[0 * vocab + 3000] = 9.f;                          // the last id tops row 0
+  xv[1 * vocab + 10] = xv[1 * vocab + 2000] = 6.f;     // row 1: a tie at the top
+  xv[1 * vocab + 11] = 5.f;                            // ... and a value exactly at the floor (margin 1)
+  for (int c = 0; c < vocab; ++c) xv[3 * vocab + c] = 0.25f;  // row 3: all equal, more than cap
+  xv[4 * vocab + 7] = NAN;                             // NaN is never a candidate
+  Act x = be.alloc_act(n, vocab);
+  upload(x, xv);
+  Batch b;
+  for (int i = 0; i < n; ++i) b.add(0, i, 0, true);
+  const std::vector<float> margins = {3.f, 1.f, 0.f, 2.f, 2.5f};
+  std::vector<float> values(n * cap);
+  std::vector<int32_t> ids(n * cap), counts(n);
+  be.begin_step(b);
+  be.end_step_candidates(x.with_rows(n), margins, cap, values, ids, counts);
+  for (int i = 0; i < n; ++i) {
+    std::vector<float> wv(cap);
+    std::vector<int32_t> wi(cap);
+    const int32_t want = select_candidates(std::span<const float>(xv.data() + i * vocab, vocab), margins[i], cap,
+                                           wv.data(), wi.data());
+    ASSERT_EQ(counts[i], want) << "row " << i;
+    for (int j = 0; j < want; ++j) {
+      EXPECT_EQ(ids[i * cap + j], wi[j]) << "row " << i << " #" << j;
+      EXPECT_EQ(values[i * cap + j], wv[j]) << "row " << i << " #" << j;
+    }
+  }
+  EXPECT_EQ(counts[3], -1);
+  EXPECT_EQ(counts[2], 1);
+  EXPECT_GE(counts[1], 3);
+  std::vector<float> rows(2 * vocab);
+  be.read_logit_rows(x.with_rows(n), std::vector<int32_t>{3, 0}, rows);
+  EXPECT_EQ(std::memcmp(rows.data(), xv.data() + 3 * vocab, vocab * 4), 0);
+  EXPECT_EQ(rows[vocab + 3000], 9.f);
 }
 
 // Engine level: four seeded sampled requests on `eng` (stories260K) and the same four asking for log-probabilities,

@@ -1302,6 +1302,13 @@ TEST_P(Gpu, ArgmaxOfWideRows) {
   EXPECT_EQ(ids[6], 5);
 }
 
+// Candidates for the host's sampler picked on the GPU (end_step_candidates, the VIREO_CUDA_SAMPLE=0 path) equal the
+// host's selection (tests/sampling_cases.h).
+TEST_P(Gpu, CandidatesMatchHostSelection) {
+  auto be = make();
+  sampling_cases::check_candidates(*be, [&](Act x, const std::vector<float>& v) { put(*be, x, v); });
+}
+
 // Tokens drawn on the GPU (end_step_sample, sample.cu) equal the host Sampler's at the same uniform, on the rows of
 // tests/sampling_cases.h (ties, NaN, -inf, flat rows, top-k beyond the 1,024 candidates a block keeps, ...).
 TEST_P(Gpu, SamplingMatchesHostSampler) {
