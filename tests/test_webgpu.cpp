@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -115,11 +116,32 @@ TestWeight make_weight(DType type, int64_t rows, int64_t k, uint32_t seed) {
   return w;
 }
 
-void check_matmul(DType type, int64_t rows, int64_t k, int n, uint64_t max_binding = 0) {
+// One-token Q4_K / Q6_K products run over int8 activations (natively wgpu-native always has packed 4x8-bit dot
+// products): s = max|x| / 127 per 32 elements, q = round(x / s), as wgsl/matvec_int8.wgsl's quantize_x does.
+bool int8_path(DType type, int n, bool int8_decode) {
+  const char* env = std::getenv("VIREO_WEBGPU_INT8");
+  return int8_decode && n == 1 && (type == DType::Q4_K || type == DType::Q6_K) && !(env && std::string(env) == "0");
+}
+std::vector<float> int8_activations(const std::vector<float>& x) {
+  std::vector<float> q(x.size());
+  for (size_t b = 0; b + 32 <= x.size(); b += 32) {
+    float amax = 0;
+    for (size_t i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b + i]));
+    const float s = amax / 127.f, inv = amax > 0 ? 127.f / amax : 0.f;
+    for (size_t i = 0; i < 32; ++i) q[b + i] = std::nearbyint(x[b + i] * inv) * s;
+  }
+  return q;
+}
+
+// The product on the GPU against a double-precision reference over the exact weights: f32 activations within
+// 3e-6 of sum |w x|; the int8 path (one token, Q4_K / Q6_K) against the same sum over its quantized activations
+// within 1e-5 (f32 sums of exact integer products; a rounding tie decided differently moves one element).
+void check_matmul(DType type, int64_t rows, int64_t k, int n, uint64_t max_binding = 0, bool int8_decode = true) {
   SCOPED_TRACE(std::string(dtype_name(type)) + " " + std::to_string(rows) + "x" + std::to_string(k) + " n=" +
-               std::to_string(n));
+               std::to_string(n) + (int8_path(type, n, int8_decode) ? " (int8 activations)" : ""));
   WebGpuOptions o;
   o.max_binding_bytes = max_binding;
+  o.int8_decode = int8_decode;
   auto be = make_webgpu_backend(o);
   const TestWeight w = make_weight(type, rows, k, 7 + static_cast<uint32_t>(type));
   const Weight* wt = be->upload_weight("w", type, {k, rows}, w.bytes);
@@ -132,17 +154,20 @@ void check_matmul(DType type, int64_t rows, int64_t k, int n, uint64_t max_bindi
   be->matmul(wt, x.with_rows(n), y.with_rows(n));
   be->end_step(Act{}, {});
   const std::vector<float> got = read_act(*be, y, n);
+  const bool int8 = int8_path(type, n, int8_decode);
+  const std::vector<float> xr = int8 ? int8_activations(xv) : xv;
+  const double tol = int8 ? 1e-5 : 3e-6;
   int bad = 0;
   for (int t = 0; t < n; ++t)
     for (int64_t r = 0; r < rows && bad < 5; ++r) {
       double ref = 0, mag = 0;
       for (int64_t i = 0; i < k; ++i) {
-        const double p = double(w.values[r * k + i]) * xv[t * k + i];
+        const double p = double(w.values[r * k + i]) * xr[t * k + i];
         ref += p;
         mag += std::fabs(p);
       }
       const float g = got[t * rows + r];
-      if (!(std::fabs(g - ref) <= 3e-6 * mag + 1e-6)) {
+      if (!(std::fabs(g - ref) <= tol * mag + 1e-6)) {
         ADD_FAILURE() << "y[" << t << "," << r << "] = " << g << ", reference " << ref << " (sum |wx| " << mag << ")";
         ++bad;
       }
@@ -180,10 +205,53 @@ TEST(WebGpu, MatmulRealShapes) {
   // Long rows: decode lanes take items in pairs, with a single one left over on some lanes (17 superblocks).
   check_matmul(DType::Q4_K, 24, 4352, 1);
   check_matmul(DType::Q6_K, 24, 4352, 1);
+  check_matmul(DType::Q4_K, 24, 4352, 1, 0, false);  // the f32-activation kernels, where int8 is not in use
+  check_matmul(DType::Q6_K, 24, 4352, 1, 0, false);
   // Prefill tiles (64 rows x 32 tokens): partial row and token tiles, several of each, a partial last sub-block.
   check_matmul(DType::Q4_K, 130, 512, 70);
   check_matmul(DType::Q6_K, 64, 256, 33);
   check_matmul(DType::F32, 100, 172, 40);
+}
+
+// Consecutive one-token products of the same activation share one int8 copy of it (q/k/v, gate/up); a write
+// to the activation in between, or another activation, makes a fresh one. Each product against its reference.
+TEST(WebGpu, Int8ActivationsFollowWrites) {
+  REQUIRE_WEBGPU();
+  const int64_t k = 512, rows = 40;
+  auto be = make_webgpu_backend();
+  const TestWeight wa = make_weight(DType::Q4_K, rows, k, 11), wb = make_weight(DType::Q6_K, rows, k, 12);
+  const Weight* ta = be->upload_weight("a", DType::Q4_K, {k, rows}, wa.bytes);
+  const Weight* tb = be->upload_weight("b", DType::Q6_K, {k, rows}, wb.bytes);
+  Act x = be->alloc_act(1, k), z = be->alloc_act(1, k), x2 = be->alloc_act(1, k);
+  Act y1 = be->alloc_act(1, rows), y2 = be->alloc_act(1, rows), y3 = be->alloc_act(1, rows), y4 = be->alloc_act(1, rows);
+  const std::vector<float> xv = randn(k, 1), zv = randn(k, 2), x2v = randn(k, 3);
+  write_act(*be, x, xv);
+  write_act(*be, z, zv);
+  write_act(*be, x2, x2v);
+  Batch b = batch_of(1);
+  be->begin_step(b);
+  be->matmul(ta, x, y1);
+  be->matmul(tb, x, y2);  // shares y1's int8 copy of x
+  be->add(x, z);          // x += z: the next product must quantize again
+  be->matmul(ta, x, y3);
+  be->matmul(tb, x2, y4);  // another activation
+  be->end_step(Act{}, {});
+  std::vector<float> xz(xv);
+  for (int64_t i = 0; i < k; ++i) xz[i] += zv[i];
+  auto expect = [&](Act y, const TestWeight& w, const std::vector<float>& xin, const char* what) {
+    SCOPED_TRACE(what);
+    const std::vector<float> got = read_act(*be, y, 1), xq = int8_activations(xin);
+    for (int64_t r = 0; r < rows; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < k; ++i) ref += double(w.values[r * k + i]) * xq[i], mag += std::fabs(w.values[r * k + i] * xq[i]);
+      ASSERT_NEAR(got[r], ref, 1e-5 * mag + 1e-6) << "row " << r;
+    }
+  };
+  if (!int8_path(DType::Q4_K, 1, true)) GTEST_SKIP() << "int8 products off (VIREO_WEBGPU_INT8=0)";
+  expect(y1, wa, xv, "q4_k of x");
+  expect(y2, wb, xv, "q6_k of x, sharing the int8 copy");
+  expect(y3, wa, xz, "q4_k of x + z");
+  expect(y4, wb, x2v, "q6_k of another activation");
 }
 
 TEST(WebGpu, WeightsSplitAcrossBindings) {

@@ -12,8 +12,9 @@
 #include "backend/webgpu/gpu_device.h"
 
 extern "C" {
-// Fills limits (max storage binding, max buffer, uniform offset alignment); 0 when no device was opened.
-int vireo_gpu_open(double* max_binding, double* max_buffer, uint32_t* uniform_alignment);
+// Fills limits (max storage binding, max buffer, uniform offset alignment) and WGSL language features (bit 0:
+// packed_4x8_integer_dot_product); 0 when no device was opened.
+int vireo_gpu_open(double* max_binding, double* max_buffer, uint32_t* uniform_alignment, uint32_t* wgsl_features);
 int vireo_gpu_adapter_info(char* out, int cap);
 uint32_t vireo_gpu_create_buffer(double size, uint32_t usage, const char* label);
 void vireo_gpu_write_buffer(uint32_t buf, double offset, const void* data, double bytes);
@@ -40,14 +41,15 @@ class BrowserDevice final : public Device {
  public:
   BrowserDevice() {
     double binding = 0, buffer = 0;
-    uint32_t align = 256;
-    if (!vireo_gpu_open(&binding, &buffer, &align)) {
+    uint32_t align = 256, wgsl_features = 0;
+    if (!vireo_gpu_open(&binding, &buffer, &align, &wgsl_features)) {
       check("opening the device");
       throw std::runtime_error("no WebGPU device (navigator.gpu has no adapter here)");
     }
     limits_.max_storage_binding = static_cast<uint64_t>(binding);
     limits_.max_buffer = static_cast<uint64_t>(buffer);
     limits_.uniform_offset_alignment = align;
+    limits_.packed_dot = (wgsl_features & 1) != 0;
     char info[512];
     const int n = vireo_gpu_adapter_info(info, sizeof info);
     limits_.adapter.assign(info, n > 0 ? static_cast<size_t>(n) : 0);

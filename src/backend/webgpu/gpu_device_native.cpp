@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -111,6 +112,12 @@ class NativeDevice final : public Device {
     has_timestamps_ = wgpuDeviceHasFeature(device_, WGPUFeatureName_TimestampQuery);
     limits_.shader_f16 = wgpuDeviceHasFeature(device_, WGPUFeatureName_ShaderF16);
     limits_.subgroups = wgpuDeviceHasFeature(device_, WGPUFeatureName_Subgroups);
+    limits_.packed_dot = true;  // naga translates dot4I8Packed for every backend (SPIR-V: OpSDot or a polyfill)
+    // Our kernels are trusted code tested against the CPU reference: natively they are compiled without naga's
+    // added bounds checks and loop counters (which cost the decode kernels registers and unrolling).
+    // VIREO_WEBGPU_CHECKS=1 keeps them (for hunting an out-of-bounds access).
+    const char* checks = std::getenv("VIREO_WEBGPU_CHECKS");
+    runtime_checks_ = checks && *checks && std::string(checks) != "0";
     WGPULimits got = {};
     wgpuDeviceGetLimits(device_, &got);
     limits_.max_storage_binding = got.maxStorageBufferBindingSize;
@@ -164,7 +171,8 @@ class NativeDevice final : public Device {
     WGPUShaderModuleDescriptor md = {};
     md.nextInChain = &wgsl.chain;
     md.label = sv(entry);
-    WGPUShaderModule mod = wgpuDeviceCreateShaderModule(device_, &md);
+    WGPUShaderModule mod = runtime_checks_ ? wgpuDeviceCreateShaderModule(device_, &md)
+                                           : wgpuDeviceCreateShaderModuleTrusted(device_, &md, WGPUShaderRuntimeChecks_None);
     check((std::string("compiling WGSL for ") + entry).c_str());
     WGPUComputePipelineDescriptor pd = {};
     pd.label = sv(entry);
@@ -347,6 +355,7 @@ class NativeDevice final : public Device {
   WGPUQueue queue_ = nullptr;
   Limits limits_;
   bool has_timestamps_ = false;
+  bool runtime_checks_ = false;  // naga's bounds checks and loop counters in our shaders (VIREO_WEBGPU_CHECKS)
   WGPUQuerySet queries_ = nullptr;
   WGPUBuffer query_resolve_ = nullptr, query_read_ = nullptr;
   uint32_t query_count_ = 0;

@@ -130,6 +130,7 @@ enum PipeId : uint32_t {
   kRmsnorm = kEmbed0 + kKinds, kAddRmsnorm, kSwiglu, kSwigluInplace, kAdd, kAddBias, kGatherRows, kRope,
   kKvStore, kAttention, kAttentionSplit, kAttentionMerge, kKvCopy, kArgmax, kArgmaxPartial, kArgmaxFinal, kCandidates, kMatvecQ4K, kMatvecQ6K,
   kSample,
+  kQuantizeX, kMatvecQ4KI8, kMatvecQ6KI8,  // only where the WGSL implementation has packed 4x8-bit dot products
   kPipes
 };
 
@@ -187,6 +188,9 @@ class WebGpuBackend final : public Backend {
     // GPU time per kernel is printed to stderr at the end (slower; for finding where a step's time goes).
     const char* profile = std::getenv("VIREO_WEBGPU_PROFILE");
     profile_ = profile && *profile && std::string(profile) != "0";
+    const char* int8 = std::getenv("VIREO_WEBGPU_INT8");
+    int8_decode_ = opts.int8_decode && dev_->limits().packed_dot && !(int8 && std::string(int8) == "0");
+    n_pipes_ = int8_decode_ ? kPipes : kQuantizeX;
     create_pipelines();
     create_kv_pipelines(true);  // the f16 cache's (an f32 cache recompiles them in alloc_kv)
   }
@@ -314,6 +318,7 @@ class WebGpuBackend final : public Backend {
     std::copy(batch.logit_rows.begin(), batch.logit_rows.end(), step_host_.begin() + 3 * cap_);
     dev_->write_buffer(step_.buf, 0, step_host_.data(), step_host_.size() * 4);
     log_.clear();
+    quantized_x_ = 0;
   }
 
   void end_step(Act logits, std::span<float> host) override {
@@ -522,6 +527,22 @@ class WebGpuBackend final : public Backend {
     // than the tiled kernel even at 512 tokens, and far faster for short prompts). Other types: matvec for
     // decode, the tiled matmul for prefill.
     const bool few = x.rows <= 8 || w->kind == kQ4_K || w->kind == kQ6_K;
+    // One token, Q4_K / Q6_K: the int8-activation kernels, after the activations are quantized (once for the
+    // consecutive products that read the same x: q/k/v, gate/up).
+    if (int8_decode_ && x.rows == 1 && (w->kind == kQ4_K || w->kind == kQ6_K)) {
+      quantize_x(x);
+      for (const auto& c : w->chunks) {
+        Dispatch& d = push(w->kind == kQ4_K ? kMatvecQ4KI8 : kMatvecQ6KI8);
+        bind(d, 0, c.buf, uint64_t(c.rows) * w->words_per_row * 4);
+        bind(d, 1, xq_.buf, uint64_t(x.cols));
+        bind(d, 2, buf(out), act_bytes(out, 1));
+        bind(d, 4, xs_.buf, uint64_t(x.cols / 32) * 16);
+        const uint32_t gx = spread(d, u((c.rows + 7) / 8));
+        set(d, {u(w->k), u(c.rows), 1, w->words_per_row, u(out.cols), u(c.row0), gx});
+      }
+      if (buf(out) == quantized_x_) quantized_x_ = 0;
+      return;
+    }
     for (const auto& c : w->chunks) {
       // Q4_K decode: the fused kernel with 16-byte loads (its activations are read as vec4: k % 256 == 0).
       const uint32_t pipe = few && w->kind == kQ4_K   ? uint32_t(kMatvecQ4K)
@@ -655,6 +676,8 @@ class WebGpuBackend final : public Backend {
   static uint64_t vec_bytes(const Weight* w) { return static_cast<const WgWeight*>(w)->vec.size; }
 
   Dispatch& push(uint32_t pipe) {
+    // The int8 copy of an activation stays valid only across the products that read it.
+    if (pipe != kMatvecQ4KI8 && pipe != kMatvecQ6KI8) quantized_x_ = 0;
     Dispatch& d = log_.emplace_back();
     std::memset(&d, 0, sizeof(Dispatch));
     d.pipe = pipe;
@@ -688,6 +711,23 @@ class WebGpuBackend final : public Backend {
     if (c) bind(d, 2, buf(*c), act_bytes(*c, rows));
     const uint32_t gx = spread(d, (uint64_t(rows) * a.cols + 255) / 256);
     set(d, {u(a.cols), u(rows), gx, u(cap_)});
+  }
+
+  // Records the int8 quantization of the one-token activation x into xq_ / xs_ (wgsl/matvec_int8.wgsl), unless
+  // the dispatches since the last one only read it.
+  void quantize_x(Act x) {
+    if (x.cols % 256 != 0) throw std::runtime_error("WebGPU: int8 products need rows of whole 256-element blocks");
+    if (quantized_x_ == buf(x) && quantized_cols_ == x.cols) return;
+    ensure_scratch(xq_, uint64_t(x.cols), "int8 activations");
+    ensure_scratch(xs_, uint64_t(x.cols / 32) * 16, "int8 activation scales");
+    Dispatch& d = push(kQuantizeX);
+    bind(d, 5, buf(x), act_bytes(x, 1));
+    bind(d, 6, xq_.buf, uint64_t(x.cols));
+    bind(d, 7, xs_.buf, uint64_t(x.cols / 32) * 16);
+    set(d, {u(x.cols), 0, 1});
+    d.grid[0] = u((x.cols / 32 + 255) / 256);
+    quantized_x_ = buf(x);
+    quantized_cols_ = x.cols;
   }
 
   void ensure_step_buffer() {
@@ -829,8 +869,8 @@ class WebGpuBackend final : public Backend {
     p.pipeline = dev_->create_pipeline(source, entry);
     p.label = entry;
     if (on_compile_) {  // every pipeline once, in the constructor
-      on_compile_(++compiled_, kPipes);
-      if (compiled_ >= kPipes) on_compile_ = nullptr;
+      on_compile_(++compiled_, n_pipes_);
+      if (compiled_ >= n_pipes_) on_compile_ = nullptr;
     }
     if (id < kEmbed0) {
       static const char* kKindNames[kKinds] = {"f32", "f16", "q8_0", "q4_0", "q4_k", "q6_k"};
@@ -864,6 +904,11 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kMatvecQ6K, std::string("const WEIGHT_TYPE: u32 = 5u;\n") + wgsl::quant + wgsl::matmul, "matvec_q6k", 3);
     make_pipeline(kArgmaxFinal, argmax, "argmax_final", 8);
     make_pipeline(kSample, std::string(wgsl::reduce) + wgsl::sample, "sample", 3);
+    if (int8_decode_) {
+      make_pipeline(kQuantizeX, wgsl::matvec_int8, "quantize_x", 3);
+      make_pipeline(kMatvecQ4KI8, wgsl::matvec_int8, "matvec_q4k_i8", 3);
+      make_pipeline(kMatvecQ6KI8, wgsl::matvec_int8, "matvec_q6k_i8", 3);
+    }
   }
 
   void create_kv_pipelines(bool f16) {
@@ -891,6 +936,11 @@ class WebGpuBackend final : public Backend {
   std::map<std::tuple<int32_t, float, const Weight*>, GpuBuffer> freqs_;
   KvCacheConfig kv_;
   GpuBuffer step_, ids_, readback_, margins_, candidates_, sample_rows_, argmax_part_, attn_po_, attn_pml_;
+  GpuBuffer xq_, xs_;              // a one-token activation as int8 (packed) and its per-32 scales and sums
+  bool int8_decode_ = false;       // the int8-activation decode products are in use
+  uint32_t n_pipes_ = kPipes;      // pipelines created up front
+  Handle quantized_x_ = 0;         // the activation xq_ holds, while the dispatches since only read it
+  int64_t quantized_cols_ = 0;
   std::vector<uint32_t> cand_host_;
   std::vector<int32_t> step_host_;
   int32_t cap_ = 0;

@@ -19,6 +19,9 @@ struct WebGpuOptions {
   // Called after each compute pipeline is created at load (done, total): every pipeline is compiled up front,
   // none on first use, so a progress bar can cover it.
   std::function<void(int64_t done, int64_t total)> on_compile;
+  // One-token Q4_K / Q6_K products over int8 activations (wgsl/matvec_int8.wgsl) where the WGSL implementation
+  // has packed 4x8-bit dot products; false (or VIREO_WEBGPU_INT8=0) keeps the f32-activation kernels.
+  bool int8_decode = true;
 };
 
 // True when a WebGPU adapter can be opened; otherwise `why` says what is missing.

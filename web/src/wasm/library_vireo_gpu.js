@@ -37,7 +37,7 @@ mergeInto(LibraryManager.library, {
   },
 
   vireo_gpu_open__deps: ['$VGPU'],
-  vireo_gpu_open: function(maxBinding, maxBuffer, alignment) {
+  vireo_gpu_open: function(maxBinding, maxBuffer, alignment, wgslFeatures) {
     var device = VGPU.device();
     if (!device) return 0;
     if (!device.__vireoWatched) {
@@ -50,6 +50,8 @@ mergeInto(LibraryManager.library, {
     HEAPF64[maxBinding >> 3] = device.limits.maxStorageBufferBindingSize;
     HEAPF64[maxBuffer >> 3] = device.limits.maxBufferSize;
     HEAPU32[alignment >> 2] = device.limits.minUniformBufferOffsetAlignment;
+    var lang = navigator.gpu && navigator.gpu.wgslLanguageFeatures;
+    HEAPU32[wgslFeatures >> 2] = lang && lang.has('packed_4x8_integer_dot_product') ? 1 : 0;
     return 1;
   },
 

@@ -1,0 +1,189 @@
+// Decode products over int8 activations (one token): Y[col0 + r] = sum_k X[k] * W[r, k] for Q4_K and Q6_K rows,
+// with the weights' 4/6-bit values and the activations multiplied four at a time by dot4I8Packed (WGSL's packed
+// 4x8-bit dot product: one instruction where the f32 kernels in matmul.wgsl spend a dozen per four elements).
+//   quantize_x      X (f32, k per token) -> XQ (int8, packed four to a word) and XS (per 32 elements: the scale s,
+//                   and s times the sums of the first 16, last 16 and all 32 values)
+//   matvec_q4k_i8   one token, Q4_K weights
+//   matvec_q6k_i8   one token, Q6_K weights (the 224-byte repacked blocks, as in matmul.wgsl)
+// Rows are whole 256-element superblocks, so the 32-element activation blocks line up with the weights'
+// sub-blocks (Q4_K: one scale per 32; Q6_K: one per 16, a half block of XS).
+
+struct MatmulParams {
+  k: u32,          // row length (elements)
+  rows: u32,       // rows in this chunk
+  n: u32,          // tokens (quantize_x)
+  row_words: u32,  // u32 words per row
+  ldy: u32,        // Y row stride (elements)
+  col0: u32,       // first output column of this chunk
+  grid_x: u32,
+};
+
+@group(0) @binding(0) var<storage, read> W4: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> XQ: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<uniform> P: MatmulParams;
+@group(0) @binding(4) var<storage, read> XS: array<vec4<f32>>;
+
+@group(0) @binding(5) var<storage, read> X4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> XQ_out: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read_write> XS_out: array<vec4<f32>>;
+
+// One invocation per 32-element block: s = max|x| / 127, q = round(x / s).
+@compute @workgroup_size(256)
+fn quantize_x(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let b = gid.x;
+  if (b >= P.n * (P.k / 32u)) { return; }
+  var v: array<vec4<f32>, 8>;
+  var amax = 0.0;
+  for (var i = 0u; i < 8u; i++) {
+    v[i] = X4[b * 8u + i];
+    let a = abs(v[i]);
+    amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+  }
+  let s = amax / 127.0;
+  let inv = select(0.0, 127.0 / amax, amax > 0.0);
+  var words: array<u32, 8>;
+  var lo = 0;
+  var hi = 0;
+  for (var i = 0u; i < 8u; i++) {
+    let q = vec4<i32>(round(v[i] * inv));
+    words[i] = pack4xI8Clamp(q);
+    let sum = q.x + q.y + q.z + q.w;
+    if (i < 4u) { lo += sum; } else { hi += sum; }
+  }
+  XQ_out[2u * b] = vec4<u32>(words[0], words[1], words[2], words[3]);
+  XQ_out[2u * b + 1u] = vec4<u32>(words[4], words[5], words[6], words[7]);
+  XS_out[b] = vec4<f32>(s, s * f32(lo), s * f32(hi), s * f32(lo + hi));
+}
+
+// 8 rows per 256-invocation workgroup, 32 lanes per row; each row's lanes meet in workgroup memory once.
+const ROWS: u32 = 8u;
+const LANES: u32 = 32u;
+var<workgroup> partial: array<vec4<f32>, 64>;  // 256 lanes' sums, four to a vector
+
+fn finish_row(tid: u32, row: u32, acc: f32) {
+  partial[tid / 4u][tid % 4u] = acc;
+  workgroupBarrier();
+  if (tid % LANES == 0u && row < P.rows) {
+    var s = vec4<f32>(0.0);
+    for (var i = 0u; i < LANES / 4u; i++) { s += partial[tid / 4u + i]; }
+    Y[P.col0 + row] = s.x + s.y + s.z + s.w;
+  }
+}
+
+fn q4k_byte(hdr: vec4<u32>, i: u32) -> u32 {  // scale byte i (0-11) of the header
+  let w = select(select(hdr.w, hdr.z, i < 8u), hdr.y, i < 4u);
+  return (w >> (8u * (i % 4u))) & 255u;
+}
+
+// (scale, min) of sub-block j, as the 6-bit values GGUF packs into 12 bytes.
+fn q4k_scale_min(hdr: vec4<u32>, j: u32) -> vec2<f32> {
+  if (j < 4u) { return vec2<f32>(f32(q4k_byte(hdr, j) & 63u), f32(q4k_byte(hdr, j + 4u) & 63u)); }
+  let a = q4k_byte(hdr, j + 4u);
+  return vec2<f32>(f32((a & 15u) | ((q4k_byte(hdr, j - 4u) >> 6u) << 4u)),
+                   f32((a >> 4u) | ((q4k_byte(hdr, j) >> 6u) << 4u)));
+}
+
+// Q4_K: a lane takes one (superblock, sub-block pair c) at a time: the header (d, dmin, 12 scale bytes: one
+// vec4) and 32 nibble bytes (two vec4) holding sub-block 2c in the low nibbles and 2c + 1 in the high ones.
+// x = d * sc * q - dmin * m, so sub-block j adds d sc_j s_j dot(q, xq) - dmin m_j (s_j sum(xq)).
+@compute @workgroup_size(256)
+fn matvec_q4k_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let lane = lid.x % LANES;
+  let row = (wid.x + wid.y * P.grid_x) * ROWS + lid.x / LANES;
+  var acc = 0.0;
+  if (row < P.rows) {
+    let items = (P.k / 256u) * 4u;
+    let row4 = row * (P.row_words / 4u);
+    for (var it = lane; it < items; it += LANES) {
+      let sbk = it / 4u;
+      let c = it % 4u;
+      let base4 = row4 + sbk * 9u;
+      let hdr = W4[base4];
+      let qa = W4[base4 + 1u + 2u * c];
+      let qb = W4[base4 + 2u + 2u * c];
+      let xb = sbk * 8u + 2u * c;  // the activation block of sub-block 2c
+      let xa0 = XQ[2u * xb];
+      let xa1 = XQ[2u * xb + 1u];
+      let xb0 = XQ[2u * xb + 2u];
+      let xb1 = XQ[2u * xb + 3u];
+      let s0 = XS[xb];
+      let s1 = XS[xb + 1u];
+      let m = 0x0F0F0F0Fu;
+      let d0 = dot4I8Packed(qa.x & m, xa0.x) + dot4I8Packed(qa.y & m, xa0.y) + dot4I8Packed(qa.z & m, xa0.z) +
+               dot4I8Packed(qa.w & m, xa0.w) + dot4I8Packed(qb.x & m, xa1.x) + dot4I8Packed(qb.y & m, xa1.y) +
+               dot4I8Packed(qb.z & m, xa1.z) + dot4I8Packed(qb.w & m, xa1.w);
+      let d1 = dot4I8Packed((qa.x >> 4u) & m, xb0.x) + dot4I8Packed((qa.y >> 4u) & m, xb0.y) +
+               dot4I8Packed((qa.z >> 4u) & m, xb0.z) + dot4I8Packed((qa.w >> 4u) & m, xb0.w) +
+               dot4I8Packed((qb.x >> 4u) & m, xb1.x) + dot4I8Packed((qb.y >> 4u) & m, xb1.y) +
+               dot4I8Packed((qb.z >> 4u) & m, xb1.z) + dot4I8Packed((qb.w >> 4u) & m, xb1.w);
+      let dm = unpack2x16float(hdr.x);
+      let sm0 = q4k_scale_min(hdr, 2u * c);
+      let sm1 = q4k_scale_min(hdr, 2u * c + 1u);
+      acc += dm.x * (sm0.x * s0.x * f32(d0) + sm1.x * s1.x * f32(d1)) - dm.y * (sm0.y * s0.w + sm1.y * s1.w);
+    }
+  }
+  finish_row(lid.x, row, acc);
+}
+
+// Q6_K (rows repacked to 56 words = 14 vec4 per superblock: ql 0-7, qh 8-11, scales 12, d 13): a lane takes one
+// (superblock, half n, l-half h) at a time: elements 128n + 32k + 16h + l (k = 0..3, l = 0..15), i.e. ql vec4s
+// 4n + h (k even) and 4n + 2 + h (k odd; high nibbles for k >= 2), qh vec4 8 + 2n + h (2 bits at 2k), scale
+// byte 8n + 2k + h. The 6-bit values q (0..63) stand for q - 32: each 16 adds
+// d sc (s dot(q, xq) - 32 s sum(xq)), with s sum(xq) the half-block sum XS holds.
+fn q6_dot(lw: vec4<u32>, hw: vec4<u32>, shift: u32, hshift: u32, x: vec4<u32>) -> i32 {
+  let m = 0x0F0F0F0Fu;
+  let h = 0x03030303u;
+  return dot4I8Packed(((lw.x >> shift) & m) | (((hw.x >> hshift) & h) << 4u), x.x) +
+         dot4I8Packed(((lw.y >> shift) & m) | (((hw.y >> hshift) & h) << 4u), x.y) +
+         dot4I8Packed(((lw.z >> shift) & m) | (((hw.z >> hshift) & h) << 4u), x.z) +
+         dot4I8Packed(((lw.w >> shift) & m) | (((hw.w >> hshift) & h) << 4u), x.w);
+}
+
+fn q6_scale(sc: vec4<u32>, i: u32) -> f32 {  // signed scale byte i (0-15)
+  let w = select(select(sc.w, sc.z, i < 12u), select(sc.y, sc.x, i < 4u), i < 8u);
+  return f32(bitcast<i32>(w << (24u - 8u * (i % 4u))) >> 24u);
+}
+
+@compute @workgroup_size(256)
+fn matvec_q6k_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let lane = lid.x % LANES;
+  let row = (wid.x + wid.y * P.grid_x) * ROWS + lid.x / LANES;
+  var acc = 0.0;
+  if (row < P.rows) {
+    let items = (P.k / 256u) * 4u;
+    let row4 = row * (P.row_words / 4u);
+    for (var it = lane; it < items; it += LANES) {
+      let sbk = it / 4u;
+      let n = (it / 2u) % 2u;
+      let h = it % 2u;
+      let b4 = row4 + sbk * 14u;
+      let qla = W4[b4 + 4u * n + h];
+      let qlb = W4[b4 + 4u * n + 2u + h];
+      let qh = W4[b4 + 8u + 2u * n + h];
+      let sc = W4[b4 + 12u];
+      let d = unpack2x16float(W4[b4 + 13u].x).x;
+      // Activation block 8 sbk + 4n + k, half h: XQ vec4 2 (8 sbk + 4n + k) + h.
+      let xb = sbk * 8u + 4u * n;
+      let x0 = XQ[2u * xb + h];
+      let x1 = XQ[2u * xb + 2u + h];
+      let x2 = XQ[2u * xb + 4u + h];
+      let x3 = XQ[2u * xb + 6u + h];
+      let e0 = XS[xb];
+      let e1 = XS[xb + 1u];
+      let e2 = XS[xb + 2u];
+      let e3 = XS[xb + 3u];
+      let hs = select(e0.y, e0.z, h == 1u);
+      let hs1 = select(e1.y, e1.z, h == 1u);
+      let hs2 = select(e2.y, e2.z, h == 1u);
+      let hs3 = select(e3.y, e3.z, h == 1u);
+      let sb = 8u * n + h;
+      let t = q6_scale(sc, sb) * (e0.x * f32(q6_dot(qla, qh, 0u, 0u, x0)) - 32.0 * hs) +
+              q6_scale(sc, sb + 2u) * (e1.x * f32(q6_dot(qlb, qh, 0u, 2u, x1)) - 32.0 * hs1) +
+              q6_scale(sc, sb + 4u) * (e2.x * f32(q6_dot(qla, qh, 4u, 4u, x2)) - 32.0 * hs2) +
+              q6_scale(sc, sb + 6u) * (e3.x * f32(q6_dot(qlb, qh, 4u, 6u, x3)) - 32.0 * hs3);
+      acc += d * t;
+    }
+  }
+  finish_row(lid.x, row, acc);
+}
