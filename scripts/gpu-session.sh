@@ -24,6 +24,8 @@
 #   tiles      the int8 tensor-core tiles of mv.cu: vireo bench --parallel 1,2,3,4,6,8 on 1B and 8B Q4_K_M with
 #              VIREO_CUDA_MV_TILES=0 and the default, then Nsight Compute on the 8-sequence tile kernels of 8B;
 #              TILES_BINARIES="vireo-a vireo-b" adds other builds of vireo (unpacked next to it) to the A/B; TILES_NCU=0 skips ncu
+#   webgpu     --device webgpu on NVIDIA Vulkan: the WebGpu tests (vireo_tests in EXTRA_BINARIES), vireo bench
+#              on 1B and 8B Q4_K_M under WEBGPU_VARIANTS beside CUDA, and a per-kernel profile of 8B
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -146,6 +148,22 @@ for st in $STAGES; do
           ./vireo bench --device cuda -m $(synth llama3.1-8b q4_k_m) -p 16 -n 4 -r 1 --parallel 8 > $OUT/ncu-tiles.txt 2>&1
         grep -E "mv_tile_kernel|Duration|DRAM Throughput|Registers Per|Achieved Occupancy" $OUT/ncu-tiles.txt
       fi ;;
+    webgpu)  # WebGPU through the NVIDIA Vulkan driver (the loader is in lib/): its tests when vireo_tests was packed
+      # (EXTRA_BINARIES), then vireo bench on 1B and 8B under WEBGPU_VARIANTS next to CUDA, and a per-kernel profile
+      [ -x ./vireo_tests ] && timeout 200 ./vireo_tests --gtest_filter='WebGpu*' --gtest_color=no 2>&1 |
+        tee $OUT/webgpu_tests.log | grep -E "^\[  (FAILED|PASSED|  OK) |Failure|adapter|FAILED TEST" | head -40
+      for p in ${WEBGPU_PRESETS:-llama3.2-1b llama3.1-8b}; do
+        f=$(synth $p q4_k_m)
+        for v in ${WEBGPU_VARIANTS:-VIREO_X=1 VIREO_WEBGPU_INT8=0 VIREO_WEBGPU_INT8=0,VIREO_WEBGPU_CHECKS=1}; do
+          echo "## $p webgpu $v"
+          env ${v//,/ } timeout 200 ./vireo bench -m $f --device webgpu -p 32 -n 64 -r 2 2>&1 | tee -a $OUT/webgpu_bench.log |
+            grep -E "decode|prefill|dispatch|error|rror" | head -6
+        done
+        echo "## $p cuda"; timeout 120 ./vireo bench -m $f --device cuda -p 32 -n 64 -r 2 2>&1 | grep -E "decode|rror" | head -3
+      done
+      f=$(synth ${WEBGPU_PROFILE_PRESET:-llama3.1-8b} q4_k_m)
+      VIREO_WEBGPU_PROFILE=1 timeout 200 ./vireo run -m $f --device webgpu -p "Hello there" -n 32 --temp 0 -c 256 \
+        > /dev/null 2> $OUT/webgpu_profile.log; grep -A30 "WebGPU profile" $OUT/webgpu_profile.log | head -32 ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)

@@ -19,7 +19,9 @@ L=/lib/x86_64-linux-gnu
 cp $L/libpcre2-8.so.0 $L/libstdc++.so.6 $L/libcpp-httplib.so.0.11 $L/libssl.so.3 $L/libcrypto.so.3 $L/libz.so.1 \
    $L/libbrotlidec.so.1 $L/libbrotlienc.so.1 $L/libbrotlicommon.so.1 $L/libicuuc.so.72 $L/libicudata.so.72 "$S"/lib/
 # wgpu-native, when the build found it (.venv's PyPI wgpu): the binaries link it for --device webgpu.
+# and the Vulkan loader it opens (the NVIDIA driver brings the ICD but not always the loader).
 for w in .venv/lib/python3*/site-packages/wgpu/resources/libwgpu_native-release.so; do [ -f "$w" ] && cp "$w" "$S"/lib/; done
+[ -f $L/libvulkan.so.1 ] && cp -L $L/libvulkan.so.1 "$S"/lib/
 F=../shared/fixtures
 if [ -d "$F" ]; then cp "$F"/models/stories260K-*.gguf "$S"/fixtures/ && cp "$F"/golden/* "$S"/fixtures/golden/; fi
 tar -C "$S" -cf - . | gzip -6 > .devbin/devbin.tar.gz && rm -rf "$S"

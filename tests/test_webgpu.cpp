@@ -331,6 +331,69 @@ TEST(WebGpu, NormsAndElementwiseMatchCpu) {
   expect_close_rel(got.biased, want.biased, 2e-6f, "add_bias");
 }
 
+// One-token steps: a norm or SwiGLU followed by an int8 product writes the int8 copy itself (no quantize
+// dispatch): each f32 output against the CPU backend, each product against its int8 reference, and the count
+// of dispatches (4 producers + 4 products).
+TEST(WebGpu, Int8ProducersFuseTheQuantization) {
+  REQUIRE_WEBGPU();
+  if (!int8_path(DType::Q4_K, 1, true)) GTEST_SKIP() << "int8 products off (VIREO_WEBGPU_INT8=0)";
+  Pair p;
+  const int d = 512, f = 768, rows = 48;
+  const std::vector<float> xv = randn(d, 1), yv = randn(d, 2), gv = randn(d, 3), av = randn(f, 5, 3.f), cv = randn(f, 6);
+  std::vector<uint8_t> gbytes(d * 4);
+  std::memcpy(gbytes.data(), gv.data(), gbytes.size());
+  const TestWeight w4 = make_weight(DType::Q4_K, rows, d, 21), w6 = make_weight(DType::Q6_K, rows, d, 22);
+  const TestWeight f4 = make_weight(DType::Q4_K, rows, f, 23), f6 = make_weight(DType::Q6_K, rows, f, 24);
+  struct Out { std::vector<float> norm, add_norm, x_after, glu_in, glu, y[4]; int64_t dispatches; };
+  auto run = [&](Backend& be, bool gpu) {
+    auto put = [&](Act a, const std::vector<float>& v) { gpu ? write_act(be, a, v) : write_cpu(a, v); };
+    auto get = [&](Act a) { return gpu ? read_act(be, a, 1) : read_cpu(a, 1); };
+    const Weight* g = be.upload_weight("g", DType::F32, {d}, gbytes);
+    const Weight* tw4 = be.upload_weight("w4", DType::Q4_K, {d, rows}, w4.bytes);
+    const Weight* tw6 = be.upload_weight("w6", DType::Q6_K, {d, rows}, w6.bytes);
+    const Weight* tf4 = be.upload_weight("f4", DType::Q4_K, {f, rows}, f4.bytes);
+    const Weight* tf6 = be.upload_weight("f6", DType::Q6_K, {f, rows}, f6.bytes);
+    Act x = be.alloc_act(1, d), y = be.alloc_act(1, d), o = be.alloc_act(1, d), o2 = be.alloc_act(1, d);
+    Act a = be.alloc_act(1, f), c = be.alloc_act(1, f), s = be.alloc_act(1, f), a2 = be.alloc_act(1, f);
+    Act ys[4] = {be.alloc_act(1, rows), be.alloc_act(1, rows), be.alloc_act(1, rows), be.alloc_act(1, rows)};
+    put(x, xv), put(y, yv), put(a, av), put(c, cv), put(a2, av);
+    Batch b = batch_of(1);
+    const int64_t before = be.counters().dispatches;
+    be.begin_step(b);
+    be.rmsnorm(x, g, 1e-5f, o);
+    be.matmul(tw4, o, ys[0]);
+    be.add_rmsnorm(x, y, g, 1e-6f, o2);
+    be.matmul(tw6, o2, ys[1]);
+    be.swiglu(a2, c, a2);  // in place, as the Llama step does
+    be.matmul(tf4, a2, ys[2]);
+    be.swiglu(a, c, s);
+    be.matmul(tf6, s, ys[3]);
+    be.end_step(Act{}, {});
+    Out r{get(o), get(o2), get(x), get(a2), get(s), {get(ys[0]), get(ys[1]), get(ys[2]), get(ys[3])}, 0};
+    r.dispatches = be.counters().dispatches - before;
+    return r;
+  };
+  const Out want = run(*p.cpu, false), got = run(*p.gpu, true);
+  expect_close_rel(got.norm, want.norm, 2e-6f, "rmsnorm_q8");
+  expect_close_rel(got.add_norm, want.add_norm, 2e-6f, "add_rmsnorm_q8");
+  expect_close_rel(got.x_after, want.x_after, 2e-6f, "residual after add_rmsnorm_q8");
+  expect_close_rel(got.glu_in, want.glu_in, 2e-6f, "swiglu_inplace_q8");
+  expect_close_rel(got.glu, want.glu, 2e-6f, "swiglu_q8");
+  EXPECT_EQ(got.dispatches, 8);
+  const std::vector<float>* ins[4] = {&got.norm, &got.add_norm, &got.glu_in, &got.glu};
+  const TestWeight* ws[4] = {&w4, &w6, &f4, &f6};
+  for (int m = 0; m < 4; ++m) {
+    SCOPED_TRACE("product " + std::to_string(m));
+    const std::vector<float> xq = int8_activations(*ins[m]);
+    const int64_t k = static_cast<int64_t>(xq.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < k; ++i) ref += double(ws[m]->values[r * k + i]) * xq[i], mag += std::fabs(ws[m]->values[r * k + i] * xq[i]);
+      ASSERT_NEAR(got.y[m][r], ref, 1e-5 * mag + 1e-6) << "row " << r;
+    }
+  }
+}
+
 TEST(WebGpu, RopeMatchesCpu) {
   REQUIRE_WEBGPU();
   for (RopeMode mode : {RopeMode::Normal, RopeMode::Neox})

@@ -130,7 +130,8 @@ enum PipeId : uint32_t {
   kRmsnorm = kEmbed0 + kKinds, kAddRmsnorm, kSwiglu, kSwigluInplace, kAdd, kAddBias, kGatherRows, kRope,
   kKvStore, kAttention, kAttentionSplit, kAttentionMerge, kKvCopy, kArgmax, kArgmaxPartial, kArgmaxFinal, kCandidates, kMatvecQ4K, kMatvecQ6K,
   kSample,
-  kQuantizeX, kMatvecQ4KI8, kMatvecQ6KI8,  // only where the WGSL implementation has packed 4x8-bit dot products
+  // only where the WGSL implementation has packed 4x8-bit dot products:
+  kQuantizeX, kMatvecQ4KI8, kMatvecQ6KI8, kRmsnormQ8, kAddRmsnormQ8, kSwigluQ8, kSwigluInplaceQ8,
   kPipes
 };
 
@@ -720,14 +721,35 @@ class WebGpuBackend final : public Backend {
     if (quantized_x_ == buf(x) && quantized_cols_ == x.cols) return;
     ensure_scratch(xq_, uint64_t(x.cols), "int8 activations");
     ensure_scratch(xs_, uint64_t(x.cols / 32) * 16, "int8 activation scales");
+    quantized_x_ = buf(x);
+    quantized_cols_ = x.cols;
+    // The kernel that just wrote x (a norm, SwiGLU) writes the int8 copy too: one dispatch fewer.
+    if (!log_.empty()) {
+      Dispatch& last = log_.back();
+      const bool norm = (last.pipe == kRmsnorm || last.pipe == kAddRmsnorm) && x.cols <= 8192;
+      const bool glu = last.pipe == kSwiglu || last.pipe == kSwigluInplace;
+      const uint32_t out_binding = norm ? 3 : last.pipe == kSwiglu ? 2 : 0;
+      const Dispatch::Bind* out = nullptr;
+      for (uint32_t j = 0; j < last.n_bind; ++j)
+        if (last.bind[j].binding == out_binding) out = &last.bind[j];
+      if ((norm || glu) && out && out->buf == buf(x) && last.params[0] == u(x.cols) && last.params[1] == 1) {
+        last.pipe = last.pipe == kRmsnorm       ? kRmsnormQ8
+                    : last.pipe == kAddRmsnorm  ? kAddRmsnormQ8
+                    : last.pipe == kSwiglu      ? kSwigluQ8
+                                                : kSwigluInplaceQ8;
+        bind(last, 6, xq_.buf, uint64_t(x.cols));
+        bind(last, 7, xs_.buf, uint64_t(x.cols / 32) * 16);
+        if (glu) last.grid[0] = u((x.cols / 32 + 63) / 64), last.grid[1] = 1;
+        return;
+      }
+    }
     Dispatch& d = push(kQuantizeX);
     bind(d, 5, buf(x), act_bytes(x, 1));
     bind(d, 6, xq_.buf, uint64_t(x.cols));
     bind(d, 7, xs_.buf, uint64_t(x.cols / 32) * 16);
     set(d, {u(x.cols), 0, 1});
     d.grid[0] = u((x.cols / 32 + 255) / 256);
-    quantized_x_ = buf(x);
-    quantized_cols_ = x.cols;
+    quantized_x_ = buf(x);  // push() cleared it
   }
 
   void ensure_step_buffer() {
@@ -905,9 +927,16 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kArgmaxFinal, argmax, "argmax_final", 8);
     make_pipeline(kSample, std::string(wgsl::reduce) + wgsl::sample, "sample", 3);
     if (int8_decode_) {
-      make_pipeline(kQuantizeX, wgsl::matvec_int8, "quantize_x", 3);
-      make_pipeline(kMatvecQ4KI8, wgsl::matvec_int8, "matvec_q4k_i8", 3);
-      make_pipeline(kMatvecQ6KI8, wgsl::matvec_int8, "matvec_q6k_i8", 3);
+      const std::string mv = std::string(wgsl::q8) + wgsl::matvec_int8,
+                        norm = std::string(wgsl::q8) + wgsl::norm + wgsl::norm_q8,
+                        ew = std::string(wgsl::q8) + wgsl::elementwise + wgsl::elementwise_q8;
+      make_pipeline(kQuantizeX, mv, "quantize_x", 3);
+      make_pipeline(kMatvecQ4KI8, mv, "matvec_q4k_i8", 3);
+      make_pipeline(kMatvecQ6KI8, mv, "matvec_q6k_i8", 3);
+      make_pipeline(kRmsnormQ8, norm, "rmsnorm_q8", 4);
+      make_pipeline(kAddRmsnormQ8, norm, "add_rmsnorm_q8", 4);
+      make_pipeline(kSwigluQ8, ew, "swiglu_q8", 3);
+      make_pipeline(kSwigluInplaceQ8, ew, "swiglu_inplace_q8", 3);
     }
   }
 

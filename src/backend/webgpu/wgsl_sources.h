@@ -5,6 +5,9 @@ namespace vireo::wgsl {
 extern const char* const quant;        // weight formats: dequant32() per WEIGHT_TYPE
 extern const char* const matmul;       // quantized matrix x activations
 extern const char* const matvec_int8;  // one-token Q4_K / Q6_K products over int8 activations
+extern const char* const q8;           // writing int8 activations, prepended to their producers
+extern const char* const norm_q8;      // rmsnorm, add_rmsnorm that also write int8 (after q8 + norm)
+extern const char* const elementwise_q8;  // swiglu that also writes int8 (after q8 + elementwise)
 extern const char* const embed;        // embedding lookup
 extern const char* const norm;         // rmsnorm, add_rmsnorm
 extern const char* const elementwise;  // swiglu, add, add_bias, gather_rows

@@ -2,7 +2,7 @@
 // with the weights' 4/6-bit values and the activations multiplied four at a time by dot4I8Packed (WGSL's packed
 // 4x8-bit dot product: one instruction where the f32 kernels in matmul.wgsl spend a dozen per four elements).
 //   quantize_x      X (f32, k per token) -> XQ (int8, packed four to a word) and XS (per 32 elements: the scale s,
-//                   and s times the sums of the first 16, last 16 and all 32 values)
+//                   and s times the sums of the first 16, last 16 and all 32 values; q8.wgsl)
 //   matvec_q4k_i8   one token, Q4_K weights
 //   matvec_q6k_i8   one token, Q6_K weights (the 224-byte repacked blocks, as in matmul.wgsl)
 // Rows are whole 256-element superblocks, so the 32-element activation blocks line up with the weights'
@@ -25,35 +25,15 @@ struct MatmulParams {
 @group(0) @binding(4) var<storage, read> XS: array<vec4<f32>>;
 
 @group(0) @binding(5) var<storage, read> X4: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read_write> XQ_out: array<vec4<u32>>;
-@group(0) @binding(7) var<storage, read_write> XS_out: array<vec4<f32>>;
 
-// One invocation per 32-element block: s = max|x| / 127, q = round(x / s).
+// One invocation per 32-element block (q8.wgsl, prepended, writes it).
 @compute @workgroup_size(256)
 fn quantize_x(@builtin(global_invocation_id) gid: vec3<u32>) {
   let b = gid.x;
   if (b >= P.n * (P.k / 32u)) { return; }
   var v: array<vec4<f32>, 8>;
-  var amax = 0.0;
-  for (var i = 0u; i < 8u; i++) {
-    v[i] = X4[b * 8u + i];
-    let a = abs(v[i]);
-    amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
-  }
-  let s = amax / 127.0;
-  let inv = select(0.0, 127.0 / amax, amax > 0.0);
-  var words: array<u32, 8>;
-  var lo = 0;
-  var hi = 0;
-  for (var i = 0u; i < 8u; i++) {
-    let q = vec4<i32>(round(v[i] * inv));
-    words[i] = pack4xI8Clamp(q);
-    let sum = q.x + q.y + q.z + q.w;
-    if (i < 4u) { lo += sum; } else { hi += sum; }
-  }
-  XQ_out[2u * b] = vec4<u32>(words[0], words[1], words[2], words[3]);
-  XQ_out[2u * b + 1u] = vec4<u32>(words[4], words[5], words[6], words[7]);
-  XS_out[b] = vec4<f32>(s, s * f32(lo), s * f32(hi), s * f32(lo + hi));
+  for (var i = 0u; i < 8u; i++) { v[i] = X4[b * 8u + i]; }
+  store_q8_block(b, v);
 }
 
 // 8 rows per 256-invocation workgroup, 32 lanes per row; each row's lanes meet in workgroup memory once.
