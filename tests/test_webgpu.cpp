@@ -423,6 +423,54 @@ TEST(WebGpu, RopeMatchesCpu) {
     }
 }
 
+// rope(q), rope(k), kv_store(k, v) recorded in a row (the Llama layer's order, normal rotation) run as one
+// dispatch (wgsl/rope_kv.wgsl): q and k after it, and attention over what it stored, against the CPU; partial
+// rotation (rope_dim < head_dim) and both cache types, a prompt and a decode step in other slots.
+TEST(WebGpu, RopeAndKvStoreFusedMatchCpu) {
+  REQUIRE_WEBGPU();
+  for (DType kv : {DType::F16, DType::F32})
+    for (int rope_dim : {64, 32}) {
+      SCOPED_TRACE(std::string(kv == DType::F16 ? "f16 cache" : "f32 cache") + " rope_dim " + std::to_string(rope_dim));
+      Pair p;
+      const int heads = 8, kv_heads = 2, hd = 64, ctx = 64, np = 20;
+      Batch prompt = batch_of(np, 1), dec;
+      dec.add(0, np, 1, false);
+      dec.add(0, 3, 0, false);
+      struct Out { std::vector<float> q, k, att; int64_t dispatches = 0; };
+      auto run = [&](Backend& be, bool gpu) {
+        auto put = [&](Act a, const std::vector<float>& v) { gpu ? write_act(be, a, v) : write_cpu(a, v); };
+        auto get = [&](Act a, int64_t rows) { return gpu ? read_act(be, a, rows) : read_cpu(a, rows); };
+        Act q = be.alloc_act(np, heads * hd), k = be.alloc_act(np, kv_heads * hd), v = be.alloc_act(np, kv_heads * hd);
+        Act out = be.alloc_act(np, heads * hd);
+        be.alloc_kv({1, 2, ctx, kv_heads * hd, kv});
+        const AttentionParams ap{0, heads, kv_heads, hd, 1.0f / std::sqrt(float(hd))};
+        Out o;
+        for (const Batch* b : {&prompt, &dec}) {
+          const int n = b->size();
+          put(q, randn(n * heads * hd, 41 + n)), put(k, randn(n * kv_heads * hd, 42 + n)), put(v, randn(n * kv_heads * hd, 43 + n));
+          const int64_t before = be.counters().dispatches;
+          be.begin_step(*b);
+          be.rope(q.with_rows(n), {heads, hd, rope_dim, 10000.f, RopeMode::Normal, nullptr});
+          be.rope(k.with_rows(n), {kv_heads, hd, rope_dim, 10000.f, RopeMode::Normal, nullptr});
+          be.kv_store(0, k.with_rows(n), v.with_rows(n));
+          be.attention(q.with_rows(n), out.with_rows(n), ap);
+          be.end_step(Act{}, {});
+          o.dispatches += be.counters().dispatches - before;
+          for (auto [dst, a, rows] : {std::tuple{&o.q, q, n}, std::tuple{&o.k, k, n}, std::tuple{&o.att, out, n}}) {
+            const std::vector<float> r = get(a, rows);
+            dst->insert(dst->end(), r.begin(), r.end());
+          }
+        }
+        return o;
+      };
+      const Out want = run(*p.cpu, false), got = run(*p.gpu, true);
+      expect_close_rel(got.q, want.q, 2e-5f, "q");
+      expect_close_rel(got.k, want.k, 2e-5f, "k");
+      expect_close_rel(got.att, want.att, 2e-5f, "attention");
+      EXPECT_EQ(got.dispatches, 1 + 1 + 1 + 2);  // fused rope/store, then attention (prompt: 1; decode: split + merge)
+    }
+}
+
 TEST(WebGpu, AttentionOverSlotsMatchesCpu) {
   REQUIRE_WEBGPU();
   struct Case {

@@ -130,6 +130,7 @@ enum PipeId : uint32_t {
   kRmsnorm = kEmbed0 + kKinds, kAddRmsnorm, kSwiglu, kSwigluInplace, kAdd, kAddBias, kGatherRows, kRope,
   kKvStore, kAttention, kAttentionSplit, kAttentionMerge, kKvCopy, kArgmax, kArgmaxPartial, kArgmaxFinal, kCandidates, kMatvecQ4K, kMatvecQ6K,
   kSample,
+  kRopeKvStore,  // rope(q), rope(k) and kv_store in one (created with the KV-cache pipelines)
   // only where the WGSL implementation has packed 4x8-bit dot products:
   kQuantizeX, kMatvecQ4KI8, kMatvecQ6KI8, kRmsnormQ8, kAddRmsnormQ8, kSwigluQ8, kSwigluInplaceQ8,
   kPipes
@@ -575,6 +576,30 @@ class WebGpuBackend final : public Backend {
   }
 
   void kv_store(int32_t layer, Act k, Act v) override {
+    // rope(q), rope(k), kv_store(k, v) as the Llama layer records them: one dispatch (wgsl/rope_kv.wgsl).
+    if (log_.size() >= 2 && log_.back().pipe == kRope && log_[log_.size() - 2].pipe == kRope) {
+      const Dispatch rq = log_[log_.size() - 2], rk = log_.back();
+      // rope params: cols, n, n_heads, head_dim, half, neox, grid_x, cap; bindings 0 X, 1 FREQ, 2 STEP
+      if (rk.bind[0].buf == buf(k) && rq.bind[0].buf != buf(k) && rq.bind[0].buf != buf(v) &&
+          rq.params[5] == 0 && rk.params[5] == 0 && rq.params[1] == u(n_) && rk.params[1] == u(n_) &&
+          rq.params[3] == rk.params[3] && rq.params[4] == rk.params[4] && rq.bind[1].buf == rk.bind[1].buf &&
+          rk.params[0] == u(kv_.kv_dim) && rk.params[3] % 2 == 0) {
+        log_.resize(log_.size() - 2);
+        Dispatch& d = push(kRopeKvStore);
+        bind(d, 0, k_cache_[layer].buf, k_cache_[layer].size);
+        bind(d, 1, v_cache_[layer].buf, v_cache_[layer].size);
+        bind(d, 2, buf(k), act_bytes(k, n_));
+        bind(d, 3, buf(v), act_bytes(v, n_));
+        bind(d, 4, step_.buf, step_.size);
+        bind(d, 8, rq.bind[0].buf, rq.bind[0].size);
+        bind(d, 13, rq.bind[1].buf, rq.bind[1].size);
+        const uint64_t threads = uint64_t(n_) * (uint64_t(rq.params[2]) * rq.params[4] + kv_.kv_dim / 2);
+        const uint32_t gx = spread(d, (threads + 255) / 256);
+        set(d, {u(kv_.kv_dim), u(n_), u(kv_.n_ctx), u(cap_), rq.params[2], rk.params[2], rq.params[3], 0,
+                rq.params[0], gx, rq.params[4]});
+        return;
+      }
+    }
     Dispatch& d = push(kKvStore);
     bind(d, 0, k_cache_[layer].buf, k_cache_[layer].size);
     bind(d, 1, v_cache_[layer].buf, v_cache_[layer].size);
@@ -948,6 +973,7 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kAttentionSplit, src, "attention_split", 5);
     make_pipeline(kAttentionMerge, src, "attention_merge", 5);
     make_pipeline(kKvCopy, src, "kv_copy", 10);
+    make_pipeline(kRopeKvStore, src + wgsl::rope_kv, "rope_kv_store", 14);
   }
 
   std::unique_ptr<gpu::Device> dev_;
