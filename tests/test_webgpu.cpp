@@ -254,6 +254,44 @@ TEST(WebGpu, Int8ActivationsFollowWrites) {
   expect(y4, wb, x2v, "q6_k of another activation");
 }
 
+// Consecutive one-token products of one activation run three to a dispatch (matvec_multi_i8, mixed Q4_K and
+// Q6_K, any row counts): four products are a quantize dispatch, a fused dispatch of three and a single one.
+TEST(WebGpu, Int8ProductsOfOneActivationShareADispatch) {
+  REQUIRE_WEBGPU();
+  if (!int8_path(DType::Q4_K, 1, true)) GTEST_SKIP() << "int8 products off (VIREO_WEBGPU_INT8=0)";
+  const int64_t k = 768;
+  const DType types[4] = {DType::Q4_K, DType::Q6_K, DType::Q4_K, DType::Q6_K};
+  const int64_t rows[4] = {72, 17, 40, 9};
+  auto be = make_webgpu_backend();
+  std::vector<TestWeight> ws;
+  std::vector<const Weight*> ts;
+  std::vector<Act> ys;
+  for (int m = 0; m < 4; ++m) {
+    ws.push_back(make_weight(types[m], rows[m], k, 31 + m));
+    ts.push_back(be->upload_weight("w" + std::to_string(m), types[m], {k, rows[m]}, ws.back().bytes));
+    ys.push_back(be->alloc_act(1, rows[m]));
+  }
+  Act x = be->alloc_act(1, k);
+  const std::vector<float> xv = randn(k, 7);
+  write_act(*be, x, xv);
+  Batch b = batch_of(1);
+  const int64_t before = be->counters().dispatches;
+  be->begin_step(b);
+  for (int m = 0; m < 4; ++m) be->matmul(ts[m], x, ys[m]);
+  be->end_step(Act{}, {});
+  EXPECT_EQ(be->counters().dispatches - before, 3);
+  const std::vector<float> xq = int8_activations(xv);
+  for (int m = 0; m < 4; ++m) {
+    SCOPED_TRACE("product " + std::to_string(m));
+    const std::vector<float> got = read_act(*be, ys[m], 1);
+    for (int64_t r = 0; r < rows[m]; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < k; ++i) ref += double(ws[m].values[r * k + i]) * xq[i], mag += std::fabs(ws[m].values[r * k + i] * xq[i]);
+      ASSERT_NEAR(got[r], ref, 1e-5 * mag + 1e-6) << "row " << r;
+    }
+  }
+}
+
 TEST(WebGpu, WeightsSplitAcrossBindings) {
   REQUIRE_WEBGPU();
   // 4 KiB bindings: a 300-row Q4_K matrix becomes 11 chunks, each its own dispatch.

@@ -132,7 +132,7 @@ enum PipeId : uint32_t {
   kSample,
   kRopeKvStore,  // rope(q), rope(k) and kv_store in one (created with the KV-cache pipelines)
   // only where the WGSL implementation has packed 4x8-bit dot products:
-  kQuantizeX, kMatvecQ4KI8, kMatvecQ6KI8, kRmsnormQ8, kAddRmsnormQ8, kSwigluQ8, kSwigluInplaceQ8,
+  kQuantizeX, kMatvecQ4KI8, kMatvecQ6KI8, kMatvecMultiI8, kRmsnormQ8, kAddRmsnormQ8, kSwigluQ8, kSwigluInplaceQ8,
   kPipes
 };
 
@@ -533,6 +533,7 @@ class WebGpuBackend final : public Backend {
     // consecutive products that read the same x: q/k/v, gate/up).
     if (int8_decode_ && x.rows == 1 && (w->kind == kQ4_K || w->kind == kQ6_K)) {
       quantize_x(x);
+      if (fuse_products(*w, out)) return;
       for (const auto& c : w->chunks) {
         Dispatch& d = push(w->kind == kQ4_K ? kMatvecQ4KI8 : kMatvecQ6KI8);
         bind(d, 0, c.buf, uint64_t(c.rows) * w->words_per_row * 4);
@@ -703,7 +704,7 @@ class WebGpuBackend final : public Backend {
 
   Dispatch& push(uint32_t pipe) {
     // The int8 copy of an activation stays valid only across the products that read it.
-    if (pipe != kMatvecQ4KI8 && pipe != kMatvecQ6KI8) quantized_x_ = 0;
+    if (pipe != kMatvecQ4KI8 && pipe != kMatvecQ6KI8 && pipe != kMatvecMultiI8) quantized_x_ = 0;
     Dispatch& d = log_.emplace_back();
     std::memset(&d, 0, sizeof(Dispatch));
     d.pipe = pipe;
@@ -737,6 +738,45 @@ class WebGpuBackend final : public Backend {
     if (c) bind(d, 2, buf(*c), act_bytes(*c, rows));
     const uint32_t gx = spread(d, (uint64_t(rows) * a.cols + 255) / 256);
     set(d, {u(a.cols), u(rows), gx, u(cap_)});
+  }
+
+  // Adds the one-token int8 product of w into out to the previous dispatch when that is an int8 product of the
+  // same activation with room for another weight (matvec_multi_i8: up to three, each in one binding).
+  bool fuse_products(const WgWeight& w, Act out) {
+    if (log_.empty() || w.chunks.size() != 1) return false;
+    Dispatch& d = log_.back();
+    const bool single = d.pipe == kMatvecQ4KI8 || d.pipe == kMatvecQ6KI8;
+    if (!(single || (d.pipe == kMatvecMultiI8 && d.params[2] < 3)) || d.params[0] != u(w.k)) return false;
+    for (uint32_t j = 0; j < d.n_bind; ++j)
+      if (d.bind[j].buf == buf(out)) return false;  // would write a buffer the dispatch already writes or reads
+    // MultiParams: k, rows0, segments, row_words0, kinds, col0_0, grid_x, rows1, row_words1, col0_1, rows2, ...
+    if (single) {
+      const uint32_t rows = d.params[1], rw = d.params[3], col0 = d.params[5];
+      const uint32_t kinds = d.pipe == kMatvecQ6KI8 ? 1u : 0u;
+      d.pipe = kMatvecMultiI8;
+      std::fill(std::begin(d.params), std::end(d.params), 0u);
+      set(d, {u(w.k), rows, 1, rw, kinds, col0});
+      // The entry point uses every binding: the weights not there yet read a small dummy buffer, their outputs
+      // write another.
+      ensure_scratch(dummy_read_, 256, "unused weight binding");
+      ensure_scratch(dummy_write_, 256, "unused output binding");
+      for (uint32_t b : {8u, 9u}) bind(d, b, dummy_read_.buf, 256);
+      for (uint32_t b : {10u, 11u}) bind(d, b, dummy_write_.buf, 256);
+    }
+    const uint32_t seg = d.params[2];
+    for (uint32_t j = 0; j < d.n_bind; ++j) {
+      if (d.bind[j].binding == (seg == 1 ? 8u : 9u)) d.bind[j].buf = w.chunks[0].buf, d.bind[j].size = uint64_t(w.rows) * w.words_per_row * 4;
+      if (d.bind[j].binding == (seg == 1 ? 10u : 11u)) d.bind[j].buf = buf(out), d.bind[j].size = act_bytes(out, 1);
+    }
+    d.params[7 + 3 * (seg - 1)] = u(w.rows);
+    d.params[8 + 3 * (seg - 1)] = w.words_per_row;
+    d.params[9 + 3 * (seg - 1)] = u(w.chunks[0].row0);
+    if (w.kind == kQ6_K) d.params[4] |= 1u << seg;
+    d.params[2] = seg + 1;
+    uint64_t groups = (d.params[1] + 7) / 8;
+    for (uint32_t i = 1; i <= seg; ++i) groups += (d.params[7 + 3 * (i - 1)] + 7) / 8;
+    d.params[6] = spread(d, groups);
+    return true;
   }
 
   // Records the int8 quantization of the one-token activation x into xq_ / xs_ (wgsl/matvec_int8.wgsl), unless
@@ -952,17 +992,37 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kArgmaxFinal, argmax, "argmax_final", 8);
     make_pipeline(kSample, std::string(wgsl::reduce) + wgsl::sample, "sample", 3);
     if (int8_decode_) {
-      const std::string mv = std::string(wgsl::q8) + wgsl::matvec_int8,
+      const std::string mv = with_weight_binding_copies(std::string(wgsl::q8) + wgsl::matvec_int8),
                         norm = std::string(wgsl::q8) + wgsl::norm + wgsl::norm_q8,
                         ew = std::string(wgsl::q8) + wgsl::elementwise + wgsl::elementwise_q8;
       make_pipeline(kQuantizeX, mv, "quantize_x", 3);
       make_pipeline(kMatvecQ4KI8, mv, "matvec_q4k_i8", 3);
       make_pipeline(kMatvecQ6KI8, mv, "matvec_q6k_i8", 3);
+      make_pipeline(kMatvecMultiI8, mv, "matvec_multi_i8", 3);
       make_pipeline(kRmsnormQ8, norm, "rmsnorm_q8", 4);
       make_pipeline(kAddRmsnormQ8, norm, "add_rmsnorm_q8", 4);
       make_pipeline(kSwigluQ8, ew, "swiglu_q8", 3);
       make_pipeline(kSwigluInplaceQ8, ew, "swiglu_inplace_q8", 3);
     }
+  }
+
+  // matvec_multi_i8 reads three weight bindings with the same row functions: the source's marked section is
+  // appended twice more, for W4_1 and W4_2 (WGSL functions cannot take a storage binding as a parameter).
+  static std::string with_weight_binding_copies(const std::string& src) {
+    const std::string begin = "// @weight-binding-functions begin", end = "// @weight-binding-functions end";
+    const size_t b = src.find(begin), e = src.find(end);
+    if (b == std::string::npos || e == std::string::npos) throw std::logic_error("matvec_int8.wgsl: no weight-binding section");
+    std::string out = src;
+    for (const char* suffix : {"_1", "_2"}) {
+      std::string part = src.substr(b, e - b);
+      for (const std::string from : {"W4[", "_lane_W4("}) {
+        const std::string to = from.substr(0, from.size() - 1) + suffix + from.back();
+        for (size_t i = part.find(from); i != std::string::npos; i = part.find(from, i + to.size()))
+          part.replace(i, from.size(), to);
+      }
+      out += "\n" + part;
+    }
+    return out;
   }
 
   void create_kv_pipelines(bool f16) {
@@ -992,6 +1052,7 @@ class WebGpuBackend final : public Backend {
   KvCacheConfig kv_;
   GpuBuffer step_, ids_, readback_, margins_, candidates_, sample_rows_, argmax_part_, attn_po_, attn_pml_;
   GpuBuffer xq_, xs_;              // a one-token activation as int8 (packed) and its per-32 scales and sums
+  GpuBuffer dummy_read_, dummy_write_;  // bound to matvec_multi_i8's unused weight / output bindings
   bool int8_decode_ = false;       // the int8-activation decode products are in use
   uint32_t n_pipes_ = kPipes;      // pipelines created up front
   Handle quantized_x_ = 0;         // the activation xq_ holds, while the dispatches since only read it

@@ -5,6 +5,7 @@
 //                   and s times the sums of the first 16, last 16 and all 32 values; q8.wgsl)
 //   matvec_q4k_i8   one token, Q4_K weights
 //   matvec_q6k_i8   one token, Q6_K weights (the 224-byte repacked blocks, as in matmul.wgsl)
+//   matvec_multi_i8 up to three such products of the same activation in one dispatch (q/k/v, gate/up)
 // Rows are whole 256-element superblocks, so the 32-element activation blocks line up with the weights'
 // sub-blocks (Q4_K: one scale per 32; Q6_K: one per 16, a half block of XS).
 
@@ -41,14 +42,15 @@ const ROWS: u32 = 8u;
 const LANES: u32 = 32u;
 var<workgroup> partial: array<vec4<f32>, 64>;  // 256 lanes' sums, four to a vector
 
-fn finish_row(tid: u32, row: u32, acc: f32) {
+// The sum of each row's 32 lane values, valid in the row's lane 0. Called from uniform control flow.
+fn row_sum(tid: u32, acc: f32) -> f32 {
   partial[tid / 4u][tid % 4u] = acc;
   workgroupBarrier();
-  if (tid % LANES == 0u && row < P.rows) {
-    var s = vec4<f32>(0.0);
+  var s = vec4<f32>(0.0);
+  if (tid % LANES == 0u) {
     for (var i = 0u; i < LANES / 4u; i++) { s += partial[tid / 4u + i]; }
-    Y[P.col0 + row] = s.x + s.y + s.z + s.w;
   }
+  return s.x + s.y + s.z + s.w;
 }
 
 fn q4k_byte(hdr: vec4<u32>, i: u32) -> u32 {  // scale byte i (0-11) of the header
@@ -67,43 +69,25 @@ fn q4k_scale_min(hdr: vec4<u32>, j: u32) -> vec2<f32> {
 // Q4_K: a lane takes one (superblock, sub-block pair c) at a time: the header (d, dmin, 12 scale bytes: one
 // vec4) and 32 nibble bytes (two vec4) holding sub-block 2c in the low nibbles and 2c + 1 in the high ones.
 // x = d * sc * q - dmin * m, so sub-block j adds d sc_j s_j dot(q, xq) - dmin m_j (s_j sum(xq)).
-@compute @workgroup_size(256)
-fn matvec_q4k_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let lane = lid.x % LANES;
-  let row = (wid.x + wid.y * P.grid_x) * ROWS + lid.x / LANES;
-  var acc = 0.0;
-  if (row < P.rows) {
-    let items = (P.k / 256u) * 4u;
-    let row4 = row * (P.row_words / 4u);
-    for (var it = lane; it < items; it += LANES) {
-      let sbk = it / 4u;
-      let c = it % 4u;
-      let base4 = row4 + sbk * 9u;
-      let hdr = W4[base4];
-      let qa = W4[base4 + 1u + 2u * c];
-      let qb = W4[base4 + 2u + 2u * c];
-      let xb = sbk * 8u + 2u * c;  // the activation block of sub-block 2c
-      let xa0 = XQ[2u * xb];
-      let xa1 = XQ[2u * xb + 1u];
-      let xb0 = XQ[2u * xb + 2u];
-      let xb1 = XQ[2u * xb + 3u];
-      let s0 = XS[xb];
-      let s1 = XS[xb + 1u];
-      let m = 0x0F0F0F0Fu;
-      let d0 = dot4I8Packed(qa.x & m, xa0.x) + dot4I8Packed(qa.y & m, xa0.y) + dot4I8Packed(qa.z & m, xa0.z) +
-               dot4I8Packed(qa.w & m, xa0.w) + dot4I8Packed(qb.x & m, xa1.x) + dot4I8Packed(qb.y & m, xa1.y) +
-               dot4I8Packed(qb.z & m, xa1.z) + dot4I8Packed(qb.w & m, xa1.w);
-      let d1 = dot4I8Packed((qa.x >> 4u) & m, xb0.x) + dot4I8Packed((qa.y >> 4u) & m, xb0.y) +
-               dot4I8Packed((qa.z >> 4u) & m, xb0.z) + dot4I8Packed((qa.w >> 4u) & m, xb0.w) +
-               dot4I8Packed((qb.x >> 4u) & m, xb1.x) + dot4I8Packed((qb.y >> 4u) & m, xb1.y) +
-               dot4I8Packed((qb.z >> 4u) & m, xb1.z) + dot4I8Packed((qb.w >> 4u) & m, xb1.w);
-      let dm = unpack2x16float(hdr.x);
-      let sm0 = q4k_scale_min(hdr, 2u * c);
-      let sm1 = q4k_scale_min(hdr, 2u * c + 1u);
-      acc += dm.x * (sm0.x * s0.x * f32(d0) + sm1.x * s1.x * f32(d1)) - dm.y * (sm0.y * s0.w + sm1.y * s1.w);
-    }
-  }
-  finish_row(lid.x, row, acc);
+fn q4k_item(hdr: vec4<u32>, qa: vec4<u32>, qb: vec4<u32>, xb: u32, c: u32) -> f32 {
+  let xa0 = XQ[2u * xb];
+  let xa1 = XQ[2u * xb + 1u];
+  let xb0 = XQ[2u * xb + 2u];
+  let xb1 = XQ[2u * xb + 3u];
+  let s0 = XS[xb];
+  let s1 = XS[xb + 1u];
+  let m = 0x0F0F0F0Fu;
+  let d0 = dot4I8Packed(qa.x & m, xa0.x) + dot4I8Packed(qa.y & m, xa0.y) + dot4I8Packed(qa.z & m, xa0.z) +
+           dot4I8Packed(qa.w & m, xa0.w) + dot4I8Packed(qb.x & m, xa1.x) + dot4I8Packed(qb.y & m, xa1.y) +
+           dot4I8Packed(qb.z & m, xa1.z) + dot4I8Packed(qb.w & m, xa1.w);
+  let d1 = dot4I8Packed((qa.x >> 4u) & m, xb0.x) + dot4I8Packed((qa.y >> 4u) & m, xb0.y) +
+           dot4I8Packed((qa.z >> 4u) & m, xb0.z) + dot4I8Packed((qa.w >> 4u) & m, xb0.w) +
+           dot4I8Packed((qb.x >> 4u) & m, xb1.x) + dot4I8Packed((qb.y >> 4u) & m, xb1.y) +
+           dot4I8Packed((qb.z >> 4u) & m, xb1.z) + dot4I8Packed((qb.w >> 4u) & m, xb1.w);
+  let dm = unpack2x16float(hdr.x);
+  let sm0 = q4k_scale_min(hdr, 2u * c);
+  let sm1 = q4k_scale_min(hdr, 2u * c + 1u);
+  return dm.x * (sm0.x * s0.x * f32(d0) + sm1.x * s1.x * f32(d1)) - dm.y * (sm0.y * s0.w + sm1.y * s1.w);
 }
 
 // Q6_K (rows repacked to 56 words = 14 vec4 per superblock: ql 0-7, qh 8-11, scales 12, d 13): a lane takes one
@@ -125,45 +109,117 @@ fn q6_scale(sc: vec4<u32>, i: u32) -> f32 {  // signed scale byte i (0-15)
   return f32(bitcast<i32>(w << (24u - 8u * (i % 4u))) >> 24u);
 }
 
+fn q6k_item(qla: vec4<u32>, qlb: vec4<u32>, qh: vec4<u32>, sc: vec4<u32>, dword: vec4<u32>, xb: u32, n: u32,
+            h: u32) -> f32 {
+  let x0 = XQ[2u * xb + h];  // activation block xb + k, half h: XQ vec4 2 (xb + k) + h
+  let x1 = XQ[2u * xb + 2u + h];
+  let x2 = XQ[2u * xb + 4u + h];
+  let x3 = XQ[2u * xb + 6u + h];
+  let e0 = XS[xb];
+  let e1 = XS[xb + 1u];
+  let e2 = XS[xb + 2u];
+  let e3 = XS[xb + 3u];
+  let sb = 8u * n + h;
+  let t = q6_scale(sc, sb) * (e0.x * f32(q6_dot(qla, qh, 0u, 0u, x0)) - 32.0 * select(e0.y, e0.z, h == 1u)) +
+          q6_scale(sc, sb + 2u) * (e1.x * f32(q6_dot(qlb, qh, 0u, 2u, x1)) - 32.0 * select(e1.y, e1.z, h == 1u)) +
+          q6_scale(sc, sb + 4u) * (e2.x * f32(q6_dot(qla, qh, 4u, 4u, x2)) - 32.0 * select(e2.y, e2.z, h == 1u)) +
+          q6_scale(sc, sb + 6u) * (e3.x * f32(q6_dot(qlb, qh, 4u, 6u, x3)) - 32.0 * select(e3.y, e3.z, h == 1u));
+  return unpack2x16float(dword.x).x * t;
+}
+
+// @weight-binding-functions begin: the host appends copies of this section for the fused kernel's other weight
+// bindings (W4 renamed W4_1, W4_2; the functions' names get the same suffix).
+// This lane's part of row `row` (row_words u32 words per row, k elements) of a Q4_K / Q6_K weight.
+fn q4k_lane_W4(row: u32, lane: u32, row_words: u32, k: u32) -> f32 {
+  var acc = 0.0;
+  let row4 = row * (row_words / 4u);
+  for (var it = lane; it < (k / 256u) * 4u; it += LANES) {
+    let b4 = row4 + (it / 4u) * 9u;
+    let c = it % 4u;
+    acc += q4k_item(W4[b4], W4[b4 + 1u + 2u * c], W4[b4 + 2u + 2u * c], (it / 4u) * 8u + 2u * c, c);
+  }
+  return acc;
+}
+fn q6k_lane_W4(row: u32, lane: u32, row_words: u32, k: u32) -> f32 {
+  var acc = 0.0;
+  let row4 = row * (row_words / 4u);
+  for (var it = lane; it < (k / 256u) * 4u; it += LANES) {
+    let n = (it / 2u) % 2u;
+    let h = it % 2u;
+    let b4 = row4 + (it / 4u) * 14u;
+    acc += q6k_item(W4[b4 + 4u * n + h], W4[b4 + 4u * n + 2u + h], W4[b4 + 8u + 2u * n + h], W4[b4 + 12u],
+                    W4[b4 + 13u], (it / 4u) * 8u + 4u * n, n, h);
+  }
+  return acc;
+}
+// @weight-binding-functions end
+
 @compute @workgroup_size(256)
-fn matvec_q6k_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let lane = lid.x % LANES;
+fn matvec_q4k_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let row = (wid.x + wid.y * P.grid_x) * ROWS + lid.x / LANES;
   var acc = 0.0;
-  if (row < P.rows) {
-    let items = (P.k / 256u) * 4u;
-    let row4 = row * (P.row_words / 4u);
-    for (var it = lane; it < items; it += LANES) {
-      let sbk = it / 4u;
-      let n = (it / 2u) % 2u;
-      let h = it % 2u;
-      let b4 = row4 + sbk * 14u;
-      let qla = W4[b4 + 4u * n + h];
-      let qlb = W4[b4 + 4u * n + 2u + h];
-      let qh = W4[b4 + 8u + 2u * n + h];
-      let sc = W4[b4 + 12u];
-      let d = unpack2x16float(W4[b4 + 13u].x).x;
-      // Activation block 8 sbk + 4n + k, half h: XQ vec4 2 (8 sbk + 4n + k) + h.
-      let xb = sbk * 8u + 4u * n;
-      let x0 = XQ[2u * xb + h];
-      let x1 = XQ[2u * xb + 2u + h];
-      let x2 = XQ[2u * xb + 4u + h];
-      let x3 = XQ[2u * xb + 6u + h];
-      let e0 = XS[xb];
-      let e1 = XS[xb + 1u];
-      let e2 = XS[xb + 2u];
-      let e3 = XS[xb + 3u];
-      let hs = select(e0.y, e0.z, h == 1u);
-      let hs1 = select(e1.y, e1.z, h == 1u);
-      let hs2 = select(e2.y, e2.z, h == 1u);
-      let hs3 = select(e3.y, e3.z, h == 1u);
-      let sb = 8u * n + h;
-      let t = q6_scale(sc, sb) * (e0.x * f32(q6_dot(qla, qh, 0u, 0u, x0)) - 32.0 * hs) +
-              q6_scale(sc, sb + 2u) * (e1.x * f32(q6_dot(qlb, qh, 0u, 2u, x1)) - 32.0 * hs1) +
-              q6_scale(sc, sb + 4u) * (e2.x * f32(q6_dot(qla, qh, 4u, 4u, x2)) - 32.0 * hs2) +
-              q6_scale(sc, sb + 6u) * (e3.x * f32(q6_dot(qlb, qh, 4u, 6u, x3)) - 32.0 * hs3);
-      acc += d * t;
+  if (row < P.rows) { acc = q4k_lane_W4(row, lid.x % LANES, P.row_words, P.k); }
+  let s = row_sum(lid.x, acc);
+  if (lid.x % LANES == 0u && row < P.rows) { Y[P.col0 + row] = s; }
+}
+
+@compute @workgroup_size(256)
+fn matvec_q6k_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row = (wid.x + wid.y * P.grid_x) * ROWS + lid.x / LANES;
+  var acc = 0.0;
+  if (row < P.rows) { acc = q6k_lane_W4(row, lid.x % LANES, P.row_words, P.k); }
+  let s = row_sum(lid.x, acc);
+  if (lid.x % LANES == 0u && row < P.rows) { Y[P.col0 + row] = s; }
+}
+
+// Up to three products of the same int8 activation (each weight in one binding): the workgroups of weight 0
+// come first, then those of weight 1 and 2. q6k bit s of `kinds`: weight s is Q6_K (else Q4_K).
+struct MultiParams {
+  k: u32,
+  rows0: u32,
+  segments: u32,
+  row_words0: u32,
+  kinds: u32,
+  col0_0: u32,
+  grid_x: u32,
+  rows1: u32,
+  row_words1: u32,
+  col0_1: u32,
+  rows2: u32,
+  row_words2: u32,
+  col0_2: u32,
+};
+@group(0) @binding(3) var<uniform> MP: MultiParams;
+@group(0) @binding(8) var<storage, read> W4_1: array<vec4<u32>>;
+@group(0) @binding(9) var<storage, read> W4_2: array<vec4<u32>>;
+@group(0) @binding(10) var<storage, read_write> Y_1: array<f32>;
+@group(0) @binding(11) var<storage, read_write> Y_2: array<f32>;
+
+@compute @workgroup_size(256)
+fn matvec_multi_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let g = wid.x + wid.y * MP.grid_x;
+  let g0 = (MP.rows0 + ROWS - 1u) / ROWS;
+  let g1 = (MP.rows1 + ROWS - 1u) / ROWS;
+  let seg = select(select(2u, 1u, g < g0 + g1), 0u, g < g0);
+  let rows = select(select(MP.rows2, MP.rows1, seg == 1u), MP.rows0, seg == 0u);
+  let row = (g - select(select(g0 + g1, g0, seg == 1u), 0u, seg == 0u)) * ROWS + lid.x / LANES;
+  let q6k = ((MP.kinds >> seg) & 1u) == 1u;
+  let lane = lid.x % LANES;
+  var acc = 0.0;
+  if (row < rows) {
+    // (if/else, not select: select would run both)
+    if (seg == 0u) {
+      if (q6k) { acc = q6k_lane_W4(row, lane, MP.row_words0, MP.k); } else { acc = q4k_lane_W4(row, lane, MP.row_words0, MP.k); }
+    } else if (seg == 1u) {
+      if (q6k) { acc = q6k_lane_W4_1(row, lane, MP.row_words1, MP.k); } else { acc = q4k_lane_W4_1(row, lane, MP.row_words1, MP.k); }
+    } else {
+      if (q6k) { acc = q6k_lane_W4_2(row, lane, MP.row_words2, MP.k); } else { acc = q4k_lane_W4_2(row, lane, MP.row_words2, MP.k); }
     }
   }
-  finish_row(lid.x, row, acc);
+  let s = row_sum(lid.x, acc);
+  if (lane == 0u && row < rows) {
+    if (seg == 0u) { Y[MP.col0_0 + row] = s; }
+    else if (seg == 1u) { Y_1[MP.col0_1 + row] = s; }
+    else { Y_2[MP.col0_2 + row] = s; }
+  }
 }
