@@ -509,6 +509,54 @@ TEST(WebGpu, RopeAndKvStoreFusedMatchCpu) {
     }
 }
 
+// A one-token step's attention output feeding an int8 product (the o projection): the merge writes the int8
+// copy (attention_merge_q8), no quantize dispatch. Attention against the CPU, the product against its int8
+// reference, for head sizes 64 and 128.
+TEST(WebGpu, AttentionMergeWritesInt8ForTheNextProduct) {
+  REQUIRE_WEBGPU();
+  if (!int8_path(DType::Q4_K, 1, true)) GTEST_SKIP() << "int8 products off (VIREO_WEBGPU_INT8=0)";
+  for (int hd : {64, 128}) {
+    SCOPED_TRACE("head_dim " + std::to_string(hd));
+    Pair p;
+    const int heads = 4, kv_heads = 2, ctx = 96, rows = 24, dq = heads * hd;
+    const TestWeight wo = make_weight(DType::Q4_K, rows, dq, 51);
+    Batch prompt = batch_of(70, 0), dec = batch_of(1, 0, 70);
+    struct Out { std::vector<float> att, y; int64_t dispatches = 0; };
+    auto run = [&](Backend& be, bool gpu) {
+      auto put = [&](Act a, const std::vector<float>& v) { gpu ? write_act(be, a, v) : write_cpu(a, v); };
+      auto get = [&](Act a, int64_t r) { return gpu ? read_act(be, a, r) : read_cpu(a, r); };
+      const Weight* tw = be.upload_weight("wo", DType::Q4_K, {dq, rows}, wo.bytes);
+      Act q = be.alloc_act(70, dq), k = be.alloc_act(70, kv_heads * hd), v = be.alloc_act(70, kv_heads * hd);
+      Act att = be.alloc_act(70, dq), y = be.alloc_act(1, rows);
+      be.alloc_kv({1, 1, ctx, kv_heads * hd, DType::F16});
+      const AttentionParams ap{0, heads, kv_heads, hd, 1.0f / std::sqrt(float(hd))};
+      Out o;
+      for (const Batch* b : {&prompt, &dec}) {
+        const int n = b->size();
+        put(q, randn(n * dq, 61 + n)), put(k, randn(n * kv_heads * hd, 62 + n)), put(v, randn(n * kv_heads * hd, 63 + n));
+        const int64_t before = be.counters().dispatches;
+        be.begin_step(*b);
+        be.kv_store(0, k.with_rows(n), v.with_rows(n));
+        be.attention(q.with_rows(n), att.with_rows(n), ap);
+        if (n == 1) be.matmul(tw, att.with_rows(1), y);
+        be.end_step(Act{}, {});
+        o.dispatches = be.counters().dispatches - before;
+      }
+      o.att = get(att, 1), o.y = get(y, 1);
+      return o;
+    };
+    const Out want = run(*p.cpu, false), got = run(*p.gpu, true);
+    expect_close_rel(got.att, want.att, 2e-5f, "attention");
+    EXPECT_EQ(got.dispatches, 4);  // kv_store, attention_split, attention_merge_q8, the product
+    const std::vector<float> xq = int8_activations(got.att);
+    for (int64_t r = 0; r < rows; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < dq; ++i) ref += double(wo.values[r * dq + i]) * xq[i], mag += std::fabs(wo.values[r * dq + i] * xq[i]);
+      ASSERT_NEAR(got.y[r], ref, 1e-5 * mag + 1e-6) << "row " << r;
+    }
+  }
+}
+
 TEST(WebGpu, AttentionOverSlotsMatchesCpu) {
   REQUIRE_WEBGPU();
   struct Case {

@@ -133,6 +133,7 @@ enum PipeId : uint32_t {
   kRopeKvStore,  // rope(q), rope(k) and kv_store in one (created with the KV-cache pipelines)
   // only where the WGSL implementation has packed 4x8-bit dot products:
   kQuantizeX, kMatvecQ4KI8, kMatvecQ6KI8, kMatvecMultiI8, kRmsnormQ8, kAddRmsnormQ8, kSwigluQ8, kSwigluInplaceQ8,
+  kAttentionMergeQ8,  // (with the KV-cache pipelines)
   kPipes
 };
 
@@ -793,6 +794,18 @@ class WebGpuBackend final : public Backend {
       Dispatch& last = log_.back();
       const bool norm = (last.pipe == kRmsnorm || last.pipe == kAddRmsnorm) && x.cols <= 8192;
       const bool glu = last.pipe == kSwiglu || last.pipe == kSwigluInplace;
+      // attention_merge params: ..., head_dim at 6; its output O is binding 9
+      const bool merge = last.pipe == kAttentionMerge && last.params[1] == 1 && last.params[6] % 32 == 0 &&
+                         last.params[6] <= 256 && last.params[8] == u(x.cols);
+      if (merge) {
+        for (uint32_t j = 0; j < last.n_bind; ++j)
+          if (last.bind[j].binding == 9 && last.bind[j].buf == buf(x)) {
+            last.pipe = kAttentionMergeQ8;
+            bind(last, 6, xq_.buf, uint64_t(x.cols));
+            bind(last, 7, xs_.buf, uint64_t(x.cols / 32) * 16);
+            return;
+          }
+      }
       const uint32_t out_binding = norm ? 3 : last.pipe == kSwiglu ? 2 : 0;
       const Dispatch::Bind* out = nullptr;
       for (uint32_t j = 0; j < last.n_bind; ++j)
@@ -1034,6 +1047,7 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kAttentionMerge, src, "attention_merge", 5);
     make_pipeline(kKvCopy, src, "kv_copy", 10);
     make_pipeline(kRopeKvStore, src + wgsl::rope_kv, "rope_kv_store", 14);
+    if (int8_decode_) make_pipeline(kAttentionMergeQ8, wgsl::q8 + src + wgsl::attention_q8, "attention_merge_q8", 5);
   }
 
   std::unique_ptr<gpu::Device> dev_;
