@@ -150,11 +150,11 @@ for st in $STAGES; do
       fi ;;
     webgpu)  # WebGPU through the NVIDIA Vulkan driver (the loader is in lib/): its tests when vireo_tests was packed
       # (EXTRA_BINARIES), then vireo bench on 1B and 8B under WEBGPU_VARIANTS next to CUDA, and a per-kernel profile
-      [ -x ./vireo_tests ] && timeout 200 ./vireo_tests --gtest_filter='WebGpu*' --gtest_color=no 2>&1 |
+      [ -x ./vireo_tests ] && timeout ${WEBGPU_TESTS_TIMEOUT:-150} ./vireo_tests --gtest_filter='WebGpu*' --gtest_color=no 2>&1 |
         tee $OUT/webgpu_tests.log | grep -E "^\[  (FAILED|PASSED|  OK) |Failure|adapter|FAILED TEST" | head -40
       for p in ${WEBGPU_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)
-        for v in ${WEBGPU_VARIANTS:-VIREO_X=1 VIREO_WEBGPU_INT8=0 VIREO_WEBGPU_INT8=0,VIREO_WEBGPU_CHECKS=1}; do
+        for v in ${WEBGPU_VARIANTS:-VIREO_X=1 VIREO_WEBGPU_MV_ROWS=16 VIREO_WEBGPU_INT8=0,VIREO_WEBGPU_CHECKS=1}; do
           echo "## $p webgpu $v"
           env ${v//,/ } timeout 200 ./vireo bench -m $f --device webgpu -p 32 -n 64 -r 2 2>&1 | tee -a $OUT/webgpu_bench.log |
             grep -E "decode|prefill|dispatch|error|rror" | head -6

@@ -194,6 +194,9 @@ class WebGpuBackend final : public Backend {
     const char* int8 = std::getenv("VIREO_WEBGPU_INT8");
     int8_decode_ = opts.int8_decode && dev_->limits().packed_dot && !(int8 && std::string(int8) == "0");
     n_pipes_ = int8_decode_ ? kPipes : kQuantizeX;
+    // Rows per 256-invocation workgroup of the int8 products (8: 32 lanes per row; VIREO_WEBGPU_MV_ROWS=16: 16).
+    const char* mv_rows = std::getenv("VIREO_WEBGPU_MV_ROWS");
+    if (mv_rows && std::atoi(mv_rows) == 16) i8_rows_ = 16;
     create_pipelines();
     create_kv_pipelines(true);  // the f16 cache's (an f32 cache recompiles them in alloc_kv)
   }
@@ -541,7 +544,7 @@ class WebGpuBackend final : public Backend {
         bind(d, 1, xq_.buf, uint64_t(x.cols));
         bind(d, 2, buf(out), act_bytes(out, 1));
         bind(d, 4, xs_.buf, uint64_t(x.cols / 32) * 16);
-        const uint32_t gx = spread(d, u((c.rows + 7) / 8));
+        const uint32_t gx = spread(d, u((c.rows + i8_rows_ - 1) / i8_rows_));
         set(d, {u(w->k), u(c.rows), 1, w->words_per_row, u(out.cols), u(c.row0), gx});
       }
       if (buf(out) == quantized_x_) quantized_x_ = 0;
@@ -774,8 +777,8 @@ class WebGpuBackend final : public Backend {
     d.params[9 + 3 * (seg - 1)] = u(w.chunks[0].row0);
     if (w.kind == kQ6_K) d.params[4] |= 1u << seg;
     d.params[2] = seg + 1;
-    uint64_t groups = (d.params[1] + 7) / 8;
-    for (uint32_t i = 1; i <= seg; ++i) groups += (d.params[7 + 3 * (i - 1)] + 7) / 8;
+    uint64_t groups = (d.params[1] + i8_rows_ - 1) / i8_rows_;
+    for (uint32_t i = 1; i <= seg; ++i) groups += (d.params[7 + 3 * (i - 1)] + i8_rows_ - 1) / i8_rows_;
     d.params[6] = spread(d, groups);
     return true;
   }
@@ -1005,8 +1008,12 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kArgmaxFinal, argmax, "argmax_final", 8);
     make_pipeline(kSample, std::string(wgsl::reduce) + wgsl::sample, "sample", 3);
     if (int8_decode_) {
-      const std::string mv = with_weight_binding_copies(std::string(wgsl::q8) + wgsl::matvec_int8),
-                        norm = std::string(wgsl::q8) + wgsl::norm + wgsl::norm_q8,
+      std::string mv = with_weight_binding_copies(std::string(wgsl::q8) + wgsl::matvec_int8);
+      const std::string geometry = "const ROWS: u32 = 8u;\nconst LANES: u32 = 32u;";
+      if (i8_rows_ != 8 && mv.find(geometry) != std::string::npos)
+        mv.replace(mv.find(geometry), geometry.size(),
+                   "const ROWS: u32 = " + std::to_string(i8_rows_) + "u;\nconst LANES: u32 = " + std::to_string(256 / i8_rows_) + "u;");
+      const std::string norm = std::string(wgsl::q8) + wgsl::norm + wgsl::norm_q8,
                         ew = std::string(wgsl::q8) + wgsl::elementwise + wgsl::elementwise_q8;
       make_pipeline(kQuantizeX, mv, "quantize_x", 3);
       make_pipeline(kMatvecQ4KI8, mv, "matvec_q4k_i8", 3);
@@ -1069,6 +1076,7 @@ class WebGpuBackend final : public Backend {
   GpuBuffer dummy_read_, dummy_write_;  // bound to matvec_multi_i8's unused weight / output bindings
   bool int8_decode_ = false;       // the int8-activation decode products are in use
   uint32_t n_pipes_ = kPipes;      // pipelines created up front
+  uint32_t i8_rows_ = 8;           // rows per workgroup of the int8 products (ROWS in matvec_int8.wgsl)
   Handle quantized_x_ = 0;         // the activation xq_ holds, while the dispatches since only read it
   int64_t quantized_cols_ = 0;
   std::vector<uint32_t> cand_host_;
