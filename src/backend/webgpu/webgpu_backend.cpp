@@ -537,8 +537,8 @@ class WebGpuBackend final : public Backend {
     // consecutive products that read the same x: q/k/v, gate/up).
     if (int8_decode_ && x.rows == 1 && (w->kind == kQ4_K || w->kind == kQ6_K)) {
       quantize_x(x);
-      if (fuse_products(*w, out)) return;
-      for (const auto& c : w->chunks) {
+      for (size_t i = fuse_products(*w, out) ? w->chunks.size() : 0; i < w->chunks.size(); ++i) {
+        const auto& c = w->chunks[i];
         Dispatch& d = push(w->kind == kQ4_K ? kMatvecQ4KI8 : kMatvecQ6KI8);
         bind(d, 0, c.buf, uint64_t(c.rows) * w->words_per_row * 4);
         bind(d, 1, xq_.buf, uint64_t(x.cols));
