@@ -154,15 +154,18 @@ for st in $STAGES; do
         tee $OUT/webgpu_tests.log | grep -E "^\[  (FAILED|PASSED|  OK) |Failure|adapter|FAILED TEST" | head -40
       for p in ${WEBGPU_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)
-        for v in ${WEBGPU_VARIANTS:-VIREO_X=1 VIREO_WEBGPU_MV_ROWS=16 VIREO_WEBGPU_INT8=0,VIREO_WEBGPU_CHECKS=1}; do
+        vs=${WEBGPU_VARIANTS:-VIREO_X=1 VIREO_WEBGPU_MV_ROWS=16 VIREO_WEBGPU_INT8=0,VIREO_WEBGPU_CHECKS=1}
+        [ $p = llama3.1-8b ] && vs=${WEBGPU_VARIANTS_8B:-VIREO_X=1 VIREO_WEBGPU_INT8=0,VIREO_WEBGPU_CHECKS=1}
+        for v in $vs; do
           echo "## $p webgpu $v"
-          env ${v//,/ } timeout 200 ./vireo bench -m $f --device webgpu -p 32 -n 64 -r 2 2>&1 | tee -a $OUT/webgpu_bench.log |
-            grep -E "decode|prefill|dispatch|error|rror" | head -6
+          env ${v//,/ } timeout 150 ./vireo bench -m $f --device webgpu -p 32 -n 64 -r 2 2>&1 | tee -a $OUT/webgpu_bench.log |
+            grep -E "tg64|pp32|dispatch|rror" | head -6
         done
-        echo "## $p cuda"; timeout 120 ./vireo bench -m $f --device cuda -p 32 -n 64 -r 2 2>&1 | grep -E "decode|rror" | head -3
+        echo "## $p cuda"; timeout 120 ./vireo bench -m $f --device cuda -p 32 -n 64 -r 2 2>&1 | grep -E "tg64|rror" | head -3
       done
+      [ "${WEBGPU_PROFILE:-1}" = 1 ] || exit 0
       f=$(synth ${WEBGPU_PROFILE_PRESET:-llama3.1-8b} q4_k_m)
-      VIREO_WEBGPU_PROFILE=1 timeout 200 ./vireo run -m $f --device webgpu -p "Hello there" -n 32 --temp 0 -c 256 \
+      VIREO_WEBGPU_PROFILE=1 timeout 150 ./vireo run -m $f --device webgpu -p "Hello there" -n 32 --temp 0 -c 256 \
         > /dev/null 2> $OUT/webgpu_profile.log; grep -A30 "WebGPU profile" $OUT/webgpu_profile.log | head -32 ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
