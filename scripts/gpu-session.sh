@@ -150,7 +150,7 @@ for st in $STAGES; do
       fi ;;
     webgpu)  # WebGPU through the NVIDIA Vulkan driver (the loader is in lib/): its tests when vireo_tests was packed
       # (EXTRA_BINARIES), then vireo bench on 1B and 8B under WEBGPU_VARIANTS next to CUDA, and a per-kernel profile
-      [ -x ./vireo_tests ] && timeout ${WEBGPU_TESTS_TIMEOUT:-150} ./vireo_tests --gtest_filter='WebGpu*' --gtest_color=no 2>&1 |
+      [ -x ./vireo_tests ] && timeout ${WEBGPU_TESTS_TIMEOUT:-150} ./vireo_tests --gtest_filter="${WEBGPU_TESTS:-WebGpu*}" --gtest_color=no 2>&1 |
         tee $OUT/webgpu_tests.log | grep -E "^\[  (FAILED|PASSED|  OK) |Failure|adapter|FAILED TEST" | head -40
       for p in ${WEBGPU_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)
