@@ -590,29 +590,30 @@ class WebGpuBackend final : public Backend {
           rq.params[3] == rk.params[3] && rq.params[4] == rk.params[4] && rq.bind[1].buf == rk.bind[1].buf &&
           rk.params[0] == u(kv_.kv_dim) && rk.params[3] % 2 == 0) {
         log_.resize(log_.size() - 2);
-        Dispatch& d = push(kRopeKvStore);
-        bind(d, 0, k_cache_[layer].buf, k_cache_[layer].size);
-        bind(d, 1, v_cache_[layer].buf, v_cache_[layer].size);
-        bind(d, 2, buf(k), act_bytes(k, n_));
-        bind(d, 3, buf(v), act_bytes(v, n_));
-        bind(d, 4, step_.buf, step_.size);
+        Dispatch& d = push_kv_store(kRopeKvStore, layer, k, v);
         bind(d, 8, rq.bind[0].buf, rq.bind[0].size);
         bind(d, 13, rq.bind[1].buf, rq.bind[1].size);
         const uint64_t threads = uint64_t(n_) * (uint64_t(rq.params[2]) * rq.params[4] + kv_.kv_dim / 2);
         const uint32_t gx = spread(d, (threads + 255) / 256);
         set(d, {u(kv_.kv_dim), u(n_), u(kv_.n_ctx), u(cap_), rq.params[2], rk.params[2], rq.params[3], 0,
-                rq.params[0], gx, rq.params[4]});
+                rq.params[0], gx, 0, rq.params[4]});  // KvParams (wgsl/attention.wgsl)
         return;
       }
     }
-    Dispatch& d = push(kKvStore);
+    Dispatch& d = push_kv_store(kKvStore, layer, k, v);
+    const uint32_t gx = spread(d, (uint64_t(n_) * kv_.kv_dim / 2 + 255) / 256);
+    set(d, {u(kv_.kv_dim), u(n_), u(kv_.n_ctx), u(cap_), 0, 0, 0, 0, 0, gx});
+  }
+
+  // A dispatch that stores this step's k, v into layer's cache (kv_store, rope_kv_store): its first bindings.
+  Dispatch& push_kv_store(uint32_t pipe, int32_t layer, Act k, Act v) {
+    Dispatch& d = push(pipe);
     bind(d, 0, k_cache_[layer].buf, k_cache_[layer].size);
     bind(d, 1, v_cache_[layer].buf, v_cache_[layer].size);
     bind(d, 2, buf(k), act_bytes(k, n_));
     bind(d, 3, buf(v), act_bytes(v, n_));
     bind(d, 4, step_.buf, step_.size);
-    const uint32_t gx = spread(d, (uint64_t(n_) * kv_.kv_dim / 2 + 255) / 256);
-    set(d, {u(kv_.kv_dim), u(n_), u(kv_.n_ctx), u(cap_), 0, 0, 0, 0, 0, gx});
+    return d;
   }
 
   void attention(Act q, Act out, const AttentionParams& p) override {
@@ -987,8 +988,8 @@ class WebGpuBackend final : public Backend {
     pipes_.resize(kPipes);
     for (uint32_t kind = 0; kind < kKinds; ++kind) {
       const std::string prefix = "const WEIGHT_TYPE: u32 = " + std::to_string(kind) + "u;\n";
-      make_pipeline(kMatmul0 + kind, prefix + wgsl::quant + wgsl::matmul, "matmul", 3);
-      make_pipeline(kMatvec0 + kind, prefix + wgsl::quant + wgsl::matmul, "matvec", 3);
+      make_pipeline(kMatmul0 + kind, prefix + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matmul", 3);
+      make_pipeline(kMatvec0 + kind, prefix + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec", 3);
       make_pipeline(kEmbed0 + kind, prefix + wgsl::quant + wgsl::embed, "embed", 3);
     }
     make_pipeline(kRmsnorm, wgsl::norm, "rmsnorm", 4);
@@ -1003,12 +1004,12 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kArgmax, argmax, "argmax", 2);
     make_pipeline(kCandidates, argmax, "candidates", 6);
     make_pipeline(kArgmaxPartial, argmax, "argmax_partial", 8);
-    make_pipeline(kMatvecQ4K, std::string("const WEIGHT_TYPE: u32 = 4u;\n") + wgsl::quant + wgsl::matmul, "matvec_q4k", 3);
-    make_pipeline(kMatvecQ6K, std::string("const WEIGHT_TYPE: u32 = 5u;\n") + wgsl::quant + wgsl::matmul, "matvec_q6k", 3);
+    make_pipeline(kMatvecQ4K, std::string("const WEIGHT_TYPE: u32 = 4u;\n") + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q4k", 3);
+    make_pipeline(kMatvecQ6K, std::string("const WEIGHT_TYPE: u32 = 5u;\n") + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q6k", 3);
     make_pipeline(kArgmaxFinal, argmax, "argmax_final", 8);
     make_pipeline(kSample, std::string(wgsl::reduce) + wgsl::sample, "sample", 3);
     if (int8_decode_) {
-      std::string mv = with_weight_binding_copies(std::string(wgsl::q8) + wgsl::matvec_int8);
+      std::string mv = with_weight_binding_copies(std::string(wgsl::q8) + wgsl::q4k_scales + wgsl::matvec_int8);
       const std::string geometry = "const ROWS: u32 = 8u;\nconst LANES: u32 = 32u;";
       if (i8_rows_ != 8 && mv.find(geometry) != std::string::npos)
         mv.replace(mv.find(geometry), geometry.size(),
@@ -1053,7 +1054,7 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kAttentionSplit, src, "attention_split", 5);
     make_pipeline(kAttentionMerge, src, "attention_merge", 5);
     make_pipeline(kKvCopy, src, "kv_copy", 10);
-    make_pipeline(kRopeKvStore, src + wgsl::rope_kv, "rope_kv_store", 14);
+    make_pipeline(kRopeKvStore, src + wgsl::rope_kv, "rope_kv_store", 5);
     if (int8_decode_) make_pipeline(kAttentionMergeQ8, wgsl::q8 + src + wgsl::attention_q8, "attention_merge_q8", 5);
   }
 

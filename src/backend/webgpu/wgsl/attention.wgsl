@@ -14,6 +14,7 @@ struct KvParams {
   q_cols: u32,
   grid_x: u32,
   splits: u32,     // attention_split / attention_merge: the most chunks a token's positions are cut into
+  half: u32,       // rope_kv_store (rope_kv.wgsl): rope_dim / 2
 };
 
 @group(0) @binding(0) var<storage, read_write> KC: array<u32>;
@@ -251,11 +252,15 @@ fn attention_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
 }
 
 // Grid: x = head, y = token. out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M) over the token's chunks.
-@compute @workgroup_size(64)
-fn attention_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let h = wid.x;
-  let t = wid.y;
-  let hd = P.head_dim;
+// The merge of one (head h, token t): the splits' partial outputs scaled to their common maximum.
+struct MergeStats {
+  r0: u32,        // the first partial row
+  n_chunks: u32,
+  big_m: f32,     // largest partial maximum
+  big_l: f32,     // the softmax denominator at big_m
+};
+
+fn merge_stats(h: u32, t: u32) -> MergeStats {
   let pos = u32(STEP[P.cap + t]);
   let chunk = split_chunk(pos);
   let n_chunks = (pos + chunk) / chunk;  // ceil((pos + 1) / chunk)
@@ -264,10 +269,20 @@ fn attention_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
   for (var s = 0u; s < n_chunks; s++) { big_m = max(big_m, PML[2u * (r0 + s)]); }
   var big_l = 0.0;
   for (var s = 0u; s < n_chunks; s++) { big_l += PML[2u * (r0 + s) + 1u] * exp(PML[2u * (r0 + s)] - big_m); }
-  for (var d = lid.x; d < hd; d += TILE) {
-    var acc = 0.0;
-    for (var s = 0u; s < n_chunks; s++) { acc += PO[(r0 + s) * hd + d] * exp(PML[2u * (r0 + s)] - big_m); }
-    O[t * P.q_cols + h * hd + d] = acc / big_l;
+  return MergeStats(r0, n_chunks, big_m, big_l);
+}
+
+fn merged_value(m: MergeStats, d: u32) -> f32 {
+  var acc = 0.0;
+  for (var s = 0u; s < m.n_chunks; s++) { acc += PO[(m.r0 + s) * P.head_dim + d] * exp(PML[2u * (m.r0 + s)] - m.big_m); }
+  return acc / m.big_l;
+}
+
+@compute @workgroup_size(64)
+fn attention_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let m = merge_stats(wid.x, wid.y);
+  for (var d = lid.x; d < P.head_dim; d += TILE) {
+    O[wid.y * P.q_cols + wid.x * P.head_dim + d] = merged_value(m, d);
   }
 }
 

@@ -8,18 +8,9 @@ fn attention_merge_q8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
   let h = wid.x;
   let t = wid.y;
   let hd = P.head_dim;
-  let pos = u32(STEP[P.cap + t]);
-  let chunk = split_chunk(pos);
-  let n_chunks = (pos + chunk) / chunk;  // ceil((pos + 1) / chunk)
-  let r0 = (t * P.n_heads + h) * P.splits;
-  var big_m = -3.0e38;
-  for (var s = 0u; s < n_chunks; s++) { big_m = max(big_m, PML[2u * (r0 + s)]); }
-  var big_l = 0.0;
-  for (var s = 0u; s < n_chunks; s++) { big_l += PML[2u * (r0 + s) + 1u] * exp(PML[2u * (r0 + s)] - big_m); }
+  let m = merge_stats(h, t);
   for (var d = lid.x; d < hd; d += 64u) {
-    var acc = 0.0;
-    for (var s = 0u; s < n_chunks; s++) { acc += PO[(r0 + s) * hd + d] * exp(PML[2u * (r0 + s)] - big_m); }
-    let o = acc / big_l;
+    let o = merged_value(m, d);
     O[t * P.q_cols + h * hd + d] = o;
     merged[d / 4u][d % 4u] = o;
   }

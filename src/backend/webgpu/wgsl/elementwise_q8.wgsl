@@ -7,15 +7,18 @@
 
 fn silu_mul4(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> { return g / (1.0 + exp(-g)) * u; }
 
+fn swiglu_block(b: u32) -> array<vec4<f32>, 8> {
+  var o: array<vec4<f32>, 8>;
+  for (var i = 0u; i < 8u; i++) { o[i] = silu_mul4(A4[8u * b + i], B4[8u * b + i]); }
+  return o;
+}
+
 @compute @workgroup_size(64)
 fn swiglu_q8(@builtin(global_invocation_id) gid: vec3<u32>) {
   let b = gid.x;
   if (b >= P.cols * P.n / 32u) { return; }
-  var o: array<vec4<f32>, 8>;
-  for (var i = 0u; i < 8u; i++) {
-    o[i] = silu_mul4(A4[8u * b + i], B4[8u * b + i]);
-    C4[8u * b + i] = o[i];
-  }
+  let o = swiglu_block(b);
+  for (var i = 0u; i < 8u; i++) { C4[8u * b + i] = o[i]; }
   store_q8_block(b, o);
 }
 
@@ -23,10 +26,7 @@ fn swiglu_q8(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn swiglu_inplace_q8(@builtin(global_invocation_id) gid: vec3<u32>) {
   let b = gid.x;
   if (b >= P.cols * P.n / 32u) { return; }
-  var o: array<vec4<f32>, 8>;
-  for (var i = 0u; i < 8u; i++) {
-    o[i] = silu_mul4(A4[8u * b + i], B4[8u * b + i]);
-    A4[8u * b + i] = o[i];
-  }
+  let o = swiglu_block(b);
+  for (var i = 0u; i < 8u; i++) { A4[8u * b + i] = o[i]; }
   store_q8_block(b, o);
 }

@@ -139,19 +139,6 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
 @group(0) @binding(0) var<storage, read> W4: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> X4: array<vec4<f32>>;
 
-fn q4k_byte(hdr: vec4<u32>, i: u32) -> u32 {  // scale byte i (0-11) of the header
-  let w = select(select(hdr.w, hdr.z, i < 8u), hdr.y, i < 4u);
-  return (w >> (8u * (i % 4u))) & 255u;
-}
-
-// (scale, min) of sub-block j, as the 6-bit values GGUF packs into 12 bytes.
-fn q4k_scale_min(hdr: vec4<u32>, j: u32) -> vec2<f32> {
-  if (j < 4u) { return vec2<f32>(f32(q4k_byte(hdr, j) & 63u), f32(q4k_byte(hdr, j + 4u) & 63u)); }
-  let a = q4k_byte(hdr, j + 4u);
-  return vec2<f32>(f32((a & 15u) | ((q4k_byte(hdr, j - 4u) >> 6u) << 4u)),
-                   f32((a >> 4u) | ((q4k_byte(hdr, j) >> 6u) << 4u)));
-}
-
 fn nibbles(w: u32, shift: u32) -> vec4<f32> {
   let v = w >> shift;
   return vec4<f32>(f32(v & 15u), f32((v >> 8u) & 15u), f32((v >> 16u) & 15u), f32((v >> 24u) & 15u));

@@ -53,19 +53,6 @@ fn row_sum(tid: u32, acc: f32) -> f32 {
   return s.x + s.y + s.z + s.w;
 }
 
-fn q4k_byte(hdr: vec4<u32>, i: u32) -> u32 {  // scale byte i (0-11) of the header
-  let w = select(select(hdr.w, hdr.z, i < 8u), hdr.y, i < 4u);
-  return (w >> (8u * (i % 4u))) & 255u;
-}
-
-// (scale, min) of sub-block j, as the 6-bit values GGUF packs into 12 bytes.
-fn q4k_scale_min(hdr: vec4<u32>, j: u32) -> vec2<f32> {
-  if (j < 4u) { return vec2<f32>(f32(q4k_byte(hdr, j) & 63u), f32(q4k_byte(hdr, j + 4u) & 63u)); }
-  let a = q4k_byte(hdr, j + 4u);
-  return vec2<f32>(f32((a & 15u) | ((q4k_byte(hdr, j - 4u) >> 6u) << 4u)),
-                   f32((a >> 4u) | ((q4k_byte(hdr, j) >> 6u) << 4u)));
-}
-
 // Q4_K: a lane takes one (superblock, sub-block pair c) at a time: the header (d, dmin, 12 scale bytes: one
 // vec4) and 32 nibble bytes (two vec4) holding sub-block 2c in the low nibbles and 2c + 1 in the high ones.
 // x = d * sc * q - dmin * m, so sub-block j adds d sc_j s_j dot(q, xq) - dmin m_j (s_j sum(xq)).

@@ -4,24 +4,9 @@
 // rope_dim), written back to K and, with the v pair at the same place, stored into the cache. The angles are
 // computed exactly as rope.wgsl computes them.
 
-struct RopeKvParams {
-  kv_dim: u32,
-  n: u32,
-  n_ctx: u32,
-  cap: u32,
-  n_heads: u32,
-  n_kv_heads: u32,
-  head_dim: u32,
-  scale: f32,
-  q_cols: u32,
-  grid_x: u32,
-  half: u32,      // rope_dim / 2
-};
-
 @group(0) @binding(2) var<storage, read_write> KW: array<f32>;
 @group(0) @binding(8) var<storage, read_write> QW: array<f32>;
 @group(0) @binding(13) var<storage, read> FREQ: array<f32>;
-@group(0) @binding(14) var<uniform> RP: RopeKvParams;
 
 fn rope_reduce_angle(a: f32) -> f32 {  // rope.wgsl's reduce_angle
   let k = round(a * 0.15915494309189535);
@@ -38,32 +23,32 @@ fn rotate_pair(x: ptr<function, vec2<f32>>, pos: i32, i: u32) {
 
 @compute @workgroup_size(256)
 fn rope_kv_store(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let id = (wid.x + wid.y * RP.grid_x) * 256u + lid.x;
-  let q_pairs = RP.n_heads * RP.half;  // per token
-  let kv_pairs = RP.kv_dim / 2u;
-  if (id >= RP.n * (q_pairs + kv_pairs)) { return; }
+  let id = (wid.x + wid.y * P.grid_x) * 256u + lid.x;
+  let q_pairs = P.n_heads * P.half;  // per token
+  let kv_pairs = P.kv_dim / 2u;
+  if (id >= P.n * (q_pairs + kv_pairs)) { return; }
   let t = id / (q_pairs + kv_pairs);
   let j = id % (q_pairs + kv_pairs);
-  let pos = STEP[RP.cap + t];
-  let hp = RP.head_dim / 2u;  // pairs per head
+  let pos = STEP[P.cap + t];
+  let hp = P.head_dim / 2u;  // pairs per head
   if (j < q_pairs) {
-    let e = t * RP.q_cols + (j / RP.half) * RP.head_dim + 2u * (j % RP.half);
+    let e = t * P.q_cols + (j / P.half) * P.head_dim + 2u * (j % P.half);
     var x = vec2<f32>(QW[e], QW[e + 1u]);
-    rotate_pair(&x, pos, j % RP.half);
+    rotate_pair(&x, pos, j % P.half);
     QW[e] = x.x;
     QW[e + 1u] = x.y;
     return;
   }
   let p = j - q_pairs;  // pair p of the k/v row: elements 2p, 2p + 1
-  let e = t * RP.kv_dim + 2u * p;
+  let e = t * P.kv_dim + 2u * p;
   var k = vec2<f32>(KW[e], KW[e + 1u]);
-  if (p % hp < RP.half) {
+  if (p % hp < P.half) {
     rotate_pair(&k, pos, p % hp);
     KW[e] = k.x;
     KW[e + 1u] = k.y;
   }
-  let slot = u32(STEP[2u * RP.cap + t]);
-  let row = (slot * RP.n_ctx + u32(pos)) * RP.kv_dim;
+  let slot = u32(STEP[2u * P.cap + t]);
+  let row = (slot * P.n_ctx + u32(pos)) * P.kv_dim;
   if (KV_F16) {
     KC[row / 2u + p] = pack2x16float(k);
     VC[row / 2u + p] = pack2x16float(vec2<f32>(V[e], V[e + 1u]));
