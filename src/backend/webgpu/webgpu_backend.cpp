@@ -999,7 +999,7 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kAdd, wgsl::elementwise, "add", 3);
     make_pipeline(kAddBias, wgsl::elementwise, "add_bias", 3);
     make_pipeline(kGatherRows, wgsl::elementwise, "gather_rows", 3);
-    make_pipeline(kRope, wgsl::rope, "rope", 3);
+    make_pipeline(kRope, std::string(wgsl::rope_angle) + wgsl::rope, "rope", 3);
     const std::string argmax = std::string(wgsl::reduce) + wgsl::argmax;  // reduce.wgsl: shared with sample
     make_pipeline(kArgmax, argmax, "argmax", 2);
     make_pipeline(kCandidates, argmax, "candidates", 6);
@@ -1054,7 +1054,7 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kAttentionSplit, src, "attention_split", 5);
     make_pipeline(kAttentionMerge, src, "attention_merge", 5);
     make_pipeline(kKvCopy, src, "kv_copy", 10);
-    make_pipeline(kRopeKvStore, src + wgsl::rope_kv, "rope_kv_store", 5);
+    make_pipeline(kRopeKvStore, src + wgsl::rope_angle + wgsl::rope_kv, "rope_kv_store", 5);
     if (int8_decode_) make_pipeline(kAttentionMergeQ8, wgsl::q8 + src + wgsl::attention_q8, "attention_merge_q8", 5);
   }
 

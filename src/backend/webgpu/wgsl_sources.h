@@ -13,6 +13,7 @@ extern const char* const embed;        // embedding lookup
 extern const char* const norm;         // rmsnorm, add_rmsnorm
 extern const char* const elementwise;  // swiglu, add, add_bias, gather_rows
 extern const char* const rope;         // rotary embedding
+extern const char* const rope_angle;   // RoPE's angle reduction, prepended to rope and rope_kv
 extern const char* const attention;    // kv_store, attention, kv_copy
 extern const char* const attention_q8;  // attention_merge that also writes int8 (after q8 + attention)
 extern const char* const rope_kv;      // rope of q and k with the KV-cache store in one dispatch (after attention)

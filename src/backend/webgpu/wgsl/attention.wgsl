@@ -28,6 +28,22 @@ struct KvParams {
 @group(0) @binding(8) var<storage, read> Q: array<f32>;
 @group(0) @binding(9) var<storage, read_write> O: array<f32>;
 
+// Stores pair p (elements 2p, 2p + 1) of token t's key and value rows at the token's slot and position.
+fn store_kv_pair(t: u32, p: u32, k: vec2<f32>, v: vec2<f32>) {
+  let pos = u32(STEP[P.cap + t]);
+  let slot = u32(STEP[2u * P.cap + t]);
+  let row = (slot * P.n_ctx + pos) * P.kv_dim;
+  if (KV_F16) {
+    KC[row / 2u + p] = pack2x16float(k);
+    VC[row / 2u + p] = pack2x16float(v);
+  } else {
+    KC[row + 2u * p] = bitcast<u32>(k.x);
+    KC[row + 2u * p + 1u] = bitcast<u32>(k.y);
+    VC[row + 2u * p] = bitcast<u32>(v.x);
+    VC[row + 2u * p + 1u] = bitcast<u32>(v.y);
+  }
+}
+
 // One thread per (token, pair of elements): K/V rows of the step go to their slot and position.
 @compute @workgroup_size(256)
 fn kv_store(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -36,19 +52,8 @@ fn kv_store(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
   if (id >= P.n * half) { return; }
   let t = id / half;
   let i = id % half;
-  let pos = u32(STEP[P.cap + t]);
-  let slot = u32(STEP[2u * P.cap + t]);
-  let row = (slot * P.n_ctx + pos) * P.kv_dim;
   let src = t * P.kv_dim + 2u * i;
-  if (KV_F16) {
-    KC[row / 2u + i] = pack2x16float(vec2<f32>(K[src], K[src + 1u]));
-    VC[row / 2u + i] = pack2x16float(vec2<f32>(V[src], V[src + 1u]));
-  } else {
-    KC[row + 2u * i] = bitcast<u32>(K[src]);
-    KC[row + 2u * i + 1u] = bitcast<u32>(K[src + 1u]);
-    VC[row + 2u * i] = bitcast<u32>(V[src]);
-    VC[row + 2u * i + 1u] = bitcast<u32>(V[src + 1u]);
-  }
+  store_kv_pair(t, i, vec2<f32>(K[src], K[src + 1u]), vec2<f32>(V[src], V[src + 1u]));
 }
 
 fn cache_at(is_k: bool, e: u32) -> f32 {

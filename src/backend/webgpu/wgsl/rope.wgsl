@@ -1,4 +1,4 @@
-// Rotary position embedding, in place, one thread per (token, head, frequency). FREQ[i] holds
+// Rotary position embedding (rope_angle.wgsl prepended), in place, one thread per (token, head, frequency). FREQ[i] holds
 // base^(-2i/rope_dim) / factor_i, computed once on the host exactly as the CPU reference does. Normal mode
 // rotates the pairs (2i, 2i+1), NeoX mode (i, i + rope_dim/2).
 
@@ -17,13 +17,6 @@ struct RopeParams {
 @group(0) @binding(1) var<storage, read> FREQ: array<f32>;
 @group(0) @binding(2) var<storage, read> STEP: array<i32>;  // tokens | positions | ...
 @group(0) @binding(3) var<uniform> P: RopeParams;
-
-// cos/sin of a large angle: reduce to [-pi, pi] first (two-part 2*pi, the first part exact in few bits), since
-// GPU sin/cos are only accurate near zero.
-fn reduce_angle(a: f32) -> f32 {
-  let k = round(a * 0.15915494309189535);
-  return (a - k * 6.28125) - k * 0.0019353071795864769;
-}
 
 @compute @workgroup_size(256)
 fn rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -2,19 +2,14 @@
 // rope(q), rope(k), kv_store(k, v) in one dispatch, normal-mode rotation (pairs 2i, 2i + 1) only. One thread per
 // (token, pair): the q pairs of the rotated part, then every k/v pair; a k pair is rotated (when inside
 // rope_dim), written back to K and, with the v pair at the same place, stored into the cache. The angles are
-// computed exactly as rope.wgsl computes them.
+// computed exactly as rope.wgsl computes them (rope_angle.wgsl, prepended to both).
 
 @group(0) @binding(2) var<storage, read_write> KW: array<f32>;
 @group(0) @binding(8) var<storage, read_write> QW: array<f32>;
 @group(0) @binding(13) var<storage, read> FREQ: array<f32>;
 
-fn rope_reduce_angle(a: f32) -> f32 {  // rope.wgsl's reduce_angle
-  let k = round(a * 0.15915494309189535);
-  return (a - k * 6.28125) - k * 0.0019353071795864769;
-}
-
 fn rotate_pair(x: ptr<function, vec2<f32>>, pos: i32, i: u32) {
-  let angle = rope_reduce_angle(f32(pos) * FREQ[i]);
+  let angle = reduce_angle(f32(pos) * FREQ[i]);
   let c = cos(angle);
   let s = sin(angle);
   let v = *x;
@@ -47,15 +42,5 @@ fn rope_kv_store(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     KW[e] = k.x;
     KW[e + 1u] = k.y;
   }
-  let slot = u32(STEP[2u * P.cap + t]);
-  let row = (slot * P.n_ctx + u32(pos)) * P.kv_dim;
-  if (KV_F16) {
-    KC[row / 2u + p] = pack2x16float(k);
-    VC[row / 2u + p] = pack2x16float(vec2<f32>(V[e], V[e + 1u]));
-  } else {
-    KC[row + 2u * p] = bitcast<u32>(k.x);
-    KC[row + 2u * p + 1u] = bitcast<u32>(k.y);
-    VC[row + 2u * p] = bitcast<u32>(V[e]);
-    VC[row + 2u * p + 1u] = bitcast<u32>(V[e + 1u]);
-  }
+  store_kv_pair(t, p, k, vec2<f32>(V[e], V[e + 1u]));
 }
