@@ -296,6 +296,7 @@ TEST(WebGpu, WeightsSplitAcrossBindings) {
   REQUIRE_WEBGPU();
   // 4 KiB bindings: a 300-row Q4_K matrix becomes 11 chunks, each its own dispatch.
   check_matmul(DType::Q4_K, 300, 256, 2, 4096);
+  check_matmul(DType::Q4_K, 300, 256, 1, 4096);  // one token: an int8 product dispatch per chunk
   check_matmul(DType::F16, 130, 96, 1, 1024);
   check_matmul(DType::Q8_0, 200, 128, 20, 4096);  // prefill tiles over row chunks (col0)
 }

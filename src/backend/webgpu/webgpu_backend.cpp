@@ -132,7 +132,7 @@ enum PipeId : uint32_t {
   kSample,
   kRopeKvStore,  // rope(q), rope(k) and kv_store in one (created with the KV-cache pipelines)
   // only where the WGSL implementation has packed 4x8-bit dot products:
-  kQuantizeX, kMatvecQ4KI8, kMatvecQ6KI8, kMatvecMultiI8, kRmsnormQ8, kAddRmsnormQ8, kSwigluQ8, kSwigluInplaceQ8,
+  kQuantizeX, kMatvecMultiI8, kRmsnormQ8, kAddRmsnormQ8, kSwigluQ8, kSwigluInplaceQ8,
   kAttentionMergeQ8,  // (with the KV-cache pipelines)
   kPipes
 };
@@ -538,14 +538,17 @@ class WebGpuBackend final : public Backend {
     if (int8_decode_ && x.rows == 1 && (w->kind == kQ4_K || w->kind == kQ6_K)) {
       quantize_x(x);
       for (size_t i = fuse_products(*w, out) ? w->chunks.size() : 0; i < w->chunks.size(); ++i) {
-        const auto& c = w->chunks[i];
-        Dispatch& d = push(w->kind == kQ4_K ? kMatvecQ4KI8 : kMatvecQ6KI8);
-        bind(d, 0, c.buf, uint64_t(c.rows) * w->words_per_row * 4);
+        Dispatch& d = push(kMatvecMultiI8);
+        // The entry point uses every binding: weights not there (yet) read a small dummy buffer, their outputs
+        // write another.
+        ensure_scratch(dummy_read_, 256, "unused weight binding");
+        ensure_scratch(dummy_write_, 256, "unused output binding");
+        for (uint32_t b : {0u, 8u, 9u}) bind(d, b, dummy_read_.buf, 256);
+        for (uint32_t b : {2u, 10u, 11u}) bind(d, b, dummy_write_.buf, 256);
         bind(d, 1, xq_.buf, uint64_t(x.cols));
-        bind(d, 2, buf(out), act_bytes(out, 1));
         bind(d, 4, xs_.buf, uint64_t(x.cols / 32) * 16);
-        const uint32_t gx = spread(d, u((c.rows + i8_rows_ - 1) / i8_rows_));
-        set(d, {u(w->k), u(c.rows), 1, w->words_per_row, u(out.cols), u(c.row0), gx});
+        d.params[0] = u(w->k);
+        add_product(d, *w, w->chunks[i], out);
       }
       if (buf(out) == quantized_x_) quantized_x_ = 0;
       return;
@@ -709,7 +712,7 @@ class WebGpuBackend final : public Backend {
 
   Dispatch& push(uint32_t pipe) {
     // The int8 copy of an activation stays valid only across the products that read it.
-    if (pipe != kMatvecQ4KI8 && pipe != kMatvecQ6KI8 && pipe != kMatvecMultiI8) quantized_x_ = 0;
+    if (pipe != kMatvecMultiI8) quantized_x_ = 0;
     Dispatch& d = log_.emplace_back();
     std::memset(&d, 0, sizeof(Dispatch));
     d.pipe = pipe;
@@ -750,38 +753,32 @@ class WebGpuBackend final : public Backend {
   bool fuse_products(const WgWeight& w, Act out) {
     if (log_.empty() || w.chunks.size() != 1) return false;
     Dispatch& d = log_.back();
-    const bool single = d.pipe == kMatvecQ4KI8 || d.pipe == kMatvecQ6KI8;
-    if (!(single || (d.pipe == kMatvecMultiI8 && d.params[2] < 3)) || d.params[0] != u(w.k)) return false;
+    if (d.pipe != kMatvecMultiI8 || d.params[2] >= 3 || d.params[0] != u(w.k)) return false;
     for (uint32_t j = 0; j < d.n_bind; ++j)
       if (d.bind[j].buf == buf(out)) return false;  // would write a buffer the dispatch already writes or reads
-    // MultiParams: k, rows0, segments, row_words0, kinds, col0_0, grid_x, rows1, row_words1, col0_1, rows2, ...
-    if (single) {
-      const uint32_t rows = d.params[1], rw = d.params[3], col0 = d.params[5];
-      const uint32_t kinds = d.pipe == kMatvecQ6KI8 ? 1u : 0u;
-      d.pipe = kMatvecMultiI8;
-      std::fill(std::begin(d.params), std::end(d.params), 0u);
-      set(d, {u(w.k), rows, 1, rw, kinds, col0});
-      // The entry point uses every binding: the weights not there yet read a small dummy buffer, their outputs
-      // write another.
-      ensure_scratch(dummy_read_, 256, "unused weight binding");
-      ensure_scratch(dummy_write_, 256, "unused output binding");
-      for (uint32_t b : {8u, 9u}) bind(d, b, dummy_read_.buf, 256);
-      for (uint32_t b : {10u, 11u}) bind(d, b, dummy_write_.buf, 256);
-    }
+    add_product(d, w, w.chunks[0], out);
+    return true;
+  }
+
+  // Makes the product of one chunk of w into out the next of the matvec_multi_i8 dispatch d's weights (its
+  // bindings and MultiParams: k, rows0, segments, row_words0, kinds, col0_0, grid_x, rows1, row_words1, col0_1,
+  // rows2, row_words2, col0_2), and sizes the grid for all of them.
+  void add_product(Dispatch& d, const WgWeight& w, const WgWeight::Chunk& c, Act out) {
+    static constexpr uint32_t kWeightBinding[3] = {0, 8, 9}, kOutBinding[3] = {2, 10, 11};
+    static constexpr uint32_t kRowsParam[3] = {1, 7, 10}, kRowWordsParam[3] = {3, 8, 11}, kCol0Param[3] = {5, 9, 12};
     const uint32_t seg = d.params[2];
     for (uint32_t j = 0; j < d.n_bind; ++j) {
-      if (d.bind[j].binding == (seg == 1 ? 8u : 9u)) d.bind[j].buf = w.chunks[0].buf, d.bind[j].size = uint64_t(w.rows) * w.words_per_row * 4;
-      if (d.bind[j].binding == (seg == 1 ? 10u : 11u)) d.bind[j].buf = buf(out), d.bind[j].size = act_bytes(out, 1);
+      if (d.bind[j].binding == kWeightBinding[seg]) d.bind[j].buf = c.buf, d.bind[j].size = uint64_t(c.rows) * w.words_per_row * 4;
+      if (d.bind[j].binding == kOutBinding[seg]) d.bind[j].buf = buf(out), d.bind[j].size = act_bytes(out, 1);
     }
-    d.params[7 + 3 * (seg - 1)] = u(w.rows);
-    d.params[8 + 3 * (seg - 1)] = w.words_per_row;
-    d.params[9 + 3 * (seg - 1)] = u(w.chunks[0].row0);
+    d.params[kRowsParam[seg]] = u(c.rows);
+    d.params[kRowWordsParam[seg]] = w.words_per_row;
+    d.params[kCol0Param[seg]] = u(c.row0);
     if (w.kind == kQ6_K) d.params[4] |= 1u << seg;
     d.params[2] = seg + 1;
-    uint64_t groups = (d.params[1] + i8_rows_ - 1) / i8_rows_;
-    for (uint32_t i = 1; i <= seg; ++i) groups += (d.params[7 + 3 * (i - 1)] + i8_rows_ - 1) / i8_rows_;
+    uint64_t groups = 0;
+    for (uint32_t i = 0; i <= seg; ++i) groups += (d.params[kRowsParam[i]] + i8_rows_ - 1) / i8_rows_;
     d.params[6] = spread(d, groups);
-    return true;
   }
 
   // Records the int8 quantization of the one-token activation x into xq_ / xs_ (wgsl/matvec_int8.wgsl), unless
@@ -1017,8 +1014,6 @@ class WebGpuBackend final : public Backend {
       const std::string norm = std::string(wgsl::q8) + wgsl::norm + wgsl::norm_q8,
                         ew = std::string(wgsl::q8) + wgsl::elementwise + wgsl::elementwise_q8;
       make_pipeline(kQuantizeX, mv, "quantize_x", 3);
-      make_pipeline(kMatvecQ4KI8, mv, "matvec_q4k_i8", 3);
-      make_pipeline(kMatvecQ6KI8, mv, "matvec_q6k_i8", 3);
       make_pipeline(kMatvecMultiI8, mv, "matvec_multi_i8", 3);
       make_pipeline(kRmsnormQ8, norm, "rmsnorm_q8", 4);
       make_pipeline(kAddRmsnormQ8, norm, "add_rmsnorm_q8", 4);

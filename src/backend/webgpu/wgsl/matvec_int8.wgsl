@@ -3,26 +3,21 @@
 // 4x8-bit dot product: one instruction where the f32 kernels in matmul.wgsl spend a dozen per four elements).
 //   quantize_x      X (f32, k per token) -> XQ (int8, packed four to a word) and XS (per 32 elements: the scale s,
 //                   and s times the sums of the first 16, last 16 and all 32 values; q8.wgsl)
-//   matvec_q4k_i8   one token, Q4_K weights
-//   matvec_q6k_i8   one token, Q6_K weights (the 224-byte repacked blocks, as in matmul.wgsl)
-//   matvec_multi_i8 up to three such products of the same activation in one dispatch (q/k/v, gate/up)
+//   matvec_multi_i8 one token, up to three Q4_K / Q6_K weights (Q6_K: the 224-byte repacked blocks, as in
+//                   matmul.wgsl) of the same activation in one dispatch (q/k/v, gate/up; often just one)
 // Rows are whole 256-element superblocks, so the 32-element activation blocks line up with the weights'
 // sub-blocks (Q4_K: one scale per 32; Q6_K: one per 16, a half block of XS).
 
-struct MatmulParams {
-  k: u32,          // row length (elements)
-  rows: u32,       // rows in this chunk
-  n: u32,          // tokens (quantize_x)
-  row_words: u32,  // u32 words per row
-  ldy: u32,        // Y row stride (elements)
-  col0: u32,       // first output column of this chunk
-  grid_x: u32,
+struct QuantizeParams {
+  k: u32,  // elements per token
+  pad: u32,
+  n: u32,  // tokens
 };
 
 @group(0) @binding(0) var<storage, read> W4: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> XQ: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(3) var<uniform> P: MatmulParams;
+@group(0) @binding(3) var<uniform> P: QuantizeParams;
 @group(0) @binding(4) var<storage, read> XS: array<vec4<f32>>;
 
 @group(0) @binding(5) var<storage, read> X4: array<vec4<f32>>;
@@ -141,26 +136,9 @@ fn q6k_lane_W4(row: u32, lane: u32, row_words: u32, k: u32) -> f32 {
 }
 // @weight-binding-functions end
 
-@compute @workgroup_size(256)
-fn matvec_q4k_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row = (wid.x + wid.y * P.grid_x) * ROWS + lid.x / LANES;
-  var acc = 0.0;
-  if (row < P.rows) { acc = q4k_lane_W4(row, lid.x % LANES, P.row_words, P.k); }
-  let s = row_sum(lid.x, acc);
-  if (lid.x % LANES == 0u && row < P.rows) { Y[P.col0 + row] = s; }
-}
-
-@compute @workgroup_size(256)
-fn matvec_q6k_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row = (wid.x + wid.y * P.grid_x) * ROWS + lid.x / LANES;
-  var acc = 0.0;
-  if (row < P.rows) { acc = q6k_lane_W4(row, lid.x % LANES, P.row_words, P.k); }
-  let s = row_sum(lid.x, acc);
-  if (lid.x % LANES == 0u && row < P.rows) { Y[P.col0 + row] = s; }
-}
-
-// Up to three products of the same int8 activation (each weight in one binding): the workgroups of weight 0
-// come first, then those of weight 1 and 2. q6k bit s of `kinds`: weight s is Q6_K (else Q4_K).
+// Up to three products of the same int8 activation (each weight in one binding; the host binds small dummy
+// buffers for weights not there): the workgroups of weight 0 come first, then those of weight 1 and 2. Bit s
+// of `kinds`: weight s is Q6_K (else Q4_K).
 struct MultiParams {
   k: u32,
   rows0: u32,
