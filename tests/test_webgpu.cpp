@@ -133,6 +133,18 @@ std::vector<float> int8_activations(const std::vector<float>& x) {
   return q;
 }
 
+// A one-token int8 product read back from the GPU (one value per row of w) against the double-precision sum of
+// w's exact values times x's int8 activations, within 1e-5 of sum |w xq| per row.
+void expect_int8_product(const std::vector<float>& got, const TestWeight& w, const std::vector<float>& x) {
+  const std::vector<float> xq = int8_activations(x);
+  const int64_t k = static_cast<int64_t>(xq.size());
+  for (size_t r = 0; r < got.size(); ++r) {
+    double ref = 0, mag = 0;
+    for (int64_t i = 0; i < k; ++i) ref += double(w.values[r * k + i]) * xq[i], mag += std::fabs(w.values[r * k + i] * xq[i]);
+    ASSERT_NEAR(got[r], ref, 1e-5 * mag + 1e-6) << "row " << r;
+  }
+}
+
 // The product on the GPU against a double-precision reference over the exact weights: f32 activations within
 // 3e-6 of sum |w x|; the int8 path (one token, Q4_K / Q6_K) against the same sum over its quantized activations
 // within 1e-5 (f32 sums of exact integer products; a rounding tie decided differently moves one element).
@@ -240,12 +252,7 @@ TEST(WebGpu, Int8ActivationsFollowWrites) {
   for (int64_t i = 0; i < k; ++i) xz[i] += zv[i];
   auto expect = [&](Act y, const TestWeight& w, const std::vector<float>& xin, const char* what) {
     SCOPED_TRACE(what);
-    const std::vector<float> got = read_act(*be, y, 1), xq = int8_activations(xin);
-    for (int64_t r = 0; r < rows; ++r) {
-      double ref = 0, mag = 0;
-      for (int64_t i = 0; i < k; ++i) ref += double(w.values[r * k + i]) * xq[i], mag += std::fabs(w.values[r * k + i] * xq[i]);
-      ASSERT_NEAR(got[r], ref, 1e-5 * mag + 1e-6) << "row " << r;
-    }
+    expect_int8_product(read_act(*be, y, 1), w, xin);
   };
   if (!int8_path(DType::Q4_K, 1, true)) GTEST_SKIP() << "int8 products off (VIREO_WEBGPU_INT8=0)";
   expect(y1, wa, xv, "q4_k of x");
@@ -280,15 +287,9 @@ TEST(WebGpu, Int8ProductsOfOneActivationShareADispatch) {
   for (int m = 0; m < 4; ++m) be->matmul(ts[m], x, ys[m]);
   be->end_step(Act{}, {});
   EXPECT_EQ(be->counters().dispatches - before, 3);
-  const std::vector<float> xq = int8_activations(xv);
   for (int m = 0; m < 4; ++m) {
     SCOPED_TRACE("product " + std::to_string(m));
-    const std::vector<float> got = read_act(*be, ys[m], 1);
-    for (int64_t r = 0; r < rows[m]; ++r) {
-      double ref = 0, mag = 0;
-      for (int64_t i = 0; i < k; ++i) ref += double(ws[m].values[r * k + i]) * xq[i], mag += std::fabs(ws[m].values[r * k + i] * xq[i]);
-      ASSERT_NEAR(got[r], ref, 1e-5 * mag + 1e-6) << "row " << r;
-    }
+    expect_int8_product(read_act(*be, ys[m], 1), ws[m], xv);
   }
 }
 
@@ -423,13 +424,7 @@ TEST(WebGpu, Int8ProducersFuseTheQuantization) {
   const TestWeight* ws[4] = {&w4, &w6, &f4, &f6};
   for (int m = 0; m < 4; ++m) {
     SCOPED_TRACE("product " + std::to_string(m));
-    const std::vector<float> xq = int8_activations(*ins[m]);
-    const int64_t k = static_cast<int64_t>(xq.size());
-    for (int64_t r = 0; r < rows; ++r) {
-      double ref = 0, mag = 0;
-      for (int64_t i = 0; i < k; ++i) ref += double(ws[m]->values[r * k + i]) * xq[i], mag += std::fabs(ws[m]->values[r * k + i] * xq[i]);
-      ASSERT_NEAR(got.y[m][r], ref, 1e-5 * mag + 1e-6) << "row " << r;
-    }
+    expect_int8_product(got.y[m], *ws[m], *ins[m]);
   }
 }
 
@@ -549,12 +544,7 @@ TEST(WebGpu, AttentionMergeWritesInt8ForTheNextProduct) {
     const Out want = run(*p.cpu, false), got = run(*p.gpu, true);
     expect_close_rel(got.att, want.att, 2e-5f, "attention");
     EXPECT_EQ(got.dispatches, 4);  // kv_store, attention_split, attention_merge_q8, the product
-    const std::vector<float> xq = int8_activations(got.att);
-    for (int64_t r = 0; r < rows; ++r) {
-      double ref = 0, mag = 0;
-      for (int64_t i = 0; i < dq; ++i) ref += double(wo.values[r * dq + i]) * xq[i], mag += std::fabs(wo.values[r * dq + i] * xq[i]);
-      ASSERT_NEAR(got.y[r], ref, 1e-5 * mag + 1e-6) << "row " << r;
-    }
+    expect_int8_product(got.y, wo, got.att);
   }
 }
 
