@@ -790,35 +790,32 @@ class WebGpuBackend final : public Backend {
     ensure_scratch(xs_, uint64_t(x.cols / 32) * 16, "int8 activation scales");
     quantized_x_ = buf(x);
     quantized_cols_ = x.cols;
-    // The kernel that just wrote x (a norm, SwiGLU) writes the int8 copy too: one dispatch fewer.
+    // The kernel that just wrote x (a norm, SwiGLU, the attention merge) writes the int8 copy too: one dispatch
+    // fewer. Each producer's q8 variant, the binding of its output, and whether this step's shape suits it
+    // (one row of x.cols; the norm keeps a block per invocation: cols <= 8192; the merge a head in workgroup
+    // memory: head_dim (param 6) a multiple of 32, at most 256).
     if (!log_.empty()) {
       Dispatch& last = log_.back();
-      const bool norm = (last.pipe == kRmsnorm || last.pipe == kAddRmsnorm) && x.cols <= 8192;
-      const bool glu = last.pipe == kSwiglu || last.pipe == kSwigluInplace;
-      // attention_merge params: ..., head_dim at 6; its output O is binding 9
-      const bool merge = last.pipe == kAttentionMerge && last.params[1] == 1 && last.params[6] % 32 == 0 &&
-                         last.params[6] <= 256 && last.params[8] == u(x.cols);
-      if (merge) {
+      const uint32_t* p = last.params;
+      struct Producer { uint32_t pipe, q8_pipe, out_binding; bool fits; };
+      const Producer producers[] = {
+          {kRmsnorm, kRmsnormQ8, 3, p[0] == u(x.cols) && p[1] == 1 && x.cols <= 8192},
+          {kAddRmsnorm, kAddRmsnormQ8, 3, p[0] == u(x.cols) && p[1] == 1 && x.cols <= 8192},
+          {kSwiglu, kSwigluQ8, 2, p[0] == u(x.cols) && p[1] == 1},
+          {kSwigluInplace, kSwigluInplaceQ8, 0, p[0] == u(x.cols) && p[1] == 1},
+          {kAttentionMerge, kAttentionMergeQ8, 9, p[1] == 1 && p[6] % 32 == 0 && p[6] <= 256 && p[8] == u(x.cols)},
+      };
+      for (const Producer& pr : producers) {
+        if (last.pipe != pr.pipe || !pr.fits) continue;
+        bool writes_x = false;
         for (uint32_t j = 0; j < last.n_bind; ++j)
-          if (last.bind[j].binding == 9 && last.bind[j].buf == buf(x)) {
-            last.pipe = kAttentionMergeQ8;
-            bind(last, 6, xq_.buf, uint64_t(x.cols));
-            bind(last, 7, xs_.buf, uint64_t(x.cols / 32) * 16);
-            return;
-          }
-      }
-      const uint32_t out_binding = norm ? 3 : last.pipe == kSwiglu ? 2 : 0;
-      const Dispatch::Bind* out = nullptr;
-      for (uint32_t j = 0; j < last.n_bind; ++j)
-        if (last.bind[j].binding == out_binding) out = &last.bind[j];
-      if ((norm || glu) && out && out->buf == buf(x) && last.params[0] == u(x.cols) && last.params[1] == 1) {
-        last.pipe = last.pipe == kRmsnorm       ? kRmsnormQ8
-                    : last.pipe == kAddRmsnorm  ? kAddRmsnormQ8
-                    : last.pipe == kSwiglu      ? kSwigluQ8
-                                                : kSwigluInplaceQ8;
+          writes_x |= last.bind[j].binding == pr.out_binding && last.bind[j].buf == buf(x);
+        if (!writes_x) break;
+        last.pipe = pr.q8_pipe;
         bind(last, 6, xq_.buf, uint64_t(x.cols));
         bind(last, 7, xs_.buf, uint64_t(x.cols / 32) * 16);
-        if (glu) last.grid[0] = u((x.cols / 32 + 63) / 64), last.grid[1] = 1;
+        // SwiGLU's q8 variant: an invocation per 32-element block, 64 to a workgroup
+        if (pr.pipe == kSwiglu || pr.pipe == kSwigluInplace) last.grid[0] = u((x.cols / 32 + 63) / 64), last.grid[1] = 1;
         return;
       }
     }
