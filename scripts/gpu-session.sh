@@ -26,6 +26,8 @@
 #              TILES_BINARIES="vireo-a vireo-b" adds other builds of vireo (unpacked next to it) to the A/B; TILES_NCU=0 skips ncu
 #   webgpu     --device webgpu on NVIDIA Vulkan: the WebGpu tests (vireo_tests in EXTRA_BINARIES), vireo bench
 #              on 1B and 8B Q4_K_M under WEBGPU_VARIANTS beside CUDA, and a per-kernel profile of 8B
+#   chain      decode chains (EngineOptions::decode_chain): vireo bench on 1B and 8B Q4_K_M with --chain under
+#              CHAIN_VALUES (default "1 8 16"), then --parallel 1,8,32 on 1B with --chain 1 and 8
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -167,6 +169,20 @@ for st in $STAGES; do
       f=$(synth ${WEBGPU_PROFILE_PRESET:-llama3.1-8b} q4_k_m)
       VIREO_WEBGPU_PROFILE=1 timeout 150 ./vireo run -m $f --device webgpu -p "Hello there" -n 32 --temp 0 -c 256 \
         > /dev/null 2> $OUT/webgpu_profile.log; grep -A30 "WebGPU profile" $OUT/webgpu_profile.log | head -32 ;;
+    chain)
+      for p in ${CHAIN_PRESETS:-llama3.2-1b llama3.1-8b}; do
+        f=$(synth $p q4_k_m)
+        for c in ${CHAIN_VALUES:-1 8 16}; do
+          echo "## $p --chain $c"
+          timeout 120 ./vireo bench --device cuda -m $f -p 32 -n 128 -r 3 --chain $c 2>&1 | tee -a $OUT/chain.log |
+            grep -E "tg128|rror"
+        done
+      done
+      for c in 1 8; do
+        echo "## llama3.2-1b --parallel 1,8,32 --chain $c"
+        timeout 150 ./vireo bench --device cuda -m $(synth llama3.2-1b q4_k_m) -p 128 -n 128 -r 1 --parallel 1,8,32 \
+          --chain $c 2>&1 | grep -v "^loading" | tee -a $OUT/chain.log | grep -E "^cuda|rror"
+      done ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)

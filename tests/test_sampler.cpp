@@ -518,6 +518,42 @@ TEST(StopMatcher, RandomSplitsAgreeWithWholeText) {
 
 // What a GPU sends back instead of all logits: the tokens within candidate_margin() of the largest. Sampling
 // from them must give exactly the tokens sampling from the whole row gives, draw after draw, for every setting.
+// A chain's rows are the next draws in order, the same uniforms device_row() gives one at a time; chain_keep(s)
+// winds the generator back so that the draw after the first s is the chain's row s again (a chain cut short), also
+// when a device_row() was pending before the chain.
+TEST(Sampler, ChainRowsAreTheNextDrawsAndCanBeCutShort) {
+  SamplingParams p;
+  p.temperature = 0.8f, p.top_k = 30, p.seed = 21;
+  for (const bool pending_before : {false, true}) {
+    SCOPED_TRACE(pending_before ? "a draw pending before the chain" : "no draw pending");
+    Sampler one(p, 100), chain(p, 100);
+    if (pending_before) one.device_row(), chain.device_row();
+    std::vector<float> singles;
+    for (int s = 0; s < 6; ++s) {
+      singles.push_back(one.device_row().uniform);
+      one.device_row_done();
+    }
+    std::vector<vireo::DeviceSampleRow> rows(12);
+    chain.chain_rows(6, rows.data() + 1, 2);  // every other row, as a chain's rows of one sequence lie
+    for (int s = 0; s < 6; ++s) {
+      EXPECT_EQ(rows[1 + 2 * s].uniform, singles[s]) << "row " << s;
+      EXPECT_EQ(rows[1 + 2 * s].top_k, 30);
+    }
+    EXPECT_NE(chain.device_row().uniform, singles[5]);  // past the chain
+    chain.chain_keep(2);
+    EXPECT_EQ(chain.device_row().uniform, singles[2]);
+    chain.device_row_done();
+    EXPECT_EQ(chain.device_row().uniform, singles[3]);
+  }
+  SamplingParams g;  // greedy: no draws, nothing to wind back
+  g.temperature = 0;
+  Sampler greedy(g, 100);
+  vireo::DeviceSampleRow r[3];
+  greedy.chain_rows(3, r, 1);
+  for (const auto& row : r) EXPECT_EQ(row.temperature, 0.f);
+  greedy.chain_keep(1);
+}
+
 TEST(Sampler, CandidatesGiveTheSameDrawsAsFullLogits) {
   std::mt19937 rng(5);
   std::normal_distribution<float> wide(0.f, 12.f);  // wide enough that the margin leaves tokens out

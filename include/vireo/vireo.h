@@ -38,6 +38,10 @@ struct EngineOptions {
   // Read the weights tensor by tensor instead of keeping the file in memory (the browser: models larger than
   // the WASM heap). Needs a backend that copies weights to its device (webgpu, cuda).
   bool stream_weights = false;
+  // Greedy and device-sampled decoding, on a backend that can chain steps (cuda): up to this many decode steps run
+  // back to back on the device, each step's tokens chosen there and fed to the next, ids read back once per chain.
+  // A sequence that stops inside a chain wastes the chain's later steps. 1: a host round trip per token.
+  int decode_chain = 8;
   // WebGPU: called as each compute pipeline is compiled during load (done of total), since shader compilation
   // can take seconds in a browser.
   std::function<void(int64_t done, int64_t total)> on_compile;
@@ -93,6 +97,7 @@ struct SchedulerMetrics {
   int64_t requests = 0, finished = 0, cancelled = 0, failed = 0;
   int64_t prompt_tokens = 0, prompt_computed = 0, prompt_from_cache = 0, generated = 0;
   int64_t steps = 0, step_tokens = 0;
+  int64_t chains = 0;         // decode chains run on the device (EngineOptions::decode_chain); their steps count in steps
   double busy_seconds = 0;    // time spent in forward passes and sampling
   int32_t queued = 0, active = 0;
 };
@@ -126,6 +131,8 @@ class Scheduler {
   void set_step_budget(int32_t step_tokens, int32_t prefill_chunk);
   // serve() sleeps this long after each step (tests and demos: emulates a slower model).
   void set_step_delay_ms(int32_t ms);
+  // Most decode steps chained on the device without a host round trip (EngineOptions::decode_chain).
+  void set_decode_chain(int32_t steps);
 
   struct Impl;
   explicit Scheduler(Impl* impl) : impl_(impl) {}

@@ -128,6 +128,18 @@ void Model::forward_sample(const Batch& batch, std::span<const DeviceSampleRow> 
   backend_->end_step_sample(b_.logits.with_rows(r), rows, ids);
 }
 
+void Model::forward_chain(const Batch& batch, int32_t steps, std::span<const DeviceSampleRow> rows,
+                          std::span<int32_t> ids) {
+  check_batch(batch);
+  for (int32_t pos : batch.positions)
+    if (pos + steps > n_ctx_)
+      throw std::runtime_error("a decode chain of " + std::to_string(steps) + " steps from position " +
+                               std::to_string(pos) + " leaves the context of " + std::to_string(n_ctx_) + " tokens");
+  const int32_t r = run_step(batch);
+  backend_->end_step_chain(b_.logits.with_rows(r), steps, rows, ids);
+  last_rows_ = 0;  // the logits are those of the last run
+}
+
 void Model::read_logit_rows(std::span<const int32_t> rows, std::span<float> host) {
   for (int32_t row : rows)
     if (row < 0 || row >= last_rows_) throw std::runtime_error("read_logit_rows: no such row in the last step");

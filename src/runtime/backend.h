@@ -145,6 +145,18 @@ class Backend {
   virtual void end_step_sample(Act, std::span<const DeviceSampleRow>, std::span<int32_t>) {
     throw std::logic_error(name() + " does not sample on the device");
   }
+  // Chained decode: true when end_step_chain can run several decode steps back to back on the device.
+  virtual bool chains_steps() const { return false; }
+  // Finishes the step and runs it `steps` times back to back on the device, with no host round trip between: after
+  // each run, every row's chosen id becomes that row's token of the next run, one position further. The step must
+  // be a decode step: every token a logit row, one token per slot, positions + steps - 1 inside the context. A row
+  // is chosen by argmax when `rows` is empty, else drawn as end_step_sample draws it with rows[s * r + i] in run s.
+  // ids[s * r + i] gets run s's id of row i (-1: too many candidates to draw on the device; the runs after it
+  // fed that row token 0 and are worthless to it). Keys/values written past what the caller keeps are overwritten
+  // before they are read again, as after any step.
+  virtual void end_step_chain(Act, int32_t, std::span<const DeviceSampleRow>, std::span<int32_t>) {
+    throw std::logic_error(name() + " does not chain decode steps");
+  }
   // After end_step_candidates or end_step_sample: copies logit rows `rows` (indices into the step's logit rows) of the last step.
   virtual void read_logit_rows(Act logits, std::span<const int32_t> rows, std::span<float> host) = 0;
 

@@ -144,6 +144,22 @@ DeviceSampleRow Sampler::device_row() {
   return r;
 }
 
+void Sampler::chain_rows(int32_t steps, DeviceSampleRow* out, size_t stride) {
+  chain_rng_ = rng_;
+  chain_pending_ = pending_, chain_pending_u_ = pending_u_;
+  for (int32_t s = 0; s < steps; ++s) {
+    out[static_cast<size_t>(s) * stride] = device_row();
+    device_row_done();
+  }
+}
+
+void Sampler::chain_keep(int32_t used) {
+  rng_ = chain_rng_;
+  pending_ = chain_pending_, pending_u_ = chain_pending_u_;
+  if (p_.temperature <= 0.0f) return;  // greedy rows draw nothing
+  for (int32_t s = 0; s < used; ++s) next_uniform();
+}
+
 // top-k, temperature softmax, min-p, top-p and the draw at u over cand_ (token order ascending on entry).
 int32_t Sampler::draw(double u) {
   bool sorted = false;

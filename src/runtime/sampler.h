@@ -32,6 +32,11 @@ class Sampler {
   // back is drawn on the host as the device would have drawn it.
   DeviceSampleRow device_row();
   void device_row_done() { pending_ = false; }
+  // For a chain of decode steps (Backend::end_step_chain): the rows of the next `steps` draws, out[s * stride].
+  // The generator moves past all of them; chain_keep(used) puts it back after the first `used`, for a chain cut
+  // short at a row the device could not draw (that draw is then made again, on the host or the device).
+  void chain_rows(int32_t steps, DeviceSampleRow* out, size_t stride);
+  void chain_keep(int32_t used);
   float candidate_margin() const { return p_.temperature > 0.0f ? 40.0f * p_.temperature : 0.0f; }
   bool has_penalties() const {
     return p_.penalty_last_n != 0 &&
@@ -47,6 +52,9 @@ class Sampler {
   std::mt19937_64 rng_;
   bool pending_ = false;  // device_row() took pending_u_ from the generator
   double pending_u_ = 0;
+  std::mt19937_64 chain_rng_;  // the generator before chain_rows(), with its pending draw
+  bool chain_pending_ = false;
+  double chain_pending_u_ = 0;
   // Scratch reused across calls (no allocation per token after the first).
   std::vector<std::pair<float, int32_t>> cand_;
   std::vector<int32_t> counts_;

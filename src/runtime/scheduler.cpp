@@ -221,7 +221,11 @@ bool Scheduler::Impl::step() {
   // A backend that samples on the device draws every plain row there, reading back one id a row.
   const bool on_device = plain && !argmax_only && model_.samples_on_device();
   const bool candidates = plain && !argmax_only && !on_device;
-  if (batch_.size() > 0) {
+  // A decode step whose every token is chosen on the device may run as a chain of steps there, ids read back once.
+  const int32_t chain = chain_length(argmax_only || on_device);
+  if (chain > 1) {
+    run_chain(chain, on_device);
+  } else if (batch_.size() > 0) {
     try {
       if (argmax_only) {
         ids_.resize(row_owner_.size());
@@ -303,12 +307,69 @@ bool Scheduler::Impl::step() {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ++metrics_.steps;
-    metrics_.step_tokens += batch_.size();
+    metrics_.steps += std::max(chain, 1);
+    metrics_.chains += chain > 1 ? 1 : 0;
+    metrics_.step_tokens += static_cast<int64_t>(batch_.size()) * std::max(chain, 1);
     metrics_.busy_seconds += seconds_since(t0);
   }
   reap();
   return true;
+}
+
+// How many decode steps the step in batch_ may run as a chain on the device (Backend::end_step_chain), 1 for none:
+// only when every row is a decode token chosen on the device, nobody waits to be admitted or cancelled (a chain
+// holds the loop for its length), and no longer than any row may still run (its token budget, the context).
+int32_t Scheduler::Impl::chain_length(bool chosen_on_device) {
+  if (decode_chain_ < 2 || !chosen_on_device || !model_.chains_steps()) return 1;
+  if (batch_.size() != static_cast<int32_t>(row_owner_.size())) return 1;
+  if (!std::all_of(active_.begin(), active_.end(), [](const auto& q) { return q->done || q->pending >= 0; }))
+    return 1;  // a prompt still to run
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!queue_.empty() || !cancel_ids_.empty()) return 1;
+  }
+  int32_t steps = decode_chain_;
+  for (const Sequence* q : row_owner_) {
+    steps = std::min(steps, q->req.opts.max_tokens - q->st.generated_tokens);
+    steps = std::min(steps, model_.n_ctx() - static_cast<int32_t>(slots_[q->slot].tokens.size()));
+  }
+  return steps;
+}
+
+// Runs batch_ (decode tokens only) as a chain of `steps` steps on the device, then streams each row's ids in step
+// order as if they had come one step at a time: a row that stops ignores the rest of its ids (the keys and values
+// they wrote lie past its slot's tokens and are overwritten before use). A sampled row the device could not draw
+// (-1) keeps the token it fed to that step as pending, so the next step computes it again, and its generator goes
+// back to that draw.
+void Scheduler::Impl::run_chain(int32_t steps, bool sampled) {
+  const size_t rows = row_owner_.size();
+  chain_ids_.resize(static_cast<size_t>(steps) * rows);
+  chain_rows_.resize(sampled ? chain_ids_.size() : 0);
+  if (sampled)
+    for (size_t r = 0; r < rows; ++r) row_owner_[r]->sampler->chain_rows(steps, chain_rows_.data() + r, rows);
+  try {
+    model_.forward_chain(batch_, steps, chain_rows_, chain_ids_);
+  } catch (const std::exception& e) {
+    fail_all(e.what());
+    return;
+  }
+  chain_cut_.assign(rows, 0);
+  for (int32_t s = 0; s < steps; ++s) {
+    for (size_t r = 0; r < rows; ++r) {
+      Sequence& q = *row_owner_[r];
+      if (q.done || chain_cut_[r]) continue;
+      const int32_t id = chain_ids_[static_cast<size_t>(s) * rows + r];
+      if (id < 0) {
+        q.sampler->chain_keep(s);
+        chain_cut_[r] = 1;
+        continue;
+      }
+      slots_[q.slot].tokens.push_back(q.pending);  // the token step s ran is now in the KV cache
+      q.pending = -1;
+      q.next = id;
+      on_logits(q, {});
+    }
+  }
 }
 
 // Samples every row's next token (and log-probabilities when asked). Rows are independent, so with many rows
@@ -516,6 +577,14 @@ void Scheduler::set_max_queue(int32_t n) {
   impl_->max_queue_ = std::max(0, n);
 }
 void Scheduler::set_step_delay_ms(int32_t ms) { impl_->step_delay_ms_ = std::max(0, ms); }
+void Scheduler::set_decode_chain(int32_t steps) {
+  Impl& s = *impl_;
+  s.decode_chain_ = std::max(1, steps);
+  const size_t rows = s.row_owner_.capacity(), n = rows * static_cast<size_t>(s.decode_chain_);
+  s.chain_ids_.reserve(n);
+  if (s.model_.samples_on_device()) s.chain_rows_.reserve(n);
+  s.chain_cut_.reserve(rows);
+}
 void Scheduler::set_step_budget(int32_t step_tokens, int32_t prefill_chunk) {
   impl_->step_tokens_ = std::clamp(step_tokens, 1, impl_->model_.max_batch());
   impl_->prefill_chunk_ = std::clamp(prefill_chunk, 1, impl_->step_tokens_);

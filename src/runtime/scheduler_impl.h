@@ -65,6 +65,8 @@ struct Scheduler::Impl {
   void sample_rows(int32_t n_vocab, const std::vector<int32_t>* only = nullptr);  // all rows, or those listed
   void on_logits(Sequence& seq, std::span<float> logits);
   void reap();
+  int32_t chain_length(bool chosen_on_device);
+  void run_chain(int32_t steps, bool sampled);
   void fail_all(const std::string& what);
   void log_softmax_top(std::span<const float> logits, int32_t k, std::vector<TokenLogprob>& top,
                        LogprobScratch& scratch);
@@ -84,6 +86,10 @@ struct Scheduler::Impl {
   std::vector<DeviceSampleRow> device_rows_;  // per row, for a backend that samples on the device
   std::vector<float> margins_, cand_vals_;
   std::vector<int32_t> cand_ids_, cand_counts_, fallback_rows_, all_rows_;
+  int32_t decode_chain_ = 1;
+  std::vector<int32_t> chain_ids_;            // a chain's ids, step by step, rows within a step
+  std::vector<DeviceSampleRow> chain_rows_;   // the same layout
+  std::vector<uint8_t> chain_cut_;            // rows whose chain ended at a draw the device could not make
   std::vector<LogprobScratch> scratch_ = std::vector<LogprobScratch>(1);  // one per sampling thread
 
   // Shared with submitting threads.

@@ -72,6 +72,7 @@ struct Metrics {
     counter("vireo_generated_tokens_total", "Tokens generated.", s.generated);
     counter("vireo_steps_total", "Forward passes run.", s.steps);
     counter("vireo_step_tokens_total", "Tokens in all forward passes.", s.step_tokens);
+    counter("vireo_decode_chains_total", "Decode steps run back to back on the device, ids read back once.", s.chains);
     gauge("vireo_busy_seconds_total", "Seconds spent in forward passes and sampling.", s.busy_seconds);
     gauge("vireo_queue_depth", "Requests waiting for a slot.", s.queued);
     gauge("vireo_active_sequences", "Requests running in the batch.", s.active);

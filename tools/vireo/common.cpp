@@ -11,6 +11,8 @@ void LoadArgs::add_to(CLI::App* app) {
   app->add_option("-c,--ctx", ctx, "context length (0: the model's, capped at 4096)");
   app->add_flag("--kv-f32", kv_f32, "keep the KV cache in f32 instead of f16");
   app->add_option("-b,--batch", batch, "tokens per prefill step");
+  app->add_option("--chain", chain, "decode steps chained on the GPU between host round trips (cuda; 1: off)")
+      ->check(CLI::Range(1, 256));
 }
 
 EngineOptions LoadArgs::engine_options() const {
@@ -21,6 +23,7 @@ EngineOptions LoadArgs::engine_options() const {
   o.kv_f32 = kv_f32;
   o.max_batch = batch;
   o.n_slots = slots;
+  o.decode_chain = chain;
   return o;
 }
 

@@ -22,6 +22,7 @@ struct LoadArgs {
   bool kv_f32 = false;
   int batch = 512;
   int slots = 1;  // sequences kept at once (serve --parallel, bench --parallel)
+  int chain = EngineOptions{}.decode_chain;
   void add_to(CLI::App* app);
   EngineOptions engine_options() const;
 };

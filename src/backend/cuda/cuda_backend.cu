@@ -398,6 +398,61 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     batch_ = nullptr;
   }
 
+  bool chains_steps() const override { return true; }
+
+  // Runs the decode step `steps` times: graph launch (or the eager log), argmax or draw into run s's ids, and
+  // chain_next_step turning those ids into the next run's tokens; one copy of every id back at the end.
+  void end_step_chain(Act logits, int32_t steps, std::span<const DeviceSampleRow> rows,
+                      std::span<int32_t> ids) override {
+    close_step();
+    const Batch& b = *batch_;
+    const size_t r = static_cast<size_t>(r_);
+    if (steps < 1) throw std::runtime_error("decode chain: no steps");
+    if (r_ != n_) throw std::runtime_error("decode chain: every token of the step must be a logit row");
+    for (int32_t i = 0; i < n_; ++i) {
+      if (b.logit_rows[i] != i) throw std::runtime_error("decode chain: every token of the step must be a logit row");
+      if (kv_ready_ && b.positions[i] + steps > kv_.n_ctx) throw std::runtime_error("decode chain: past the context");
+      for (int32_t j = 0; j < i; ++j)
+        if (b.slots[j] == b.slots[i]) throw std::runtime_error("decode chain: two tokens of one slot");
+    }
+    for (const Op& op : log_)  // an id fed back must be a row of the embedding table
+      if (op.kind == OpKind::Embed && logits.cols > cw(op.w)->view.rows)
+        throw std::runtime_error("decode chain: more logits than embedding rows");
+    const bool sampled = !rows.empty();
+    const size_t total = static_cast<size_t>(steps) * r;
+    if (ids.size() < total || (sampled && rows.size() < total))
+      throw std::runtime_error("decode chain: buffers too small");
+    // device: [sampling rows, steps x r][ids, steps x r]; the same layout in pinned host staging
+    const size_t ids_at = sampled ? total * sizeof(DeviceSampleRow) : 0;
+    const size_t bytes = ids_at + total * sizeof(int32_t);
+    ensure(d_cand_, bytes, "decode chain");
+    ensure(d_argmax_part_, r * argmax_slices(logits.cols) * sizeof(ArgmaxPart), "argmax slices");
+    ensure_staging(bytes);
+    auto* h = reinterpret_cast<uint8_t*>(h_logits_);
+    auto* d = static_cast<uint8_t*>(d_cand_.p);
+    auto* d_ids = reinterpret_cast<int32_t*>(d + ids_at);
+    if (sampled) {
+      std::memcpy(h, rows.data(), ids_at);
+      VCUDA(cudaMemcpyAsync(d, h, ids_at, cudaMemcpyHostToDevice, stream_), "decode chain (sampling rows)");
+    }
+    const auto* x = static_cast<const float*>(logits.data);
+    for (int32_t s = 0; s < steps; ++s) {
+      run_step();
+      int32_t* out = d_ids + static_cast<size_t>(s) * r;
+      if (sampled)
+        sample_rows(x, logits.cols, r_, logits.cols,
+                    reinterpret_cast<const DeviceSampleRow*>(d) + static_cast<size_t>(s) * r, out, stream_);
+      else
+        argmax_rows(x, logits.cols, r_, logits.cols, static_cast<ArgmaxPart*>(d_argmax_part_.p), out, stream_);
+      if (s + 1 < steps) chain_next_step(d_step_, step_cap_, out, n_, stream_);
+    }
+    VCUDA(cudaMemcpyAsync(h + ids_at, d_ids, total * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
+          "decode chain (copy ids)");
+    finish_step();
+    std::memcpy(ids.data(), h + ids_at, total * sizeof(int32_t));
+    batch_ = nullptr;
+  }
+
   void end_step_candidates(Act logits, std::span<const float> margins, int32_t cap, std::span<float> values,
                            std::span<int32_t> ids, std::span<int32_t> counts) override {
     close_step();

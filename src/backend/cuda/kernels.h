@@ -39,6 +39,10 @@ void logit_candidates(const float* x, int64_t ldx, int rows, int64_t cols, const
 void sample_rows(const float* x, int64_t ldx, int rows, int64_t cols, const DeviceSampleRow* params, int32_t* out,
                  cudaStream_t s);
 
+// Chained decode steps: the step values (tokens | positions | slots | logit rows | safe positions, `cap` each) of a
+// decode step of n tokens become the next one's: token i = max(ids[i], 0), positions and safe positions + 1.
+void chain_next_step(int32_t* step, int64_t cap, const int32_t* ids, int n, cudaStream_t s);
+
 // ---- qgemm.cu: the same for a few dozen tokens: weights dequantized tile by tile to f16 in shared memory and
 // multiplied on tensor cores; x is f16 with rows of w.Kp (prep_act_f16).
 // K is split over `splits` blocks (qgemm_splits) whose partial sums go to `part` (splits * m * rows floats) and

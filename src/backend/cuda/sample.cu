@@ -360,6 +360,16 @@ __global__ void __launch_bounds__(kSampleThreads) sample_rows_kernel(const float
   out[blockIdx.x] = static_cast<int32_t>(cand_i[pick < 0 ? 0 : pick]);
 }
 
+// One thread per token of a chained decode step (kernels.h: chain_next_step).
+__global__ void chain_next_step_kernel(int32_t* __restrict__ step, int64_t cap, const int32_t* __restrict__ ids,
+                                       int n) {
+  const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i >= n) return;
+  step[i] = ids[i] < 0 ? 0 : ids[i];  // a row the device could not draw (-1) is dropped by the host; keep the embedding safe
+  step[cap + i] += 1;
+  step[4 * cap + i] += 1;
+}
+
 }  // namespace
 
 void sample_rows(const float* x, int64_t ldx, int rows, int64_t cols, const DeviceSampleRow* params, int32_t* out,
@@ -391,6 +401,13 @@ void argmax_rows(const float* x, int64_t ldx, int rows, int64_t cols, ArgmaxPart
   auto* k2 = &argmax_finish_kernel;
   VLAUNCH(k2, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, part, slices, out);
   VCHECK_LAUNCH("argmax of the logits rows");
+}
+
+void chain_next_step(int32_t* step, int64_t cap, const int32_t* ids, int n, cudaStream_t s) {
+  if (n <= 0) return;
+  auto* k = &chain_next_step_kernel;
+  VLAUNCH(k, dim3(static_cast<unsigned>(ceil_div(n, kThreads))), dim3(kThreads), 0, s, step, cap, ids, n);
+  VCHECK_LAUNCH("next step of a decode chain");
 }
 
 }  // namespace vireo::VIREO_CUDA_NS
