@@ -26,6 +26,7 @@
 #include "quant/quant.h"
 #include "runtime/backend.h"
 #include "runtime/sampler.h"
+#include "chain_cases.h"
 #include "sampling_cases.h"
 #include "vireo/vireo.h"
 #ifdef VIREO_HAVE_WEBGPU
@@ -829,6 +830,21 @@ TEST(WebGpuEndToEnd, BatchedSlotsEqualSingleSequence) {
   EXPECT_GT(s.metrics().prompt_from_cache, 0);
   for (size_t i = 0; i < prompts.size(); ++i)
     EXPECT_EQ(out[i], greedy(path, "cpu", prompts[i], 40)) << prompts[i];
+}
+
+// Decode chains (end_step_chain: one submit for several decode steps) against step-by-step runs:
+// tests/chain_cases.h.
+TEST(WebGpuEndToEnd, DecodeChainEqualsStepByStep) {
+  REQUIRE_WEBGPU();
+  REQUIRE_FIXTURES();
+  chain_cases::chain_equals_steps(kFixtures + "/models/stories260K-f16.gguf", [] { return make_webgpu_backend(); });
+}
+
+TEST(WebGpuEndToEnd, DecodeChainInTheSchedulerEqualsOneStepAtATime) {
+  REQUIRE_WEBGPU();
+  REQUIRE_FIXTURES();
+  chain_cases::scheduler_with_chains_equals_without(kFixtures + "/models/stories260K-f16.gguf",
+                                                    [] { return make_webgpu_backend(); });
 }
 
 }  // namespace

@@ -129,7 +129,7 @@ enum PipeId : uint32_t {
   kEmbed0 = kMatvec0 + kKinds,      // + WeightKind
   kRmsnorm = kEmbed0 + kKinds, kAddRmsnorm, kSwiglu, kSwigluInplace, kAdd, kAddBias, kGatherRows, kRope,
   kKvStore, kAttention, kAttentionSplit, kAttentionMerge, kKvCopy, kArgmax, kArgmaxPartial, kArgmaxFinal, kCandidates, kMatvecQ4K, kMatvecQ6K,
-  kSample,
+  kSample, kChainNext,
   kRopeKvStore,  // rope(q), rope(k) and kv_store in one (created with the KV-cache pipelines)
   // only where the WGSL implementation has packed 4x8-bit dot products:
   kQuantizeX, kMatvecMultiI8, kRmsnormQ8, kAddRmsnormQ8, kSwigluQ8, kSwigluInplaceQ8,
@@ -325,6 +325,7 @@ class WebGpuBackend final : public Backend {
     dev_->write_buffer(step_.buf, 0, step_host_.data(), step_host_.size() * 4);
     log_.clear();
     quantized_x_ = 0;
+    step_embed_rows_ = INT64_MAX;
   }
 
   void end_step(Act logits, std::span<float> host) override {
@@ -347,6 +348,14 @@ class WebGpuBackend final : public Backend {
     const size_t r = batch_->logit_rows.size();
     if (ids.size() < r) throw std::runtime_error("ids buffer too small");
     ensure_ids();
+    record_argmax(logits, r);
+    submit(ids_.buf, r * 4);
+    if (r) read_result(ids.data(), r * 4);
+    batch_ = nullptr;
+  }
+
+  // Appends the argmax of the step's r logit rows into ids_.
+  void record_argmax(Act logits, size_t r) {
     // Long rows (vocabularies) are split over many workgroups, then merged; short ones take one per row.
     const uint32_t chunk_cols = 2048;
     const uint32_t chunks = static_cast<uint32_t>((logits.cols + chunk_cols - 1) / chunk_cols);
@@ -378,9 +387,6 @@ class WebGpuBackend final : public Backend {
       d.params[1] = static_cast<uint32_t>(r);
       d.grid[0] = static_cast<uint32_t>(r);
     }
-    submit(ids_.buf, r * 4);
-    if (r) read_result(ids.data(), r * 4);
-    batch_ = nullptr;
   }
 
   bool samples_on_device() const override { return true; }
@@ -401,11 +407,65 @@ class WebGpuBackend final : public Backend {
       bind(d, 0, buf(logits), r * logits.cols * 4);
       bind(d, 1, sample_rows_.buf, sample_rows_.size);
       bind(d, 2, ids_.buf, r * 4);
-      set(d, {u(logits.cols), u(r)});
+      set(d, {u(logits.cols), u(r), 0});
       d.grid[0] = u(r);
     }
     submit(ids_.buf, r * 4);
     if (r) read_result(ids.data(), r * 4);
+    batch_ = nullptr;
+  }
+
+  bool chains_steps() const override { return true; }
+
+  // The step's dispatches recorded `steps` times in one submit, each time followed by the choice of every row's id
+  // (argmax, or sample.wgsl at that run's rows) and chain_next (chain.wgsl), which keeps the ids and makes them the
+  // next run's tokens; one read-back of every id at the end.
+  void end_step_chain(Act logits, int32_t steps, std::span<const DeviceSampleRow> rows,
+                      std::span<int32_t> ids) override {
+    const Batch& b = *batch_;
+    const size_t r = b.logit_rows.size();
+    if (steps < 1) throw std::runtime_error("decode chain: no steps");
+    if (r != size_t(n_)) throw std::runtime_error("decode chain: every token of the step must be a logit row");
+    for (int32_t i = 0; i < n_; ++i) {
+      if (b.logit_rows[i] != i) throw std::runtime_error("decode chain: every token of the step must be a logit row");
+      if (kv_.n_layers > 0 && b.positions[i] + steps > kv_.n_ctx)
+        throw std::runtime_error("decode chain: past the context");
+      for (int32_t j = 0; j < i; ++j)
+        if (b.slots[j] == b.slots[i]) throw std::runtime_error("decode chain: two tokens of one slot");
+    }
+    if (logits.cols > step_embed_rows_) throw std::runtime_error("decode chain: more logits than embedding rows");
+    const bool sampled = !rows.empty();
+    const size_t total = size_t(steps) * r;
+    if (ids.size() < total || (sampled && rows.size() < total))
+      throw std::runtime_error("decode chain: buffers too small");
+    ensure_ids();
+    ensure_scratch(chain_ids_, total * 4, "chain ids", gpu::kStorage | gpu::kCopySrc);
+    if (sampled) {
+      ensure_scratch(chain_rows_, total * sizeof(DeviceSampleRow), "chain sampling rows", gpu::kStorage | gpu::kCopyDst);
+      dev_->write_buffer(chain_rows_.buf, 0, rows.data(), total * sizeof(DeviceSampleRow));
+    }
+    chain_step_.assign(log_.begin(), log_.end());
+    for (int32_t s = 0; s < steps; ++s) {
+      if (s > 0) log_.insert(log_.end(), chain_step_.begin(), chain_step_.end());
+      if (sampled) {
+        Dispatch& d = push(kSample);
+        bind(d, 0, buf(logits), r * logits.cols * 4);
+        bind(d, 1, chain_rows_.buf, chain_rows_.size);
+        bind(d, 2, ids_.buf, r * 4);
+        set(d, {u(logits.cols), u(r), u(size_t(s) * r)});
+        d.grid[0] = u(r);
+      } else {
+        record_argmax(logits, r);
+      }
+      Dispatch& d = push(kChainNext);
+      bind(d, 0, step_.buf, step_.size);
+      bind(d, 1, ids_.buf, r * 4);
+      bind(d, 2, chain_ids_.buf, chain_ids_.size);
+      set(d, {u(r), u(s), u(cap_)});
+      d.grid[0] = u((r + 63) / 64);
+    }
+    submit(chain_ids_.buf, total * 4, steps);
+    read_result(ids.data(), total * 4);
     batch_ = nullptr;
   }
 
@@ -496,6 +556,7 @@ class WebGpuBackend final : public Backend {
     const auto* w = static_cast<const WgWeight*>(table);
     for (int32_t t = 0; t < n_; ++t)
       if (batch_->tokens[t] < 0 || batch_->tokens[t] >= w->rows) throw std::runtime_error("token id out of range");
+    step_embed_rows_ = std::min<int64_t>(step_embed_rows_, w->rows);
     for (const auto& c : w->chunks) {
       Dispatch& d = push(kEmbed0 + uint32_t(w->kind));
       bind(d, 0, c.buf, uint64_t(c.rows) * w->words_per_row * 4);
@@ -858,11 +919,11 @@ class WebGpuBackend final : public Backend {
 
   // Finds or builds the plan for the step's log, encodes it with a copy of `result_bytes` of `result` into the
   // read-back buffer, and submits it.
-  void submit(Handle result, uint64_t result_bytes) {
+  void submit(Handle result, uint64_t result_bytes, int32_t steps = 1) {
     const auto t0 = std::chrono::steady_clock::now();
     const Plan& plan = plan_for_log();
     dispatches_ += static_cast<int64_t>(plan.log.size());
-    if (batch_) ++steps_;
+    if (batch_) steps_ += steps;
     if (result && result_bytes) ensure_readback(result_bytes);
     else result_bytes = 0;
     const std::vector<double> times = profile_ && batch_ ? dev_->submit_timed(plan.cmds) : std::vector<double>();
@@ -891,10 +952,10 @@ class WebGpuBackend final : public Backend {
 
   // A scratch buffer of at least `bytes`; a larger one replaces it (recorded steps keep the old one, which stays
   // alive in owned_ until the backend goes).
-  void ensure_scratch(GpuBuffer& b, uint64_t bytes, const char* label) {
+  void ensure_scratch(GpuBuffer& b, uint64_t bytes, const char* label, uint32_t usage = gpu::kStorage) {
     if (b.size >= bytes) return;
     b.size = std::max<uint64_t>(bytes, 256);
-    b.buf = dev_->create_buffer(b.size, gpu::kStorage, label);
+    b.buf = dev_->create_buffer(b.size, usage, label);
     owned_.push_back(b.buf);
   }
 
@@ -1002,6 +1063,7 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kMatvecQ6K, std::string("const WEIGHT_TYPE: u32 = 5u;\n") + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q6k", 3);
     make_pipeline(kArgmaxFinal, argmax, "argmax_final", 8);
     make_pipeline(kSample, std::string(wgsl::reduce) + wgsl::sample, "sample", 3);
+    make_pipeline(kChainNext, wgsl::chain, "chain_next", 3);
     if (int8_decode_) {
       std::string mv = with_weight_binding_copies(std::string(wgsl::q8) + wgsl::q4k_scales + wgsl::matvec_int8);
       const std::string geometry = "const ROWS: u32 = 8u;\nconst LANES: u32 = 32u;";
@@ -1065,6 +1127,9 @@ class WebGpuBackend final : public Backend {
   std::map<std::tuple<int32_t, float, const Weight*>, GpuBuffer> freqs_;
   KvCacheConfig kv_;
   GpuBuffer step_, ids_, readback_, margins_, candidates_, sample_rows_, argmax_part_, attn_po_, attn_pml_;
+  GpuBuffer chain_ids_, chain_rows_;  // a decode chain's ids and sampling rows (steps x rows)
+  std::vector<Dispatch> chain_step_;  // the dispatches of the step a chain repeats
+  int64_t step_embed_rows_ = INT64_MAX;  // rows of the embedding table the step reads (ids fed back must fit)
   GpuBuffer xq_, xs_;              // a one-token activation as int8 (packed) and its per-32 scales and sums
   GpuBuffer dummy_read_, dummy_write_;  // bound to matvec_multi_i8's unused weight / output bindings
   bool int8_decode_ = false;       // the int8-activation decode products are in use

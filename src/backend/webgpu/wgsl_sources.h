@@ -20,4 +20,5 @@ extern const char* const rope_kv;      // rope of q and k with the KV-cache stor
 extern const char* const reduce;       // workgroup best (value, id), prepended to argmax and sample
 extern const char* const argmax;       // greedy pick per logits row
 extern const char* const sample;       // top-k / top-p draw per logits row
+extern const char* const chain;        // a decode chain's step-to-step feed of ids
 }  // namespace vireo::wgsl

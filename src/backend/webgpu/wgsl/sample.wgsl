@@ -11,6 +11,7 @@
 struct SampleParams {
   cols: u32,
   rows: u32,
+  first_row: u32,  // ROWS[first_row + r] is row r's (a chain's step s reads its rows at s * rows)
 };
 
 // runtime/backend.h DeviceSampleRow
@@ -106,7 +107,7 @@ fn sort_candidates(lid: u32, n: u32) {
 fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
   let r = wid.x;
   let lid = lid3.x;
-  let rp = ROWS[r];
+  let rp = ROWS[P.first_row + r];
   let base = r * P.cols;
 
   // ---- the row's largest logit (lowest id on ties, NaN skipped) ----
