@@ -64,7 +64,10 @@ std::unique_ptr<Engine> load_engine(const LoadArgs& a, bool quiet) {
       }
     };
   auto engine = Engine::load(a.model, eo, [&](int64_t d, int64_t t) { bar.update(d, t); });
-  if (!quiet) bar.finish();
+  if (!quiet) {
+    bar.finish();
+    if (eo.device != "cpu") std::fprintf(stderr, "device: %s\n", engine->device_description().c_str());
+  }
   return engine;
 }
 
