@@ -28,6 +28,8 @@
 #              on 1B and 8B Q4_K_M under WEBGPU_VARIANTS beside CUDA, and a per-kernel profile of 8B
 #   chain      decode chains (EngineOptions::decode_chain): vireo bench on 1B and 8B Q4_K_M with --chain under
 #              CHAIN_VALUES (default "1 8 16"), then --parallel 1,8,32 on 1B with --chain 1 and 8
+#   wide       the int8 tiles for 9-64 tokens (VIREO_CUDA_TILE_MAX): vireo bench --parallel 8,16,32,64 on 1B and
+#              8B Q4_K_M with TILE_VALUES (default "8 64"), alternating, twice
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -182,6 +184,16 @@ for st in $STAGES; do
         echo "## llama3.2-1b --parallel 1,8,32 --chain $c"
         timeout 150 ./vireo bench --device cuda -m $(synth llama3.2-1b q4_k_m) -p 128 -n 128 -r 1 --parallel 1,8,32 \
           --chain $c 2>&1 | grep -v "^loading" | tee -a $OUT/chain.log | grep -E "^cuda|rror"
+      done ;;
+    wide)
+      for round in 1 2; do
+        for p in ${WIDE_PRESETS:-llama3.2-1b llama3.1-8b}; do
+          for v in ${TILE_VALUES:-8 64}; do
+            echo "## round $round $p VIREO_CUDA_TILE_MAX=$v"
+            VIREO_CUDA_TILE_MAX=$v timeout 150 ./vireo bench --device cuda -m $(synth $p q4_k_m) -p 128 -n 128 -r 1 \
+              --parallel ${WIDE_PARALLEL:-8,16,32,64} 2>&1 | grep -v "^loading" | tee -a $OUT/wide.log | grep -E "^cuda|rror"
+          done
+        done
       done ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do

@@ -246,7 +246,7 @@ int matvec_tokens(DType t, const CudaOptions& o) {
   constexpr int kMatvecMaxN = 8;  // kernels.h
   const int base = std::min(o.matvec_max_tokens, kMatvecMaxN);
   const bool tiles = o.mv && o.mv_tiles > 0 && o.mv_tiles <= base + 1 && (t == DType::Q4_K || t == DType::Q6_K);
-  return tiles ? kMatvecMaxN : base;
+  return tiles ? std::clamp(o.tile_max_tokens, kMatvecMaxN, 64) : base;
 }
 
 void check_matmul(Backend& be, DType t, int64_t rows, int64_t K, const std::vector<int>& ns, uint32_t seed,
@@ -409,6 +409,23 @@ TEST_P(Gpu, MatmulTensorCoreTilesEveryTokenCount) {
     auto be = make(o);
     check_matmul(*be, t, emu() ? 37 : 1003, emu() ? 512 : 4096, {1, 2, 3, 4, 5, 6, 7, 8}, 60u + static_cast<uint32_t>(t), o);
     check_matmul(*be, t, emu() ? 21 : 4096, emu() ? 2304 : 14336, {1, 3, 8}, 70u + static_cast<uint32_t>(t), o);
+  }
+}
+
+TEST_P(Gpu, MatmulWideTilesUpTo64Tokens) {
+  // 9..64 tokens on the tiles (CudaOptions::tile_max_tokens): every count of 8-token tiles, short last token
+  // tiles, row counts that leave a short last row group, blocks of one, two, four and eight row groups, K not a
+  // multiple of the warps of a group.
+  CudaOptions o;
+  o.tile_max_tokens = 64;
+  for (DType t : {DType::Q4_K, DType::Q6_K}) {
+    auto be = make(o);
+    check_matmul(*be, t, emu() ? 37 : 1003, emu() ? 512 : 4096, {9, 16, 17, 31, 40, 64}, 80u + static_cast<uint32_t>(t), o);
+    check_matmul(*be, t, emu() ? 600 : 14336, emu() ? 768 : 4096, {12, 33}, 90u + static_cast<uint32_t>(t), o);
+    if (emu()) {  // the emulator's 4 multiprocessors: 250 rows take 2 row groups a block, 2048 rows 8
+      check_matmul(*be, t, 250, 512, {10}, 100u + static_cast<uint32_t>(t), o);
+      check_matmul(*be, t, 2048, 256, {9, 64}, 110u + static_cast<uint32_t>(t), o);
+    }
   }
 }
 

@@ -1078,7 +1078,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   int mv_max_tokens(WFmt f) const {
     const int base = std::min(opts_.matvec_max_tokens, kMatvecMaxN);
     const bool tiles = opts_.mv && opts_.mv_tiles > 0 && opts_.mv_tiles <= base + 1 && mv_tile_format(f);
-    return tiles ? kMatvecMaxN : base;
+    return tiles ? std::clamp(opts_.tile_max_tokens, kMatvecMaxN, kTileMaxN) : base;
   }
   static const MatView& view(const Op& op) { return cw(op.w)->view; }
 
@@ -1103,6 +1103,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     a.slot = d_slots();
     a.n_ctx = kv_.n_ctx;
     a.kv_dim = kv_.kv_dim;
+    a.sms = sms_;
   }
   void mv_run(const MvArgs& a, int64_t rows) {
     mv_launch(a, static_cast<int>(rows), opts_.mv_blocks_per_sm > 0 ? opts_.mv_blocks_per_sm * sms_ : 0, opts_.mv_tiles,
@@ -1500,6 +1501,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_MV_TILES", &o.mv_tiles);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
+  env_int("VIREO_CUDA_TILE_MAX", &o.tile_max_tokens);
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);
   env_int("VIREO_CUDA_ATTN_CHUNK", &o.attn_min_chunk);
   env_int("VIREO_CUDA_ATTN_BPS", &o.attn_blocks_per_sm);

@@ -53,12 +53,15 @@ struct CudaOptions {
   // and those matrices stay on the matvec path up to kMatvecMaxN tokens instead of going to qgemm above
   // matvec_max_tokens (when mv_tiles <= matvec_max_tokens + 1). 0: never.
   int mv_tiles = 3;
+  // Tiled Q4_K/Q6_K matmuls (mv_tiles on) take up to this many tokens (at most 64; from 9 tokens on as plain
+  // products, every weight fragment feeding several 8-token tiles) before qgemm.cu does. 8: qgemm from 9 on.
+  int tile_max_tokens = 8;
   // Sampled rows are drawn on the GPU (sample.cu; one id a row crosses to the host) instead of reading back the
   // candidates for the host's sampler (VIREO_CUDA_SAMPLE=0).
   int device_sampling = 1;
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
-  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS, _MV_TILES,
+  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS, _MV_TILES, _TILE_MAX,
   // _ATTN_CHUNK, _ATTN_BPS, _SAMPLE from the environment over the defaults.
   static CudaOptions from_env();
 };

@@ -227,11 +227,9 @@ struct TileW<WFmt::Q4_K> {
     w.meta = ld16(blk);
     VUNROLL for (int c = 0; c < 4; ++c) w.q[c] = ld8(blk + 16 + 32 * c + 8 * tig);
   }
-  template <int N>
-  static VDEV void step(const TileW (&w)[2], const ActQ8& act, int64_t b, int g, int tig, float (&acc)[2][2]) {
-    const int8_t* xq = act.q + (g < N ? g : 0) * act.q_stride + 256 * b + 8 * tig;
-    const float2* ds[2];
-    VUNROLL for (int j = 0; j < 2; ++j) ds[j] = act.ds + imin(2 * tig + j, N - 1) * act.ds_stride + 8 * b;
+  template <int NT>
+  static VDEV void step(const TileW (&w)[2], const ActQ8& act, int64_t b, int g, int tig, int n,
+                        float (&acc)[NT][2][2]) {
     float d[2], dmin[2];
     VUNROLL for (int r = 0; r < 2; ++r) {
       d[r] = h2f(static_cast<uint16_t>(w[r].meta.x & 0xffffu));
@@ -239,17 +237,25 @@ struct TileW<WFmt::Q4_K> {
     }
     VUNROLL for (int sb = 0; sb < 8; ++sb) {
       const int c = sb >> 1, sh = 4 * (sb & 1);
-      const uint2 x = g < N ? ld8(xq + 32 * sb) : make_uint2(0u, 0u);
-      int p[4];
-      mma_s8_k32(p, (w[0].q[c].x >> sh) & 0x0f0f0f0fu, (w[1].q[c].x >> sh) & 0x0f0f0f0fu,
-                 (w[0].q[c].y >> sh) & 0x0f0f0f0fu, (w[1].q[c].y >> sh) & 0x0f0f0f0fu, x.x, x.y);
-      const float2 a0 = ds[0][sb], a1 = ds[1][sb];
+      const uint32_t a0 = (w[0].q[c].x >> sh) & 0x0f0f0f0fu, a1 = (w[1].q[c].x >> sh) & 0x0f0f0f0fu;
+      const uint32_t a2 = (w[0].q[c].y >> sh) & 0x0f0f0f0fu, a3 = (w[1].q[c].y >> sh) & 0x0f0f0f0fu;
+      float fs[2], fm[2];
       VUNROLL for (int r = 0; r < 2; ++r) {
         int sc, mn;
         k4_scale_min_words(w[r].meta.y, w[r].meta.z, w[r].meta.w, sb, &sc, &mn);
-        const float fs = d[r] * small_int_to_float(sc), fm = dmin[r] * small_int_to_float(mn);
-        acc[r][0] += fs * a0.x * small_int_to_float(p[2 * r]) - fm * a0.y;
-        acc[r][1] += fs * a1.x * small_int_to_float(p[2 * r + 1]) - fm * a1.y;
+        fs[r] = d[r] * small_int_to_float(sc), fm[r] = dmin[r] * small_int_to_float(mn);
+      }
+      VUNROLL for (int nt = 0; nt < NT; ++nt) {  // the same weight fragments for every 8 tokens
+        const int t = 8 * nt + g;
+        const uint2 x = t < n ? ld8(act.q + t * act.q_stride + 256 * b + 8 * tig + 32 * sb) : make_uint2(0u, 0u);
+        int p[4];
+        mma_s8_k32(p, a0, a1, a2, a3, x.x, x.y);
+        const float2 x0 = act.ds[imin(8 * nt + 2 * tig, n - 1) * act.ds_stride + 8 * b + sb];
+        const float2 x1 = act.ds[imin(8 * nt + 2 * tig + 1, n - 1) * act.ds_stride + 8 * b + sb];
+        VUNROLL for (int r = 0; r < 2; ++r) {
+          acc[nt][r][0] += fs[r] * x0.x * small_int_to_float(p[2 * r]) - fm[r] * x0.y;
+          acc[nt][r][1] += fs[r] * x1.x * small_int_to_float(p[2 * r + 1]) - fm[r] * x1.y;
+        }
       }
     }
   }
@@ -275,30 +281,34 @@ struct TileW<WFmt::Q6_K> {
     w.sc = ld16(body + 192);
     w.d = h2f(m.aux[row * m.nb + b]);
   }
-  template <int N>
-  static VDEV void step(const TileW (&w)[2], const ActQ8& act, int64_t b, int g, int tig, float (&acc)[2][2]) {
-    const int8_t* xq = act.q + (g < N ? g : 0) * act.q_stride + 256 * b + 4 * tig;
-    const float2* ds[2];
-    VUNROLL for (int j = 0; j < 2; ++j) ds[j] = act.ds + imin(2 * tig + j, N - 1) * act.ds_stride + 8 * b;
-    VUNROLL for (int n = 0; n < 2; ++n) {
+  template <int NT>
+  static VDEV void step(const TileW (&w)[2], const ActQ8& act, int64_t b, int g, int tig, int n,
+                        float (&acc)[NT][2][2]) {
+    VUNROLL for (int h = 0; h < 2; ++h) {  // the superblock's halves (ql/qh index n of the layout above)
       VUNROLL for (int k = 0; k < 4; ++k) {
-        const float da0 = ds[0][4 * n + k].x, da1 = ds[1][4 * n + k].x;
         VUNROLL for (int hh = 0; hh < 2; ++hh) {
-          const int G = 8 * n + 2 * k + hh, sh = 4 * (k >> 1);
+          const int G = 8 * h + 2 * k + hh, sh = 4 * (k >> 1);
           uint32_t q[2];
+          float fs[2];
           VUNROLL for (int r = 0; r < 2; ++r) {
-            const uint32_t L = (k & 1) ? w[r].l1[n][hh] : w[r].l0[n][hh];
-            const uint32_t v = ((L >> sh) & 0x0f0f0f0fu) | (((w[r].h[n][hh] >> (2 * k)) & 0x03030303u) << 4);
+            const uint32_t L = (k & 1) ? w[r].l1[h][hh] : w[r].l0[h][hh];
+            const uint32_t v = ((L >> sh) & 0x0f0f0f0fu) | (((w[r].h[h][hh] >> (2 * k)) & 0x03030303u) << 4);
             q[r] = vsub4(v, 0x20202020u);
-          }
-          const uint32_t x = g < N ? ld4(xq + 128 * n + 32 * k + 16 * hh) : 0u;
-          int p[4];
-          mma_s8_k16(p, q[0], q[1], x);
-          VUNROLL for (int r = 0; r < 2; ++r) {
             const uint32_t scw = word_of(w[r].sc, G >> 2);
-            const float fs = w[r].d * small_int_to_float(static_cast<int8_t>((scw >> (8 * (G & 3))) & 0xffu));
-            acc[r][0] += fs * da0 * small_int_to_float(p[2 * r]);
-            acc[r][1] += fs * da1 * small_int_to_float(p[2 * r + 1]);
+            fs[r] = w[r].d * small_int_to_float(static_cast<int8_t>((scw >> (8 * (G & 3))) & 0xffu));
+          }
+          VUNROLL for (int nt = 0; nt < NT; ++nt) {  // the same weight fragments for every 8 tokens
+            const int t = 8 * nt + g;
+            const uint32_t x =
+                t < n ? ld4(act.q + t * act.q_stride + 256 * b + 4 * tig + 128 * h + 32 * k + 16 * hh) : 0u;
+            int p[4];
+            mma_s8_k16(p, q[0], q[1], x);
+            const float da0 = act.ds[imin(8 * nt + 2 * tig, n - 1) * act.ds_stride + 8 * b + 4 * h + k].x;
+            const float da1 = act.ds[imin(8 * nt + 2 * tig + 1, n - 1) * act.ds_stride + 8 * b + 4 * h + k].x;
+            VUNROLL for (int r = 0; r < 2; ++r) {
+              acc[nt][r][0] += fs[r] * da0 * small_int_to_float(p[2 * r]);
+              acc[nt][r][1] += fs[r] * da1 * small_int_to_float(p[2 * r + 1]);
+            }
           }
         }
       }
@@ -306,28 +316,29 @@ struct TileW<WFmt::Q6_K> {
   }
 };
 
-// This warp's share of K for rows r0 (of wa) and r1 (of wb): blocks warp, warp + kTileWarps, ...
-template <WFmt F, int N>
-VDEV void tile_rows(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int warp, int lane,
-                    float (&acc)[2][2]) {
+// This warp's share of K for rows r0 (of wa) and r1 (of wb): blocks first, first + stride, ..., for n tokens in
+// NT tiles of 8.
+template <WFmt F, int NT>
+VDEV void tile_rows(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int first, int stride, int lane, int n,
+                    float (&acc)[NT][2][2]) {
   const int g = lane >> 2, tig = lane & 3;
   const int64_t nb = s.wa.nb;
   TileW<F> cur[2], nxt[2];
-  int64_t b = warp;
+  int64_t b = first;
   if (b < nb) {
     TileW<F>::load(s.wa, r0, b, tig, nxt[0]);
     TileW<F>::load(s.wb, r1, b, tig, nxt[1]);
   }
   pdl_wait();  // the activations come from the previous kernel
   pdl_trigger();
-  for (; b < nb; b += kTileWarps) {
+  for (; b < nb; b += stride) {
     cur[0] = nxt[0];
     cur[1] = nxt[1];
-    if (b + kTileWarps < nb) {
-      TileW<F>::load(s.wa, r0, b + kTileWarps, tig, nxt[0]);
-      TileW<F>::load(s.wb, r1, b + kTileWarps, tig, nxt[1]);
+    if (b + stride < nb) {
+      TileW<F>::load(s.wa, r0, b + stride, tig, nxt[0]);
+      TileW<F>::load(s.wb, r1, b + stride, tig, nxt[1]);
     }
-    TileW<F>::template step<N>(cur, a.aq, b, g, tig, acc);
+    TileW<F>::template step<NT>(cur, a.aq, b, g, tig, n, acc);
   }
 }
 
@@ -346,12 +357,12 @@ __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_c
   const int64_t item = i0 + g < s.items ? i0 + g : s.items - 1;  // a short last tile repeats its last item
   int64_t r0, r1;
   mv_rows(s, item, &r0, &r1);
-  float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+  float acc[1][2][2] = {{{0.f, 0.f}, {0.f, 0.f}}};
   if (F0 == F1 || s.wa.fmt == F0)
-    tile_rows<F0, N>(a, s, r0, r1, warp, lane, acc);
+    tile_rows<F0, 1>(a, s, r0, r1, warp, kTileWarps, lane, N, acc);
   else
-    tile_rows<F1, N>(a, s, r0, r1, warp, lane, acc);
-  VUNROLL for (int j = 0; j < 4; ++j) part[(warp * 4 + j) * 32 + lane] = acc[j >> 1][j & 1];
+    tile_rows<F1, 1>(a, s, r0, r1, warp, kTileWarps, lane, N, acc);
+  VUNROLL for (int j = 0; j < 4; ++j) part[(warp * 4 + j) * 32 + lane] = acc[0][j >> 1][j & 1];
   __syncthreads();
   if (warp != 0) return;
   float v[4];
@@ -367,6 +378,75 @@ __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_c
   if (s.mode == kMvGlu) {
     const int64_t left = s.items - i0;
     mv_glu_count<N>(a, s, i0 / 32, static_cast<int>(left < kTileItems ? left : kTileItems), lane);
+  }
+}
+
+// ---- wide tiles: plain products of kMatvecMaxN + 1 .. kTileMaxN tokens (continuous batching) ----
+// The same fragments, for NT tiles of 8 tokens: every weight fragment a lane loads feeds NT products. The block's
+// warps form rg row groups of 8 items (rg = 1, 2, 4, 8: as many as still leave two blocks per multiprocessor);
+// the kTileWarps / rg warps of a group split K and meet in shared memory. More groups per block read the same
+// activations, which then come from L1 rather than L2 (at 64 tokens they are 7x the weights' bytes per block).
+template <WFmt F, int NT>
+__global__ void __launch_bounds__(kTileWarps * 32) mv_wide_kernel(const __grid_constant__ MvArgs a, int n, int rg) {
+  VSHARED(float, part, kTileWarps * NT * 4 * 32);
+  const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
+  const int ks = kTileWarps / rg, grp = warp / ks, kslice = warp % ks;
+  const MvSeg& s = a.seg[0];
+  const int64_t i0 = (static_cast<int64_t>(blockIdx.x) * rg + grp) * kTileItems;
+  const int g = lane >> 2, tig = lane & 3;
+  float acc[NT][2][2];
+  VUNROLL for (int nt = 0; nt < NT; ++nt) acc[nt][0][0] = acc[nt][0][1] = acc[nt][1][0] = acc[nt][1][1] = 0.f;
+  int64_t r0 = 0, r1 = 0;
+  if (i0 < s.items) {
+    const int64_t item = i0 + g < s.items ? i0 + g : s.items - 1;  // a short last tile repeats its last item
+    mv_rows(s, item, &r0, &r1);
+    tile_rows<F, NT>(a, s, r0, r1, kslice, ks, lane, n, acc);
+  } else {  // a group past the last item (last block): nothing to read
+    pdl_wait();
+    pdl_trigger();
+  }
+  VUNROLL for (int nt = 0; nt < NT; ++nt)
+    VUNROLL for (int j = 0; j < 4; ++j) part[((warp * NT + nt) * 4 + j) * 32 + lane] = acc[nt][j >> 1][j & 1];
+  __syncthreads();
+  if (kslice != 0 || i0 + g >= s.items) return;
+  VUNROLL for (int nt = 0; nt < NT; ++nt) {
+    float v[4];
+    VUNROLL for (int j = 0; j < 4; ++j) {
+      float x = 0.f;
+      for (int w = 0; w < ks; ++w) x += part[(((grp * ks + w) * NT + nt) * 4 + j) * 32 + lane];
+      v[j] = x;
+    }
+    VUNROLL for (int j = 0; j < 2; ++j) {
+      const int t = 8 * nt + 2 * tig + j;
+      if (t < n) mv_store(a, s, r0, r1, t, v[j], v[2 + j]);
+    }
+  }
+}
+
+template <WFmt F, int NT>
+void mv_wide_go(const MvArgs& a, int n, cudaStream_t s) {
+  const int64_t groups = ceil_div(a.seg[0].items, kTileItems);
+  int rg = kTileWarps;
+  while (rg > 1 && ceil_div(groups, rg) < 2 * std::max(a.sms, 1)) rg /= 2;
+  auto* k = &mv_wide_kernel<F, NT>;
+  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(ceil_div(groups, rg))), dim3(kTileWarps * 32), 0, s, a, n, rg);
+  VCHECK_LAUNCH("matmul (tensor-core tiles, many tokens)");
+}
+
+template <WFmt F>
+void mv_wide(const MvArgs& a, int n, cudaStream_t s) {
+  if (a.nseg != 1 || a.seg[0].mode != kMvPlain || a.seg[0].cache)
+    throw std::runtime_error("CUDA backend: tiles for more than " + std::to_string(kMatvecMaxN) +
+                             " tokens take plain products only");
+  switch ((n + 7) / 8) {
+    case 2: return mv_wide_go<F, 2>(a, n, s);
+    case 3: return mv_wide_go<F, 3>(a, n, s);
+    case 4: return mv_wide_go<F, 4>(a, n, s);
+    case 5: return mv_wide_go<F, 5>(a, n, s);
+    case 6: return mv_wide_go<F, 6>(a, n, s);
+    case 7: return mv_wide_go<F, 7>(a, n, s);
+    case 8: return mv_wide_go<F, 8>(a, n, s);
+    default: throw std::runtime_error("CUDA backend: tiles called with " + std::to_string(n) + " tokens");
   }
 }
 
@@ -405,7 +485,11 @@ void mv_n(const MvArgs& a, int n, bool tiles, int64_t blocks, cudaStream_t s) {
     case 6: mv_pick<F0, F1, 6>(a, tiles, blocks, s); break;
     case 7: mv_pick<F0, F1, 7>(a, tiles, blocks, s); break;
     case 8: mv_pick<F0, F1, 8>(a, tiles, blocks, s); break;
-    default: throw std::runtime_error("CUDA backend: fused matvec called with " + std::to_string(n) + " tokens");
+    default:
+      if constexpr (F0 == F1 && mv_tile_format(F0)) {
+        if (tiles && n <= kTileMaxN) return mv_wide<F0>(a, n, s);
+      }
+      throw std::runtime_error("CUDA backend: fused matvec called with " + std::to_string(n) + " tokens");
   }
 }
 

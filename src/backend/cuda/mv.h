@@ -5,6 +5,8 @@
 namespace vireo::VIREO_CUDA_NS {
 
 constexpr int kMvMaxSegs = 3;
+// Tokens up to which Q4_K/Q6_K plain products can run on the int8 tensor-core tiles (CudaOptions::tile_max_tokens).
+constexpr int kTileMaxN = 64;
 enum MvMode : int { kMvPlain = 0, kMvRopeNormal = 1, kMvRopeNeox = 2, kMvGlu = 3 };
 
 // One weight matrix of a launch (two for glu) and what happens to its results.
@@ -41,12 +43,13 @@ struct MvArgs {
   int64_t oq_stride = 0, ods_stride = 0;
   int* counters = nullptr;
   int64_t units = 0;  // units per row (set by mv_launch)
+  int sms = 0;        // the device's multiprocessors (grid sizes)
 };
 
 int64_t mv_items(const MvSeg& s);
 // The format pairs one launch can mix (any single format; Q4_K/Q5_K with Q6_K, Q4_K with Q5_K).
 bool mv_formats_supported(WFmt f0, WFmt f1);
-// n tokens (1..kMatvecMaxN); max_blocks > 0 caps the grid (warps then loop over items). From tile_min_n tokens
+// n tokens (1..kMatvecMaxN; up to kTileMaxN for one plain Q4_K or Q6_K segment on tiles); max_blocks > 0 caps the grid (warps then loop over items). From tile_min_n tokens
 // on (0: never), launches whose formats all have tensor-core tiles (Q4_K, Q6_K) run on them (grid never capped).
 void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, cudaStream_t s);
 // The formats with tensor-core tiles, and whether n tokens of format f run on them from tile_min_n tokens on.
