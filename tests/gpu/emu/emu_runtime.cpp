@@ -1,8 +1,10 @@
 // CPU emulator of the CUDA runtime/cuBLAS subset declared in src/backend/cuda/emu/emu_runtime.h.
 //
-// Kernel threads are ucontext fibers on the calling thread, scheduled round-robin; a fiber runs until it waits at
-// a barrier (__syncthreads: all live threads of the block; a warp shuffle: the 32 lanes of its warp) or ends.
-// This gives CUDA's meaning to the synchronization the kernels use, deterministically, on one core.
+// Kernel threads are fibers on the calling thread, scheduled round-robin; a fiber runs until it waits at a barrier
+// (__syncthreads: all live threads of the block; a warp shuffle: the 32 lanes of its warp) or ends. This gives
+// CUDA's meaning to the synchronization the kernels use, deterministically, on one core. On x86-64 a fiber switch
+// is a few instructions (emu_switch_stack below); elsewhere, and under AddressSanitizer, ucontext's swapcontext,
+// which also saves the signal mask with a system call per switch (most of the emulator's time on x86-64).
 #include "backend/cuda/emu/emu_runtime.h"
 
 #include <ucontext.h>
@@ -29,8 +31,40 @@ struct Barrier {
   unsigned gen = 0;
 };
 
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define EMU_FAST_SWITCH 1
+// Saves the callee-saved registers and the stack pointer (into *save), switches to the stack `to` and restores
+// what was saved there. x87 and SSE control words are left as they are: kernels do not change them.
+extern "C" void emu_switch_stack(void** save, void* to);
+asm(R"(
+.text
+.p2align 4
+.type emu_switch_stack,@function
+emu_switch_stack:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size emu_switch_stack, .-emu_switch_stack
+)");
+#else
+#define EMU_FAST_SWITCH 0
+#endif
+
 struct Fiber {
   ucontext_t ctx;
+  void* sp = nullptr;  // EMU_FAST_SWITCH: the fiber's saved stack pointer
   std::unique_ptr<char[]> stack;
   dim3 tid;
   int linear = 0;
@@ -53,6 +87,7 @@ struct Block {
 
 struct Scheduler {
   ucontext_t main_ctx;
+  void* main_sp = nullptr;  // EMU_FAST_SWITCH: the scheduler's saved stack pointer
   std::vector<std::unique_ptr<Fiber>> pool;
   Block* block = nullptr;
   Fiber* current = nullptr;
@@ -68,7 +103,11 @@ Stats g_stats;
 
 void yield_to_scheduler() {
   Scheduler& s = sched();
+#if EMU_FAST_SWITCH
+  emu_switch_stack(&s.current->sp, s.main_sp);
+#else
   swapcontext(&s.current->ctx, &s.main_ctx);
+#endif
 }
 
 void wait_at(Barrier& b, int expected) {
@@ -102,6 +141,29 @@ void fiber_entry() {
   // returning resumes uc_link (the scheduler)
 }
 
+#if EMU_FAST_SWITCH
+// A fast-switch fiber starts here (the first switch to it "returns" into it) and never returns: once the body is
+// done it switches back to the scheduler, which does not resume a finished fiber.
+[[noreturn]] void fiber_start() {
+  fiber_entry();
+  Scheduler& s = sched();
+  emu_switch_stack(&s.current->sp, s.main_sp);
+  fatal("a finished fiber was resumed");
+  std::abort();
+}
+
+// The initial stack of a fiber: the six registers emu_switch_stack pops, then fiber_start as the return address
+// (above it a dummy slot, so that fiber_start sees the stack alignment of a called function).
+void* initial_stack(char* stack, size_t bytes) {
+  auto top = reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t(15);
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;
+  *--sp = reinterpret_cast<void*>(&fiber_start);
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;
+  return sp;
+}
+#endif
+
 void run_block(Block& b, const std::function<void()>& body) {
   Scheduler& s = sched();
   const int n = static_cast<int>(b.bdim.x * b.bdim.y * b.bdim.z);
@@ -117,11 +179,15 @@ void run_block(Block& b, const std::function<void()>& body) {
     f->linear = i;
     f->shared_calls = 0;
     f->tid = dim3(i % b.bdim.x, (i / b.bdim.x) % b.bdim.y, i / (b.bdim.x * b.bdim.y));
+#if EMU_FAST_SWITCH
+    f->sp = initial_stack(f->stack.get(), kStackBytes);
+#else
     getcontext(&f->ctx);
     f->ctx.uc_stack.ss_sp = f->stack.get();
     f->ctx.uc_stack.ss_size = kStackBytes;
     f->ctx.uc_link = &s.main_ctx;
     makecontext(&f->ctx, fiber_entry, 0);
+#endif
     b.fibers.push_back(f);
   }
   const int warps = (n + 31) / 32;
@@ -143,7 +209,11 @@ void run_block(Block& b, const std::function<void()>& body) {
     for (Fiber* f : b.fibers) {
       if (f->done) continue;
       s.current = f;
+#if EMU_FAST_SWITCH
+      emu_switch_stack(&s.main_sp, f->sp);
+#else
       swapcontext(&s.main_ctx, &f->ctx);
+#endif
       if (f->done) --remaining;
     }
     if (++rounds > 100000000LL) fatal("kernel does not finish (deadlock at a barrier?)");
