@@ -101,7 +101,8 @@ inline void chain_equals_steps(const std::filesystem::path& path, const MakeBack
 
 // The scheduler with decode chains streams what it streams one step at a time: the same tokens, text and stop
 // reason for greedy and seeded sampled requests that stop on the token budget, a stop string, a cancel or the
-// context end inside a chain, with more requests than slots (chains wait for the queue to drain).
+// context end inside a chain, with more requests than slots (chains wait for the queue to drain); and no chains
+// under a time bound shorter than a step.
 inline void scheduler_with_chains_equals_without(const std::filesystem::path& path, const MakeBackend& make) {
   auto file = std::make_shared<const GgufFile>(GgufFile::open(path.string()));
   auto tok = Tokenizer::from_gguf(*file);
@@ -109,7 +110,7 @@ inline void scheduler_with_chains_equals_without(const std::filesystem::path& pa
     std::vector<int32_t> tokens;
     std::string text, stop;
   };
-  auto generate = [&](int32_t chain, int64_t* chains) {
+  auto generate = [&](int32_t chain, int64_t* chains, double max_ms = 0) {
     RunOptions ro;
     ro.n_ctx = 24;
     ro.max_batch = 16;
@@ -117,7 +118,7 @@ inline void scheduler_with_chains_equals_without(const std::filesystem::path& pa
     Model model(file, make(), ro);
     Scheduler::Impl impl(model, *tok);
     Scheduler sched(&impl);
-    sched.set_decode_chain(chain);
+    sched.set_decode_chain(chain, max_ms);  // 0: no time bound, chains however slow the device
     std::vector<GenerateOptions> opts(5);
     opts[0].sampling.temperature = 0, opts[0].max_tokens = 6, opts[0].ignore_eos = true;
     opts[1].sampling.temperature = 0, opts[1].max_tokens = 12, opts[1].stop = {"."};
@@ -148,10 +149,12 @@ inline void scheduler_with_chains_equals_without(const std::filesystem::path& pa
     *chains = sched.metrics().chains;
     return out;
   };
-  int64_t chains_off = 0, chains_on = 0;
+  int64_t chains_off = 0, chains_on = 0, chains_bounded = 0;
   const std::vector<Result> ref = generate(1, &chains_off), got = generate(4, &chains_on);
   EXPECT_EQ(chains_off, 0);
   EXPECT_GT(chains_on, 0);
+  generate(4, &chains_bounded, 1e-6);  // a time bound shorter than any step: no chains
+  EXPECT_EQ(chains_bounded, 0);
   for (size_t i = 0; i < ref.size(); ++i) {
     SCOPED_TRACE("request " + std::to_string(i));
     EXPECT_EQ(got[i].tokens, ref[i].tokens);

@@ -42,6 +42,9 @@ struct EngineOptions {
   // back to back on the device, each step's tokens chosen there and fed to the next, ids read back once per chain.
   // A sequence that stops inside a chain wastes the chain's later steps. 1: a host round trip per token.
   int decode_chain = 8;
+  // ... and at most about this long (from the measured step time), so that text still streams smoothly where
+  // steps are slow. 0: no limit.
+  double decode_chain_ms = 50;
   // WebGPU: called as each compute pipeline is compiled during load (done of total), since shader compilation
   // can take seconds in a browser.
   std::function<void(int64_t done, int64_t total)> on_compile;
@@ -131,8 +134,9 @@ class Scheduler {
   void set_step_budget(int32_t step_tokens, int32_t prefill_chunk);
   // serve() sleeps this long after each step (tests and demos: emulates a slower model).
   void set_step_delay_ms(int32_t ms);
-  // Most decode steps chained on the device without a host round trip (EngineOptions::decode_chain).
-  void set_decode_chain(int32_t steps);
+  // Most decode steps chained on the device without a host round trip, and the longest chain in milliseconds
+  // (EngineOptions::decode_chain, decode_chain_ms).
+  void set_decode_chain(int32_t steps, double max_ms = 50);
 
   struct Impl;
   explicit Scheduler(Impl* impl) : impl_(impl) {}

@@ -47,7 +47,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
     throw std::runtime_error("tokenizer has more tokens than the model's embedding table");
   impl->sched = std::make_unique<Scheduler::Impl>(*impl->model, *impl->tokenizer);
   impl->scheduler = Scheduler(impl->sched.get());
-  impl->scheduler.set_decode_chain(opts.decode_chain);
+  impl->scheduler.set_decode_chain(opts.decode_chain, opts.decode_chain_ms);
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 

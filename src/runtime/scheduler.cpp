@@ -222,7 +222,9 @@ bool Scheduler::Impl::step() {
   const bool on_device = plain && !argmax_only && model_.samples_on_device();
   const bool candidates = plain && !argmax_only && !on_device;
   // A decode step whose every token is chosen on the device may run as a chain of steps there, ids read back once.
-  const int32_t chain = chain_length(argmax_only || on_device);
+  const bool decode_only = batch_.size() == static_cast<int32_t>(row_owner_.size()) &&
+                           std::all_of(active_.begin(), active_.end(), [](const auto& q) { return q->done || q->pending >= 0; });
+  const int32_t chain = decode_only ? chain_length(argmax_only || on_device) : 1;
   if (chain > 1) {
     run_chain(chain, on_device);
   } else if (batch_.size() > 0) {
@@ -307,6 +309,10 @@ bool Scheduler::Impl::step() {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (decode_only && batch_.size() > 0) {  // the decode step time that bounds the next chains
+      const double per_step = seconds_since(t0) / std::max(chain, 1);
+      decode_step_seconds_ = decode_step_seconds_ > 0 ? 0.8 * decode_step_seconds_ + 0.2 * per_step : per_step;
+    }
     metrics_.steps += std::max(chain, 1);
     metrics_.chains += chain > 1 ? 1 : 0;
     metrics_.step_tokens += static_cast<int64_t>(batch_.size()) * std::max(chain, 1);
@@ -316,19 +322,20 @@ bool Scheduler::Impl::step() {
   return true;
 }
 
-// How many decode steps the step in batch_ may run as a chain on the device (Backend::end_step_chain), 1 for none:
-// only when every row is a decode token chosen on the device, nobody waits to be admitted or cancelled (a chain
-// holds the loop for its length), and no longer than any row may still run (its token budget, the context).
+// How many decode steps the decode step in batch_ may run as a chain on the device (Backend::end_step_chain), 1 for
+// none: only when every row is chosen on the device, nobody waits to be admitted or cancelled (a chain holds the
+// loop for its length), within the time bound once a decode step has been timed (text arrives chain by chain), and
+// no longer than any row may still run (its token budget, the context).
 int32_t Scheduler::Impl::chain_length(bool chosen_on_device) {
   if (decode_chain_ < 2 || !chosen_on_device || !model_.chains_steps()) return 1;
-  if (batch_.size() != static_cast<int32_t>(row_owner_.size())) return 1;
-  if (!std::all_of(active_.begin(), active_.end(), [](const auto& q) { return q->done || q->pending >= 0; }))
-    return 1;  // a prompt still to run
+  if (chain_max_seconds_ > 0 && decode_step_seconds_ <= 0) return 1;  // not timed yet
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!queue_.empty() || !cancel_ids_.empty()) return 1;
   }
   int32_t steps = decode_chain_;
+  if (chain_max_seconds_ > 0)
+    steps = static_cast<int32_t>(std::min<double>(steps, std::floor(chain_max_seconds_ / decode_step_seconds_)));
   for (const Sequence* q : row_owner_) {
     steps = std::min(steps, q->req.opts.max_tokens - q->st.generated_tokens);
     steps = std::min(steps, model_.n_ctx() - static_cast<int32_t>(slots_[q->slot].tokens.size()));
@@ -577,9 +584,10 @@ void Scheduler::set_max_queue(int32_t n) {
   impl_->max_queue_ = std::max(0, n);
 }
 void Scheduler::set_step_delay_ms(int32_t ms) { impl_->step_delay_ms_ = std::max(0, ms); }
-void Scheduler::set_decode_chain(int32_t steps) {
+void Scheduler::set_decode_chain(int32_t steps, double max_ms) {
   Impl& s = *impl_;
   s.decode_chain_ = std::max(1, steps);
+  s.chain_max_seconds_ = std::max(0.0, max_ms) / 1e3;
   const size_t rows = s.row_owner_.capacity(), n = rows * static_cast<size_t>(s.decode_chain_);
   s.chain_ids_.reserve(n);
   if (s.model_.samples_on_device()) s.chain_rows_.reserve(n);

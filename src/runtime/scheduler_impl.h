@@ -87,6 +87,8 @@ struct Scheduler::Impl {
   std::vector<float> margins_, cand_vals_;
   std::vector<int32_t> cand_ids_, cand_counts_, fallback_rows_, all_rows_;
   int32_t decode_chain_ = 1;
+  double chain_max_seconds_ = 0;      // a chain's time bound (0: none)
+  double decode_step_seconds_ = 0;    // moving average of a decode step's time (0: none timed yet)
   std::vector<int32_t> chain_ids_;            // a chain's ids, step by step, rows within a step
   std::vector<DeviceSampleRow> chain_rows_;   // the same layout
   std::vector<uint8_t> chain_cut_;            // rows whose chain ended at a draw the device could not make

@@ -13,6 +13,8 @@ void LoadArgs::add_to(CLI::App* app) {
   app->add_option("-b,--batch", batch, "tokens per prefill step");
   app->add_option("--chain", chain, "decode steps chained on the GPU between host round trips (cuda; 1: off)")
       ->check(CLI::Range(1, 256));
+  app->add_option("--chain-ms", chain_ms, "a decode chain lasts at most about this long, so text streams smoothly (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 EngineOptions LoadArgs::engine_options() const {
@@ -24,6 +26,7 @@ EngineOptions LoadArgs::engine_options() const {
   o.max_batch = batch;
   o.n_slots = slots;
   o.decode_chain = chain;
+  o.decode_chain_ms = chain_ms;
   return o;
 }
 

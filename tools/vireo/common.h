@@ -23,6 +23,7 @@ struct LoadArgs {
   int batch = 512;
   int slots = 1;  // sequences kept at once (serve --parallel, bench --parallel)
   int chain = EngineOptions{}.decode_chain;
+  double chain_ms = EngineOptions{}.decode_chain_ms;
   void add_to(CLI::App* app);
   EngineOptions engine_options() const;
 };
