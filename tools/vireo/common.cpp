@@ -11,7 +11,7 @@ void LoadArgs::add_to(CLI::App* app) {
   app->add_option("-c,--ctx", ctx, "context length (0: the model's, capped at 4096)");
   app->add_flag("--kv-f32", kv_f32, "keep the KV cache in f32 instead of f16");
   app->add_option("-b,--batch", batch, "tokens per prefill step");
-  app->add_option("--chain", chain, "decode steps chained on the GPU between host round trips (cuda; 1: off)")
+  app->add_option("--chain", chain, "decode steps chained on the GPU between host round trips (cuda, webgpu; 1: off)")
       ->check(CLI::Range(1, 256));
   app->add_option("--chain-ms", chain_ms, "a decode chain lasts at most about this long, so text streams smoothly (0: no limit)")
       ->check(CLI::NonNegativeNumber);
