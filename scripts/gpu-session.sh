@@ -186,7 +186,7 @@ for st in $STAGES; do
           --chain $c 2>&1 | grep -v "^loading" | tee -a $OUT/chain.log | grep -E "^cuda|rror"
       done ;;
     wide)
-      for round in 1 2; do
+      for round in $(seq ${WIDE_ROUNDS:-2}); do
         for p in ${WIDE_PRESETS:-llama3.2-1b llama3.1-8b}; do
           for v in ${TILE_VALUES:-8 64}; do
             echo "## round $round $p VIREO_CUDA_TILE_MAX=$v"
