@@ -95,6 +95,22 @@ struct DeviceSampleRow {
 };
 static_assert(sizeof(DeviceSampleRow) == 32);
 
+// What Backend::end_step_chain asks of the step (throws otherwise): steps >= 1, every token a logit row of its own
+// slot, positions + steps - 1 inside n_ctx (0: unchecked), ids that fit the embedding table (vocab <= embed_rows).
+inline void check_decode_chain(const Batch& b, int32_t steps, int32_t n_ctx, int64_t vocab, int64_t embed_rows) {
+  const int32_t n = b.size();
+  if (steps < 1) throw std::runtime_error("decode chain: no steps");
+  if (b.logit_rows.size() != static_cast<size_t>(n))
+    throw std::runtime_error("decode chain: every token of the step must be a logit row");
+  for (int32_t i = 0; i < n; ++i) {
+    if (b.logit_rows[i] != i) throw std::runtime_error("decode chain: every token of the step must be a logit row");
+    if (n_ctx > 0 && b.positions[i] + steps > n_ctx) throw std::runtime_error("decode chain: past the context");
+    for (int32_t j = 0; j < i; ++j)
+      if (b.slots[j] == b.slots[i]) throw std::runtime_error("decode chain: two tokens of one slot");
+  }
+  if (vocab > embed_rows) throw std::runtime_error("decode chain: more logits than embedding rows");
+}
+
 // Work a backend has issued since load, for reports (vireo bench): forward steps, queue submits and kernel
 // dispatches. Backends that compute on the host report zeros.
 struct BackendCounters {

@@ -405,19 +405,11 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   void end_step_chain(Act logits, int32_t steps, std::span<const DeviceSampleRow> rows,
                       std::span<int32_t> ids) override {
     close_step();
-    const Batch& b = *batch_;
     const size_t r = static_cast<size_t>(r_);
-    if (steps < 1) throw std::runtime_error("decode chain: no steps");
-    if (r_ != n_) throw std::runtime_error("decode chain: every token of the step must be a logit row");
-    for (int32_t i = 0; i < n_; ++i) {
-      if (b.logit_rows[i] != i) throw std::runtime_error("decode chain: every token of the step must be a logit row");
-      if (kv_ready_ && b.positions[i] + steps > kv_.n_ctx) throw std::runtime_error("decode chain: past the context");
-      for (int32_t j = 0; j < i; ++j)
-        if (b.slots[j] == b.slots[i]) throw std::runtime_error("decode chain: two tokens of one slot");
-    }
-    for (const Op& op : log_)  // an id fed back must be a row of the embedding table
-      if (op.kind == OpKind::Embed && logits.cols > cw(op.w)->view.rows)
-        throw std::runtime_error("decode chain: more logits than embedding rows");
+    int64_t embed_rows = INT64_MAX;  // an id fed back must be a row of the embedding table
+    for (const Op& op : log_)
+      if (op.kind == OpKind::Embed) embed_rows = std::min(embed_rows, cw(op.w)->view.rows);
+    check_decode_chain(*batch_, steps, kv_ready_ ? kv_.n_ctx : 0, logits.cols, embed_rows);
     const bool sampled = !rows.empty();
     const size_t total = static_cast<size_t>(steps) * r;
     if (ids.size() < total || (sampled && rows.size() < total))

@@ -422,18 +422,8 @@ class WebGpuBackend final : public Backend {
   // next run's tokens; one read-back of every id at the end.
   void end_step_chain(Act logits, int32_t steps, std::span<const DeviceSampleRow> rows,
                       std::span<int32_t> ids) override {
-    const Batch& b = *batch_;
-    const size_t r = b.logit_rows.size();
-    if (steps < 1) throw std::runtime_error("decode chain: no steps");
-    if (r != size_t(n_)) throw std::runtime_error("decode chain: every token of the step must be a logit row");
-    for (int32_t i = 0; i < n_; ++i) {
-      if (b.logit_rows[i] != i) throw std::runtime_error("decode chain: every token of the step must be a logit row");
-      if (kv_.n_layers > 0 && b.positions[i] + steps > kv_.n_ctx)
-        throw std::runtime_error("decode chain: past the context");
-      for (int32_t j = 0; j < i; ++j)
-        if (b.slots[j] == b.slots[i]) throw std::runtime_error("decode chain: two tokens of one slot");
-    }
-    if (logits.cols > step_embed_rows_) throw std::runtime_error("decode chain: more logits than embedding rows");
+    const size_t r = batch_->logit_rows.size();
+    check_decode_chain(*batch_, steps, kv_.n_layers > 0 ? kv_.n_ctx : 0, logits.cols, step_embed_rows_);
     const bool sampled = !rows.empty();
     const size_t total = size_t(steps) * r;
     if (ids.size() < total || (sampled && rows.size() < total))
