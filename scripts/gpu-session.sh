@@ -180,7 +180,7 @@ for st in $STAGES; do
             grep -E "tg128|rror"
         done
       done
-      for c in 1 8; do
+      [ "${CHAIN_PARALLEL:-1}" = 1 ] && for c in 1 8; do
         echo "## llama3.2-1b --parallel 1,8,32 --chain $c"
         timeout 150 ./vireo bench --device cuda -m $(synth llama3.2-1b q4_k_m) -p 128 -n 128 -r 1 --parallel 1,8,32 \
           --chain $c 2>&1 | grep -v "^loading" | tee -a $OUT/chain.log | grep -E "^cuda|rror"
