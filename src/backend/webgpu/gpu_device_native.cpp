@@ -71,8 +71,10 @@ class NativeDevice final : public Device {
     dd.label = sv("vireo");
     // Timestamps, where the adapter has them: only the profiling mode (VIREO_WEBGPU_PROFILE) writes any; and the
     // optional shader features the kernels have variants for.
+    // wgpu-native offers subgroups as its own feature (WGPUNativeFeature_Subgroup), not the standard one.
     std::vector<WGPUFeatureName> features;
-    for (WGPUFeatureName f : {WGPUFeatureName_TimestampQuery, WGPUFeatureName_ShaderF16, WGPUFeatureName_Subgroups})
+    for (WGPUFeatureName f : {WGPUFeatureName_TimestampQuery, WGPUFeatureName_ShaderF16, WGPUFeatureName_Subgroups,
+                              static_cast<WGPUFeatureName>(WGPUNativeFeature_Subgroup)})
       if (wgpuAdapterHasFeature(adapter_, f)) features.push_back(f);
     dd.requiredFeatureCount = features.size();
     dd.requiredFeatures = features.data();
@@ -111,7 +113,8 @@ class NativeDevice final : public Device {
     queue_ = wgpuDeviceGetQueue(device_);
     has_timestamps_ = wgpuDeviceHasFeature(device_, WGPUFeatureName_TimestampQuery);
     limits_.shader_f16 = wgpuDeviceHasFeature(device_, WGPUFeatureName_ShaderF16);
-    limits_.subgroups = wgpuDeviceHasFeature(device_, WGPUFeatureName_Subgroups);
+    limits_.subgroups = wgpuDeviceHasFeature(device_, WGPUFeatureName_Subgroups) ||
+                        wgpuDeviceHasFeature(device_, static_cast<WGPUFeatureName>(WGPUNativeFeature_Subgroup));
     limits_.packed_dot = true;  // naga translates dot4I8Packed for every backend (SPIR-V: OpSDot or a polyfill)
     // Our kernels are trusted code tested against the CPU reference: natively they are compiled without naga's
     // added bounds checks and loop counters (which cost the decode kernels registers and unrolling).
