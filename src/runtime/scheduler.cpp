@@ -222,7 +222,7 @@ bool Scheduler::Impl::step() {
   const bool on_device = plain && !argmax_only && model_.samples_on_device();
   const bool candidates = plain && !argmax_only && !on_device;
   // A decode step whose every token is chosen on the device may run as a chain of steps there, ids read back once.
-  const bool decode_only = batch_.size() == static_cast<int32_t>(row_owner_.size()) &&
+  const bool decode_only = batch_.size() > 0 && batch_.size() == static_cast<int32_t>(row_owner_.size()) &&
                            std::all_of(active_.begin(), active_.end(), [](const auto& q) { return q->done || q->pending >= 0; });
   const int32_t chain = decode_only ? chain_length(argmax_only || on_device) : 1;
   if (chain > 1) {
@@ -309,7 +309,7 @@ bool Scheduler::Impl::step() {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (decode_only && batch_.size() > 0) {  // the decode step time that bounds the next chains
+    if (decode_only) {  // the decode step time that bounds the next chains
       const double per_step = seconds_since(t0) / std::max(chain, 1);
       decode_step_seconds_ = decode_step_seconds_ > 0 ? 0.8 * decode_step_seconds_ + 0.2 * per_step : per_step;
     }
