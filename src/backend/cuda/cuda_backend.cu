@@ -436,7 +436,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
                     reinterpret_cast<const DeviceSampleRow*>(d) + static_cast<size_t>(s) * r, out, stream_);
       else
         argmax_rows(x, logits.cols, r_, logits.cols, static_cast<ArgmaxPart*>(d_argmax_part_.p), out, stream_);
-      if (s + 1 < steps) chain_next_step(d_step_, step_cap_, out, n_, stream_);
+      if (s + 1 < steps) chain_next_step(d_tokens(), d_pos(), d_safe(), out, n_, stream_);
     }
     VCUDA(cudaMemcpyAsync(h + ids_at, d_ids, total * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
           "decode chain (copy ids)");
@@ -1299,11 +1299,12 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     wrote(op.b.data);
   }
 
-  const int32_t* d_tokens() const { return d_step_; }
-  const int32_t* d_pos() const { return d_step_ + step_cap_; }
+  // The step values in device memory (begin_step writes them; a decode chain advances tokens, positions, safe).
+  int32_t* d_tokens() const { return d_step_; }
+  int32_t* d_pos() const { return d_step_ + step_cap_; }
   const int32_t* d_slots() const { return d_step_ + 2 * step_cap_; }
   const int32_t* d_rows() const { return d_step_ + 3 * step_cap_; }
-  const int32_t* d_safe() const { return d_step_ + 4 * step_cap_; }
+  int32_t* d_safe() const { return d_step_ + 4 * step_cap_; }
 
   void run_op(const Op& op) {
     switch (op.kind) {

@@ -39,9 +39,9 @@ void logit_candidates(const float* x, int64_t ldx, int rows, int64_t cols, const
 void sample_rows(const float* x, int64_t ldx, int rows, int64_t cols, const DeviceSampleRow* params, int32_t* out,
                  cudaStream_t s);
 
-// Chained decode steps: the step values (tokens | positions | slots | logit rows | safe positions, `cap` each) of a
-// decode step of n tokens become the next one's: token i = max(ids[i], 0), positions and safe positions + 1.
-void chain_next_step(int32_t* step, int64_t cap, const int32_t* ids, int n, cudaStream_t s);
+// Chained decode steps: the step values of a decode step of n tokens become the next one's: tokens[i] =
+// max(ids[i], 0), positions[i] and safe[i] (the smallest position the step writes in the token's slot) + 1.
+void chain_next_step(int32_t* tokens, int32_t* positions, int32_t* safe, const int32_t* ids, int n, cudaStream_t s);
 
 // ---- qgemm.cu: the same for a few dozen tokens: weights dequantized tile by tile to f16 in shared memory and
 // multiplied on tensor cores; x is f16 with rows of w.Kp (prep_act_f16).

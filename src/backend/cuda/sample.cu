@@ -361,13 +361,14 @@ __global__ void __launch_bounds__(kSampleThreads) sample_rows_kernel(const float
 }
 
 // One thread per token of a chained decode step (kernels.h: chain_next_step).
-__global__ void chain_next_step_kernel(int32_t* __restrict__ step, int64_t cap, const int32_t* __restrict__ ids,
-                                       int n) {
+// A row the device could not draw (-1) is dropped by the host; token 0 keeps the embedding lookup in bounds.
+__global__ void chain_next_step_kernel(int32_t* __restrict__ tokens, int32_t* __restrict__ positions,
+                                       int32_t* __restrict__ safe, const int32_t* __restrict__ ids, int n) {
   const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
   if (i >= n) return;
-  step[i] = ids[i] < 0 ? 0 : ids[i];  // a row the device could not draw (-1) is dropped by the host; keep the embedding safe
-  step[cap + i] += 1;
-  step[4 * cap + i] += 1;
+  tokens[i] = ids[i] < 0 ? 0 : ids[i];
+  positions[i] += 1;
+  safe[i] += 1;
 }
 
 }  // namespace
@@ -403,10 +404,11 @@ void argmax_rows(const float* x, int64_t ldx, int rows, int64_t cols, ArgmaxPart
   VCHECK_LAUNCH("argmax of the logits rows");
 }
 
-void chain_next_step(int32_t* step, int64_t cap, const int32_t* ids, int n, cudaStream_t s) {
+void chain_next_step(int32_t* tokens, int32_t* positions, int32_t* safe, const int32_t* ids, int n, cudaStream_t s) {
   if (n <= 0) return;
   auto* k = &chain_next_step_kernel;
-  VLAUNCH(k, dim3(static_cast<unsigned>(ceil_div(n, kThreads))), dim3(kThreads), 0, s, step, cap, ids, n);
+  VLAUNCH(k, dim3(static_cast<unsigned>(ceil_div(n, kThreads))), dim3(kThreads), 0, s, tokens, positions, safe, ids,
+          n);
   VCHECK_LAUNCH("next step of a decode chain");
 }
 

@@ -403,16 +403,21 @@ class WebGpuBackend final : public Backend {
     }
     if (r > 0) {
       dev_->write_buffer(sample_rows_.buf, 0, rows.data(), r * sizeof(DeviceSampleRow));
-      Dispatch& d = push(kSample);
-      bind(d, 0, buf(logits), r * logits.cols * 4);
-      bind(d, 1, sample_rows_.buf, sample_rows_.size);
-      bind(d, 2, ids_.buf, r * 4);
-      set(d, {u(logits.cols), u(r), 0});
-      d.grid[0] = u(r);
+      record_sample(logits, r, sample_rows_, 0);
     }
     submit(ids_.buf, r * 4);
     if (r) read_result(ids.data(), r * 4);
     batch_ = nullptr;
+  }
+
+  // Appends the draw of the step's r logit rows into ids_ (wgsl/sample.wgsl), row i with rows_buf's row first_row + i.
+  void record_sample(Act logits, size_t r, const GpuBuffer& rows_buf, size_t first_row) {
+    Dispatch& d = push(kSample);
+    bind(d, 0, buf(logits), r * logits.cols * 4);
+    bind(d, 1, rows_buf.buf, rows_buf.size);
+    bind(d, 2, ids_.buf, r * 4);
+    set(d, {u(logits.cols), u(r), u(first_row)});
+    d.grid[0] = u(r);
   }
 
   bool chains_steps() const override { return true; }
@@ -437,16 +442,10 @@ class WebGpuBackend final : public Backend {
     chain_step_.assign(log_.begin(), log_.end());
     for (int32_t s = 0; s < steps; ++s) {
       if (s > 0) log_.insert(log_.end(), chain_step_.begin(), chain_step_.end());
-      if (sampled) {
-        Dispatch& d = push(kSample);
-        bind(d, 0, buf(logits), r * logits.cols * 4);
-        bind(d, 1, chain_rows_.buf, chain_rows_.size);
-        bind(d, 2, ids_.buf, r * 4);
-        set(d, {u(logits.cols), u(r), u(size_t(s) * r)});
-        d.grid[0] = u(r);
-      } else {
+      if (sampled)
+        record_sample(logits, r, chain_rows_, size_t(s) * r);
+      else
         record_argmax(logits, r);
-      }
       Dispatch& d = push(kChainNext);
       bind(d, 0, step_.buf, step_.size);
       bind(d, 1, ids_.buf, r * 4);
