@@ -52,7 +52,7 @@ struct Traits<WType::Q8_0> {
     w0 = I::load(blk + 32 + 128 * p + o.b64);
     w1 = I::load(blk + 32 + 128 * p + 64 + o.b64);
   }
-  static constexpr bool kQ8 = true;
+  static constexpr bool kQ8 = true, kScale16 = false;
   static constexpr int kMaxCode = 255;
 };
 
@@ -61,7 +61,7 @@ struct Traits32Nibble {
   static constexpr int BK = 32, UK = 32, NU = 1;
   static constexpr bool kCorr = !DSUM, kDsum = DSUM;
   static constexpr int kMins = 0;
-  static constexpr bool kQ8 = false;
+  static constexpr bool kQ8 = false, kScale16 = false;
   static constexpr int kMaxCode = QH_OFF >= 0 ? 31 : 15;
   struct St : ScaleState<1> {
     F mv;
@@ -100,16 +100,20 @@ template <> struct Traits<WType::Q5_0> : Traits32Nibble<96, 32, false> {};
 template <> struct Traits<WType::Q5_1> : Traits32Nibble<128, 64, true> {};
 
 // Q4_K / Q5_K: 6-bit scales and mins from the 12 planes, decoded 16 rows at a time with 128-bit ops.
+// kScale16 (int16 sums, i.e. AVX2): the unsigned 6-bit sub-block scales multiply the int16 pair sums in the
+// widening vpmaddwd itself (sc16: the row's scale in both halves of its lane), so a block's units add up exactly in
+// int32 and convert to f32 once per block instead of once per unit.
 template <bool Q5>
 struct TraitsK4 {
   static constexpr int BK = 256, UK = 32, NU = 8;
-  static constexpr bool kCorr = false, kDsum = false, kQ8 = false;
+  static constexpr bool kCorr = false, kDsum = false, kQ8 = false, kScale16 = I::kInt16Sums;
   static constexpr int kMins = 32;
   static constexpr int kMaxCode = Q5 ? 31 : 15;
   static constexpr int QS = Q5 ? 768 : 256;
   struct St : ScaleState<8> {
-    F dmin;
+    F dmin, d;
     V mp[4];
+    V sc16[8];
   };
   static inline void prep(const uint8_t* blk, Hoff o, St& s) {
     const F d = I::load_f16(blk + o.f16);
@@ -127,7 +131,12 @@ struct TraitsK4 {
       mn[j] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(P[j + 4], 4), m15),
                            _mm_and_si128(_mm_srli_epi16(P[j], 2), m30));
     }
-    for (int j = 0; j < 8; ++j) I::storef(s.sv[j], I::mul(d, I::cvt(I::u8_to_i32(sc[j]))));
+    if constexpr (kScale16) {
+      s.d = d;
+      for (int j = 0; j < 8; ++j) s.sc16[j] = I::pairs_u8(sc[j], sc[j]);
+    } else {
+      for (int j = 0; j < 8; ++j) I::storef(s.sv[j], I::mul(d, I::cvt(I::u8_to_i32(sc[j]))));
+    }
     for (int q = 0; q < 4; ++q) s.mp[q] = I::pairs_u8(mn[2 * q], mn[2 * q + 1]);
   }
   template <int P>
@@ -159,7 +168,7 @@ template <> struct Traits<WType::Q5_K> : TraitsK4<true> {};
 template <WType T>
 struct TraitsK16 {
   static constexpr int BK = 256, UK = 16, NU = 16;
-  static constexpr bool kCorr = T != WType::Q2_K, kDsum = false, kQ8 = false;
+  static constexpr bool kCorr = T != WType::Q2_K, kDsum = false, kQ8 = false, kScale16 = false;
   static constexpr int kMins = T == WType::Q2_K ? 16 : 0;
   static constexpr int kMaxCode = T == WType::Q2_K ? 3 : (T == WType::Q3_K ? 7 : 63);
   struct St : ScaleState<16> {
@@ -300,6 +309,13 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
       }
     }
     F fb[MR][NR];
+    V sb[MR][NR];  // kScale16: the block's scaled int32 sums
+    if constexpr (Tr::kScale16) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
+        for (int n = 0; n < NR; ++n) sb[i][n] = I::zeroi();
+    }
 #pragma GCC unroll 16
     for (int u = 0; u < NU; ++u) {
       V s[MR][NR];
@@ -348,13 +364,17 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
               for (int n = 0; n < NR; ++n) {
                 const V pr = I::add16(I::maddubs(w0[n], x0), I::maddubs(w1[n], x1));
                 h[i][n] = p == p0 ? pr : I::add16(h[i][n], pr);
+                I::pin(h[i][n]);
               }
             }
           }
 #pragma GCC unroll 16
           for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 16
-            for (int n = 0; n < NR; ++n) s[i][n] = I::widen_add(s[i][n], h[i][n]);
+            for (int n = 0; n < NR; ++n) {
+              if constexpr (Tr::kScale16) sb[i][n] = I::dpw(sb[i][n], h[i][n], st[n]->sc16[u]);
+              else s[i][n] = I::widen_add(s[i][n], h[i][n]);
+            }
         }
       } else
 #pragma GCC unroll 4
@@ -372,6 +392,8 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
             if constexpr (Tr::kQ8) {
               s[i][n] = I::dp_q8(s[i][n], w0[n], x0);
               t = I::dp_q8(t, w1[n], x1);
+              I::pin(s[i][n]);
+              I::pin(t);
             } else {
               s[i][n] = I::dp(s[i][n], w0[n], x0);
               t = I::dp(t, w1[n], x1);
@@ -383,13 +405,21 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
 #pragma GCC unroll 16
         for (int n = 0; n < NR; ++n) s[0][n] = I::addi(s[0][n], s2[n]);
       }
+      if constexpr (!Tr::kScale16) {
 #pragma GCC unroll 16
-      for (int n = 0; n < NR; ++n) {
-        const F sv = I::loadf(st[n]->sv[u]);
+        for (int n = 0; n < NR; ++n) {
+          const F sv = I::loadf(st[n]->sv[u]);
 #pragma GCC unroll 16
-        for (int i = 0; i < MR; ++i)
-          fb[i][n] = u == 0 ? I::mul(I::cvt(s[i][n]), sv) : I::fmadd(I::cvt(s[i][n]), sv, fb[i][n]);
+          for (int i = 0; i < MR; ++i)
+            fb[i][n] = u == 0 ? I::mul(I::cvt(s[i][n]), sv) : I::fmadd(I::cvt(s[i][n]), sv, fb[i][n]);
+        }
       }
+    }
+    if constexpr (Tr::kScale16) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
+        for (int n = 0; n < NR; ++n) fb[i][n] = I::mul(I::cvt(sb[i][n]), st[n]->d);
     }
     // Block epilogue: mins, activation scale.
 #pragma GCC unroll 16

@@ -49,8 +49,22 @@ CpuPath detect_best_path() {
   return CpuPath::Scalar;
 }
 
+// VIREO_CPU_PATH=scalar|avx2|avx512 starts on a lower path than the best one (never a higher one): to measure an
+// AVX2-only machine's kernels on an AVX-512 box.
+CpuPath initial_path(CpuPath best) {
+  const char* e = std::getenv("VIREO_CPU_PATH");
+  if (!e) return best;
+  const std::string v = e;
+  CpuPath p = best;
+  if (v == "scalar") p = CpuPath::Scalar;
+  else if (v == "avx2") p = CpuPath::Avx2;
+  else if (v == "avx512") p = CpuPath::Avx512;
+  if (best == CpuPath::Simd128 || static_cast<int>(p) > static_cast<int>(best)) p = best;
+  return p;
+}
+
 CpuPath g_best = detect_best_path();
-std::atomic<int> g_active{static_cast<int>(g_best)};
+std::atomic<int> g_active{static_cast<int>(initial_path(g_best))};
 
 const Kernels& kernels_for(CpuPath p) {
 #if defined(VIREO_HAVE_X86_KERNELS)

@@ -54,6 +54,9 @@ struct I {
   }
   static inline V dpw(V acc, V a, V b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
   static constexpr bool kInt16Sums = true;
+  // Keeps the int16 sums in order: without it GCC computes a whole unit's products first and adds them as a tree,
+  // which spills most of them to the stack (16 ymm registers).
+  static inline void pin(V& v) { asm("" : "+x"(v)); }
   static inline V maddubs(V u, V s) { return _mm256_maddubs_epi16(u, s); }
   static inline V add16(V a, V b) { return _mm256_add_epi16(a, b); }
   static inline V widen_add(V acc, V h) { return dpw(acc, h, _mm256_set1_epi16(1)); }  // int32 += int16 pair sums
@@ -141,7 +144,7 @@ namespace {
 #define VIREO_TILE2_K 4, 1, 2
 #endif
 #ifndef VIREO_TILE2_32
-#define VIREO_TILE2_32 3, 1, 4
+#define VIREO_TILE2_32 4, 1, 4
 #endif
 #ifndef VIREO_TILE2_F
 #define VIREO_TILE2_F 4, 2, 4

@@ -48,6 +48,7 @@ struct I {
   }
   static inline V dp(V acc, V u, V s) { return _mm512_dpbusd_epi32(acc, u, s); }
   static constexpr bool kInt16Sums = false;  // vpdpbusd: one instruction per dot product
+  static inline void pin(V&) {}
   static inline V maddubs(V u, V s) { return _mm512_maddubs_epi16(u, s); }
   static inline V add16(V a, V b) { return _mm512_add_epi16(a, b); }
   static inline V widen_add(V acc, V h) { return _mm512_add_epi32(acc, _mm512_madd_epi16(h, _mm512_set1_epi16(1))); }

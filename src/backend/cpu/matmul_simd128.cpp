@@ -63,6 +63,7 @@ struct I {
   static inline V dpw(V acc, V a, V b) { return wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(a, b)); }
   // The int16 pair-sum route is for x86 without VNNI; here dp() is already exact and as short.
   static constexpr bool kInt16Sums = false;
+  static inline void pin(V&) {}
   static inline V maddubs(V u, V s) {
     return wasm_i16x8_add(wasm_i16x8_mul(even_u(u), even_s(s)), wasm_i16x8_mul(odd_u(u), odd_s(s)));
   }
