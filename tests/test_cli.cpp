@@ -127,6 +127,7 @@ TEST(Cli, CorruptFileGivesOneClearErrorAndExitCode1) {
       (std::filesystem::temp_directory_path() / ("vireo_truncated_" + std::to_string(getpid()) + ".gguf")).string();
   std::ofstream(path, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   Result r = run_cli("run -m " + path + " -p hi -n 4");
+  std::filesystem::remove(path);
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(r.out.empty());
   EXPECT_NE(r.err.find("error: invalid GGUF"), std::string::npos) << r.err;
