@@ -197,6 +197,8 @@ class WebGpuBackend final : public Backend {
     // Rows per 256-invocation workgroup of the int8 products (8: 32 lanes per row; VIREO_WEBGPU_MV_ROWS=16: 16).
     const char* mv_rows = std::getenv("VIREO_WEBGPU_MV_ROWS");
     if (mv_rows && std::atoi(mv_rows) == 16) i8_rows_ = 16;
+    const char* subgroups = std::getenv("VIREO_WEBGPU_SUBGROUPS");
+    subgroup_rows_ = dev_->limits().subgroups && !(subgroups && std::string(subgroups) == "0");
     create_pipelines();
     create_kv_pipelines(true);  // the f16 cache's (an f32 cache recompiles them in alloc_kv)
   }
@@ -217,7 +219,8 @@ class WebGpuBackend final : public Backend {
     std::string d = l.adapter.empty() ? name() : name() + ": " + l.adapter;
     if (l.shader_f16 || l.subgroups)
       d += std::string(" [") + (l.shader_f16 ? "shader-f16" : "") + (l.shader_f16 && l.subgroups ? ", " : "") +
-           (l.subgroups ? "subgroups" : "") + "]";
+           (l.subgroups ? "subgroups" + (l.subgroup_min_size ? " of " + std::to_string(l.subgroup_min_size) + "+" : std::string()) : "") +
+           "]";
     return d;
   }
   BackendCounters counters() const override {
@@ -1054,7 +1057,7 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kSample, std::string(wgsl::reduce) + wgsl::sample, "sample", 3);
     make_pipeline(kChainNext, wgsl::chain, "chain_next", 3);
     if (int8_decode_) {
-      std::string mv = with_weight_binding_copies(std::string(wgsl::q8) + wgsl::q4k_scales + wgsl::matvec_int8);
+      std::string mv = with_weight_binding_copies(row_sum_source() + wgsl::q8 + wgsl::q4k_scales + wgsl::matvec_int8);
       const std::string geometry = "const ROWS: u32 = 8u;\nconst LANES: u32 = 32u;";
       if (i8_rows_ != 8 && mv.find(geometry) != std::string::npos)
         mv.replace(mv.find(geometry), geometry.size(),
@@ -1068,6 +1071,15 @@ class WebGpuBackend final : public Backend {
       make_pipeline(kSwigluQ8, ew, "swiglu_q8", 3);
       make_pipeline(kSwigluInplaceQ8, ew, "swiglu_inplace_q8", 3);
     }
+  }
+
+  // The row reduction of the int8 products: subgroup shuffles where the device has subgroups
+  // (VIREO_WEBGPU_SUBGROUPS=0 turns them off), else workgroup memory. The `enable` directive must open the module,
+  // so this goes first.
+  std::string row_sum_source() const {
+    if (subgroup_rows_)
+      return std::string(dev_->limits().subgroups_enable ? "enable subgroups;\n" : "") + wgsl::row_sum_subgroup;
+    return wgsl::row_sum;
   }
 
   // matvec_multi_i8 reads three weight bindings with the same row functions: the source's marked section is
@@ -1122,6 +1134,7 @@ class WebGpuBackend final : public Backend {
   GpuBuffer xq_, xs_;              // a one-token activation as int8 (packed) and its per-32 scales and sums
   GpuBuffer dummy_read_, dummy_write_;  // bound to matvec_multi_i8's unused weight / output bindings
   bool int8_decode_ = false;       // the int8-activation decode products are in use
+  bool subgroup_rows_ = false;     // their row sums use subgroup shuffles (row_sum_subgroup.wgsl)
   uint32_t n_pipes_ = kPipes;      // pipelines created up front
   uint32_t i8_rows_ = 8;           // rows per workgroup of the int8 products (ROWS in matvec_int8.wgsl)
   Handle quantized_x_ = 0;         // the activation xq_ holds, while the dispatches since only read it

@@ -32,21 +32,10 @@ fn quantize_x(@builtin(global_invocation_id) gid: vec3<u32>) {
   store_q8_block(b, v);
 }
 
-// 8 rows per 256-invocation workgroup, 32 lanes per row; each row's lanes meet in workgroup memory once.
+// 8 rows per 256-invocation workgroup, 32 lanes per row; a row's lanes add up in row_sum (row_sum.wgsl through
+// workgroup memory, or row_sum_subgroup.wgsl with subgroup shuffles; the host prepends one of them).
 const ROWS: u32 = 8u;
 const LANES: u32 = 32u;
-var<workgroup> partial: array<vec4<f32>, 64>;  // 256 lanes' sums, four to a vector
-
-// The sum of each row's 32 lane values, valid in the row's lane 0. Called from uniform control flow.
-fn row_sum(tid: u32, acc: f32) -> f32 {
-  partial[tid / 4u][tid % 4u] = acc;
-  workgroupBarrier();
-  var s = vec4<f32>(0.0);
-  if (tid % LANES == 0u) {
-    for (var i = 0u; i < LANES / 4u; i++) { s += partial[tid / 4u + i]; }
-  }
-  return s.x + s.y + s.z + s.w;
-}
 
 // Q4_K: a lane takes one (superblock, sub-block pair c) at a time: the header (d, dmin, 12 scale bytes: one
 // vec4) and 32 nibble bytes (two vec4) holding sub-block 2c in the low nibbles and 2c + 1 in the high ones.
@@ -161,7 +150,9 @@ struct MultiParams {
 @group(0) @binding(11) var<storage, read_write> Y_2: array<f32>;
 
 @compute @workgroup_size(256)
-fn matvec_multi_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn matvec_multi_i8(ids: Ids) {  // Ids: the workgroup and local ids (and the subgroup size; row_sum*.wgsl)
+  let wid = ids.wid;
+  let lid = ids.lid;
   let g = wid.x + wid.y * MP.grid_x;
   let g0 = (MP.rows0 + ROWS - 1u) / ROWS;
   let g1 = (MP.rows1 + ROWS - 1u) / ROWS;
@@ -181,7 +172,7 @@ fn matvec_multi_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
       if (q6k) { acc = q6k_lane_W4_2(row, lane, MP.row_words2, MP.k); } else { acc = q4k_lane_W4_2(row, lane, MP.row_words2, MP.k); }
     }
   }
-  let s = row_sum(lid.x, acc);
+  let s = row_sum(ids, acc);
   if (lane == 0u && row < rows) {
     if (seg == 0u) { Y[MP.col0_0 + row] = s; }
     else if (seg == 1u) { Y_1[MP.col0_1 + row] = s; }
