@@ -52,7 +52,10 @@ async function openGpu(want) {
   const adapter = await navigator.gpu.requestAdapter({powerPreference: 'high-performance'});
   if (!adapter) return {why: 'WebGPU has no adapter here (blocklisted GPU or disabled)'};
   const limits = adapter.limits;
+  // The optional features the kernels have variants for (subgroups: row sums by shuffles), where offered.
+  const requiredFeatures = ['subgroups', 'shader-f16'].filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({
+    requiredFeatures,
     requiredLimits: {
       maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
       maxBufferSize: limits.maxBufferSize,

@@ -50,7 +50,9 @@ class BrowserDevice final : public Device {
     limits_.max_buffer = static_cast<uint64_t>(buffer);
     limits_.uniform_offset_alignment = align;
     limits_.packed_dot = (wgsl_features & 1) != 0;
-    limits_.subgroups_enable = true;  // (the page does not ask for subgroups yet: limits_.subgroups stays false)
+    limits_.subgroups = (wgsl_features & 2) != 0;
+    limits_.shader_f16 = (wgsl_features & 4) != 0;
+    limits_.subgroups_enable = true;  // browsers want `enable subgroups;` in WGSL that uses them
     char info[512];
     const int n = vireo_gpu_adapter_info(info, sizeof info);
     limits_.adapter.assign(info, n > 0 ? static_cast<size_t>(n) : 0);

@@ -51,7 +51,9 @@ mergeInto(LibraryManager.library, {
     HEAPF64[maxBuffer >> 3] = device.limits.maxBufferSize;
     HEAPU32[alignment >> 2] = device.limits.minUniformBufferOffsetAlignment;
     var lang = navigator.gpu && navigator.gpu.wgslLanguageFeatures;
-    HEAPU32[wgslFeatures >> 2] = lang && lang.has('packed_4x8_integer_dot_product') ? 1 : 0;
+    // bit 0: dot4I8Packed in WGSL; bit 1: the device has subgroups; bit 2: shader-f16
+    HEAPU32[wgslFeatures >> 2] = (lang && lang.has('packed_4x8_integer_dot_product') ? 1 : 0) |
+                                 (device.features.has('subgroups') ? 2 : 0) | (device.features.has('shader-f16') ? 4 : 0);
     return 1;
   },
 
