@@ -350,3 +350,66 @@ def test_tinyllama_shapes_speed(srv, playwright, tmp_path_factory):
     finally:
         big.shutdown()
         isolated.shutdown()
+
+
+ROW_SUM_CHECK = """async ([subgroupModule, sharedModule]) => {
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter.features.has('subgroups')) return {subgroups: false};
+  const device = await adapter.requestDevice({requiredFeatures: ['subgroups']});
+  async function run(code) {
+    const module = device.createShaderModule({code});
+    const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error')
+        .map((m) => m.lineNum + ': ' + m.message);
+    if (errors.length) return {errors};
+    const pipeline = device.createComputePipeline({layout: 'auto', compute: {module, entryPoint: 'main'}});
+    const out = device.createBuffer({size: 32, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC});
+    const read = device.createBuffer({size: 32, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST});
+    const group = device.createBindGroup({layout: pipeline.getBindGroupLayout(0),
+                                         entries: [{binding: 0, resource: {buffer: out}}]});
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(1);
+    pass.end();
+    enc.copyBufferToBuffer(out, 0, read, 0, 32);
+    device.queue.submit([enc.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    return {sums: [...new Float32Array(read.getMappedRange())]};
+  }
+  return {subgroups: true, size: adapter.info.subgroupMinSize, subgroup: await run(subgroupModule),
+          shared: await run(sharedModule)};
+}"""
+
+# An entry point shaped like matvec_int8's (the same Ids / Lane inputs), summing each 32-lane row of lane values.
+ROW_SUM_ENTRY = """
+const LANES: u32 = 32u;
+@group(0) @binding(0) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(256)
+fn main(ids: Ids, lane_ids: Lane) {
+  let tid = lane_ids.lid.x;
+  let s = row_sum(ids, tid, f32(tid * tid % 97u));
+  if (tid % LANES == 0u) { Y[tid / LANES] = s; }
+}
+"""
+
+
+def test_subgroup_row_sums_pass_tint_and_match(srv, playwright):
+    """row_sum_subgroup.wgsl as a browser compiles it (Tint: `enable subgroups;`, its uniformity analysis) and
+    runs it at the adapter's subgroup size (SwiftShader: 4), against row_sum.wgsl and the host's sums."""
+    wgsl = os.path.join(ROOT, 'src', 'backend', 'webgpu', 'wgsl')
+    with open(os.path.join(wgsl, 'row_sum_subgroup.wgsl')) as f:
+        subgroup = 'enable subgroups;\n' + f.read() + ROW_SUM_ENTRY
+    with open(os.path.join(wgsl, 'row_sum.wgsl')) as f:
+        shared = f.read() + ROW_SUM_ENTRY
+    ctx, profile = launch(playwright)
+    try:
+        page, logs = open_test_page(ctx, srv)
+        r = page.evaluate(ROW_SUM_CHECK, [subgroup, shared])
+    finally:
+        close(ctx, profile)
+    if not r['subgroups']:
+        pytest.skip('this adapter has no subgroups')
+    want = [float(sum(t * t % 97 for t in range(32 * row, 32 * row + 32))) for row in range(8)]
+    assert r['shared'] == {'sums': want}, r['shared']
+    assert r['subgroup'] == {'sums': want}, (r['size'], r['subgroup'])

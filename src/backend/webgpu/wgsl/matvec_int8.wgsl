@@ -150,9 +150,9 @@ struct MultiParams {
 @group(0) @binding(11) var<storage, read_write> Y_2: array<f32>;
 
 @compute @workgroup_size(256)
-fn matvec_multi_i8(ids: Ids) {  // Ids: the workgroup and local ids (and the subgroup size; row_sum*.wgsl)
+fn matvec_multi_i8(ids: Ids, lane_ids: Lane) {  // the built-in inputs (row_sum*.wgsl)
   let wid = ids.wid;
-  let lid = ids.lid;
+  let lid = lane_ids.lid;
   let g = wid.x + wid.y * MP.grid_x;
   let g0 = (MP.rows0 + ROWS - 1u) / ROWS;
   let g1 = (MP.rows1 + ROWS - 1u) / ROWS;
@@ -172,7 +172,7 @@ fn matvec_multi_i8(ids: Ids) {  // Ids: the workgroup and local ids (and the sub
       if (q6k) { acc = q6k_lane_W4_2(row, lane, MP.row_words2, MP.k); } else { acc = q4k_lane_W4_2(row, lane, MP.row_words2, MP.k); }
     }
   }
-  let s = row_sum(ids, acc);
+  let s = row_sum(ids, lid.x, acc);
   if (lane == 0u && row < rows) {
     if (seg == 0u) { Y[MP.col0_0 + row] = s; }
     else if (seg == 1u) { Y_1[MP.col0_1 + row] = s; }

@@ -7,14 +7,15 @@
 // uniform in a compute shader).
 struct Ids {
   @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(local_invocation_id) lid: vec3<u32>,
   @builtin(subgroup_size) sg: u32,
+};
+struct Lane {
+  @builtin(local_invocation_id) lid: vec3<u32>,
 };
 
 var<workgroup> run_sums: array<f32, 256>;
 
-fn row_sum(ids: Ids, acc: f32) -> f32 {
-  let tid = ids.lid.x;
+fn row_sum(ids: Ids, tid: u32, acc: f32) -> f32 {
   let run = min(ids.sg, LANES);
   var v = acc;
   for (var off = run / 2u; off > 0u; off >>= 1u) { v += subgroupShuffleXor(v, off); }
