@@ -158,8 +158,8 @@ for st in $STAGES; do
         tee $OUT/webgpu_tests.log | grep -E "^\[  (FAILED|PASSED|  OK) |Failure|adapter|FAILED TEST" | head -40
       for p in ${WEBGPU_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)
-        vs=${WEBGPU_VARIANTS:-VIREO_X=1 VIREO_WEBGPU_MV_ROWS=16 VIREO_WEBGPU_INT8=0,VIREO_WEBGPU_CHECKS=1}
-        [ $p = llama3.1-8b ] && vs=${WEBGPU_VARIANTS_8B:-VIREO_X=1 VIREO_WEBGPU_INT8=0,VIREO_WEBGPU_CHECKS=1}
+        vs=${WEBGPU_VARIANTS:-VIREO_X=1 VIREO_WEBGPU_SUBGROUPS=0 VIREO_WEBGPU_MV_ROWS=16 VIREO_WEBGPU_INT8=0,VIREO_WEBGPU_CHECKS=1}
+        [ $p = llama3.1-8b ] && vs=${WEBGPU_VARIANTS_8B:-VIREO_X=1 VIREO_WEBGPU_SUBGROUPS=0 VIREO_WEBGPU_INT8=0,VIREO_WEBGPU_CHECKS=1}
         for v in $vs; do
           echo "## $p webgpu $v"
           env ${v//,/ } timeout 150 ./vireo bench -m $f --device webgpu -p 32 -n 64 -r 2 2>&1 | tee -a $OUT/webgpu_bench.log |
