@@ -396,12 +396,17 @@ fn main(ids: Ids, lane_ids: Lane) {
 
 def test_subgroup_row_sums_pass_tint_and_match(srv, playwright):
     """row_sum_subgroup.wgsl as a browser compiles it (Tint: `enable subgroups;`, its uniformity analysis) and
-    runs it at the adapter's subgroup size (SwiftShader: 4), against row_sum.wgsl and the host's sums."""
+    runs it at the adapter's subgroup size (SwiftShader: 4), against row_sum.wgsl and the host's sums. (The
+    matvec_finish variants run in the WebGPU page tests above: SwiftShader has subgroups.)"""
     wgsl = os.path.join(ROOT, 'src', 'backend', 'webgpu', 'wgsl')
-    with open(os.path.join(wgsl, 'row_sum_subgroup.wgsl')) as f:
-        subgroup = 'enable subgroups;\n' + f.read() + ROW_SUM_ENTRY
-    with open(os.path.join(wgsl, 'row_sum.wgsl')) as f:
-        shared = f.read() + ROW_SUM_ENTRY
+    def source(*names):
+        text = ''
+        for n in names:
+            with open(os.path.join(wgsl, n + '.wgsl')) as f:
+                text += f.read()
+        return text + ROW_SUM_ENTRY
+    subgroup = 'enable subgroups;\n' + source('ids_subgroup', 'row_sum_subgroup')
+    shared = source('ids', 'row_sum')
     ctx, profile = launch(playwright)
     try:
         page, logs = open_test_page(ctx, srv)

@@ -1035,8 +1035,9 @@ class WebGpuBackend final : public Backend {
     pipes_.resize(kPipes);
     for (uint32_t kind = 0; kind < kKinds; ++kind) {
       const std::string prefix = "const WEIGHT_TYPE: u32 = " + std::to_string(kind) + "u;\n";
-      make_pipeline(kMatmul0 + kind, prefix + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matmul", 3);
-      make_pipeline(kMatvec0 + kind, prefix + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec", 3);
+      const std::string mm = reductions(false) + prefix + wgsl::quant + wgsl::q4k_scales + wgsl::matmul;
+      make_pipeline(kMatmul0 + kind, mm, "matmul", 3);
+      make_pipeline(kMatvec0 + kind, mm, "matvec", 3);
       make_pipeline(kEmbed0 + kind, prefix + wgsl::quant + wgsl::embed, "embed", 3);
     }
     make_pipeline(kRmsnorm, wgsl::norm, "rmsnorm", 4);
@@ -1051,13 +1052,13 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kArgmax, argmax, "argmax", 2);
     make_pipeline(kCandidates, argmax, "candidates", 6);
     make_pipeline(kArgmaxPartial, argmax, "argmax_partial", 8);
-    make_pipeline(kMatvecQ4K, std::string("const WEIGHT_TYPE: u32 = 4u;\n") + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q4k", 3);
-    make_pipeline(kMatvecQ6K, std::string("const WEIGHT_TYPE: u32 = 5u;\n") + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q6k", 3);
+    make_pipeline(kMatvecQ4K, reductions(false) + "const WEIGHT_TYPE: u32 = 4u;\n" + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q4k", 3);
+    make_pipeline(kMatvecQ6K, reductions(false) + "const WEIGHT_TYPE: u32 = 5u;\n" + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q6k", 3);
     make_pipeline(kArgmaxFinal, argmax, "argmax_final", 8);
     make_pipeline(kSample, std::string(wgsl::reduce) + wgsl::sample, "sample", 3);
     make_pipeline(kChainNext, wgsl::chain, "chain_next", 3);
     if (int8_decode_) {
-      std::string mv = with_weight_binding_copies(row_sum_source() + wgsl::q8 + wgsl::q4k_scales + wgsl::matvec_int8);
+      std::string mv = with_weight_binding_copies(reductions(true) + wgsl::q8 + wgsl::q4k_scales + wgsl::matvec_int8);
       const std::string geometry = "const ROWS: u32 = 8u;\nconst LANES: u32 = 32u;";
       if (i8_rows_ != 8 && mv.find(geometry) != std::string::npos)
         mv.replace(mv.find(geometry), geometry.size(),
@@ -1073,13 +1074,14 @@ class WebGpuBackend final : public Backend {
     }
   }
 
-  // The row reduction of the int8 products: subgroup shuffles where the device has subgroups
-  // (VIREO_WEBGPU_SUBGROUPS=0 turns them off), else workgroup memory. The `enable` directive must open the module,
-  // so this goes first.
-  std::string row_sum_source() const {
+  // The matrix-vector kernels' row reductions (row_sum for matvec_int8, matvec_finish for matmul.wgsl's) with
+  // their entry points' inputs: subgroup shuffles where the device has subgroups (VIREO_WEBGPU_SUBGROUPS=0 turns
+  // them off), else workgroup memory. The `enable` directive must open the module, so this goes first.
+  std::string reductions(bool int8_rows) const {
     if (subgroup_rows_)
-      return std::string(dev_->limits().subgroups_enable ? "enable subgroups;\n" : "") + wgsl::row_sum_subgroup;
-    return wgsl::row_sum;
+      return std::string(dev_->limits().subgroups_enable ? "enable subgroups;\n" : "") + wgsl::ids_subgroup +
+             (int8_rows ? wgsl::row_sum_subgroup : wgsl::matvec_finish_subgroup);
+    return std::string(wgsl::ids) + (int8_rows ? wgsl::row_sum : wgsl::matvec_finish);
   }
 
   // matvec_multi_i8 reads three weight bindings with the same row functions: the source's marked section is
@@ -1134,7 +1136,7 @@ class WebGpuBackend final : public Backend {
   GpuBuffer xq_, xs_;              // a one-token activation as int8 (packed) and its per-32 scales and sums
   GpuBuffer dummy_read_, dummy_write_;  // bound to matvec_multi_i8's unused weight / output bindings
   bool int8_decode_ = false;       // the int8-activation decode products are in use
-  bool subgroup_rows_ = false;     // their row sums use subgroup shuffles (row_sum_subgroup.wgsl)
+  bool subgroup_rows_ = false;     // matrix-vector row sums by subgroup shuffles (reductions())
   uint32_t n_pipes_ = kPipes;      // pipelines created up front
   uint32_t i8_rows_ = 8;           // rows per workgroup of the int8 products (ROWS in matvec_int8.wgsl)
   Handle quantized_x_ = 0;         // the activation xq_ holds, while the dispatches since only read it

@@ -6,8 +6,12 @@ extern const char* const quant;        // weight formats: dequant32() per WEIGHT
 extern const char* const matmul;       // quantized matrix x activations
 extern const char* const q4k_scales;   // Q4_K header decoding, prepended to matmul and matvec_int8
 extern const char* const matvec_int8;  // one-token Q4_K / Q6_K products over int8 activations
+extern const char* const ids;          // the matvec entry points' built-in inputs (Ids, Lane)
+extern const char* const ids_subgroup;  // the same with the subgroup size
 extern const char* const row_sum;      // a row's lane sum through workgroup memory, prepended to matvec_int8
-extern const char* const row_sum_subgroup;  // the same with subgroup shuffles (needs `enable subgroups;`, SG)
+extern const char* const row_sum_subgroup;  // the same with subgroup shuffles
+extern const char* const matvec_finish;     // matmul.wgsl's matvec lane sums through workgroup memory
+extern const char* const matvec_finish_subgroup;  // the same with subgroup shuffles
 extern const char* const q8;           // writing int8 activations, prepended to their producers
 extern const char* const norm_q8;      // rmsnorm, add_rmsnorm that also write int8 (after q8 + norm)
 extern const char* const elementwise_q8;  // swiglu that also writes int8 (after q8 + elementwise)

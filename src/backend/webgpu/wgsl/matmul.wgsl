@@ -95,27 +95,12 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
 // row group / grid_x, token tile).
 const MV_ROWS: u32 = 8u;
 const MV_LANES: u32 = 32u;
-var<workgroup> mv_partial: array<f32, 2048>;  // TOKENS * 256
-
-// The end of every matvec kernel: sums each row's 32 lanes for the step's tokens and writes Y. Called from
-// uniform control flow (it holds barriers).
-fn matvec_finish(tid: u32, row: u32, t0: u32, nt: u32, acc: array<f32, 8>) {
-  let lane = tid % MV_LANES;
-  for (var t = 0u; t < nt; t++) { mv_partial[t * 256u + tid] = acc[t]; }
-  workgroupBarrier();
-  for (var stride = MV_LANES / 2u; stride > 0u; stride >>= 1u) {
-    if (lane < stride) {
-      for (var t = 0u; t < nt; t++) { mv_partial[t * 256u + tid] += mv_partial[t * 256u + tid + stride]; }
-    }
-    workgroupBarrier();
-  }
-  if (row < P.rows && lane < nt) {
-    Y[(t0 + lane) * P.ldy + P.col0 + row] = mv_partial[lane * 256u + tid - lane];
-  }
-}
+// (The lanes' sums: matvec_finish, in matvec_finish.wgsl or matvec_finish_subgroup.wgsl, prepended by the host.)
 
 @compute @workgroup_size(256)
-fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn matvec(ids: Ids, lane_ids: Lane) {  // ids.wgsl
+  let wid = ids.wid;
+  let lid = lane_ids.lid;
   let lane = lid.x % MV_LANES;
   let row = (wid.x + wid.y * P.grid_x) * MV_ROWS + lid.x / MV_LANES;
   let t0 = wid.z * TOKENS;
@@ -128,7 +113,7 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
       for (var t = 0u; t < nt; t++) { acc[t] += dot32(sb, (t0 + t) * P.k + sb * 32u); }
     }
   }
-  matvec_finish(lid.x, row, t0, nt, acc);
+  matvec_finish(ids, lid.x, row, t0, nt, acc);
 }
 
 // Q4_K decode product without a dequantized copy: 16-byte loads of weights (W4) and activations (X4), 4-bit
@@ -145,7 +130,9 @@ fn nibbles(w: u32, shift: u32) -> vec4<f32> {
 }
 
 @compute @workgroup_size(256)
-fn matvec_q4k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn matvec_q4k(ids: Ids, lane_ids: Lane) {  // ids.wgsl
+  let wid = ids.wid;
+  let lid = lane_ids.lid;
   let lane = lid.x % MV_LANES;
   let row = (wid.x + wid.y * P.grid_x) * MV_ROWS + lid.x / MV_LANES;
   let t0 = wid.z * TOKENS;
@@ -183,7 +170,7 @@ fn matvec_q4k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
       }
     }
   }
-  matvec_finish(lid.x, row, t0, nt, acc);
+  matvec_finish(ids, lid.x, row, t0, nt, acc);
 }
 
 // Q6_K decode product, the same way (rows repacked to 56 words = 14 vec4 per superblock: ql 0-7, qh 8-11,
@@ -198,7 +185,9 @@ fn q6_vec(lw: u32, hw: u32) -> vec4<f32> {
 }
 
 @compute @workgroup_size(256)
-fn matvec_q6k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn matvec_q6k(ids: Ids, lane_ids: Lane) {  // ids.wgsl
+  let wid = ids.wid;
+  let lid = lane_ids.lid;
   let lane = lid.x % MV_LANES;
   let row = (wid.x + wid.y * P.grid_x) * MV_ROWS + lid.x / MV_LANES;
   let t0 = wid.z * TOKENS;
@@ -238,5 +227,5 @@ fn matvec_q6k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
       }
     }
   }
-  matvec_finish(lid.x, row, t0, nt, acc);
+  matvec_finish(ids, lid.x, row, t0, nt, acc);
 }

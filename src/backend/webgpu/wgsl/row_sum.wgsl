@@ -1,14 +1,7 @@
 // The sum of each row's LANES lane values (consecutive invocations of a 256-invocation workgroup), valid in the
-// row's lane 0, through workgroup memory. Prepended to matvec_int8 (which defines LANES) where subgroups are not
-// used; row_sum_subgroup.wgsl is the other choice, with the same entry-point inputs: `Ids`, the workgroup-uniform
-// built-ins (a struct of its own: one non-uniform member would make the whole struct non-uniform to WGSL's
-// uniformity analysis), and `Lane`, the invocation's. Called from uniform control flow (it holds a barrier).
-struct Ids {
-  @builtin(workgroup_id) wid: vec3<u32>,
-};
-struct Lane {
-  @builtin(local_invocation_id) lid: vec3<u32>,
-};
+// row's lane 0, through workgroup memory. Prepended to matvec_int8 (which defines LANES), after ids.wgsl, where
+// subgroups are not used; row_sum_subgroup.wgsl is the other choice. Called from uniform control flow (it holds a
+// barrier).
 
 var<workgroup> partial: array<vec4<f32>, 64>;  // 256 lanes' sums, four to a vector
 
