@@ -3,8 +3,8 @@
 // whole row (sg >= LANES, e.g. NVIDIA's 32) that is the row's sum, with no workgroup memory and no barrier;
 // smaller subgroups (lavapipe's 8) add their runs' sums in workgroup memory after one barrier. Assumes, as every
 // implementation does, that a subgroup is a run of consecutive local invocation indices. The host prepends
-// `enable subgroups;` where the implementation wants it, and ids_subgroup.wgsl. Called from uniform control flow (subgroup_size is
-// uniform in a compute shader).
+// `enable subgroups;` where the implementation wants it, and ids_subgroup.wgsl. Called from uniform control flow
+// (subgroup_size is uniform in a compute shader).
 var<workgroup> run_sums: array<f32, 256>;
 
 fn row_sum(ids: Ids, tid: u32, acc: f32) -> f32 {
