@@ -24,7 +24,6 @@ struct Limits {
   // Optional features, enabled on the device when the adapter has them.
   bool shader_f16 = false;           // "shader-f16": f16 arithmetic and storage in WGSL
   bool subgroups = false;            // "subgroups": subgroup reductions and shuffles in WGSL
-  uint32_t subgroup_min_size = 0;    // the adapter's smallest subgroup (0: not reported)
   bool subgroups_enable = false;     // WGSL using subgroups must open with `enable subgroups;` (browsers; naga
                                      // rejects the directive and allows the functions without it)
   // WGSL language extension "packed_4x8_integer_dot_product" (dot4I8Packed): part of the language, not a device

@@ -63,7 +63,6 @@ class NativeDevice final : public Device {
     WGPUAdapterInfo info = {};
     if (wgpuAdapterGetInfo(adapter_, &info) == WGPUStatus_Success) {
       limits_.adapter = str(info.device) + " (" + str(info.description) + ")";
-      limits_.subgroup_min_size = info.subgroupMinSize;
       wgpuAdapterInfoFreeMembers(info);
     }
     WGPULimits alimits = {};

@@ -219,8 +219,7 @@ class WebGpuBackend final : public Backend {
     std::string d = l.adapter.empty() ? name() : name() + ": " + l.adapter;
     if (l.shader_f16 || l.subgroups)
       d += std::string(" [") + (l.shader_f16 ? "shader-f16" : "") + (l.shader_f16 && l.subgroups ? ", " : "") +
-           (l.subgroups ? "subgroups" + (l.subgroup_min_size ? " of " + std::to_string(l.subgroup_min_size) + "+" : std::string()) : "") +
-           "]";
+           (l.subgroups ? "subgroups" : "") + "]";
     return d;
   }
   BackendCounters counters() const override {
@@ -1033,9 +1032,10 @@ class WebGpuBackend final : public Backend {
   // Every pipeline but the KV-cache ones, which depend on the cache's type (alloc_kv creates them).
   void create_pipelines() {
     pipes_.resize(kPipes);
+    const std::string mv_reductions = reductions(false);  // prepended to every module built from matmul.wgsl
     for (uint32_t kind = 0; kind < kKinds; ++kind) {
       const std::string prefix = "const WEIGHT_TYPE: u32 = " + std::to_string(kind) + "u;\n";
-      const std::string mm = reductions(false) + prefix + wgsl::quant + wgsl::q4k_scales + wgsl::matmul;
+      const std::string mm = mv_reductions + prefix + wgsl::quant + wgsl::q4k_scales + wgsl::matmul;
       make_pipeline(kMatmul0 + kind, mm, "matmul", 3);
       make_pipeline(kMatvec0 + kind, mm, "matvec", 3);
       make_pipeline(kEmbed0 + kind, prefix + wgsl::quant + wgsl::embed, "embed", 3);
@@ -1052,8 +1052,8 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kArgmax, argmax, "argmax", 2);
     make_pipeline(kCandidates, argmax, "candidates", 6);
     make_pipeline(kArgmaxPartial, argmax, "argmax_partial", 8);
-    make_pipeline(kMatvecQ4K, reductions(false) + "const WEIGHT_TYPE: u32 = 4u;\n" + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q4k", 3);
-    make_pipeline(kMatvecQ6K, reductions(false) + "const WEIGHT_TYPE: u32 = 5u;\n" + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q6k", 3);
+    make_pipeline(kMatvecQ4K, mv_reductions + "const WEIGHT_TYPE: u32 = 4u;\n" + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q4k", 3);
+    make_pipeline(kMatvecQ6K, mv_reductions + "const WEIGHT_TYPE: u32 = 5u;\n" + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q6k", 3);
     make_pipeline(kArgmaxFinal, argmax, "argmax_final", 8);
     make_pipeline(kSample, std::string(wgsl::reduce) + wgsl::sample, "sample", 3);
     make_pipeline(kChainNext, wgsl::chain, "chain_next", 3);
