@@ -199,6 +199,8 @@ class WebGpuBackend final : public Backend {
     if (mv_rows && std::atoi(mv_rows) == 16) i8_rows_ = 16;
     const char* subgroups = std::getenv("VIREO_WEBGPU_SUBGROUPS");
     subgroup_rows_ = dev_->limits().subgroups && !(subgroups && std::string(subgroups) == "0");
+    const char* f16 = std::getenv("VIREO_WEBGPU_F16");
+    f16_matmul_ = opts.f16_matmul && dev_->limits().shader_f16 && !(f16 && std::string(f16) == "0");
     create_pipelines();
     create_kv_pipelines(true);  // the f16 cache's (an f32 cache recompiles them in alloc_kv)
   }
@@ -540,6 +542,7 @@ class WebGpuBackend final : public Backend {
   }
   int64_t submits() const { return submits_; }
   size_t plans() const { return plans_.size(); }
+  bool f16_matmul() const { return f16_matmul_; }
 
   // ---- ops: each appends dispatches to the step's log ----
 
@@ -1036,7 +1039,10 @@ class WebGpuBackend final : public Backend {
     for (uint32_t kind = 0; kind < kKinds; ++kind) {
       const std::string prefix = "const WEIGHT_TYPE: u32 = " + std::to_string(kind) + "u;\n";
       const std::string mm = mv_reductions + prefix + wgsl::quant + wgsl::q4k_scales + wgsl::matmul;
-      make_pipeline(kMatmul0 + kind, mm, "matmul", 3);
+      if (f16_matmul_)  // `enable f16;` must open the module, before reductions()'s `enable subgroups;`
+        make_pipeline(kMatmul0 + kind, "enable f16;\n" + mm + wgsl::matmul_f16, "matmul_f16", 3);
+      else
+        make_pipeline(kMatmul0 + kind, mm, "matmul", 3);
       make_pipeline(kMatvec0 + kind, mm, "matvec", 3);
       make_pipeline(kEmbed0 + kind, prefix + wgsl::quant + wgsl::embed, "embed", 3);
     }
@@ -1137,6 +1143,7 @@ class WebGpuBackend final : public Backend {
   GpuBuffer dummy_read_, dummy_write_;  // bound to matvec_multi_i8's unused weight / output bindings
   bool int8_decode_ = false;       // the int8-activation decode products are in use
   bool subgroup_rows_ = false;     // matrix-vector row sums by subgroup shuffles (reductions())
+  bool f16_matmul_ = false;        // prefill products in f16 arithmetic (matmul_f16.wgsl)
   uint32_t n_pipes_ = kPipes;      // pipelines created up front
   uint32_t i8_rows_ = 8;           // rows per workgroup of the int8 products (ROWS in matvec_int8.wgsl)
   Handle quantized_x_ = 0;         // the activation xq_ holds, while the dispatches since only read it
@@ -1203,6 +1210,7 @@ std::vector<float> read_act(Backend& be, Act a, int64_t rows) {
 }
 int64_t submits(Backend& be) { return cast(be).submits(); }
 size_t plans(Backend& be) { return cast(be).plans(); }
+bool f16_matmul(Backend& be) { return cast(be).f16_matmul(); }
 }  // namespace webgpu_testing
 
 }  // namespace vireo

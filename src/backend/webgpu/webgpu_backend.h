@@ -22,6 +22,9 @@ struct WebGpuOptions {
   // One-token Q4_K / Q6_K products over int8 activations (wgsl/matvec_int8.wgsl) where the WGSL implementation
   // has packed 4x8-bit dot products; false (or VIREO_WEBGPU_INT8=0) keeps the f32-activation kernels.
   bool int8_decode = true;
+  // Prefill products in f16 arithmetic (wgsl/matmul_f16.wgsl) where the adapter has "shader-f16"; false (or
+  // VIREO_WEBGPU_F16=0) keeps them in f32.
+  bool f16_matmul = true;
 };
 
 // True when a WebGPU adapter can be opened; otherwise `why` says what is missing.
@@ -35,6 +38,7 @@ void write_act(Backend& be, Act a, const std::vector<float>& v);
 std::vector<float> read_act(Backend& be, Act a, int64_t rows);
 int64_t submits(Backend& be);  // queue submits of steps so far
 size_t plans(Backend& be);     // step shapes seen (cached dispatch lists)
+bool f16_matmul(Backend& be);  // prefill products run in f16 arithmetic (shader-f16 present and not turned off)
 }  // namespace webgpu_testing
 
 }  // namespace vireo

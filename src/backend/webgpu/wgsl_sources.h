@@ -4,6 +4,7 @@
 namespace vireo::wgsl {
 extern const char* const quant;        // weight formats: dequant32() per WEIGHT_TYPE
 extern const char* const matmul;       // quantized matrix x activations
+extern const char* const matmul_f16;   // its prefill tile in f16 arithmetic (after matmul, with shader-f16)
 extern const char* const q4k_scales;   // Q4_K header decoding, prepended to matmul and matvec_int8
 extern const char* const matvec_int8;  // one-token Q4_K / Q6_K products over int8 activations
 extern const char* const ids;          // the matvec entry points' built-in inputs (Ids, Lane)
