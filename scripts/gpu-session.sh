@@ -25,8 +25,8 @@
 #              VIREO_CUDA_MV_TILES=0 and the default, then Nsight Compute on the 8-sequence tile kernels of 8B;
 #              TILES_BINARIES="vireo-a vireo-b" adds other builds of vireo (unpacked next to it) to the A/B; TILES_NCU=0 skips ncu
 #   webgpu     --device webgpu on NVIDIA Vulkan: the WebGpu tests (vireo_tests in EXTRA_BINARIES), vireo bench
-#              on 1B and 8B Q4_K_M under WEBGPU_VARIANTS beside CUDA, Q8_0 1B pp512 with and without the f16
-#              prefill tiles (WEBGPU_F16=0 skips), and a per-kernel profile of 8B
+#              on 1B and 8B Q4_K_M under WEBGPU_VARIANTS beside CUDA, 1B pp512 with and without the f16 prefill
+#              tiles, Q8_0 and Q4_K_M (WEBGPU_F16=0 skips), and a per-kernel profile of 8B
 #   chain      decode chains (EngineOptions::decode_chain): vireo bench on 1B and 8B Q4_K_M with --chain under
 #              CHAIN_VALUES (default "1 8 16"), then --parallel 1,8,32 on 1B with --chain 1 and 8
 #   wide       the int8 tiles for 9-64 tokens (VIREO_CUDA_TILE_MAX): vireo bench --parallel 8,16,32,64 on 1B and
@@ -168,12 +168,16 @@ for st in $STAGES; do
         done
         echo "## $p cuda"; timeout 120 ./vireo bench -m $f --device cuda -p 32 -n 64 -r 2 2>&1 | grep -E "tg64|rror" | head -3
       done
-      if [ "${WEBGPU_F16:-1}" = 1 ]; then  # the f16 prefill tiles (shader-f16) against f32 arithmetic, Q8_0 1B pp512
-        f=$(synth llama3.2-1b q8_0)
-        for v in VIREO_X=1 VIREO_WEBGPU_F16=0; do
-          echo "## llama3.2-1b q8_0 webgpu prefill $v"
-          env $v timeout 120 ./vireo bench -m $f --device webgpu -p 512 -n 4 -r 2 2>&1 | tee -a $OUT/webgpu_bench.log |
-            grep -E "pp512|rror" | head -3
+      if [ "${WEBGPU_F16:-1}" = 1 ]; then  # prefill on 1B, pp512: the f16 tiles (shader-f16) against f32 arithmetic
+        # (Q8_0), and Q4_K_M's matvec prefill against the tiles in f16 and in f32 (VIREO_WEBGPU_KQ_TILES=1)
+        for tv in "q8_0 VIREO_X=1 VIREO_WEBGPU_F16=0" \
+                  "q4_k_m VIREO_X=1 VIREO_WEBGPU_KQ_TILES=1 VIREO_WEBGPU_KQ_TILES=1,VIREO_WEBGPU_F16=0"; do
+          set -- $tv; f=$(synth llama3.2-1b $1); shift
+          for v in "$@"; do
+            echo "## llama3.2-1b $(basename $f) webgpu prefill $v"
+            env ${v//,/ } timeout 120 ./vireo bench -m $f --device webgpu -p 512 -n 4 -r 2 2>&1 | tee -a $OUT/webgpu_bench.log |
+              grep -E "pp512|rror" | head -3
+          done
         done
       fi
       [ "${WEBGPU_PROFILE:-1}" = 1 ] || exit 0

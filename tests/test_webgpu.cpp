@@ -90,9 +90,26 @@ Batch batch_of(int n, int slot = 0, int pos0 = 0) {
 }
 
 #ifdef VIREO_HAVE_WEBGPU
-using webgpu_testing::f16_matmul;
+using webgpu_testing::prefill_in_f16;
 using webgpu_testing::read_act;
 using webgpu_testing::write_act;
+
+// Sets (or with nullptr unsets) an environment variable for one scope, restoring the old value after.
+struct ScopedEnv {
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    if (value) setenv(name, value, 1);
+    else unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (had_) setenv(name_.c_str(), old_.c_str(), 1);
+    else unsetenv(name_.c_str());
+  }
+  std::string name_, old_;
+  bool had_ = false;
+};
 
 std::vector<float> read_cpu(Act a, int64_t rows) {
   const float* p = static_cast<const float*>(a.data);
@@ -172,10 +189,10 @@ void check_matmul(DType type, int64_t rows, int64_t k, int n, uint64_t max_bindi
   const std::vector<float> got = read_act(*be, y, n);
   const bool int8 = int8_path(type, n, int8_decode);
   const std::vector<float> xr = int8 ? int8_activations(xv) : xv;
-  // Prefill tiles in f16 arithmetic (more than 8 tokens, types other than Q4_K / Q6_K, shader-f16): x and w
+  // Prefill tiles in f16 arithmetic (more than 8 tokens, shader-f16; Q4_K / Q6_K only with their tiles on): x and w
   // rounded to halves and f16 sums over 32 elements, within 2e-3 of sum |w x| (8 half-precision units; the
   // sums' rounding grows like sqrt(32) units for random signs; 5e-4 seen on lavapipe).
-  const bool f16 = f16_matmul(*be) && n > 8 && type != DType::Q4_K && type != DType::Q6_K;
+  const bool f16 = n > 8 && prefill_in_f16(*be, type);
   const double tol = int8 ? 1e-5 : f16 ? 2e-3 : 3e-6;
   double worst = 0;
   int bad = 0;
@@ -233,6 +250,11 @@ TEST(WebGpu, MatmulRealShapes) {
   // Prefill tiles (64 rows x 32 tokens): partial row and token tiles, several of each, a partial last sub-block.
   check_matmul(DType::Q4_K, 130, 512, 70);
   check_matmul(DType::Q6_K, 64, 256, 33);
+  {
+    ScopedEnv tiles("VIREO_WEBGPU_KQ_TILES", "1");  // Q4_K / Q6_K prefill in the tiles as well
+    check_matmul(DType::Q4_K, 130, 512, 70);
+    check_matmul(DType::Q6_K, 64, 256, 33);
+  }
   check_matmul(DType::F32, 100, 172, 40);
   check_matmul(DType::Q8_0, 192, 2048, 40);
   check_matmul(DType::F16, 64, 5632, 12);
@@ -797,17 +819,14 @@ TEST(WebGpuEndToEnd, Stories260KLogitsMatchRunC) {
   const std::string raw = read_file(kFixtures + "/golden/stories260K_once_upon_a_time_64.logits.f32");
   ASSERT_EQ(raw.size(), 64u * 512u * 4u);
   const float* want = reinterpret_cast<const float*>(raw.data());
-  const bool has_f16 = f16_matmul(*make_webgpu_backend());
-  const char* saved = std::getenv("VIREO_WEBGPU_F16");
-  const std::string saved_value = saved ? saved : "";
+  const bool has_f16 = prefill_in_f16(*make_webgpu_backend(), DType::F32);
   for (bool f16 : {false, true}) {
     if (f16 && !has_f16) {
       std::fprintf(stderr, "  (no shader-f16 on this adapter: the f16 products are not tested)\n");
       continue;
     }
     SCOPED_TRACE(f16 ? "f16 prefill products" : "f32 arithmetic");
-    if (f16) unsetenv("VIREO_WEBGPU_F16");
-    else setenv("VIREO_WEBGPU_F16", "0", 1);
+    ScopedEnv arithmetic("VIREO_WEBGPU_F16", f16 ? nullptr : "0");
     EngineOptions eo;
     eo.device = "webgpu";
     eo.kv_f32 = true;
@@ -829,8 +848,6 @@ TEST(WebGpuEndToEnd, Stories260KLogitsMatchRunC) {
       if (sorted[0] - sorted[1] > 0.2f) EXPECT_EQ(argmax(std::span<const float>(&got[size_t(r) * 512], 512)), best) << "row " << r;
     }
   }
-  if (saved) setenv("VIREO_WEBGPU_F16", saved_value.c_str(), 1);
-  else unsetenv("VIREO_WEBGPU_F16");
 }
 
 TEST(WebGpuEndToEnd, BatchedSlotsEqualSingleSequence) {

@@ -201,6 +201,8 @@ class WebGpuBackend final : public Backend {
     subgroup_rows_ = dev_->limits().subgroups && !(subgroups && std::string(subgroups) == "0");
     const char* f16 = std::getenv("VIREO_WEBGPU_F16");
     f16_matmul_ = opts.f16_matmul && dev_->limits().shader_f16 && !(f16 && std::string(f16) == "0");
+    const char* kq_tiles = std::getenv("VIREO_WEBGPU_KQ_TILES");
+    k_quant_tiles_ = kq_tiles && std::string(kq_tiles) == "1";
     create_pipelines();
     create_kv_pipelines(true);  // the f16 cache's (an f32 cache recompiles them in alloc_kv)
   }
@@ -542,7 +544,9 @@ class WebGpuBackend final : public Backend {
   }
   int64_t submits() const { return submits_; }
   size_t plans() const { return plans_.size(); }
-  bool f16_matmul() const { return f16_matmul_; }
+  bool tiles_in_f16(DType t) const {
+    return f16_matmul_ && (k_quant_tiles_ || (t != DType::Q4_K && t != DType::Q6_K));
+  }
 
   // ---- ops: each appends dispatches to the step's log ----
 
@@ -585,9 +589,10 @@ class WebGpuBackend final : public Backend {
     const auto* w = static_cast<const WgWeight*>(weight);
     if (x.cols != w->k) throw std::runtime_error("WebGPU matmul: activation width does not match the weight");
     // Q4_K / Q6_K: the fused matvec kernels for every step, 8 tokens per z slice (measured on an H200: faster
-    // than the tiled kernel even at 512 tokens, and far faster for short prompts). Other types: matvec for
+    // than the f32 tiled kernel even at 512 tokens, and far faster for short prompts; VIREO_WEBGPU_KQ_TILES=1
+    // sends their prefill to the tiles too, to measure the f16 tiles against them). Other types: matvec for
     // decode, the tiled matmul for prefill.
-    const bool few = x.rows <= 8 || w->kind == kQ4_K || w->kind == kQ6_K;
+    const bool few = x.rows <= 8 || (!k_quant_tiles_ && (w->kind == kQ4_K || w->kind == kQ6_K));
     // One token, Q4_K / Q6_K: the int8-activation kernels, after the activations are quantized (once for the
     // consecutive products that read the same x: q/k/v, gate/up).
     if (int8_decode_ && x.rows == 1 && (w->kind == kQ4_K || w->kind == kQ6_K)) {
@@ -1144,6 +1149,7 @@ class WebGpuBackend final : public Backend {
   bool int8_decode_ = false;       // the int8-activation decode products are in use
   bool subgroup_rows_ = false;     // matrix-vector row sums by subgroup shuffles (reductions())
   bool f16_matmul_ = false;        // prefill products in f16 arithmetic (matmul_f16.wgsl)
+  bool k_quant_tiles_ = false;     // Q4_K / Q6_K prefill in the tiled kernel too (VIREO_WEBGPU_KQ_TILES=1)
   uint32_t n_pipes_ = kPipes;      // pipelines created up front
   uint32_t i8_rows_ = 8;           // rows per workgroup of the int8 products (ROWS in matvec_int8.wgsl)
   Handle quantized_x_ = 0;         // the activation xq_ holds, while the dispatches since only read it
@@ -1210,7 +1216,7 @@ std::vector<float> read_act(Backend& be, Act a, int64_t rows) {
 }
 int64_t submits(Backend& be) { return cast(be).submits(); }
 size_t plans(Backend& be) { return cast(be).plans(); }
-bool f16_matmul(Backend& be) { return cast(be).f16_matmul(); }
+bool prefill_in_f16(Backend& be, DType t) { return cast(be).tiles_in_f16(t); }
 }  // namespace webgpu_testing
 
 }  // namespace vireo

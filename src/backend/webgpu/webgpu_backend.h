@@ -38,7 +38,9 @@ void write_act(Backend& be, Act a, const std::vector<float>& v);
 std::vector<float> read_act(Backend& be, Act a, int64_t rows);
 int64_t submits(Backend& be);  // queue submits of steps so far
 size_t plans(Backend& be);     // step shapes seen (cached dispatch lists)
-bool f16_matmul(Backend& be);  // prefill products run in f16 arithmetic (shader-f16 present and not turned off)
+// Whether products of more than 8 tokens of weights of type t run in the f16 tiles (shader-f16 present, not
+// turned off, and the type's prefill tiled).
+bool prefill_in_f16(Backend& be, DType t);
 }  // namespace webgpu_testing
 
 }  // namespace vireo
