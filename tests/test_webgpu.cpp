@@ -257,6 +257,7 @@ TEST(WebGpu, MatmulRealShapes) {
   }
   check_matmul(DType::F32, 100, 172, 40);
   check_matmul(DType::Q8_0, 192, 2048, 40);
+  check_matmul(DType::Q8_0, 70, 544, 40);  // an odd number of sub-blocks (the f16 tiles take two per stage)
   check_matmul(DType::F16, 64, 5632, 12);
   check_matmul(DType::F32, 100, 172, 40, 0, true, false);  // f32 arithmetic where f16 is turned off
 }
