@@ -24,8 +24,10 @@ using MakeBackend = std::function<std::unique_ptr<Backend>()>;
 
 // Decode chains (end_step_chain): a decode step run several times on the device, each run's ids fed to the next,
 // gives exactly the ids of as many separate steps (argmax, and draws at the same uniforms); a chain after a chain
-// and a step after a chain start from what the host gives; a chain that cannot be one is refused.
-inline void chain_equals_steps(const std::filesystem::path& path, const MakeBackend& make) {
+// and a step after a chain start from what the host gives; a chain told to stop reports every run it did, in
+// order (a backend whose runs report as they finish, `runs_stream`, stops within its look-ahead); a chain that
+// cannot be one is refused.
+inline void chain_equals_steps(const std::filesystem::path& path, const MakeBackend& make, bool runs_stream = false) {
   auto file = std::make_shared<const GgufFile>(GgufFile::open(path.string()));
   RunOptions ro;
   ro.n_ctx = 32;
@@ -87,6 +89,39 @@ inline void chain_equals_steps(const std::filesystem::path& path, const MakeBack
   }
   rows[3].temperature = 0;  // a greedy row in a sampled chain
   run(3, rows);
+  {  // a chain of 8 told after its first run to stop
+    const int32_t n = 8;
+    std::vector<int32_t> want, toks = last, ids(2), got(size_t(n) * 2, -7), seen;
+    const Batch start = decode_batch(last);
+    const int32_t pos0[2] = {pos[0], pos[1]};
+    for (int32_t s = 0; s < n; ++s) {
+      steps.forward_argmax(decode_batch(toks), ids);
+      want.insert(want.end(), ids.begin(), ids.end());
+      toks = ids;
+      ++pos[0], ++pos[1];
+    }
+    const int32_t ran = chained.forward_chain(start, n, {}, got, [&](int32_t done) {
+      seen.push_back(done);
+      return done < 1;
+    });
+    ASSERT_GE(ran, 1);
+    ASSERT_LE(ran, n);
+    if (runs_stream) EXPECT_LE(ran, 4) << "the chain ran on after the stop";
+    std::vector<int32_t> order(static_cast<size_t>(ran));
+    for (int32_t i = 0; i < ran; ++i) order[size_t(i)] = i + 1;
+    EXPECT_EQ(seen, order);
+    got.resize(size_t(ran) * 2), want.resize(size_t(ran) * 2);
+    EXPECT_EQ(got, want);
+    // and a step right after it, from what the host gives
+    pos[0] = pos0[0] + ran, pos[1] = pos0[1] + ran;
+    last = {want[size_t(ran - 1) * 2], want[size_t(ran - 1) * 2 + 1]};
+    std::vector<int32_t> x(2), y(2);
+    chained.forward_argmax(decode_batch(last), y);
+    steps.forward_argmax(decode_batch(last), x);  // `steps` wrote these positions' keys already: rewritten
+    EXPECT_EQ(x, y);
+    last = x;
+    ++pos[0], ++pos[1];
+  }
   // refused: past the context, and a step that is not one decode token per slot
   std::vector<int32_t> ids(64);
   EXPECT_THROW(chained.forward_chain(decode_batch(last), ro.n_ctx - pos[0] + 1, {}, ids), std::runtime_error);

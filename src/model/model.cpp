@@ -128,16 +128,17 @@ void Model::forward_sample(const Batch& batch, std::span<const DeviceSampleRow> 
   backend_->end_step_sample(b_.logits.with_rows(r), rows, ids);
 }
 
-void Model::forward_chain(const Batch& batch, int32_t steps, std::span<const DeviceSampleRow> rows,
-                          std::span<int32_t> ids) {
+int32_t Model::forward_chain(const Batch& batch, int32_t steps, std::span<const DeviceSampleRow> rows,
+                             std::span<int32_t> ids, const Backend::ChainProgress& progress) {
   check_batch(batch);
   for (int32_t pos : batch.positions)
     if (pos + steps > n_ctx_)
       throw std::runtime_error("a decode chain of " + std::to_string(steps) + " steps from position " +
                                std::to_string(pos) + " leaves the context of " + std::to_string(n_ctx_) + " tokens");
   const int32_t r = run_step(batch);
-  backend_->end_step_chain(b_.logits.with_rows(r), steps, rows, ids);
+  const int32_t done = backend_->end_step_chain(b_.logits.with_rows(r), steps, rows, ids, progress);
   last_rows_ = 0;  // the logits are those of the last run
+  return done;
 }
 
 void Model::read_logit_rows(std::span<const int32_t> rows, std::span<float> host) {

@@ -102,9 +102,10 @@ class Model {
   bool samples_on_device() const { return backend_->samples_on_device(); }
   // A decode step run `steps` times on the device, each run's chosen ids fed to the next (Backend::end_step_chain:
   // argmax when `rows` is empty, else drawn with rows[s * r + i]); ids[s * r + i] is run s's id of row i. Only
-  // where chains_steps().
-  void forward_chain(const Batch& batch, int32_t steps, std::span<const DeviceSampleRow> rows,
-                     std::span<int32_t> ids);
+  // where chains_steps(). `progress` sees the runs as they finish and may end the chain early; returns the runs
+  // done.
+  int32_t forward_chain(const Batch& batch, int32_t steps, std::span<const DeviceSampleRow> rows,
+                        std::span<int32_t> ids, const Backend::ChainProgress& progress = nullptr);
   bool chains_steps() const { return backend_->chains_steps(); }
   void read_logit_rows(std::span<const int32_t> rows, std::span<float> host);
 

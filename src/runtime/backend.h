@@ -11,6 +11,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -163,14 +164,21 @@ class Backend {
   }
   // Chained decode: true when end_step_chain can run several decode steps back to back on the device.
   virtual bool chains_steps() const { return false; }
+  // Called by end_step_chain on the calling thread once per run, in order, as the run's ids arrive: `done` runs'
+  // ids are in ids[0 .. done * r). Returning false asks for no further runs (a row stopped, someone waits): the
+  // chain ends after the runs already issued, which still report. Backends that read all ids back at once call it
+  // for every run at the end.
+  using ChainProgress = std::function<bool(int32_t done)>;
   // Finishes the step and runs it `steps` times back to back on the device, with no host round trip between: after
   // each run, every row's chosen id becomes that row's token of the next run, one position further. The step must
   // be a decode step: every token a logit row, one token per slot, positions + steps - 1 inside the context. A row
   // is chosen by argmax when `rows` is empty, else drawn as end_step_sample draws it with rows[s * r + i] in run s.
   // ids[s * r + i] gets run s's id of row i (-1: too many candidates to draw on the device; the runs after it
   // fed that row token 0 and are worthless to it). Keys/values written past what the caller keeps are overwritten
-  // before they are read again, as after any step.
-  virtual void end_step_chain(Act, int32_t, std::span<const DeviceSampleRow>, std::span<int32_t>) {
+  // before they are read again, as after any step. Returns the runs done: `steps`, or fewer when `progress` asked
+  // to stop.
+  virtual int32_t end_step_chain(Act, int32_t, std::span<const DeviceSampleRow>, std::span<int32_t>,
+                                 const ChainProgress& = nullptr) {
     throw std::logic_error(name() + " does not chain decode steps");
   }
   // After end_step_candidates or end_step_sample: copies logit rows `rows` (indices into the step's logit rows) of the last step.

@@ -224,9 +224,9 @@ bool Scheduler::Impl::step() {
   // A decode step whose every token is chosen on the device may run as a chain of steps there, ids read back once.
   const bool decode_only = batch_.size() > 0 && batch_.size() == static_cast<int32_t>(row_owner_.size()) &&
                            std::all_of(active_.begin(), active_.end(), [](const auto& q) { return q->done || q->pending >= 0; });
-  const int32_t chain = decode_only ? chain_length(argmax_only || on_device) : 1;
+  int32_t chain = decode_only ? chain_length(argmax_only || on_device) : 1;
   if (chain > 1) {
-    run_chain(chain, on_device);
+    chain = run_chain(chain, on_device);
   } else if (batch_.size() > 0) {
     try {
       if (argmax_only) {
@@ -343,25 +343,42 @@ int32_t Scheduler::Impl::chain_length(bool chosen_on_device) {
   return steps;
 }
 
-// Runs batch_ (decode tokens only) as a chain of `steps` steps on the device, then streams each row's ids in step
-// order as if they had come one step at a time: a row that stops ignores the rest of its ids (the keys and values
-// they wrote lie past its slot's tokens and are overwritten before use). A sampled row the device could not draw
-// (-1) keeps the token it fed to that step as pending, so the next step computes it again, and its generator goes
-// back to that draw.
-void Scheduler::Impl::run_chain(int32_t steps, bool sampled) {
+// Runs batch_ (decode tokens only) as a chain of up to `steps` steps on the device and streams each row's ids in
+// step order as they come back, as if they had come one step at a time (take_chain_runs). The chain ends early
+// when a row stops (EOS, stop string, budget, cancel) or someone waits to be admitted or cancelled; the backend
+// still reports the runs it had issued, and a row that stopped ignores the rest of its ids (the keys and values
+// they wrote lie past its slot's tokens and are overwritten before use). A sampled row the device could not
+// draw (-1) keeps the token it fed to that step as pending, so the next step computes it again, and its
+// generator goes back to that draw. Returns the runs done.
+int32_t Scheduler::Impl::run_chain(int32_t steps, bool sampled) {
   const size_t rows = row_owner_.size();
   chain_ids_.resize(static_cast<size_t>(steps) * rows);
   chain_rows_.resize(sampled ? chain_ids_.size() : 0);
   if (sampled)
     for (size_t r = 0; r < rows; ++r) row_owner_[r]->sampler->chain_rows(steps, chain_rows_.data() + r, rows);
+  chain_cut_.assign(rows, 0);
+  chain_taken_ = 0;
+  int32_t ran = 0;
   try {
-    model_.forward_chain(batch_, steps, chain_rows_, chain_ids_);
+    ran = model_.forward_chain(batch_, steps, chain_rows_, chain_ids_,
+                               [this](int32_t done) { return take_chain_runs(done); });
   } catch (const std::exception& e) {
     fail_all(e.what());
-    return;
+    return 0;
   }
-  chain_cut_.assign(rows, 0);
-  for (int32_t s = 0; s < steps; ++s) {
+  take_chain_runs(ran);  // nothing left where the backend reported every run
+  if (sampled && ran < steps)  // generators drew for `steps` runs: back to the runs that happened
+    for (size_t r = 0; r < rows; ++r)
+      if (!row_owner_[r]->done && !chain_cut_[r]) row_owner_[r]->sampler->chain_keep(ran);
+  return ran;
+}
+
+// Streams runs chain_taken_ .. done - 1 of the chain in flight; true while it may go on: every row still runs and
+// nobody waits to be admitted or cancelled.
+bool Scheduler::Impl::take_chain_runs(int32_t done) {
+  const size_t rows = row_owner_.size();
+  for (; chain_taken_ < done; ++chain_taken_) {
+    const int32_t s = chain_taken_;
     for (size_t r = 0; r < rows; ++r) {
       Sequence& q = *row_owner_[r];
       if (q.done || chain_cut_[r]) continue;
@@ -377,6 +394,10 @@ void Scheduler::Impl::run_chain(int32_t steps, bool sampled) {
       on_logits(q, {});
     }
   }
+  for (size_t r = 0; r < rows; ++r)
+    if (row_owner_[r]->done || chain_cut_[r]) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.empty() && cancel_ids_.empty();
 }
 
 // Samples every row's next token (and log-probabilities when asked). Rows are independent, so with many rows

@@ -66,7 +66,8 @@ struct Scheduler::Impl {
   void on_logits(Sequence& seq, std::span<float> logits);
   void reap();
   int32_t chain_length(bool chosen_on_device);
-  void run_chain(int32_t steps, bool sampled);
+  int32_t run_chain(int32_t steps, bool sampled);
+  bool take_chain_runs(int32_t done);
   void fail_all(const std::string& what);
   void log_softmax_top(std::span<const float> logits, int32_t k, std::vector<TokenLogprob>& top,
                        LogprobScratch& scratch);
@@ -92,6 +93,7 @@ struct Scheduler::Impl {
   std::vector<int32_t> chain_ids_;            // a chain's ids, step by step, rows within a step
   std::vector<DeviceSampleRow> chain_rows_;   // the same layout
   std::vector<uint8_t> chain_cut_;            // rows whose chain ended at a draw the device could not make
+  int32_t chain_taken_ = 0;                   // runs of the chain in flight streamed so far
   std::vector<LogprobScratch> scratch_ = std::vector<LogprobScratch>(1);  // one per sampling thread
 
   // Shared with submitting threads.

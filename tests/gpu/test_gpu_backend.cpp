@@ -1362,7 +1362,7 @@ TEST_P(Gpu, SampledOnGpuEqualsFullLogits) {
 TEST_P(Gpu, DecodeChainEqualsStepByStep) {
   const auto path = fixtures_models() / "stories260K-f16.gguf";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path;
-  chain_cases::chain_equals_steps(path, [&] { return make(); });
+  chain_cases::chain_equals_steps(path, [&] { return make(); }, /*runs_stream=*/true);
 }
 
 TEST_P(Gpu, DecodeChainInTheSchedulerEqualsOneStepAtATime) {

@@ -157,6 +157,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     if (stream_) cudaStreamSynchronize(stream_);
     prof_report();
     for (cudaEvent_t e : prof_ev_) cudaEventDestroy(e);
+    for (cudaEvent_t e : chain_ev_) cudaEventDestroy(e);
     for (auto& [key, g] : graphs_)
       if (g.exec) cudaGraphExecDestroy(g.exec);
     for (void* p : allocations_) cudaFree(p);
@@ -402,8 +403,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
 
   // Runs the decode step `steps` times: graph launch (or the eager log), argmax or draw into run s's ids, and
   // chain_next_step turning those ids into the next run's tokens; one copy of every id back at the end.
-  void end_step_chain(Act logits, int32_t steps, std::span<const DeviceSampleRow> rows,
-                      std::span<int32_t> ids) override {
+  int32_t end_step_chain(Act logits, int32_t steps, std::span<const DeviceSampleRow> rows, std::span<int32_t> ids,
+                         const ChainProgress& progress) override {
     close_step();
     const size_t r = static_cast<size_t>(r_);
     int64_t embed_rows = INT64_MAX;  // an id fed back must be a row of the embedding table
@@ -428,7 +429,25 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       VCUDA(cudaMemcpyAsync(d, h, ids_at, cudaMemcpyHostToDevice, stream_), "decode chain (sampling rows)");
     }
     const auto* x = static_cast<const float*>(logits.data);
-    for (int32_t s = 0; s < steps; ++s) {
+    // With `progress`, each run's ids come back on their own (a copy and an event after the run) while the GPU
+    // works up to kChainAhead runs further: the host hears of a stop within that many runs and launches no more.
+    const int32_t ahead = progress ? kChainAhead : steps;
+    if (progress)
+      while (static_cast<int32_t>(chain_ev_.size()) < ahead + 1) {
+        cudaEvent_t e = nullptr;
+        VCUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "decode chain (event)");
+        chain_ev_.push_back(e);
+      }
+    const size_t row_bytes = r * sizeof(int32_t);
+    int32_t issued = 0, reported = 0;
+    bool go = true;
+    auto report = [&](bool wait) {  // the next run's ids to the caller
+      if (wait) VCUDA(cudaEventSynchronize(chain_ev_[static_cast<size_t>(reported) % chain_ev_.size()]), "decode chain (wait)");
+      std::memcpy(ids.data() + static_cast<size_t>(reported) * r, h + ids_at + static_cast<size_t>(reported) * row_bytes, row_bytes);
+      ++reported;
+      if (!progress(reported)) go = false;
+    };
+    for (int32_t s = 0; s < steps && go; ++s) {
       run_step();
       int32_t* out = d_ids + static_cast<size_t>(s) * r;
       if (sampled)
@@ -437,12 +456,24 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       else
         argmax_rows(x, logits.cols, r_, logits.cols, static_cast<ArgmaxPart*>(d_argmax_part_.p), out, stream_);
       if (s + 1 < steps) chain_next_step(d_tokens(), d_pos(), d_safe(), out, n_, stream_);
+      issued = s + 1;
+      if (!progress) continue;
+      VCUDA(cudaMemcpyAsync(h + ids_at + static_cast<size_t>(s) * row_bytes, out, row_bytes, cudaMemcpyDeviceToHost,
+                            stream_), "decode chain (copy ids)");
+      VCUDA(cudaEventRecord(chain_ev_[static_cast<size_t>(s) % chain_ev_.size()], stream_), "decode chain (event)");
+      if (issued - reported > ahead) report(true);
     }
-    VCUDA(cudaMemcpyAsync(h + ids_at, d_ids, total * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
-          "decode chain (copy ids)");
+    if (!progress)
+      VCUDA(cudaMemcpyAsync(h + ids_at, d_ids, total * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
+            "decode chain (copy ids)");
     finish_step();
-    std::memcpy(ids.data(), h + ids_at, total * sizeof(int32_t));
+    if (progress) {
+      while (reported < issued) report(false);
+    } else {
+      std::memcpy(ids.data(), h + ids_at, total * sizeof(int32_t));
+    }
     batch_ = nullptr;
+    return issued;
   }
 
   void end_step_candidates(Act logits, std::span<const float> margins, int32_t cap, std::span<float> values,
@@ -1461,6 +1492,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     double ms = 0;
   };
   std::vector<cudaEvent_t> prof_ev_;
+  std::vector<cudaEvent_t> chain_ev_;  // a decode chain's runs in flight (end_step_chain with progress)
+  static constexpr int32_t kChainAhead = 2;
   std::vector<std::string> prof_label_;
   std::map<std::string, ProfEntry> prof_;
   std::map<int32_t, int> prof_steps_;

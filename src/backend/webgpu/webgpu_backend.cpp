@@ -431,8 +431,10 @@ class WebGpuBackend final : public Backend {
   // The step's dispatches recorded `steps` times in one submit, each time followed by the choice of every row's id
   // (argmax, or sample.wgsl at that run's rows) and chain_next (chain.wgsl), which keeps the ids and makes them the
   // next run's tokens; one read-back of every id at the end.
-  void end_step_chain(Act logits, int32_t steps, std::span<const DeviceSampleRow> rows,
-                      std::span<int32_t> ids) override {
+  // The whole chain is one submit and one read-back (a WebGPU queue has no cheap per-run completion to wait on
+  // while more work is queued behind it), so `progress` hears of every run at the end.
+  int32_t end_step_chain(Act logits, int32_t steps, std::span<const DeviceSampleRow> rows, std::span<int32_t> ids,
+                         const ChainProgress& progress) override {
     const size_t r = batch_->logit_rows.size();
     check_decode_chain(*batch_, steps, kv_.n_layers > 0 ? kv_.n_ctx : 0, logits.cols, step_embed_rows_);
     const bool sampled = !rows.empty();
@@ -462,6 +464,9 @@ class WebGpuBackend final : public Backend {
     submit(chain_ids_.buf, total * 4, steps);
     read_result(ids.data(), total * 4);
     batch_ = nullptr;
+    if (progress)
+      for (int32_t s = 1; s <= steps; ++s) progress(s);
+    return steps;
   }
 
   // Picks each row's candidates on the GPU (the same rule as select_candidates() on the host) and reads back
