@@ -8,10 +8,10 @@
 //             it: every warp counts its finished row on an atomic counter of the group, the 32nd quantizes).
 //
 // Work split: a warp owns an item of two dot products (two rows of one matrix, the two rows of a rotated pair,
-// or the gate and up rows of a glu row); the lanes walk the units of the row (formats.cuh), two units per trip
-// with both units' 16-byte loads issued before the products. The first two units are loaded before pdl_wait(), so
-// under programmatic dependent launch they stream in while the previous kernel (which writes the activations)
-// finishes. Partial sums are reduced across the warp; lane t stores token t.
+// or the gate and up rows of a glu row); the lanes walk the units of the row (formats.cuh), kTripUnits units per
+// trip (Q8_0 4, others 2) with all their 16-byte loads issued before the products. The first trip is loaded before
+// pdl_wait(), so under programmatic dependent launch it streams in while the previous kernel (which writes the
+// activations) finishes. Partial sums are reduced across the warp; lane t stores token t.
 // (A version that staged weights through shared memory with cp.async rings ran at 1.7 TB/s against 3.0 TB/s for
 // plain register loads on the 128256-row output matrix: see docs/CUDA-NOTES.md.)
 // From a few tokens on, dp4a products cost more instructions than the weights take to stream; Q4_K/Q6_K launches
@@ -144,41 +144,49 @@ VDEV void mv_unit(const MvArgs& a, const typename Unit<F>::W& w0, const typename
   }
 }
 
-// One item: lanes walk units u = lane, lane + 32, ... two at a time (the loads of both first, then the products).
-// The first two units' weights are loaded before pdl_wait(): they stream in while the previous kernel finishes.
+// Units a lane loads per trip (both rows' weights of each, all issued before the products). More bytes in flight
+// per warp cost registers, so fewer warps: on an H100 (8B decode, 2026-12-07) 4 units a trip were slower than 2
+// for Q4_K (289 vs 334 tok/s) and F16 (146 vs 153) and faster for Q8_0 (265 vs 256).
+template <WFmt F>
+constexpr int kTripUnits = 2;
+template <>
+constexpr int kTripUnits<WFmt::Q8_0> = 4;
+
+// One item: lanes walk units u = lane, lane + 32, ... kTripUnits at a time (the loads of all first, then the
+// products). The first trip's weights are loaded before pdl_wait(): they stream in while the previous kernel
+// finishes.
 template <WFmt F, int N>
 VDEV void mv_item(const MvArgs& a, const MvSeg& s, int64_t i, int lane) {
   using U = Unit<F>;
+  constexpr int P = kTripUnits<F>;
   int64_t r0, r1;
   mv_rows(s, i, &r0, &r1);
   const int nu = static_cast<int>(a.units);
   float acc[2][N];
   VUNROLL for (int t = 0; t < N; ++t) acc[0][t] = acc[1][t] = 0.f;
-  typename U::W wa0, wb0, wa1, wb1;
+  typename U::W wa[P], wb[P];
+  bool h[P];
   int u = lane;
-  bool h0 = u < nu, h1 = u + 32 < nu;
-  if (h0) {
-    U::load_w(s.wa, r0, u, wa0);
-    U::load_w(s.wb, r1, u, wb0);
-  }
-  if (h1) {
-    U::load_w(s.wa, r0, u + 32, wa1);
-    U::load_w(s.wb, r1, u + 32, wb1);
+  VUNROLL for (int p = 0; p < P; ++p) {
+    h[p] = u + 32 * p < nu;
+    if (h[p]) {
+      U::load_w(s.wa, r0, u + 32 * p, wa[p]);
+      U::load_w(s.wb, r1, u + 32 * p, wb[p]);
+    }
   }
   pdl_wait();  // the activations come from the previous kernel
   pdl_trigger();
   for (;;) {
-    if (h0) mv_unit<F, N>(a, wa0, wb0, u, acc);
-    if (h1) mv_unit<F, N>(a, wa1, wb1, u + 32, acc);
-    u += 64;
+    VUNROLL for (int p = 0; p < P; ++p)
+      if (h[p]) mv_unit<F, N>(a, wa[p], wb[p], u + 32 * p, acc);
+    u += 32 * P;
     if (u >= nu) break;
-    h0 = true;
-    h1 = u + 32 < nu;
-    U::load_w(s.wa, r0, u, wa0);
-    U::load_w(s.wb, r1, u, wb0);
-    if (h1) {
-      U::load_w(s.wa, r0, u + 32, wa1);
-      U::load_w(s.wb, r1, u + 32, wb1);
+    VUNROLL for (int p = 0; p < P; ++p) {
+      h[p] = u + 32 * p < nu;
+      if (h[p]) {
+        U::load_w(s.wa, r0, u + 32 * p, wa[p]);
+        U::load_w(s.wb, r1, u + 32 * p, wb[p]);
+      }
     }
   }
   mv_epilogue<N>(a, s, r0, r1, lane, acc);
