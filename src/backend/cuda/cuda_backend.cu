@@ -1127,6 +1127,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     a.n_ctx = kv_.n_ctx;
     a.kv_dim = kv_.kv_dim;
     a.sms = sms_;
+    a.max_ksplit = opts_.mv_ksplit;
   }
   void mv_run(const MvArgs& a, int64_t rows) {
     mv_launch(a, static_cast<int>(rows), opts_.mv_blocks_per_sm > 0 ? opts_.mv_blocks_per_sm * sms_ : 0, opts_.mv_tiles,
@@ -1524,6 +1525,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_ATTN", &o.attn_decode);
   env_int("VIREO_CUDA_FA", &o.attn_prefill);
   env_int("VIREO_CUDA_MV_BPS", &o.mv_blocks_per_sm);
+  env_int("VIREO_CUDA_MV_KSPLIT", &o.mv_ksplit);
   env_int("VIREO_CUDA_MV_TILES", &o.mv_tiles);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);

@@ -49,6 +49,9 @@ struct CudaOptions {
   //                (attention_prefill.cu) when the cache is f16 and head_dim is 64 or 128.
   int fuse = 1, pdl = 1, mv = 1, attn_decode = 1, attn_prefill = 1;
   int mv_blocks_per_sm = 0;   // > 0: cap the matvec grid (warps loop over their items)
+  // > 1 (VIREO_CUDA_MV_KSPLIT=4): one-token matvec launches of few items (fewer than 32 warps per multiprocessor)
+  // run one block per item with K split over its 4 warps (mv.cu, mv_split_kernel). Off until an H100 A/B decides.
+  int mv_ksplit = 1;
   // From this many tokens on, fused matvec launches of Q4_K/Q6_K matrices run on int8 tensor-core tiles (mv.cu),
   // and those matrices stay on the matvec path up to kMatvecMaxN tokens instead of going to qgemm above
   // matvec_max_tokens (when mv_tiles <= matvec_max_tokens + 1). 0: never.

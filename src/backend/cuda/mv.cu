@@ -152,21 +152,18 @@ constexpr int kTripUnits = 2;
 template <>
 constexpr int kTripUnits<WFmt::Q8_0> = 4;
 
-// One item: lanes walk units u = lane, lane + 32, ... kTripUnits at a time (the loads of all first, then the
-// products). The first trip's weights are loaded before pdl_wait(): they stream in while the previous kernel
-// finishes.
-template <WFmt F, int N>
-VDEV void mv_item(const MvArgs& a, const MvSeg& s, int64_t i, int lane) {
+// One warp's sums for the two rows of an item: lanes walk units u = lane + 32 P kslice, then on by 32 P KS (the KS
+// warps of a split item take turns over K), P = kTripUnits at a time (the loads of all first, then the products).
+// The first trip's weights are loaded before pdl_wait(): they stream in while the previous kernel finishes.
+template <WFmt F, int N, int KS>
+VDEV void mv_sums(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int lane, int kslice, float (&acc)[2][N]) {
   using U = Unit<F>;
   constexpr int P = kTripUnits<F>;
-  int64_t r0, r1;
-  mv_rows(s, i, &r0, &r1);
   const int nu = static_cast<int>(a.units);
-  float acc[2][N];
   VUNROLL for (int t = 0; t < N; ++t) acc[0][t] = acc[1][t] = 0.f;
   typename U::W wa[P], wb[P];
   bool h[P];
-  int u = lane;
+  int u = lane + 32 * P * kslice;
   VUNROLL for (int p = 0; p < P; ++p) {
     h[p] = u + 32 * p < nu;
     if (h[p]) {
@@ -179,7 +176,7 @@ VDEV void mv_item(const MvArgs& a, const MvSeg& s, int64_t i, int lane) {
   for (;;) {
     VUNROLL for (int p = 0; p < P; ++p)
       if (h[p]) mv_unit<F, N>(a, wa[p], wb[p], u + 32 * p, acc);
-    u += 32 * P;
+    u += 32 * P * KS;
     if (u >= nu) break;
     VUNROLL for (int p = 0; p < P; ++p) {
       h[p] = u + 32 * p < nu;
@@ -189,6 +186,15 @@ VDEV void mv_item(const MvArgs& a, const MvSeg& s, int64_t i, int lane) {
       }
     }
   }
+}
+
+// One item, one warp.
+template <WFmt F, int N>
+VDEV void mv_item(const MvArgs& a, const MvSeg& s, int64_t i, int lane) {
+  int64_t r0, r1;
+  mv_rows(s, i, &r0, &r1);
+  float acc[2][N];
+  mv_sums<F, N, 1>(a, s, r0, r1, lane, 0, acc);
   mv_epilogue<N>(a, s, r0, r1, lane, acc);
 }
 
@@ -206,6 +212,35 @@ __global__ void __launch_bounds__(kWarps * 32) mv_kernel(const __grid_constant__
     else
       mv_item<F1, N>(a, sg, i, lane);
   }
+}
+
+// ---- few items, one token: K split over the warps of a block (CudaOptions::mv_ksplit, off by default) ----
+// A launch of few items leaves most warp slots empty (a 4096-row matrix is 2,048 warps, under a quarter of an
+// H100's; Nsight Compute on 8B F16: 24% achieved occupancy and 53-63% of the bandwidth, where 14336-row launches
+// reach 85%). Here a block of kWarps warps takes one item, each warp every kWarps-th trip of units; the warps meet
+// in shared memory and the first runs the epilogue. A separate kernel, so the common one keeps its code (folding
+// the split into it cost 2-14% on an H100).
+template <WFmt F0, WFmt F1>
+__global__ void __launch_bounds__(kWarps * 32) mv_split_kernel(const __grid_constant__ MvArgs a) {
+  VSHARED(float, part, kWarps * 2);
+  const int lane = static_cast<int>(threadIdx.x & 31), warp = static_cast<int>(threadIdx.x >> 5);
+  int64_t i;
+  const MvSeg& sg = a.seg[mv_seg_of(a, blockIdx.x, &i)];
+  int64_t r0, r1;
+  mv_rows(sg, i, &r0, &r1);
+  float acc[2][1];
+  if (F0 == F1 || sg.wa.fmt == F0)
+    mv_sums<F0, 1, kWarps>(a, sg, r0, r1, lane, warp, acc);
+  else
+    mv_sums<F1, 1, kWarps>(a, sg, r0, r1, lane, warp, acc);
+  const float x0 = warp_sum(acc[0][0]), x1 = warp_sum(acc[1][0]);
+  if (lane == 0) part[2 * warp] = x0, part[2 * warp + 1] = x1;
+  __syncthreads();
+  if (warp != 0) return;
+  float v0 = 0.f, v1 = 0.f;
+  for (int w = 0; w < kWarps; ++w) v0 += part[2 * w], v1 += part[2 * w + 1];
+  if (lane == 0) mv_store(a, sg, r0, r1, 0, v0, v1);
+  if (sg.mode == kMvGlu) mv_glu_count<1>(a, sg, r0 / 32, 1, lane);
 }
 
 // ---- tensor-core tiles: a block of kTileWarps warps computes 8 items (16 rows) for up to 8 tokens ----
@@ -479,6 +514,13 @@ void mv_pick(const MvArgs& a, bool tiles, int64_t blocks, cudaStream_t s) {
   if constexpr (mv_tile_format(F0) && mv_tile_format(F1)) {
     if (tiles) return mv_tile_go<F0, F1, N>(a, s);
   }
+  if constexpr (N == 1) {
+    if (blocks < 0) {  // mv_launch's sign for a split launch: one block per item
+      VLAUNCH_PDL((&mv_split_kernel<F0, F1>), dim3(static_cast<unsigned>(-blocks)), dim3(kWarps * 32), 0, s, a);
+      VCHECK_LAUNCH("matmul (fused matvec, K split over a block)");
+      return;
+    }
+  }
   mv_go<F0, F1, N>(a, blocks, s);
 }
 
@@ -529,6 +571,10 @@ void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, cudaStream_t s) 
       throw std::runtime_error("CUDA backend: fused matvec: segments differ in row length or format");
   int64_t blocks = ceil_div(items, kWarps);
   if (max_blocks > 0) blocks = std::min<int64_t>(blocks, max_blocks);
+  // One token, few items (fewer warps than 32 per multiprocessor) and enough units for every lane of kWarps warps:
+  // one block per item with K split over its warps (negative: mv_pick's sign for it), where enabled.
+  if (n == 1 && a.max_ksplit > 1 && max_blocks <= 0 && items < 32LL * std::max(a.sms, 1) && a.units >= 32LL * kWarps)
+    blocks = -items;
   WFmt f0 = a.seg[0].wa.fmt, f1 = f0;
   for (int i = 1; i < a.nseg; ++i)
     if (a.seg[i].wa.fmt != f0) f1 = a.seg[i].wa.fmt;

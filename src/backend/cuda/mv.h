@@ -44,6 +44,7 @@ struct MvArgs {
   int* counters = nullptr;
   int64_t units = 0;  // units per row (set by mv_launch)
   int sms = 0;        // the device's multiprocessors (grid sizes)
+  int max_ksplit = 1;  // > 1: one-token launches of few items split each item's K over a block's warps
 };
 
 int64_t mv_items(const MvSeg& s);
