@@ -402,7 +402,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   bool chains_steps() const override { return true; }
 
   // Runs the decode step `steps` times: graph launch (or the eager log), argmax or draw into run s's ids, and
-  // chain_next_step turning those ids into the next run's tokens; one copy of every id back at the end.
+  // chain_next_step turning those ids into the next run's tokens; the ids come back run by run when there is a
+  // `progress` to hear them (which may stop the chain), else in one copy at the end.
   int32_t end_step_chain(Act logits, int32_t steps, std::span<const DeviceSampleRow> rows, std::span<int32_t> ids,
                          const ChainProgress& progress) override {
     close_step();
