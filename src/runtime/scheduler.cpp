@@ -221,7 +221,7 @@ bool Scheduler::Impl::step() {
   // A backend that samples on the device draws every plain row there, reading back one id a row.
   const bool on_device = plain && !argmax_only && model_.samples_on_device();
   const bool candidates = plain && !argmax_only && !on_device;
-  // A decode step whose every token is chosen on the device may run as a chain of steps there, ids read back once.
+  // A decode step whose every token is chosen on the device may run as a chain of steps there (run_chain).
   const bool decode_only = batch_.size() > 0 && batch_.size() == static_cast<int32_t>(row_owner_.size()) &&
                            std::all_of(active_.begin(), active_.end(), [](const auto& q) { return q->done || q->pending >= 0; });
   int32_t chain = decode_only ? chain_length(argmax_only || on_device) : 1;
@@ -323,16 +323,14 @@ bool Scheduler::Impl::step() {
 }
 
 // How many decode steps the decode step in batch_ may run as a chain on the device (Backend::end_step_chain), 1 for
-// none: only when every row is chosen on the device, nobody waits to be admitted or cancelled (a chain holds the
-// loop for its length), within the time bound once a decode step has been timed (text arrives chain by chain), and
-// no longer than any row may still run (its token budget, the context).
+// none: only when every row is chosen on the device, nobody waits to be admitted or cancelled (a backend that
+// reports a chain's runs only at its end holds the loop for its length), within the time bound once a decode step
+// has been timed (there, text arrives chain by chain), and no longer than any row may still run (its token budget,
+// the context).
 int32_t Scheduler::Impl::chain_length(bool chosen_on_device) {
   if (decode_chain_ < 2 || !chosen_on_device || !model_.chains_steps()) return 1;
   if (chain_max_seconds_ > 0 && decode_step_seconds_ <= 0) return 1;  // not timed yet
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!queue_.empty() || !cancel_ids_.empty()) return 1;
-  }
+  if (someone_waits()) return 1;
   int32_t steps = decode_chain_;
   if (chain_max_seconds_ > 0)
     steps = static_cast<int32_t>(std::min<double>(steps, std::floor(chain_max_seconds_ / decode_step_seconds_)));
@@ -396,8 +394,13 @@ bool Scheduler::Impl::take_chain_runs(int32_t done) {
   }
   for (size_t r = 0; r < rows; ++r)
     if (row_owner_[r]->done || chain_cut_[r]) return false;
+  return !someone_waits();
+}
+
+// A request waits to be admitted or cancelled (a chain then ends, or does not start).
+bool Scheduler::Impl::someone_waits() {
   std::lock_guard<std::mutex> lock(mu_);
-  return queue_.empty() && cancel_ids_.empty();
+  return !queue_.empty() || !cancel_ids_.empty();
 }
 
 // Samples every row's next token (and log-probabilities when asked). Rows are independent, so with many rows

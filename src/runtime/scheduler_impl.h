@@ -68,6 +68,7 @@ struct Scheduler::Impl {
   int32_t chain_length(bool chosen_on_device);
   int32_t run_chain(int32_t steps, bool sampled);
   bool take_chain_runs(int32_t done);
+  bool someone_waits();
   void fail_all(const std::string& what);
   void log_softmax_top(std::span<const float> logits, int32_t k, std::vector<TokenLogprob>& top,
                        LogprobScratch& scratch);
