@@ -549,9 +549,9 @@ class WebGpuBackend final : public Backend {
   }
   int64_t submits() const { return submits_; }
   size_t plans() const { return plans_.size(); }
-  bool tiles_in_f16(DType t) const {
-    return f16_matmul_ && (k_quant_tiles_ || (t != DType::Q4_K && t != DType::Q6_K));
-  }
+  // Whether products of more than 8 tokens of this kind run in the tiled kernel (else in matvec slices).
+  bool tiled_prefill(WeightKind kind) const { return k_quant_tiles_ || (kind != kQ4_K && kind != kQ6_K); }
+  bool tiles_in_f16(DType t) const { return f16_matmul_ && tiled_prefill(kind_for(t)); }
 
   // ---- ops: each appends dispatches to the step's log ----
 
@@ -597,7 +597,7 @@ class WebGpuBackend final : public Backend {
     // than the f32 tiled kernel even at 512 tokens, and far faster for short prompts; VIREO_WEBGPU_KQ_TILES=1
     // sends their prefill to the tiles too, to measure the f16 tiles against them). Other types: matvec for
     // decode, the tiled matmul for prefill.
-    const bool few = x.rows <= 8 || (!k_quant_tiles_ && (w->kind == kQ4_K || w->kind == kQ6_K));
+    const bool few = x.rows <= 8 || !tiled_prefill(w->kind);
     // One token, Q4_K / Q6_K: the int8-activation kernels, after the activations are quantized (once for the
     // consecutive products that read the same x: q/k/v, gate/up).
     if (int8_decode_ && x.rows == 1 && (w->kind == kQ4_K || w->kind == kQ6_K)) {
@@ -1046,9 +1046,13 @@ class WebGpuBackend final : public Backend {
   void create_pipelines() {
     pipes_.resize(kPipes);
     const std::string mv_reductions = reductions(false);  // prepended to every module built from matmul.wgsl
+    auto matmul_module = [&](uint32_t kind) {
+      return mv_reductions + "const WEIGHT_TYPE: u32 = " + std::to_string(kind) + "u;\n" + wgsl::quant +
+             wgsl::q4k_scales + wgsl::matmul;
+    };
     for (uint32_t kind = 0; kind < kKinds; ++kind) {
       const std::string prefix = "const WEIGHT_TYPE: u32 = " + std::to_string(kind) + "u;\n";
-      const std::string mm = mv_reductions + prefix + wgsl::quant + wgsl::q4k_scales + wgsl::matmul;
+      const std::string mm = matmul_module(kind);
       if (f16_matmul_)  // `enable f16;` must open the module, before reductions()'s `enable subgroups;`
         make_pipeline(kMatmul0 + kind, "enable f16;\n" + mm + wgsl::matmul_f16, "matmul_f16", 3);
       else
@@ -1068,8 +1072,8 @@ class WebGpuBackend final : public Backend {
     make_pipeline(kArgmax, argmax, "argmax", 2);
     make_pipeline(kCandidates, argmax, "candidates", 6);
     make_pipeline(kArgmaxPartial, argmax, "argmax_partial", 8);
-    make_pipeline(kMatvecQ4K, mv_reductions + "const WEIGHT_TYPE: u32 = 4u;\n" + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q4k", 3);
-    make_pipeline(kMatvecQ6K, mv_reductions + "const WEIGHT_TYPE: u32 = 5u;\n" + wgsl::quant + wgsl::q4k_scales + wgsl::matmul, "matvec_q6k", 3);
+    make_pipeline(kMatvecQ4K, matmul_module(kQ4_K), "matvec_q4k", 3);
+    make_pipeline(kMatvecQ6K, matmul_module(kQ6_K), "matvec_q6k", 3);
     make_pipeline(kArgmaxFinal, argmax, "argmax_final", 8);
     make_pipeline(kSample, std::string(wgsl::reduce) + wgsl::sample, "sample", 3);
     make_pipeline(kChainNext, wgsl::chain, "chain_next", 3);
