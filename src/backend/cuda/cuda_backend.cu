@@ -1128,11 +1128,10 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     a.n_ctx = kv_.n_ctx;
     a.kv_dim = kv_.kv_dim;
     a.sms = sms_;
-    a.max_ksplit = opts_.mv_ksplit;
   }
   void mv_run(const MvArgs& a, int64_t rows) {
     mv_launch(a, static_cast<int>(rows), opts_.mv_blocks_per_sm > 0 ? opts_.mv_blocks_per_sm * sms_ : 0, opts_.mv_tiles,
-              stream_);
+              opts_.mv_ksplit > 1, stream_);
   }
   static MvSeg plain_seg(const MatView& w, const Act& out) {
     MvSeg g;

@@ -510,13 +510,13 @@ void mv_go(const MvArgs& a, int64_t blocks, cudaStream_t s) {
 }
 
 template <WFmt F0, WFmt F1, int N>
-void mv_pick(const MvArgs& a, bool tiles, int64_t blocks, cudaStream_t s) {
+void mv_pick(const MvArgs& a, bool tiles, bool split, int64_t blocks, cudaStream_t s) {
   if constexpr (mv_tile_format(F0) && mv_tile_format(F1)) {
     if (tiles) return mv_tile_go<F0, F1, N>(a, s);
   }
   if constexpr (N == 1) {
-    if (blocks < 0) {  // mv_launch's sign for a split launch: one block per item
-      VLAUNCH_PDL((&mv_split_kernel<F0, F1>), dim3(static_cast<unsigned>(-blocks)), dim3(kWarps * 32), 0, s, a);
+    if (split) {  // one block per item
+      VLAUNCH_PDL((&mv_split_kernel<F0, F1>), dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), 0, s, a);
       VCHECK_LAUNCH("matmul (fused matvec, K split over a block)");
       return;
     }
@@ -525,16 +525,16 @@ void mv_pick(const MvArgs& a, bool tiles, int64_t blocks, cudaStream_t s) {
 }
 
 template <WFmt F0, WFmt F1>
-void mv_n(const MvArgs& a, int n, bool tiles, int64_t blocks, cudaStream_t s) {
+void mv_n(const MvArgs& a, int n, bool tiles, bool split, int64_t blocks, cudaStream_t s) {
   switch (n) {
-    case 1: mv_pick<F0, F1, 1>(a, tiles, blocks, s); break;
-    case 2: mv_pick<F0, F1, 2>(a, tiles, blocks, s); break;
-    case 3: mv_pick<F0, F1, 3>(a, tiles, blocks, s); break;
-    case 4: mv_pick<F0, F1, 4>(a, tiles, blocks, s); break;
-    case 5: mv_pick<F0, F1, 5>(a, tiles, blocks, s); break;
-    case 6: mv_pick<F0, F1, 6>(a, tiles, blocks, s); break;
-    case 7: mv_pick<F0, F1, 7>(a, tiles, blocks, s); break;
-    case 8: mv_pick<F0, F1, 8>(a, tiles, blocks, s); break;
+    case 1: mv_pick<F0, F1, 1>(a, tiles, split, blocks, s); break;
+    case 2: mv_pick<F0, F1, 2>(a, tiles, split, blocks, s); break;
+    case 3: mv_pick<F0, F1, 3>(a, tiles, split, blocks, s); break;
+    case 4: mv_pick<F0, F1, 4>(a, tiles, split, blocks, s); break;
+    case 5: mv_pick<F0, F1, 5>(a, tiles, split, blocks, s); break;
+    case 6: mv_pick<F0, F1, 6>(a, tiles, split, blocks, s); break;
+    case 7: mv_pick<F0, F1, 7>(a, tiles, split, blocks, s); break;
+    case 8: mv_pick<F0, F1, 8>(a, tiles, split, blocks, s); break;
     default:
       if constexpr (F0 == F1 && mv_tile_format(F0)) {
         if (tiles && n <= kTileMaxN) return mv_wide<F0>(a, n, s);
@@ -554,7 +554,7 @@ int64_t mv_items(const MvSeg& s) {
   }
 }
 
-void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, cudaStream_t s) {
+void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, bool split_few, cudaStream_t s) {
   if (a.nseg < 1 || a.nseg > kMvMaxSegs) throw std::runtime_error("CUDA backend: fused matvec: bad segment count");
   int64_t items = 0;
   for (int i = 0; i < a.nseg; ++i) {
@@ -572,9 +572,10 @@ void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, cudaStream_t s) 
   int64_t blocks = ceil_div(items, kWarps);
   if (max_blocks > 0) blocks = std::min<int64_t>(blocks, max_blocks);
   // One token, few items (fewer warps than 32 per multiprocessor) and enough units for every lane of kWarps warps:
-  // one block per item with K split over its warps (negative: mv_pick's sign for it), where enabled.
-  if (n == 1 && a.max_ksplit > 1 && max_blocks <= 0 && items < 32LL * std::max(a.sms, 1) && a.units >= 32LL * kWarps)
-    blocks = -items;
+  // one block per item with K split over its warps, where enabled.
+  const bool split = split_few && n == 1 && max_blocks <= 0 && items < 32LL * std::max(a.sms, 1) &&
+                     a.units >= 32LL * kWarps;
+  if (split) blocks = items;
   WFmt f0 = a.seg[0].wa.fmt, f1 = f0;
   for (int i = 1; i < a.nseg; ++i)
     if (a.seg[i].wa.fmt != f0) f1 = a.seg[i].wa.fmt;
@@ -587,22 +588,22 @@ void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, cudaStream_t s) 
   if (f1 == WFmt::Q5_K && f0 == WFmt::Q6_K) std::swap(f0, f1);
   if (f0 == f1) {
     switch (f0) {
-      case WFmt::Q4_K: mv_n<WFmt::Q4_K, WFmt::Q4_K>(a, n, tiles, blocks, s); break;
-      case WFmt::Q5_K: mv_n<WFmt::Q5_K, WFmt::Q5_K>(a, n, tiles, blocks, s); break;
-      case WFmt::Q6_K: mv_n<WFmt::Q6_K, WFmt::Q6_K>(a, n, tiles, blocks, s); break;
-      case WFmt::Q8_0: mv_n<WFmt::Q8_0, WFmt::Q8_0>(a, n, tiles, blocks, s); break;
-      case WFmt::Q4_0: mv_n<WFmt::Q4_0, WFmt::Q4_0>(a, n, tiles, blocks, s); break;
-      case WFmt::F16: mv_n<WFmt::F16, WFmt::F16>(a, n, tiles, blocks, s); break;
-      case WFmt::BF16: mv_n<WFmt::BF16, WFmt::BF16>(a, n, tiles, blocks, s); break;
-      case WFmt::F32: mv_n<WFmt::F32, WFmt::F32>(a, n, tiles, blocks, s); break;
+      case WFmt::Q4_K: mv_n<WFmt::Q4_K, WFmt::Q4_K>(a, n, tiles, split, blocks, s); break;
+      case WFmt::Q5_K: mv_n<WFmt::Q5_K, WFmt::Q5_K>(a, n, tiles, split, blocks, s); break;
+      case WFmt::Q6_K: mv_n<WFmt::Q6_K, WFmt::Q6_K>(a, n, tiles, split, blocks, s); break;
+      case WFmt::Q8_0: mv_n<WFmt::Q8_0, WFmt::Q8_0>(a, n, tiles, split, blocks, s); break;
+      case WFmt::Q4_0: mv_n<WFmt::Q4_0, WFmt::Q4_0>(a, n, tiles, split, blocks, s); break;
+      case WFmt::F16: mv_n<WFmt::F16, WFmt::F16>(a, n, tiles, split, blocks, s); break;
+      case WFmt::BF16: mv_n<WFmt::BF16, WFmt::BF16>(a, n, tiles, split, blocks, s); break;
+      case WFmt::F32: mv_n<WFmt::F32, WFmt::F32>(a, n, tiles, split, blocks, s); break;
       default: throw std::runtime_error("CUDA backend: fused matvec: unsupported format");
     }
   } else if (f0 == WFmt::Q4_K && f1 == WFmt::Q6_K) {
-    mv_n<WFmt::Q4_K, WFmt::Q6_K>(a, n, tiles, blocks, s);
+    mv_n<WFmt::Q4_K, WFmt::Q6_K>(a, n, tiles, split, blocks, s);
   } else if (f0 == WFmt::Q5_K && f1 == WFmt::Q6_K) {
-    mv_n<WFmt::Q5_K, WFmt::Q6_K>(a, n, tiles, blocks, s);
+    mv_n<WFmt::Q5_K, WFmt::Q6_K>(a, n, tiles, split, blocks, s);
   } else {
-    mv_n<WFmt::Q4_K, WFmt::Q5_K>(a, n, tiles, blocks, s);
+    mv_n<WFmt::Q4_K, WFmt::Q5_K>(a, n, tiles, split, blocks, s);
   }
 }
 
