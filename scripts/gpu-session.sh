@@ -31,7 +31,7 @@
 #              CHAIN_VALUES (default "1 8 16"), then --parallel 1,8,32 on 1B with --chain 1 and 8
 #   wide       the int8 tiles for 9-64 tokens (VIREO_CUDA_TILE_MAX): vireo bench --parallel 8,16,32,64 on 1B and
 #              8B Q4_K_M with TILE_VALUES (default "8 64"), alternating, twice
-#   ksplit     one-token matvec launches of few items split over a block (VIREO_CUDA_MV_KSPLIT=4) against the
+#   ksplit     one-token matvec launches of few items split over a block (VIREO_CUDA_MV_KSPLIT=0/1/2: never, float weights, all) against the
 #              default, alternating, twice: vireo_gpu_bench decode on 8B F16, Q8_0, Q4_K_M and 1B Q4_K_M
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
@@ -190,7 +190,7 @@ for st in $STAGES; do
       for pt in "llama3.1-8b f16" "llama3.1-8b q8_0" "llama3.1-8b q4_k_m" "llama3.2-1b q4_k_m"; do
         set -- $pt; f=$(synth $1 $2)
         for round in 1 2; do
-          for v in VIREO_CUDA_MV_KSPLIT=1 VIREO_CUDA_MV_KSPLIT=4; do
+          for v in VIREO_CUDA_MV_KSPLIT=0 VIREO_CUDA_MV_KSPLIT=2; do
             echo "## $1 $2 $v: $(env $v timeout 60 ./vireo_gpu_bench --model $f --prefill 16 --decode 64 2>&1 |
               tee -a $OUT/ksplit.log | grep -E 'decode 1 seq @|rror' | head -1)"
           done

@@ -362,7 +362,7 @@ TEST_P(Gpu, MatmulRealShapes) {
   // One token with each item's K split over a block's warps (CudaOptions::mv_ksplit; launches of few items with
   // long rows: {6, 8192} on the emulator, the 4096-row ones on an H100).
   CudaOptions split = CudaOptions::from_env();
-  split.mv_ksplit = 4;
+  split.mv_ksplit = 2;
   for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16})
     for (const Shape& s : shapes) {
       auto be = make(split);
@@ -997,7 +997,7 @@ TEST_P(Gpu, FusedDecodeLayersMatchUnfused) {
     plain.fuse = plain.pdl = plain.mv = plain.attn_decode = 0;
     CudaOptions small_chunks;  // several splits even at short context: the merge path
     small_chunks.attn_min_chunk = 16;
-    small_chunks.mv_ksplit = 4;  // and one-token launches of few items split over a block (rope/cache epilogues)
+    small_chunks.mv_ksplit = 2;  // and one-token launches of few items split over a block (rope/cache epilogues)
     // Both run the int8 matrix-vector kernels for every step size tested here (up to 8 tokens), so the
     // comparison isolates the fusion (by default 5+ tokens take qgemm.cu's f16 tensor-core path).
     plain.matvec_max_tokens = small_chunks.matvec_max_tokens = 8;

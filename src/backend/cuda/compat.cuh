@@ -390,6 +390,68 @@ VDEV void mma_s8_k16(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
 #endif
 }
 
+// ---- f16 tensor-core product of one warp, f32 accumulation: c += A (16 x 16) * B (16 x 8) ----
+// Fragments (lane = 4 * group + tig; the low half of a register is the lower k / column):
+//   a[0] = A[group][2 tig, 2 tig + 1], a[1] = A[group + 8][2 tig, ..], a[2] = A[group][2 tig + 8, 2 tig + 9],
+//   a[3] = A[group + 8][2 tig + 8, ..];  b[0] = B[2 tig, 2 tig + 1][group], b[1] = B[2 tig + 8, 2 tig + 9][group];
+//   c as for the int8 products above.
+VDEV void mma_f16_k16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__)
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#elif defined(VIREO_CUDA_EMU)
+  uint32_t a[4][32], b[2][32];
+  const uint32_t av[4] = {a0, a1, a2, a3}, bv[2] = {b0, b1};
+  for (int r = 0; r < 4; ++r) ::emu::warp_gather_bits(av[r], a[r]);
+  for (int r = 0; r < 2; ++r) ::emu::warp_gather_bits(bv[r], b[r]);
+  float A[16][16], B[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const int g = l >> 2, t = l & 3;
+    for (int r = 0; r < 4; ++r)
+      for (int h = 0; h < 2; ++h)
+        A[g + 8 * (r & 1)][2 * t + 8 * (r >> 1) + h] = h2f(static_cast<uint16_t>(a[r][l] >> (16 * h)));
+    for (int r = 0; r < 2; ++r)
+      for (int h = 0; h < 2; ++h) B[2 * t + 8 * r + h][g] = h2f(static_cast<uint16_t>(b[r][l] >> (16 * h)));
+  }
+  const int lane = static_cast<int>(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
+  for (int j = 0; j < 4; ++j) {
+    const int row = g + 8 * (j >> 1), col = 2 * t + (j & 1);
+    double s = 0;
+    for (int k = 0; k < 16; ++k) s += static_cast<double>(A[row][k]) * B[k][col];
+    c[j] = static_cast<float>(c[j] + s);
+  }
+#endif
+}
+
+// ---- asynchronous 16-byte copies global -> shared (cp.async, sm_80+; the emulator copies at once) ----
+// valid = false fills the 16 shared bytes with zeros (src is not read).
+VDEV void cp_async16(void* smem_dst, const void* src, bool valid) {
+#if defined(__CUDA_ARCH__)
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+#else
+#if defined(VIREO_CUDA_EMU)
+  ::emu::check_aligned(smem_dst, 16);
+  if (valid) ::emu::check_aligned(src, 16);
+#endif
+  if (valid) std::memcpy(smem_dst, src, 16);
+  else std::memset(smem_dst, 0, 16);
+#endif
+}
+VDEV void cp_async_commit() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+// Waits until at most `pending` of this thread's committed groups are still in flight.
+template <int pending>
+VDEV void cp_async_wait() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("cp.async.wait_group %0;" ::"n"(pending) : "memory");
+#endif
+}
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 

@@ -1131,7 +1131,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   }
   void mv_run(const MvArgs& a, int64_t rows) {
     mv_launch(a, static_cast<int>(rows), opts_.mv_blocks_per_sm > 0 ? opts_.mv_blocks_per_sm * sms_ : 0, opts_.mv_tiles,
-              opts_.mv_ksplit > 1, stream_);
+              opts_.mv_ksplit, stream_);
   }
   static MvSeg plain_seg(const MatView& w, const Act& out) {
     MvSeg g;

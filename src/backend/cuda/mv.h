@@ -51,8 +51,9 @@ int64_t mv_items(const MvSeg& s);
 bool mv_formats_supported(WFmt f0, WFmt f1);
 // n tokens (1..kMatvecMaxN; up to kTileMaxN for one plain Q4_K or Q6_K segment on tiles); max_blocks > 0 caps the grid (warps then loop over items). From tile_min_n tokens
 // on (0: never), launches whose formats all have tensor-core tiles (Q4_K, Q6_K) run on them (grid never capped).
-// split_few: one-token launches of few items split each item's K over a block's warps (mv_split_kernel).
-void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, bool split_few, cudaStream_t s);
+// split_few: one-token launches of few items split each item's K over a block's warps (mv_split_kernel):
+// 0 never, 1 for float weights only, 2 for every format.
+void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, int split_few, cudaStream_t s);
 // The formats with tensor-core tiles, and whether n tokens of format f run on them from tile_min_n tokens on.
 VHD constexpr bool mv_tile_format(WFmt f) { return f == WFmt::Q4_K || f == WFmt::Q6_K; }
 VHD constexpr bool mv_tiles_take(WFmt f, int64_t n, int tile_min_n) {
