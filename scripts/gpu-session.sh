@@ -31,6 +31,8 @@
 #              CHAIN_VALUES (default "1 8 16"), then --parallel 1,8,32 on 1B with --chain 1 and 8
 #   wide       the int8 tiles for 9-64 tokens (VIREO_CUDA_TILE_MAX): vireo bench --parallel 8,16,32,64 on 1B and
 #              8B Q4_K_M with TILE_VALUES (default "8 64"), alternating, twice
+#   qfrag      qgemm_frag.cu: its GPU tests, 16/32/64-token kernel times against qgemm.cu (VIREO_CUDA_QFRAG=0), and
+#              vireo bench --parallel 16,32,64 on 8B/1B Q4_K_M for qgemm.cu and the three QFRAG_SHAPEs
 #   ksplit     one-token matvec launches of few items split over a block (VIREO_CUDA_MV_KSPLIT=0/1/2: never, float weights, all) against the
 #              default, alternating, twice: vireo_gpu_bench decode on 8B F16, Q8_0, Q4_K_M and 1B Q4_K_M
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
@@ -186,6 +188,23 @@ for st in $STAGES; do
       f=$(synth ${WEBGPU_PROFILE_PRESET:-llama3.1-8b} q4_k_m)
       VIREO_WEBGPU_PROFILE=1 timeout 150 ./vireo run -m $f --device webgpu -p "Hello there" -n 32 --temp 0 -c 256 \
         > /dev/null 2> $OUT/webgpu_profile.log; grep -A30 "WebGPU profile" $OUT/webgpu_profile.log | head -32 ;;
+    qfrag)
+      timeout 240 ./vireo_gpu_tests --gtest_filter='*Matmul*/Cuda:*Fused*/Cuda:*Synthetic*/Cuda:*Scheduler*/Cuda' \
+        --gtest_color=no 2>&1 | tee $OUT/qfrag_tests.log |
+        grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|actual|Expected|worst" | head -40
+      for v in VIREO_CUDA_QFRAG=0 VIREO_CUDA_QFRAG=1; do
+        echo "## kernels $v"
+        env $v timeout 150 ./vireo_gpu_bench --kernels --quick 2>&1 | tee -a $OUT/qfrag_kernels.log |
+          grep -E "^matmul (Q4_K|Q6_K) n=(16|32|64) " | grep -v " old"
+      done
+      for p in ${QFRAG_PRESETS:-llama3.1-8b llama3.2-1b}; do
+        f=$(synth $p q4_k_m)
+        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=0 VIREO_CUDA_QFRAG_SHAPE=0 VIREO_CUDA_QFRAG_SHAPE=1 VIREO_CUDA_QFRAG_SHAPE=2}; do
+          echo "## $p $v"
+          env $v timeout 150 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${PARALLEL:-16,32,64} 2>&1 |
+            tee -a $OUT/qfrag_bench.log | grep -vE "^loading|^ *$" | tail -8
+        done
+      done ;;
     ksplit)
       for pt in "llama3.1-8b f16" "llama3.1-8b q8_0" "llama3.1-8b q4_k_m" "llama3.2-1b q4_k_m"; do
         set -- $pt; f=$(synth $1 $2)

@@ -384,9 +384,26 @@ TEST_P(Gpu, MatmulTensorCorePathInSlices) {
 TEST_P(Gpu, MatmulQgemmPartialTiles) {
   // qgemm.cu: row counts that are not a multiple of its 64-row tiles, token counts that fill 16/32/64-token tiles
   // partly, and 65 tokens (beyond qgemm_max_tokens: the cuBLAS path) for comparison.
+  // Q4_K and Q6_K go to qgemm_frag.cu by default: here they run on qgemm.cu (MatmulQgemmFragments tests the other).
+  CudaOptions o = CudaOptions::from_env();
+  o.qgemm_frag = 0;
   for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q8_0, DType::Q4_0, DType::BF16}) {
-    auto be = make();
-    check_matmul(*be, t, emu() ? 70 : 1000, emu() ? 256 : 2048, {10, 16, 31, 47, 64, 65}, 500u + static_cast<uint32_t>(t));
+    auto be = make(o);
+    check_matmul(*be, t, emu() ? 70 : 1000, emu() ? 256 : 2048, {10, 16, 31, 47, 64, 65}, 500u + static_cast<uint32_t>(t), o);
+  }
+}
+
+TEST_P(Gpu, MatmulQgemmFragments) {
+  // qgemm_frag.cu (Q4_K/Q6_K weights straight into tensor-core fragments): row counts that leave a partial
+  // 128-row block and a partial warp, token counts that fill 16/32/64-token tiles partly, and K split over
+  // several blocks (the emulator's 4 multiprocessors: 2 splits of 2 super-blocks) or not (12 super-blocks, few
+  // tokens on the GPU: 9 row blocks x 1 split already fill it less than twice).
+  CudaOptions o = CudaOptions::from_env();
+  o.qgemm_frag = 1;
+  for (DType t : {DType::Q4_K, DType::Q6_K}) {
+    auto be = make(o);
+    check_matmul(*be, t, emu() ? 200 : 1100, emu() ? 1024 : 3072, {9, 16, 17, 32, 40, 64}, 700u + static_cast<uint32_t>(t), o);
+    check_matmul(*be, t, emu() ? 20 : 4096, emu() ? 256 : 4096, {12, 64}, 760u + static_cast<uint32_t>(t), o);
   }
 }
 

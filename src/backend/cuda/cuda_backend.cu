@@ -140,6 +140,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     VCUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
     attention_init();
     attention_prefill_init(prop.sharedMemPerBlockOptin);
+    qgemm_frag_init(prop.sharedMemPerBlockOptin);
     if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("CUDA backend: cublasCreate failed");
     if (cublasSetStream(cublas_, stream_) != CUBLAS_STATUS_SUCCESS)
       throw std::runtime_error("CUDA backend: cublasSetStream failed");
@@ -594,7 +595,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     } else {
       ensure(f16x_, static_cast<size_t>(m_tok * v.Kp) * 2, "matmul scratch");
       if (use_qgemm(v, m_tok)) {
-        const int splits = qgemm_splits(v, static_cast<int>(m_tok), sms_);
+        const int splits = qgemm_splits_for(v, m_tok);
         if (splits > 1) ensure(qgemm_part_, static_cast<size_t>(splits * m_tok * v.rows) * sizeof(float), "matmul scratch (split-K)");
       }
       if (v.fmt != WFmt::F16 && !use_qgemm(v, m_tok) && !m->f16) {
@@ -884,8 +885,15 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       throw std::runtime_error(std::string(op) + ": vector weight missing or too short");
   }
 
+  bool use_qfrag(const MatView& v, int64_t m) const {
+    return opts_.qgemm_frag && m <= opts_.qgemm_max_tokens && qgemm_frag_supported(v, static_cast<int>(m));
+  }
+  int qgemm_splits_for(const MatView& v, int64_t m) const {
+    return use_qfrag(v, m) ? qgemm_frag_splits(v, static_cast<int>(m), std::max(1, opts_.qfrag_blocks_per_sm) * sms_)
+                           : qgemm_splits(v, static_cast<int>(m), sms_);
+  }
   bool use_qgemm(const MatView& v, int64_t m) const {
-    return m <= opts_.qgemm_max_tokens && qgemm_supported(v);
+    return use_qfrag(v, m) || (m <= opts_.qgemm_max_tokens && qgemm_supported(v));
   }
 
   int64_t gemm_slice_rows(const MatView& v) const {
@@ -1022,6 +1030,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       const bool tiles = opts_.mv && mv_tiles_take(w.fmt, m, opts_.mv_tiles);
       const char* path = m <= mv_max_tokens(w.fmt) ? (!opts_.mv ? "matvec" : tiles ? "mv-tiles" : "mv")
                          : w.fmt == WFmt::F16 || cw(op.w)->f16 ? "cublas"
+                         : use_qfrag(w, m)                     ? "qfrag"
                          : use_qgemm(w, m)                     ? "qgemm"
                                                                : "dequant+cublas";
       s += std::string(" ") + path + " " + wfmt_name(w.fmt) + " " + std::to_string(w.rows) + "x" + std::to_string(w.K);
@@ -1431,9 +1440,14 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       gemm_f16(cublas_, w_f16 ? w_f16 : reinterpret_cast<const uint16_t*>(w.q), w.rows, xh, m, w.Kp, f(out), out.cols);
       return;
     }
+    if (use_qfrag(w, m)) {
+      qgemm_frag(w, xh, static_cast<int>(m), f(out), out.cols, static_cast<float*>(qgemm_part_.p),
+                 qgemm_splits_for(w, m), stream_);
+      return;
+    }
     if (use_qgemm(w, m)) {
       qgemm_f16(w, xh, static_cast<int>(m), f(out), out.cols, static_cast<float*>(qgemm_part_.p),
-                qgemm_splits(w, static_cast<int>(m), sms_), stream_);
+                qgemm_splits_for(w, m), stream_);
       return;
     }
     const int64_t slice = gemm_slice_rows(w);
@@ -1528,6 +1542,8 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_MV_KSPLIT", &o.mv_ksplit);
   env_int("VIREO_CUDA_MV_TILES", &o.mv_tiles);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);
+  env_int("VIREO_CUDA_QFRAG", &o.qgemm_frag);
+  env_int("VIREO_CUDA_QFRAG_BPS", &o.qfrag_blocks_per_sm);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
   env_int("VIREO_CUDA_TILE_MAX", &o.tile_max_tokens);
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);

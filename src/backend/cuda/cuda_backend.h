@@ -20,6 +20,10 @@ struct CudaOptions {
   // Up to this many tokens (and above matvec_max_tokens), quantized weights go through qgemm.cu (dequantized per
   // tile in shared memory, tensor cores) instead of an f16 copy in global memory + cuBLAS. 0: never.
   int qgemm_max_tokens = 64;
+  // Q4_K/Q6_K matmuls of qgemm's token counts run on qgemm_frag.cu (weights straight into tensor-core fragments)
+  // instead of qgemm.cu's shared-memory tiles (VIREO_CUDA_QFRAG=0 keeps qgemm.cu).
+  int qgemm_frag = 1;
+  int qfrag_blocks_per_sm = 2;  // qgemm_frag.cu splits K until about this many blocks a multiprocessor
   // Keep an f16 copy of every quantized layer matrix (blk.*) on the GPU, made once at load: prefill steps then
   // multiply it with cuBLAS directly instead of dequantizing each matrix on every step. Costs 2 bytes per weight
   // of extra memory (16 GB for an 8B model), so it is off unless asked for (VIREO_CUDA_F16_WEIGHTS=1).

@@ -51,6 +51,16 @@ bool qgemm_supported(const MatView& w);
 int qgemm_splits(const MatView& w, int m, int sms);
 void qgemm_f16(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
                cudaStream_t s);
+// y[t][r] = sum over z < splits of part[z][t][r] (part rows are `rows` long), in that order.
+void qgemm_reduce(const float* part, int splits, int m, int64_t rows, float* y, int64_t ldy, cudaStream_t s);
+
+// ---- qgemm_frag.cu: the same for Q4_K / Q6_K and up to 64 tokens, the weights loaded straight into the registers
+// of tensor-core fragments (no shared-memory tile for them). Same x, y, part and split-K contract as qgemm_f16.
+void qgemm_frag_init(size_t smem_optin);  // once per device: the shared memory the kernels need, where granted
+bool qgemm_frag_supported(const MatView& w, int m);
+int qgemm_frag_splits(const MatView& w, int m, int target_blocks);
+void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
+                cudaStream_t s);
 
 // ---- elementwise.cu ----
 // Device read bandwidth in bytes/s on the current device (a streaming read of about `bytes`; median of 5 runs).

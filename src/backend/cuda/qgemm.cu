@@ -239,6 +239,16 @@ __global__ void __launch_bounds__(256)
 
 int bn_for(int m) { return m <= 16 ? 16 : (m <= 32 ? 32 : 64); }
 
+}  // namespace
+
+void qgemm_reduce(const float* part, int splits, int m, int64_t rows, float* y, int64_t ldy, cudaStream_t s) {
+  const int64_t blocks = std::min<int64_t>(ceil_div(static_cast<int64_t>(m) * rows, 256), 4096);
+  VLAUNCH(reduce_kernel, dim3(static_cast<unsigned>(blocks)), dim3(256), 0, s, part, splits, m, rows, y, ldy);
+  VCHECK_LAUNCH("matmul (split-K sum)");
+}
+
+namespace {
+
 template <WFmt F, int BN>
 void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, cudaStream_t s) {
   auto* k = &qgemm_kernel<F, BN>;
@@ -252,11 +262,7 @@ void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float
     VLAUNCH(k, grid, dim3(kThreads), 0, s, w, x, m, part, static_cast<int64_t>(w.rows), k_per_split);
   }
   VCHECK_LAUNCH("matmul (tensor-core tiles of dequantized weights)");
-  if (splits > 1) {
-    const int64_t blocks = std::min<int64_t>(ceil_div(static_cast<int64_t>(m) * w.rows, 256), 4096);
-    VLAUNCH(reduce_kernel, dim3(static_cast<unsigned>(blocks)), dim3(256), 0, s, part, splits, m, w.rows, y, ldy);
-    VCHECK_LAUNCH("matmul (split-K sum)");
-  }
+  if (splits > 1) qgemm_reduce(part, splits, m, w.rows, y, ldy, s);
 }
 
 template <WFmt F>

@@ -1,0 +1,354 @@
+// Matrix-matrix for a few dozen tokens (batched decode) over Q4_K / Q6_K weights, with each weight read from
+// memory straight into the registers of a tensor-core fragment: no shared-memory round trip and no barrier per
+// K step for the weights (qgemm.cu decodes them into a shared tile first, which made it latency-bound).
+//
+//   y[token][row] = sum over k of x[token][k] * w[row][k]      (x: f16 rows of Kp, prep_act_f16; y: f32)
+//
+// Block: 4 warps x 32 weight rows (128 rows) and 8 * NT tokens (NT = 2, 4, 8: 16, 32, 64 tokens); K advances
+// one 256-element super-block at a time, and is split over gridDim.z blocks for small matrices.
+//   weights    lane (group g, tig t) holds rows g, g + 8, g + 16, g + 24 of its warp: of every super-block row it
+//              loads, with 16-byte loads, the quarter that unit t of the matvec layout names (formats.cuh: Q4_K
+//              elements 64t..64t+63; Q6_K elements 128n + 32c + 16e + 0..15 for c = 0..3, t = 2n + e), one
+//              super-block ahead of the one it multiplies, and dequantizes it to f16 pairs in registers.
+//   tokens     the super-block's activations [8 NT tokens][256 k] f16 in shared memory, copied with cp.async one
+//              super-block ahead (two stages), 16-byte units XOR-swizzled so a quarter-warp's loads hit 8
+//              different bank groups.
+//   product    mma.sync m16n8k16 (f16 in, f32 accumulation). The k order inside one product is free as long as A
+//              and B agree: step s of lane t takes the 4 consecutive elements k0(s, t) .. k0 + 3 of its own
+//              quarter (A: two f16 pairs per row; B: 8 bytes of the token's row in shared memory), so every lane
+//              dequantizes only what it loaded. Each 16-byte activation load feeds 4 products (2 steps x 2 row
+//              tiles); each dequantized weight pair feeds NT products.
+//   out        partial sums of a K split go to the scratch [splits][m][rows] that qgemm.cu's reduce adds in a
+//              fixed order (deterministic), else straight to y.
+#include <algorithm>
+#include <cstdlib>
+#include <type_traits>
+
+#include "backend/cuda/kernels.h"
+
+namespace vireo::VIREO_CUDA_NS {
+namespace {
+
+constexpr int kBM = 128;  // rows a block: 8 warps of one 16-row tile, or 4 warps of two (RT)
+constexpr int kSB = 256;          // K of one super-block (Q4_K / Q6_K block)
+constexpr int kTokBytes = 2 * kSB;  // one token's activations of a super-block in shared memory
+constexpr uint32_t kMagic = 0x64006400u;  // f16 1024 in both halves: (kMagic | u) - 1024 = u for u < 1024
+
+VDEV uint32_t pack2(float a, float b) { return static_cast<uint32_t>(f2h(a)) | static_cast<uint32_t>(f2h(b)) << 16; }
+// Bytes 2p and 2p+1 of `word` in the low byte of each 16-bit half.
+VDEV uint32_t byte_pair(uint32_t word, int p) { return byte_perm(word, 0, p == 0 ? 0x4140 : 0x4342); }
+
+// Per format: what a lane loads of one row's super-block (Raw), the f16 scales it derives (Scales), the two f16
+// pairs of step s (elements k0 .. k0 + 3 of the super-block, k0 = 4 * (16-byte unit) + 4 * (s & 1)), and the
+// swizzle of the activation units that keeps a quarter-warp's loads of step s on 8 distinct bank groups.
+template <WFmt F>
+struct Frag;
+
+// Q4_K, lane t: elements 64t + 32h + 4i + (0..3) (h = nibble, i = word of the lane's 32 qs bytes) are step
+// s = 8h + i; sub-block 2t + h; 16-byte unit 8t + 4h + i/2.
+template <>
+struct Frag<WFmt::Q4_K> {
+  struct Raw {
+    uint4 head, q0, q1;
+  };
+  struct Scales {
+    uint32_t s2[2], nm2[2];  // per nibble h: (d * scale) and -(dmin * min) in both halves
+  };
+  VDEV static Raw load(const MatView& w, int64_t row, int64_t sb, int t) {
+    const uint8_t* blk = w.q + row * w.row_bytes + sb * 144;
+    return {ld16(blk), ld16(blk + 16 + 32 * t), ld16(blk + 32 + 32 * t)};
+  }
+  VDEV static Scales scales(const Raw& r, int t) {
+    const float d = h2f(static_cast<uint16_t>(r.head.x & 0xffff)), dmin = h2f(static_cast<uint16_t>(r.head.x >> 16));
+    Scales s;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      int sc, mn;
+      k4_scale_min_words(r.head.y, r.head.z, r.head.w, 2 * t + h, &sc, &mn);
+      const float dd = d * static_cast<float>(sc), mm = dmin * static_cast<float>(mn);
+      s.s2[h] = pack2(dd, dd);
+      s.nm2[h] = pack2(-mm, -mm);
+    }
+    return s;
+  }
+  template <int S>
+  VDEV static void pairs(const Raw& r, const Scales& sc, uint32_t& p0, uint32_t& p1) {
+    constexpr int h = S >> 3, i = S & 7;
+    const uint32_t word = word_of(i < 4 ? r.q0 : r.q1, i % 4);
+    const uint32_t u0 = ((byte_pair(word, 0) >> (4 * h)) & 0x000F000Fu) | kMagic;
+    const uint32_t u1 = ((byte_pair(word, 1) >> (4 * h)) & 0x000F000Fu) | kMagic;
+    p0 = hfma2_bits(hsub2_bits(u0, kMagic), sc.s2[h], sc.nm2[h]);
+    p1 = hfma2_bits(hsub2_bits(u1, kMagic), sc.s2[h], sc.nm2[h]);
+  }
+  template <int S>
+  VDEV static int unit(int t) {
+    return 8 * t + 4 * (S >> 3) + (S & 7) / 2;
+  }
+  // A quarter-warp (groups g, g + 1; t = 0..3) reads units 8t + c: XOR t and the token's parity into bits 0..2.
+  VDEV static int swizzle(int u, int tok) { return u ^ ((u >> 3) & 3) ^ ((tok & 1) << 2); }
+};
+
+// Q6_K (ql[128] | qh[64] | scales[16], d in aux), lane t = 2n + e: elements 128n + 32c + 16e + 4i + (0..3)
+// (i = word of the lane's 16 bytes of ql / qh, c = which nibble of ql and which 2 bits of qh) are step s = 4c + i;
+// scale 8n + 2c + e; 16-byte unit 16n + 4c + 2e + i/2.
+template <>
+struct Frag<WFmt::Q6_K> {
+  struct Raw {
+    uint4 la, lb, qh;  // ql[64n + 16e ..], ql[64n + 32 + 16e ..], qh[32n + 16e ..]
+    uint2 sc8;         // scales[8n .. 8n + 7]
+    uint32_t d;        // f16 bits
+  };
+  struct Scales {
+    uint32_t s2[4];  // per c: d * scale in both halves
+  };
+  VDEV static Raw load(const MatView& w, int64_t row, int64_t sb, int t) {
+    const int n = t >> 1, e = t & 1;
+    const uint8_t* body = w.q + row * w.row_bytes + sb * 208;
+    Raw r;
+    r.la = ld16(body + 64 * n + 16 * e);
+    r.lb = ld16(body + 64 * n + 32 + 16 * e);
+    r.qh = ld16(body + 128 + 32 * n + 16 * e);
+    r.sc8 = ld8(body + 192 + 8 * n);
+    r.d = w.aux[row * w.nb + sb];
+    return r;
+  }
+  VDEV static Scales scales(const Raw& r, int t) {
+    const int e = t & 1;
+    const float d = h2f(static_cast<uint16_t>(r.d));
+    Scales s;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int b = e + 2 * c;  // byte of sc8
+      const uint32_t word = b < 4 ? r.sc8.x : r.sc8.y;
+      const float v = d * static_cast<float>(static_cast<int8_t>((word >> (8 * (b & 3))) & 0xff));
+      s.s2[c] = pack2(v, v);
+    }
+    return s;
+  }
+  template <int S>
+  VDEV static void pairs(const Raw& r, const Scales& sc, uint32_t& p0, uint32_t& p1) {
+    constexpr int c = S >> 2, i = S & 3, lshift = c >= 2 ? 4 : 0, hshift = 2 * c;
+    constexpr uint32_t kBias = 0x64206420u;  // 1056 = 1024 + 32 in both halves
+    const uint32_t lw = word_of((c & 1) ? r.lb : r.la, i), hw = word_of(r.qh, i);
+    const uint32_t u0 = ((byte_pair(lw, 0) >> lshift) & 0x000F000Fu) |
+                        (((byte_pair(hw, 0) >> hshift) & 0x00030003u) << 4) | kMagic;
+    const uint32_t u1 = ((byte_pair(lw, 1) >> lshift) & 0x000F000Fu) |
+                        (((byte_pair(hw, 1) >> hshift) & 0x00030003u) << 4) | kMagic;
+    p0 = hmul2_bits(hsub2_bits(u0, kBias), sc.s2[c]);
+    p1 = hmul2_bits(hsub2_bits(u1, kBias), sc.s2[c]);
+  }
+  template <int S>
+  VDEV static int unit(int t) {
+    return 16 * (t >> 1) + 4 * (S >> 2) + 2 * (t & 1) + (S & 3) / 2;
+  }
+  // A quarter-warp reads units 16n + 2e + c: XOR n into bit 0 and the token's parity into bit 2.
+  VDEV static int swizzle(int u, int tok) { return u ^ ((u >> 4) & 1) ^ ((tok & 1) << 2); }
+};
+
+// NT token tiles of 8; RT row tiles of 16 a warp (each activation load feeds 2 RT products; RT = 2 holds twice
+// the weights in registers); MINB blocks a multiprocessor for the register budget.
+template <WFmt F, int NT, int RT, int MINB>
+__global__ void __launch_bounds__(256 / RT, MINB)
+    qgemm_frag_kernel(MatView w, const uint16_t* __restrict__ x, int m, float* __restrict__ y, int64_t ldy,
+                      int64_t sb_per_split) {
+  using Fr = Frag<F>;
+  constexpr int kRT = RT, kThreads = 256 / RT, kRowsPerWarp = 16 * RT;
+  constexpr int kTok = 8 * NT, kStage = kTok * kTokBytes;
+  VDYN_SHARED(uint8_t, xs);  // [2 stages][kTok tokens][kTokBytes], units swizzled by Fr::swizzle
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int g = lane >> 2, t = lane & 3;
+  const int64_t wrow0 = static_cast<int64_t>(blockIdx.x) * kBM + warp * kRowsPerWarp;
+  const int tok0 = static_cast<int>(blockIdx.y) * kTok;
+  const int64_t sb_begin = static_cast<int64_t>(blockIdx.z) * sb_per_split;
+  const int64_t sb_end = sb_begin + sb_per_split < w.nb ? sb_begin + sb_per_split : w.nb;
+  if (gridDim.z > 1) y += static_cast<int64_t>(blockIdx.z) * m * ldy;
+
+  constexpr int kR = 2 * kRT;  // this lane's rows: g, g + 8 (row tile 0), g + 16, g + 24 (row tile 1)
+  int64_t rows[kR];            // past the end: the last row (loaded, never stored)
+#pragma unroll
+  for (int j = 0; j < kR; ++j) rows[j] = wrow0 + g + 8 * j < w.rows ? wrow0 + g + 8 * j : w.rows - 1;
+
+  auto stage_x = [&](int64_t sb, int stage) {
+    uint8_t* dst0 = xs + stage * kStage;
+#pragma unroll
+    for (int i = 0; i < kTok * (kTokBytes / 16) / kThreads; ++i) {
+      const int q = static_cast<int>(threadIdx.x) + i * kThreads;
+      const int tok = q / (kTokBytes / 16), u = q % (kTokBytes / 16);
+      const bool ok = tok0 + tok < m;
+      const uint16_t* src = ok ? x + static_cast<int64_t>(tok0 + tok) * w.Kp + sb * kSB + 8 * u : x;
+      cp_async16(dst0 + tok * kTokBytes + 16 * Fr::swizzle(u, tok), src, ok);
+    }
+    cp_async_commit();
+  };
+
+  float acc[kRT][NT][4];
+#pragma unroll
+  for (int r = 0; r < kRT; ++r)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[r][j][e] = 0.f;
+
+  typename Fr::Raw nxt[kR];
+  if (sb_begin < sb_end) {
+#pragma unroll
+    for (int j = 0; j < kR; ++j) nxt[j] = Fr::load(w, rows[j], sb_begin, t);
+    stage_x(sb_begin, 0);
+  }
+  for (int64_t sb = sb_begin; sb < sb_end; ++sb) {
+    const int stage = static_cast<int>((sb - sb_begin) & 1);
+    typename Fr::Raw cur[kR];
+#pragma unroll
+    for (int j = 0; j < kR; ++j) cur[j] = nxt[j];
+    if (sb + 1 < sb_end) {
+#pragma unroll
+      for (int j = 0; j < kR; ++j) nxt[j] = Fr::load(w, rows[j], sb + 1, t);
+      stage_x(sb + 1, stage ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // this super-block's activations are in shared memory
+    const uint8_t* xst = xs + stage * kStage;
+    typename Fr::Scales sc[kR];
+#pragma unroll
+    for (int j = 0; j < kR; ++j) sc[j] = Fr::scales(cur[j], t);
+    // Steps 2p and 2p + 1 share one 16-byte activation unit per token.
+    auto step_pair = [&](auto pc) {
+      constexpr int S = decltype(pc)::value;
+      uint32_t a[2][kRT][4];  // [step][row tile][fragment register]
+#pragma unroll
+      for (int r = 0; r < kRT; ++r) {
+        Fr::template pairs<S>(cur[2 * r], sc[2 * r], a[0][r][0], a[0][r][2]);
+        Fr::template pairs<S>(cur[2 * r + 1], sc[2 * r + 1], a[0][r][1], a[0][r][3]);
+        Fr::template pairs<S + 1>(cur[2 * r], sc[2 * r], a[1][r][0], a[1][r][2]);
+        Fr::template pairs<S + 1>(cur[2 * r + 1], sc[2 * r + 1], a[1][r][1], a[1][r][3]);
+      }
+      const int u = Fr::template unit<S>(t);
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const int tok = 8 * j + g;
+        const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
+#pragma unroll
+        for (int r = 0; r < kRT; ++r) {
+          mma_f16_k16(acc[r][j], a[0][r][0], a[0][r][1], a[0][r][2], a[0][r][3], b.x, b.y);
+          mma_f16_k16(acc[r][j], a[1][r][0], a[1][r][1], a[1][r][2], a[1][r][3], b.z, b.w);
+        }
+      }
+    };
+    step_pair(std::integral_constant<int, 0>{});
+    step_pair(std::integral_constant<int, 2>{});
+    step_pair(std::integral_constant<int, 4>{});
+    step_pair(std::integral_constant<int, 6>{});
+    step_pair(std::integral_constant<int, 8>{});
+    step_pair(std::integral_constant<int, 10>{});
+    step_pair(std::integral_constant<int, 12>{});
+    step_pair(std::integral_constant<int, 14>{});
+    __syncthreads();  // every warp is done with this stage before the next iteration refills it
+  }
+
+  // c[0], c[1]: row g of the row tile, tokens 2t, 2t + 1 of the token tile; c[2], c[3]: row g + 8.
+#pragma unroll
+  for (int r = 0; r < kRT; ++r)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t row = wrow0 + 16 * r + g + 8 * (e >> 1);
+        const int tok = tok0 + 8 * j + 2 * t + (e & 1);
+        if (row < w.rows && tok < m) y[static_cast<int64_t>(tok) * ldy + row] = acc[r][j][e];
+      }
+}
+
+constexpr int smem_bytes(int nt) { return 2 * 8 * nt * kTokBytes; }
+
+int nt_for(int m) { return m <= 16 ? 2 : (m <= 32 ? 4 : 8); }
+
+// Kernel shape (VIREO_CUDA_QFRAG_SHAPE, for measuring): 0 = 8 warps x 16 rows, up to 255 registers (one block a
+// multiprocessor for 64 tokens); 1 = the same capped at 128 registers (two blocks); 2 = 4 warps x 32 rows.
+int g_shape = 0;
+
+template <WFmt F, int NT, int RT, int MINB>
+void launch(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, int64_t sb_per_split, dim3 grid,
+            cudaStream_t s) {
+  auto* k = &qgemm_frag_kernel<F, NT, RT, MINB>;
+  VLAUNCH(k, grid, dim3(256 / RT), smem_bytes(NT), s, w, x, m, y, ldy, sb_per_split);
+}
+
+template <WFmt F, int NT>
+void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, cudaStream_t s) {
+  const int64_t sb_per_split = ceil_div(w.nb, splits);
+  const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kBM)), static_cast<unsigned>(ceil_div(m, 8 * NT)),
+                  static_cast<unsigned>(splits));
+  float* dst = splits == 1 ? y : part;
+  const int64_t ld = splits == 1 ? ldy : w.rows;
+  switch (g_shape) {
+    case 1: launch<F, NT, 1, 2>(w, x, m, dst, ld, sb_per_split, grid, s); break;
+    case 2: launch<F, NT, 2, 1>(w, x, m, dst, ld, sb_per_split, grid, s); break;
+    default: launch<F, NT, 1, 1>(w, x, m, dst, ld, sb_per_split, grid, s); break;
+  }
+  VCHECK_LAUNCH("matmul (tensor-core fragments of quantized weights)");
+  if (splits > 1) qgemm_reduce(part, splits, m, w.rows, y, ldy, s);
+}
+
+template <WFmt F>
+void pick(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, cudaStream_t s) {
+  switch (nt_for(m)) {
+    case 2: go<F, 2>(w, x, m, y, ldy, part, splits, s); break;
+    case 4: go<F, 4>(w, x, m, y, ldy, part, splits, s); break;
+    default: go<F, 8>(w, x, m, y, ldy, part, splits, s); break;
+  }
+}
+
+template <WFmt F, int RT, int MINB>
+void allow_smem() {
+  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, 2, RT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             smem_bytes(2)),
+        "matmul fragments (shared memory)");
+  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, 4, RT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             smem_bytes(4)),
+        "matmul fragments (shared memory)");
+  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, 8, RT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             smem_bytes(8)),
+        "matmul fragments (shared memory)");
+}
+
+bool g_frag_smem_ok = false;
+
+}  // namespace
+
+void qgemm_frag_init(size_t smem_optin) {
+  g_frag_smem_ok = smem_optin >= static_cast<size_t>(smem_bytes(8));
+  if (!g_frag_smem_ok) return;
+  if (const char* e = std::getenv("VIREO_CUDA_QFRAG_SHAPE")) g_shape = std::atoi(e);
+  allow_smem<WFmt::Q4_K, 1, 1>();
+  allow_smem<WFmt::Q4_K, 1, 2>();
+  allow_smem<WFmt::Q4_K, 2, 1>();
+  allow_smem<WFmt::Q6_K, 1, 1>();
+  allow_smem<WFmt::Q6_K, 1, 2>();
+  allow_smem<WFmt::Q6_K, 2, 1>();
+}
+
+bool qgemm_frag_supported(const MatView& w, int m) {
+  return g_frag_smem_ok && m >= 1 && m <= 64 && (w.fmt == WFmt::Q4_K || w.fmt == WFmt::Q6_K) && w.Kp == w.nb * kSB;
+}
+
+// About `target_blocks` blocks (CudaOptions::qfrag_blocks_per_sm a multiprocessor), each with at least 2
+// super-blocks of K.
+int qgemm_frag_splits(const MatView& w, int m, int target_blocks) {
+  const int64_t blocks = ceil_div(w.rows, kBM) * ceil_div(m, 8 * nt_for(m));
+  int64_t splits = ceil_div(static_cast<int64_t>(target_blocks), blocks);
+  splits = std::min<int64_t>(splits, std::max<int64_t>(1, w.nb / 2));
+  return static_cast<int>(std::clamp<int64_t>(splits, 1, 16));
+}
+
+void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
+                cudaStream_t s) {
+  switch (w.fmt) {
+    case WFmt::Q4_K: pick<WFmt::Q4_K>(w, x, m, y, ldy, part, splits, s); break;
+    case WFmt::Q6_K: pick<WFmt::Q6_K>(w, x, m, y, ldy, part, splits, s); break;
+    default: throw std::runtime_error("CUDA backend: qgemm_frag: unsupported weight layout");
+  }
+}
+
+}  // namespace vireo::VIREO_CUDA_NS
