@@ -32,7 +32,7 @@
 #   wide       the int8 tiles for 9-64 tokens (VIREO_CUDA_TILE_MAX): vireo bench --parallel 8,16,32,64 on 1B and
 #              8B Q4_K_M with TILE_VALUES (default "8 64"), alternating, twice
 #   qfrag      qgemm_frag.cu: its GPU tests, 16/32/64-token kernel times against qgemm.cu (VIREO_CUDA_QFRAG=0), and
-#              vireo bench --parallel 16,32,64 on 8B/1B Q4_K_M for qgemm.cu and the three QFRAG_SHAPEs
+#              vireo bench --parallel 16,32,64 on 8B/1B Q4_K_M for qgemm.cu and the QFRAG_SHAPEs (QFRAG_VARIANTS)
 #   ksplit     one-token matvec launches of few items split over a block (VIREO_CUDA_MV_KSPLIT=0/1/2: never, float weights, all) against the
 #              default, alternating, twice: vireo_gpu_bench decode on 8B F16, Q8_0, Q4_K_M and 1B Q4_K_M
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
@@ -192,7 +192,7 @@ for st in $STAGES; do
       timeout 240 ./vireo_gpu_tests --gtest_filter='*Matmul*/Cuda:*Fused*/Cuda:*Synthetic*/Cuda:*Scheduler*/Cuda' \
         --gtest_color=no 2>&1 | tee $OUT/qfrag_tests.log |
         grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|actual|Expected|worst" | head -40
-      for v in VIREO_CUDA_QFRAG=0 VIREO_CUDA_QFRAG=1; do
+      for v in ${QFRAG_KERNEL_VARIANTS:-VIREO_CUDA_QFRAG=0 VIREO_CUDA_QFRAG=1}; do
         echo "## kernels $v"
         env $v timeout 150 ./vireo_gpu_bench --kernels --quick 2>&1 | tee -a $OUT/qfrag_kernels.log |
           grep -E "^matmul (Q4_K|Q6_K) n=(16|32|64) " | grep -v " old"

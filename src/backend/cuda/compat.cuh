@@ -439,6 +439,18 @@ VDEV void cp_async16(void* smem_dst, const void* src, bool valid) {
   else std::memset(smem_dst, 0, 16);
 #endif
 }
+VDEV void cp_async4(void* smem_dst, const void* src) {
+#if defined(__CUDA_ARCH__)
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src) : "memory");
+#else
+#if defined(VIREO_CUDA_EMU)
+  ::emu::check_aligned(smem_dst, 4);
+  ::emu::check_aligned(src, 4);
+#endif
+  std::memcpy(smem_dst, src, 4);
+#endif
+}
 VDEV void cp_async_commit() {
 #if defined(__CUDA_ARCH__)
   asm volatile("cp.async.commit_group;" ::: "memory");

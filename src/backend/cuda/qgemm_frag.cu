@@ -58,6 +58,16 @@ struct Frag<WFmt::Q4_K> {
     const uint8_t* blk = w.q + row * w.row_bytes + sb * 144;
     return {ld16(blk), ld16(blk + 16 + 32 * t), ld16(blk + 32 + 32 * t)};
   }
+  // The ring kernel: a row's super-block in shared memory is the 144-byte block as it is (a stride of 144 puts
+  // a quarter-warp's 16-byte loads on 8 different bank groups).
+  static constexpr int kRowBytes = 144, kUnits = 9;
+  VDEV static void copy_unit(uint8_t* dst_row, const MatView& w, int64_t row, int64_t sb, int u) {
+    cp_async16(dst_row + 16 * u, w.q + row * w.row_bytes + sb * 144 + 16 * u, true);
+  }
+  VDEV static Raw load_smem(const uint8_t* p, int t, int64_t, int64_t, const MatView&) {
+    return {*reinterpret_cast<const uint4*>(p), *reinterpret_cast<const uint4*>(p + 16 + 32 * t),
+            *reinterpret_cast<const uint4*>(p + 32 + 32 * t)};
+  }
   VDEV static Scales scales(const Raw& r, int t) {
     const float d = h2f(static_cast<uint16_t>(r.head.x & 0xffff)), dmin = h2f(static_cast<uint16_t>(r.head.x >> 16));
     Scales s;
@@ -112,6 +122,23 @@ struct Frag<WFmt::Q6_K> {
     r.d = w.aux[row * w.nb + sb];
     return r;
   }
+  // The ring kernel: the 208-byte body, then at 208 the aligned 4-byte word of aux that holds d (repack.cuh
+  // leaves spare bytes after aux), padded to 224 (a quarter-warp's loads on 8 different bank groups).
+  static constexpr int kRowBytes = 224, kUnits = 14;
+  VDEV static void copy_unit(uint8_t* dst_row, const MatView& w, int64_t row, int64_t sb, int u) {
+    if (u < 13) cp_async16(dst_row + 16 * u, w.q + row * w.row_bytes + sb * 208 + 16 * u, true);
+    else cp_async4(dst_row + 208, w.aux + ((row * w.nb + sb) & ~int64_t{1}));
+  }
+  VDEV static Raw load_smem(const uint8_t* p, int t, int64_t row, int64_t sb, const MatView& w) {
+    const int n = t >> 1, e = t & 1;
+    Raw r;
+    r.la = *reinterpret_cast<const uint4*>(p + 64 * n + 16 * e);
+    r.lb = *reinterpret_cast<const uint4*>(p + 64 * n + 32 + 16 * e);
+    r.qh = *reinterpret_cast<const uint4*>(p + 128 + 32 * n + 16 * e);
+    r.sc8 = *reinterpret_cast<const uint2*>(p + 192 + 8 * n);
+    r.d = *reinterpret_cast<const uint32_t*>(p + 208) >> (16 * ((row * w.nb + sb) & 1)) & 0xffffu;
+    return r;
+  }
   VDEV static Scales scales(const Raw& r, int t) {
     const int e = t & 1;
     const float d = h2f(static_cast<uint16_t>(r.d));
@@ -144,6 +171,47 @@ struct Frag<WFmt::Q6_K> {
   // A quarter-warp reads units 16n + 2e + c: XOR n into bit 0 and the token's parity into bit 2.
   VDEV static int swizzle(int u, int tok) { return u ^ ((u >> 4) & 1) ^ ((tok & 1) << 2); }
 };
+
+// acc += this lane's share of one super-block: rows cur (2 RT of them), activations xst ([8 NT][kTokBytes]).
+template <class Fr, int NT, int RT>
+VDEV void multiply_sb(const typename Fr::Raw (&cur)[2 * RT], int t, int g, const uint8_t* xst,
+                      float (&acc)[RT][NT][4]) {
+  constexpr int kRT = RT;
+  typename Fr::Scales sc[2 * RT];
+#pragma unroll
+  for (int j = 0; j < 2 * RT; ++j) sc[j] = Fr::scales(cur[j], t);
+  // Steps 2p and 2p + 1 share one 16-byte activation unit per token.
+  auto step_pair = [&](auto pc) {
+    constexpr int S = decltype(pc)::value;
+    uint32_t a[2][kRT][4];  // [step][row tile][fragment register]
+#pragma unroll
+    for (int r = 0; r < kRT; ++r) {
+      Fr::template pairs<S>(cur[2 * r], sc[2 * r], a[0][r][0], a[0][r][2]);
+      Fr::template pairs<S>(cur[2 * r + 1], sc[2 * r + 1], a[0][r][1], a[0][r][3]);
+      Fr::template pairs<S + 1>(cur[2 * r], sc[2 * r], a[1][r][0], a[1][r][2]);
+      Fr::template pairs<S + 1>(cur[2 * r + 1], sc[2 * r + 1], a[1][r][1], a[1][r][3]);
+    }
+    const int u = Fr::template unit<S>(t);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int tok = 8 * j + g;
+      const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
+#pragma unroll
+      for (int r = 0; r < kRT; ++r) {
+        mma_f16_k16(acc[r][j], a[0][r][0], a[0][r][1], a[0][r][2], a[0][r][3], b.x, b.y);
+        mma_f16_k16(acc[r][j], a[1][r][0], a[1][r][1], a[1][r][2], a[1][r][3], b.z, b.w);
+      }
+    }
+  };
+  step_pair(std::integral_constant<int, 0>{});
+  step_pair(std::integral_constant<int, 2>{});
+  step_pair(std::integral_constant<int, 4>{});
+  step_pair(std::integral_constant<int, 6>{});
+  step_pair(std::integral_constant<int, 8>{});
+  step_pair(std::integral_constant<int, 10>{});
+  step_pair(std::integral_constant<int, 12>{});
+  step_pair(std::integral_constant<int, 14>{});
+}
 
 // NT token tiles of 8; RT row tiles of 16 a warp (each activation load feeds 2 RT products; RT = 2 holds twice
 // the weights in registers); MINB blocks a multiprocessor for the register budget.
@@ -210,40 +278,7 @@ __global__ void __launch_bounds__(256 / RT, MINB)
     }
     __syncthreads();  // this super-block's activations are in shared memory
     const uint8_t* xst = xs + stage * kStage;
-    typename Fr::Scales sc[kR];
-#pragma unroll
-    for (int j = 0; j < kR; ++j) sc[j] = Fr::scales(cur[j], t);
-    // Steps 2p and 2p + 1 share one 16-byte activation unit per token.
-    auto step_pair = [&](auto pc) {
-      constexpr int S = decltype(pc)::value;
-      uint32_t a[2][kRT][4];  // [step][row tile][fragment register]
-#pragma unroll
-      for (int r = 0; r < kRT; ++r) {
-        Fr::template pairs<S>(cur[2 * r], sc[2 * r], a[0][r][0], a[0][r][2]);
-        Fr::template pairs<S>(cur[2 * r + 1], sc[2 * r + 1], a[0][r][1], a[0][r][3]);
-        Fr::template pairs<S + 1>(cur[2 * r], sc[2 * r], a[1][r][0], a[1][r][2]);
-        Fr::template pairs<S + 1>(cur[2 * r + 1], sc[2 * r + 1], a[1][r][1], a[1][r][3]);
-      }
-      const int u = Fr::template unit<S>(t);
-#pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        const int tok = 8 * j + g;
-        const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
-#pragma unroll
-        for (int r = 0; r < kRT; ++r) {
-          mma_f16_k16(acc[r][j], a[0][r][0], a[0][r][1], a[0][r][2], a[0][r][3], b.x, b.y);
-          mma_f16_k16(acc[r][j], a[1][r][0], a[1][r][1], a[1][r][2], a[1][r][3], b.z, b.w);
-        }
-      }
-    };
-    step_pair(std::integral_constant<int, 0>{});
-    step_pair(std::integral_constant<int, 2>{});
-    step_pair(std::integral_constant<int, 4>{});
-    step_pair(std::integral_constant<int, 6>{});
-    step_pair(std::integral_constant<int, 8>{});
-    step_pair(std::integral_constant<int, 10>{});
-    step_pair(std::integral_constant<int, 12>{});
-    step_pair(std::integral_constant<int, 14>{});
+    multiply_sb<Fr, NT, RT>(cur, t, g, xst, acc);
     __syncthreads();  // every warp is done with this stage before the next iteration refills it
   }
 
@@ -255,6 +290,98 @@ __global__ void __launch_bounds__(256 / RT, MINB)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int64_t row = wrow0 + 16 * r + g + 8 * (e >> 1);
+        const int tok = tok0 + 8 * j + 2 * t + (e & 1);
+        if (row < w.rows && tok < m) y[static_cast<int64_t>(tok) * ldy + row] = acc[r][j][e];
+      }
+}
+
+// The ring variant (shapes 3, 4): weights and activations both copied by cp.async into a ring of S super-block
+// stages in shared memory, S - 1 super-blocks ahead of the one multiplied (the register variant above keeps one
+// super-block of weights in flight a lane, which leaves it waiting on memory latency every super-block). One
+// barrier a super-block; lanes read their raw weights from shared memory right before dequantizing them.
+constexpr int kSmemMax = 227 * 1024;
+template <WFmt F, int NT, int RT>
+VHD constexpr int ring_stage_bytes() {
+  return 128 * RT * Frag<F>::kRowBytes + 8 * NT * kTokBytes;
+}
+template <WFmt F, int NT, int RT>
+VHD constexpr int ring_stages() {
+  return kSmemMax / ring_stage_bytes<F, NT, RT>() >= 4 ? 4 : kSmemMax / ring_stage_bytes<F, NT, RT>();
+}
+
+template <WFmt F, int NT, int RT>
+__global__ void __launch_bounds__(256, 1)
+    qgemm_ring_kernel(MatView w, const uint16_t* __restrict__ x, int m, float* __restrict__ y, int64_t ldy,
+                      int64_t sb_per_split) {
+  using Fr = Frag<F>;
+  constexpr int S = ring_stages<F, NT, RT>(), kTok = 8 * NT, kRowsB = 128 * RT;
+  constexpr int kWBytes = kRowsB * Fr::kRowBytes, kStage = ring_stage_bytes<F, NT, RT>();
+  static_assert(S >= 2, "a ring needs two stages");
+  VDYN_SHARED(uint8_t, sm);  // [S stages][weights kRowsB x kRowBytes | activations kTok x kTokBytes]
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int g = lane >> 2, t = lane & 3;
+  const int64_t brow0 = static_cast<int64_t>(blockIdx.x) * kRowsB;
+  const int wr0 = warp * 16 * RT;  // the warp's first row within the block
+  const int tok0 = static_cast<int>(blockIdx.y) * kTok;
+  const int64_t sb_begin = static_cast<int64_t>(blockIdx.z) * sb_per_split;
+  const int64_t sb_end = sb_begin + sb_per_split < w.nb ? sb_begin + sb_per_split : w.nb;
+  if (gridDim.z > 1) y += static_cast<int64_t>(blockIdx.z) * m * ldy;
+
+  auto issue = [&](int64_t sb, int slot) {
+    if (sb < sb_end) {
+      uint8_t* st = sm + slot * kStage;
+      for (int q = static_cast<int>(threadIdx.x); q < kRowsB * Fr::kUnits; q += 256) {
+        const int r = q / Fr::kUnits, u = q % Fr::kUnits;
+        const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
+        Fr::copy_unit(st + r * Fr::kRowBytes, w, row, sb, u);
+      }
+      uint8_t* xs = st + kWBytes;
+#pragma unroll
+      for (int i = 0; i < kTok * (kTokBytes / 16) / 256; ++i) {
+        const int q = static_cast<int>(threadIdx.x) + i * 256;
+        const int tok = q / (kTokBytes / 16), u = q % (kTokBytes / 16);
+        const bool ok = tok0 + tok < m;
+        const uint16_t* src = ok ? x + static_cast<int64_t>(tok0 + tok) * w.Kp + sb * kSB + 8 * u : x;
+        cp_async16(xs + tok * kTokBytes + 16 * Fr::swizzle(u, tok), src, ok);
+      }
+    }
+    cp_async_commit();  // an empty group past the end keeps the count that cp_async_wait relies on
+  };
+
+  float acc[RT][NT][4];
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[r][j][e] = 0.f;
+
+#pragma unroll
+  for (int i = 0; i < S - 1; ++i) issue(sb_begin + i, i);
+  int slot = 0;
+  for (int64_t sb = sb_begin; sb < sb_end; ++sb) {
+    cp_async_wait<S - 2>();  // this thread's copies of super-block sb have landed
+    __syncthreads();         // everyone's have, and everyone is done with the slot refilled next
+    issue(sb + S - 1, slot == 0 ? S - 1 : slot - 1);
+    const uint8_t* st = sm + slot * kStage;
+    typename Fr::Raw cur[2 * RT];
+#pragma unroll
+    for (int j = 0; j < 2 * RT; ++j) {
+      const int r = wr0 + g + 8 * j;
+      const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
+      cur[j] = Fr::load_smem(st + r * Fr::kRowBytes, t, row, sb, w);
+    }
+    multiply_sb<Fr, NT, RT>(cur, t, g, st + kWBytes, acc);
+    slot = slot == S - 1 ? 0 : slot + 1;
+  }
+
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t row = brow0 + wr0 + 16 * r + g + 8 * (e >> 1);
         const int tok = tok0 + 8 * j + 2 * t + (e & 1);
         if (row < w.rows && tok < m) y[static_cast<int64_t>(tok) * ldy + row] = acc[r][j][e];
       }
@@ -275,6 +402,16 @@ void launch(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, i
   VLAUNCH(k, grid, dim3(256 / RT), smem_bytes(NT), s, w, x, m, y, ldy, sb_per_split);
 }
 
+template <WFmt F, int NT, int RT>
+void launch_ring(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, int64_t sb_per_split,
+                 int splits, cudaStream_t s) {
+  auto* k = &qgemm_ring_kernel<F, NT, RT>;
+  const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, 128 * RT)), static_cast<unsigned>(ceil_div(m, 8 * NT)),
+                  static_cast<unsigned>(splits));
+  constexpr int smem = ring_stages<F, NT, RT>() * ring_stage_bytes<F, NT, RT>();
+  VLAUNCH(k, grid, dim3(256), smem, s, w, x, m, y, ldy, sb_per_split);
+}
+
 template <WFmt F, int NT>
 void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, cudaStream_t s) {
   const int64_t sb_per_split = ceil_div(w.nb, splits);
@@ -285,6 +422,8 @@ void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float
   switch (g_shape) {
     case 1: launch<F, NT, 1, 2>(w, x, m, dst, ld, sb_per_split, grid, s); break;
     case 2: launch<F, NT, 2, 1>(w, x, m, dst, ld, sb_per_split, grid, s); break;
+    case 3: launch_ring<F, NT, 1>(w, x, m, dst, ld, sb_per_split, splits, s); break;
+    case 4: launch_ring<F, NT, 2>(w, x, m, dst, ld, sb_per_split, splits, s); break;
     default: launch<F, NT, 1, 1>(w, x, m, dst, ld, sb_per_split, grid, s); break;
   }
   VCHECK_LAUNCH("matmul (tensor-core fragments of quantized weights)");
@@ -298,6 +437,13 @@ void pick(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, flo
     case 4: go<F, 4>(w, x, m, y, ldy, part, splits, s); break;
     default: go<F, 8>(w, x, m, y, ldy, part, splits, s); break;
   }
+}
+
+template <WFmt F, int NT, int RT>
+void allow_ring_smem() {
+  constexpr int smem = ring_stages<F, NT, RT>() * ring_stage_bytes<F, NT, RT>();
+  VCUDA(cudaFuncSetAttribute(&qgemm_ring_kernel<F, NT, RT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        "matmul fragments (shared memory)");
 }
 
 template <WFmt F, int RT, int MINB>
@@ -318,8 +464,12 @@ bool g_frag_smem_ok = false;
 }  // namespace
 
 void qgemm_frag_init(size_t smem_optin) {
-  g_frag_smem_ok = smem_optin >= static_cast<size_t>(smem_bytes(8));
+  g_frag_smem_ok = smem_optin >= static_cast<size_t>(kSmemMax);
   if (!g_frag_smem_ok) return;
+  allow_ring_smem<WFmt::Q4_K, 2, 1>(), allow_ring_smem<WFmt::Q4_K, 4, 1>(), allow_ring_smem<WFmt::Q4_K, 8, 1>();
+  allow_ring_smem<WFmt::Q4_K, 2, 2>(), allow_ring_smem<WFmt::Q4_K, 4, 2>(), allow_ring_smem<WFmt::Q4_K, 8, 2>();
+  allow_ring_smem<WFmt::Q6_K, 2, 1>(), allow_ring_smem<WFmt::Q6_K, 4, 1>(), allow_ring_smem<WFmt::Q6_K, 8, 1>();
+  allow_ring_smem<WFmt::Q6_K, 2, 2>(), allow_ring_smem<WFmt::Q6_K, 4, 2>(), allow_ring_smem<WFmt::Q6_K, 8, 2>();
   if (const char* e = std::getenv("VIREO_CUDA_QFRAG_SHAPE")) g_shape = std::atoi(e);
   allow_smem<WFmt::Q4_K, 1, 1>();
   allow_smem<WFmt::Q4_K, 1, 2>();

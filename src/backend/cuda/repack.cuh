@@ -65,7 +65,8 @@ inline bool plan_matrix(DType t, int64_t rows, int64_t K, PackPlan* p, std::stri
   const int64_t q_bytes = r.rows * r.row_bytes;
   const bool has_aux = r.fmt == WFmt::Q8_0 || r.fmt == WFmt::Q4_0 || r.fmt == WFmt::Q6_K;
   r.aux_offset = has_aux ? round_up(q_bytes, 256) : 0;
-  r.total_bytes = has_aux ? r.aux_offset + r.rows * r.nb * 2 : q_bytes;
+  // 16 spare bytes after aux: qgemm_frag.cu copies the aligned 4-byte word around a Q6_K d (cp.async of 4 bytes).
+  r.total_bytes = has_aux ? r.aux_offset + r.rows * r.nb * 2 + 16 : q_bytes;
   r.verbatim = (t == DType::Q4_K || t == DType::Q5_K) ||
                ((t == DType::F32 || t == DType::F16 || t == DType::BF16) && r.Kp == K);
   *p = r;
