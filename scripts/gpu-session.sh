@@ -32,7 +32,8 @@
 #   wide       the int8 tiles for 9-64 tokens (VIREO_CUDA_TILE_MAX): vireo bench --parallel 8,16,32,64 on 1B and
 #              8B Q4_K_M with TILE_VALUES (default "8 64"), alternating, twice
 #   qfrag      qgemm_frag.cu: its GPU tests, 16/32/64-token kernel times against qgemm.cu (VIREO_CUDA_QFRAG=0), and
-#              vireo bench --parallel 16,32,64 on 8B/1B Q4_K_M for qgemm.cu and the QFRAG_SHAPEs (QFRAG_VARIANTS)
+#              vireo bench --parallel 16,32,64 on 8B/1B Q4_K_M for qgemm.cu and qgemm_frag.cu (QFRAG_VARIANTS: a
+#              comma joins several variables of one variant)
 #   ksplit     one-token matvec launches of few items split over a block (VIREO_CUDA_MV_KSPLIT=0/1/2: never, float weights, all) against the
 #              default, alternating, twice: vireo_gpu_bench decode on 8B F16, Q8_0, Q4_K_M and 1B Q4_K_M
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
@@ -199,9 +200,9 @@ for st in $STAGES; do
       done
       for p in ${QFRAG_PRESETS:-llama3.1-8b llama3.2-1b}; do
         f=$(synth $p q4_k_m)
-        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=0 VIREO_CUDA_QFRAG_SHAPE=0 VIREO_CUDA_QFRAG_SHAPE=1 VIREO_CUDA_QFRAG_SHAPE=2}; do
+        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=0 VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG=1,VIREO_CUDA_QFRAG_BPS=1}; do
           echo "## $p $v"
-          env $v timeout 150 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${PARALLEL:-16,32,64} 2>&1 |
+          env ${v//,/ } timeout 150 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${PARALLEL:-16,32,64} 2>&1 |
             tee -a $OUT/qfrag_bench.log | grep -vE "^loading|^ *$" | tail -8
         done
       done ;;

@@ -1,27 +1,27 @@
-// Matrix-matrix for a few dozen tokens (batched decode) over Q4_K / Q6_K weights, with each weight read from
-// memory straight into the registers of a tensor-core fragment: no shared-memory round trip and no barrier per
-// K step for the weights (qgemm.cu decodes them into a shared tile first, which made it latency-bound).
+// Matrix-matrix for a few dozen tokens (batched decode) over Q4_K / Q6_K weights: each lane dequantizes exactly
+// the weights of its own tensor-core fragments, with no shared-memory weight tile to decode into and no barrier
+// per K step (qgemm.cu decodes 64 x 64 tiles into shared memory and multiplies them with WMMA: latency-bound).
 //
 //   y[token][row] = sum over k of x[token][k] * w[row][k]      (x: f16 rows of Kp, prep_act_f16; y: f32)
 //
-// Block: 4 warps x 32 weight rows (128 rows) and 8 * NT tokens (NT = 2, 4, 8: 16, 32, 64 tokens); K advances
-// one 256-element super-block at a time, and is split over gridDim.z blocks for small matrices.
-//   weights    lane (group g, tig t) holds rows g, g + 8, g + 16, g + 24 of its warp: of every super-block row it
-//              loads, with 16-byte loads, the quarter that unit t of the matvec layout names (formats.cuh: Q4_K
-//              elements 64t..64t+63; Q6_K elements 128n + 32c + 16e + 0..15 for c = 0..3, t = 2n + e), one
-//              super-block ahead of the one it multiplies, and dequantizes it to f16 pairs in registers.
-//   tokens     the super-block's activations [8 NT tokens][256 k] f16 in shared memory, copied with cp.async one
-//              super-block ahead (two stages), 16-byte units XOR-swizzled so a quarter-warp's loads hit 8
-//              different bank groups.
+// Block: 8 warps x 16 weight rows (128 rows) and 8 * NT tokens (NT = 2, 4, 8: 16, 32, 64 tokens); K advances one
+// 256-element super-block at a time, and is split over gridDim.z blocks for small matrices.
+//   ring       the super-block's weights (128 rows, GGUF bytes) and activations ([8 NT tokens][256 k] f16) are
+//              copied by cp.async into a ring of up to 4 stages in shared memory, S - 1 super-blocks ahead of
+//              the one multiplied; one barrier a super-block. (A first version kept one super-block of weights
+//              in flight in registers: it waited on memory latency every super-block; 8B x64 5,793 vs 6,218 tok/s.)
+//   weights    lane (group g, tig t) reads of rows g and g + 8 of its warp the quarter of the super-block that
+//              unit t of the matvec layout names (formats.cuh: Q4_K elements 64t..64t+63; Q6_K elements
+//              128n + 32c + 16e + 0..15 for c = 0..3, t = 2n + e) and dequantizes it to f16 pairs in registers.
+//   tokens     activation rows in shared memory with their 16-byte units XOR-swizzled, so a quarter-warp's loads
+//              hit 8 different bank groups.
 //   product    mma.sync m16n8k16 (f16 in, f32 accumulation). The k order inside one product is free as long as A
 //              and B agree: step s of lane t takes the 4 consecutive elements k0(s, t) .. k0 + 3 of its own
-//              quarter (A: two f16 pairs per row; B: 8 bytes of the token's row in shared memory), so every lane
-//              dequantizes only what it loaded. Each 16-byte activation load feeds 4 products (2 steps x 2 row
-//              tiles); each dequantized weight pair feeds NT products.
+//              quarter (A: two f16 pairs per row; B: 8 bytes of the token's row), so every lane dequantizes only
+//              what it read. Each 16-byte activation load feeds 2 products; each weight pair feeds NT products.
 //   out        partial sums of a K split go to the scratch [splits][m][rows] that qgemm.cu's reduce adds in a
 //              fixed order (deterministic), else straight to y.
 #include <algorithm>
-#include <cstdlib>
 #include <type_traits>
 
 #include "backend/cuda/kernels.h"
@@ -29,7 +29,7 @@
 namespace vireo::VIREO_CUDA_NS {
 namespace {
 
-constexpr int kBM = 128;  // rows a block: 8 warps of one 16-row tile, or 4 warps of two (RT)
+constexpr int kBM = 128;  // rows a block: 8 warps of one 16-row tile
 constexpr int kSB = 256;          // K of one super-block (Q4_K / Q6_K block)
 constexpr int kTokBytes = 2 * kSB;  // one token's activations of a super-block in shared memory
 constexpr uint32_t kMagic = 0x64006400u;  // f16 1024 in both halves: (kMagic | u) - 1024 = u for u < 1024
@@ -38,7 +38,7 @@ VDEV uint32_t pack2(float a, float b) { return static_cast<uint32_t>(f2h(a)) | s
 // Bytes 2p and 2p+1 of `word` in the low byte of each 16-bit half.
 VDEV uint32_t byte_pair(uint32_t word, int p) { return byte_perm(word, 0, p == 0 ? 0x4140 : 0x4342); }
 
-// Per format: what a lane loads of one row's super-block (Raw), the f16 scales it derives (Scales), the two f16
+// Per format: how a row's super-block is copied to shared memory (copy_unit), what a lane reads of it (Raw), the f16 scales it derives (Scales), the two f16
 // pairs of step s (elements k0 .. k0 + 3 of the super-block, k0 = 4 * (16-byte unit) + 4 * (s & 1)), and the
 // swizzle of the activation units that keeps a quarter-warp's loads of step s on 8 distinct bank groups.
 template <WFmt F>
@@ -54,11 +54,7 @@ struct Frag<WFmt::Q4_K> {
   struct Scales {
     uint32_t s2[2], nm2[2];  // per nibble h: (d * scale) and -(dmin * min) in both halves
   };
-  VDEV static Raw load(const MatView& w, int64_t row, int64_t sb, int t) {
-    const uint8_t* blk = w.q + row * w.row_bytes + sb * 144;
-    return {ld16(blk), ld16(blk + 16 + 32 * t), ld16(blk + 32 + 32 * t)};
-  }
-  // The ring kernel: a row's super-block in shared memory is the 144-byte block as it is (a stride of 144 puts
+  // A row's super-block in shared memory is the 144-byte block as it is (a stride of 144 puts
   // a quarter-warp's 16-byte loads on 8 different bank groups).
   static constexpr int kRowBytes = 144, kUnits = 9;
   VDEV static void copy_unit(uint8_t* dst_row, const MatView& w, int64_t row, int64_t sb, int u) {
@@ -111,18 +107,7 @@ struct Frag<WFmt::Q6_K> {
   struct Scales {
     uint32_t s2[4];  // per c: d * scale in both halves
   };
-  VDEV static Raw load(const MatView& w, int64_t row, int64_t sb, int t) {
-    const int n = t >> 1, e = t & 1;
-    const uint8_t* body = w.q + row * w.row_bytes + sb * 208;
-    Raw r;
-    r.la = ld16(body + 64 * n + 16 * e);
-    r.lb = ld16(body + 64 * n + 32 + 16 * e);
-    r.qh = ld16(body + 128 + 32 * n + 16 * e);
-    r.sc8 = ld8(body + 192 + 8 * n);
-    r.d = w.aux[row * w.nb + sb];
-    return r;
-  }
-  // The ring kernel: the 208-byte body, then at 208 the aligned 4-byte word of aux that holds d (repack.cuh
+  // In shared memory: the 208-byte body, then at 208 the aligned 4-byte word of aux that holds d (repack.cuh
   // leaves spare bytes after aux), padded to 224 (a quarter-warp's loads on 8 different bank groups).
   static constexpr int kRowBytes = 224, kUnits = 14;
   VDEV static void copy_unit(uint8_t* dst_row, const MatView& w, int64_t row, int64_t sb, int u) {
@@ -213,92 +198,7 @@ VDEV void multiply_sb(const typename Fr::Raw (&cur)[2 * RT], int t, int g, const
   step_pair(std::integral_constant<int, 14>{});
 }
 
-// NT token tiles of 8; RT row tiles of 16 a warp (each activation load feeds 2 RT products; RT = 2 holds twice
-// the weights in registers); MINB blocks a multiprocessor for the register budget.
-template <WFmt F, int NT, int RT, int MINB>
-__global__ void __launch_bounds__(256 / RT, MINB)
-    qgemm_frag_kernel(MatView w, const uint16_t* __restrict__ x, int m, float* __restrict__ y, int64_t ldy,
-                      int64_t sb_per_split) {
-  using Fr = Frag<F>;
-  constexpr int kRT = RT, kThreads = 256 / RT, kRowsPerWarp = 16 * RT;
-  constexpr int kTok = 8 * NT, kStage = kTok * kTokBytes;
-  VDYN_SHARED(uint8_t, xs);  // [2 stages][kTok tokens][kTokBytes], units swizzled by Fr::swizzle
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int g = lane >> 2, t = lane & 3;
-  const int64_t wrow0 = static_cast<int64_t>(blockIdx.x) * kBM + warp * kRowsPerWarp;
-  const int tok0 = static_cast<int>(blockIdx.y) * kTok;
-  const int64_t sb_begin = static_cast<int64_t>(blockIdx.z) * sb_per_split;
-  const int64_t sb_end = sb_begin + sb_per_split < w.nb ? sb_begin + sb_per_split : w.nb;
-  if (gridDim.z > 1) y += static_cast<int64_t>(blockIdx.z) * m * ldy;
-
-  constexpr int kR = 2 * kRT;  // this lane's rows: g, g + 8 (row tile 0), g + 16, g + 24 (row tile 1)
-  int64_t rows[kR];            // past the end: the last row (loaded, never stored)
-#pragma unroll
-  for (int j = 0; j < kR; ++j) rows[j] = wrow0 + g + 8 * j < w.rows ? wrow0 + g + 8 * j : w.rows - 1;
-
-  auto stage_x = [&](int64_t sb, int stage) {
-    uint8_t* dst0 = xs + stage * kStage;
-#pragma unroll
-    for (int i = 0; i < kTok * (kTokBytes / 16) / kThreads; ++i) {
-      const int q = static_cast<int>(threadIdx.x) + i * kThreads;
-      const int tok = q / (kTokBytes / 16), u = q % (kTokBytes / 16);
-      const bool ok = tok0 + tok < m;
-      const uint16_t* src = ok ? x + static_cast<int64_t>(tok0 + tok) * w.Kp + sb * kSB + 8 * u : x;
-      cp_async16(dst0 + tok * kTokBytes + 16 * Fr::swizzle(u, tok), src, ok);
-    }
-    cp_async_commit();
-  };
-
-  float acc[kRT][NT][4];
-#pragma unroll
-  for (int r = 0; r < kRT; ++r)
-#pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[r][j][e] = 0.f;
-
-  typename Fr::Raw nxt[kR];
-  if (sb_begin < sb_end) {
-#pragma unroll
-    for (int j = 0; j < kR; ++j) nxt[j] = Fr::load(w, rows[j], sb_begin, t);
-    stage_x(sb_begin, 0);
-  }
-  for (int64_t sb = sb_begin; sb < sb_end; ++sb) {
-    const int stage = static_cast<int>((sb - sb_begin) & 1);
-    typename Fr::Raw cur[kR];
-#pragma unroll
-    for (int j = 0; j < kR; ++j) cur[j] = nxt[j];
-    if (sb + 1 < sb_end) {
-#pragma unroll
-      for (int j = 0; j < kR; ++j) nxt[j] = Fr::load(w, rows[j], sb + 1, t);
-      stage_x(sb + 1, stage ^ 1);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();  // this super-block's activations are in shared memory
-    const uint8_t* xst = xs + stage * kStage;
-    multiply_sb<Fr, NT, RT>(cur, t, g, xst, acc);
-    __syncthreads();  // every warp is done with this stage before the next iteration refills it
-  }
-
-  // c[0], c[1]: row g of the row tile, tokens 2t, 2t + 1 of the token tile; c[2], c[3]: row g + 8.
-#pragma unroll
-  for (int r = 0; r < kRT; ++r)
-#pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t row = wrow0 + 16 * r + g + 8 * (e >> 1);
-        const int tok = tok0 + 8 * j + 2 * t + (e & 1);
-        if (row < w.rows && tok < m) y[static_cast<int64_t>(tok) * ldy + row] = acc[r][j][e];
-      }
-}
-
-// The ring variant (shapes 3, 4): weights and activations both copied by cp.async into a ring of S super-block
-// stages in shared memory, S - 1 super-blocks ahead of the one multiplied (the register variant above keeps one
-// super-block of weights in flight a lane, which leaves it waiting on memory latency every super-block). One
-// barrier a super-block; lanes read their raw weights from shared memory right before dequantizing them.
+// Shared memory: S stages of [weights 128 RT rows x kRowBytes | activations 8 NT tokens x kTokBytes], S <= 4.
 constexpr int kSmemMax = 227 * 1024;
 template <WFmt F, int NT, int RT>
 VHD constexpr int ring_stage_bytes() {
@@ -311,7 +211,7 @@ VHD constexpr int ring_stages() {
 
 template <WFmt F, int NT, int RT>
 __global__ void __launch_bounds__(256, 1)
-    qgemm_ring_kernel(MatView w, const uint16_t* __restrict__ x, int m, float* __restrict__ y, int64_t ldy,
+    qgemm_frag_kernel(MatView w, const uint16_t* __restrict__ x, int m, float* __restrict__ y, int64_t ldy,
                       int64_t sb_per_split) {
   using Fr = Frag<F>;
   constexpr int S = ring_stages<F, NT, RT>(), kTok = 8 * NT, kRowsB = 128 * RT;
@@ -387,44 +287,19 @@ __global__ void __launch_bounds__(256, 1)
       }
 }
 
-constexpr int smem_bytes(int nt) { return 2 * 8 * nt * kTokBytes; }
-
 int nt_for(int m) { return m <= 16 ? 2 : (m <= 32 ? 4 : 8); }
-
-// Kernel shape (VIREO_CUDA_QFRAG_SHAPE, for measuring): 0 = 8 warps x 16 rows, up to 255 registers (one block a
-// multiprocessor for 64 tokens); 1 = the same capped at 128 registers (two blocks); 2 = 4 warps x 32 rows.
-int g_shape = 0;
-
-template <WFmt F, int NT, int RT, int MINB>
-void launch(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, int64_t sb_per_split, dim3 grid,
-            cudaStream_t s) {
-  auto* k = &qgemm_frag_kernel<F, NT, RT, MINB>;
-  VLAUNCH(k, grid, dim3(256 / RT), smem_bytes(NT), s, w, x, m, y, ldy, sb_per_split);
-}
-
-template <WFmt F, int NT, int RT>
-void launch_ring(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, int64_t sb_per_split,
-                 int splits, cudaStream_t s) {
-  auto* k = &qgemm_ring_kernel<F, NT, RT>;
-  const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, 128 * RT)), static_cast<unsigned>(ceil_div(m, 8 * NT)),
-                  static_cast<unsigned>(splits));
-  constexpr int smem = ring_stages<F, NT, RT>() * ring_stage_bytes<F, NT, RT>();
-  VLAUNCH(k, grid, dim3(256), smem, s, w, x, m, y, ldy, sb_per_split);
-}
 
 template <WFmt F, int NT>
 void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, cudaStream_t s) {
+  auto* k = &qgemm_frag_kernel<F, NT, 1>;
   const int64_t sb_per_split = ceil_div(w.nb, splits);
   const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kBM)), static_cast<unsigned>(ceil_div(m, 8 * NT)),
                   static_cast<unsigned>(splits));
-  float* dst = splits == 1 ? y : part;
-  const int64_t ld = splits == 1 ? ldy : w.rows;
-  switch (g_shape) {
-    case 1: launch<F, NT, 1, 2>(w, x, m, dst, ld, sb_per_split, grid, s); break;
-    case 2: launch<F, NT, 2, 1>(w, x, m, dst, ld, sb_per_split, grid, s); break;
-    case 3: launch_ring<F, NT, 1>(w, x, m, dst, ld, sb_per_split, splits, s); break;
-    case 4: launch_ring<F, NT, 2>(w, x, m, dst, ld, sb_per_split, splits, s); break;
-    default: launch<F, NT, 1, 1>(w, x, m, dst, ld, sb_per_split, grid, s); break;
+  constexpr int smem = ring_stages<F, NT, 1>() * ring_stage_bytes<F, NT, 1>();
+  if (splits == 1) {
+    VLAUNCH(k, grid, dim3(256), smem, s, w, x, m, y, ldy, sb_per_split);
+  } else {
+    VLAUNCH(k, grid, dim3(256), smem, s, w, x, m, part, w.rows, sb_per_split);
   }
   VCHECK_LAUNCH("matmul (tensor-core fragments of quantized weights)");
   if (splits > 1) qgemm_reduce(part, splits, m, w.rows, y, ldy, s);
@@ -439,23 +314,10 @@ void pick(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, flo
   }
 }
 
-template <WFmt F, int NT, int RT>
-void allow_ring_smem() {
-  constexpr int smem = ring_stages<F, NT, RT>() * ring_stage_bytes<F, NT, RT>();
-  VCUDA(cudaFuncSetAttribute(&qgemm_ring_kernel<F, NT, RT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-        "matmul fragments (shared memory)");
-}
-
-template <WFmt F, int RT, int MINB>
+template <WFmt F, int NT>
 void allow_smem() {
-  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, 2, RT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             smem_bytes(2)),
-        "matmul fragments (shared memory)");
-  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, 4, RT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             smem_bytes(4)),
-        "matmul fragments (shared memory)");
-  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, 8, RT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             smem_bytes(8)),
+  constexpr int smem = ring_stages<F, NT, 1>() * ring_stage_bytes<F, NT, 1>();
+  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
         "matmul fragments (shared memory)");
 }
 
@@ -466,17 +328,8 @@ bool g_frag_smem_ok = false;
 void qgemm_frag_init(size_t smem_optin) {
   g_frag_smem_ok = smem_optin >= static_cast<size_t>(kSmemMax);
   if (!g_frag_smem_ok) return;
-  allow_ring_smem<WFmt::Q4_K, 2, 1>(), allow_ring_smem<WFmt::Q4_K, 4, 1>(), allow_ring_smem<WFmt::Q4_K, 8, 1>();
-  allow_ring_smem<WFmt::Q4_K, 2, 2>(), allow_ring_smem<WFmt::Q4_K, 4, 2>(), allow_ring_smem<WFmt::Q4_K, 8, 2>();
-  allow_ring_smem<WFmt::Q6_K, 2, 1>(), allow_ring_smem<WFmt::Q6_K, 4, 1>(), allow_ring_smem<WFmt::Q6_K, 8, 1>();
-  allow_ring_smem<WFmt::Q6_K, 2, 2>(), allow_ring_smem<WFmt::Q6_K, 4, 2>(), allow_ring_smem<WFmt::Q6_K, 8, 2>();
-  if (const char* e = std::getenv("VIREO_CUDA_QFRAG_SHAPE")) g_shape = std::atoi(e);
-  allow_smem<WFmt::Q4_K, 1, 1>();
-  allow_smem<WFmt::Q4_K, 1, 2>();
-  allow_smem<WFmt::Q4_K, 2, 1>();
-  allow_smem<WFmt::Q6_K, 1, 1>();
-  allow_smem<WFmt::Q6_K, 1, 2>();
-  allow_smem<WFmt::Q6_K, 2, 1>();
+  allow_smem<WFmt::Q4_K, 2>(), allow_smem<WFmt::Q4_K, 4>(), allow_smem<WFmt::Q4_K, 8>();
+  allow_smem<WFmt::Q6_K, 2>(), allow_smem<WFmt::Q6_K, 4>(), allow_smem<WFmt::Q6_K, 8>();
 }
 
 bool qgemm_frag_supported(const MatView& w, int m) {
