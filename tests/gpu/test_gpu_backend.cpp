@@ -396,8 +396,8 @@ TEST_P(Gpu, MatmulQgemmPartialTiles) {
 TEST_P(Gpu, MatmulQgemmFragments) {
   // qgemm_frag.cu (Q4_K/Q6_K weights straight into tensor-core fragments): row counts that leave a partial
   // 128-row block and a partial warp, token counts that fill 16/32/64-token tiles partly, and K split over
-  // several blocks (the emulator's 4 multiprocessors: 2 splits of 2 super-blocks) or not (12 super-blocks, few
-  // tokens on the GPU: 9 row blocks x 1 split already fill it less than twice).
+  // several blocks (qgemm_frag_splits: 2 splits of 2 super-blocks on the emulator's 4 multiprocessors, 12 of
+  // one on an H100) or not (one super-block).
   CudaOptions o = CudaOptions::from_env();
   o.qgemm_frag = 1;
   for (DType t : {DType::Q4_K, DType::Q6_K}) {

@@ -336,13 +336,25 @@ bool qgemm_frag_supported(const MatView& w, int m) {
   return g_frag_smem_ok && m >= 1 && m <= 64 && (w.fmt == WFmt::Q4_K || w.fmt == WFmt::Q6_K) && w.Kp == w.nb * kSB;
 }
 
-// About `target_blocks` blocks (CudaOptions::qfrag_blocks_per_sm a multiprocessor), each with at least 2
-// super-blocks of K.
-int qgemm_frag_splits(const MatView& w, int m, int target_blocks) {
-  const int64_t blocks = ceil_div(w.rows, kBM) * ceil_div(m, 8 * nt_for(m));
-  int64_t splits = ceil_div(static_cast<int64_t>(target_blocks), blocks);
-  splits = std::min<int64_t>(splits, std::max<int64_t>(1, w.nb / 2));
-  return static_cast<int>(std::clamp<int64_t>(splits, 1, 16));
+// The split count with the shortest predicted time, in units of one block's super-block step (~2 us at 64
+// tokens on an H100): blocks run in waves of `slots` (one block a multiprocessor: registers and the ring's
+// shared memory), each block pays ~1.5 steps of start-up latency, and a split K adds the sum kernel (~1 step) and
+// its traffic (z partial rows written and read, ~2.5 TB/s: 5 MB a step). The previous rule (about two blocks a
+// multiprocessor) ran 14336-row matrices in 3 waves of 336 blocks where 112 unsplit blocks fit in one.
+int qgemm_frag_splits(const MatView& w, int m, int slots) {
+  const int64_t tiles = ceil_div(w.rows, kBM) * ceil_div(m, 8 * nt_for(m));
+  slots = std::max(slots, 1);
+  double best = 0;
+  int best_z = 1;
+  for (int z = 1; z <= 16 && z <= w.nb; ++z) {
+    const int64_t per = ceil_div(w.nb, z);
+    if (ceil_div(w.nb, per) < z) continue;  // some splits would be empty: the same time as a smaller z
+    const double waves = static_cast<double>(ceil_div(tiles * z, slots));
+    const double sum = z > 1 ? 1.0 + static_cast<double>(z) * m * w.rows * 8.0 / 5e6 : 0.0;
+    const double t = waves * (static_cast<double>(per) + 1.5) + sum;
+    if (z == 1 || t < best - 1e-9) best = t, best_z = z;
+  }
+  return best_z;
 }
 
 void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
