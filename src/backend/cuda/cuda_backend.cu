@@ -889,7 +889,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     return opts_.qgemm_frag && m <= opts_.qgemm_max_tokens && qgemm_frag_supported(v, static_cast<int>(m));
   }
   int qgemm_splits_for(const MatView& v, int64_t m) const {
-    return use_qfrag(v, m) ? qgemm_frag_splits(v, static_cast<int>(m), std::max(1, opts_.qfrag_blocks_per_sm) * sms_)
+    return use_qfrag(v, m) ? qgemm_frag_splits(v, static_cast<int>(m), sms_, opts_.qfrag_blocks_per_sm)
                            : qgemm_splits(v, static_cast<int>(m), sms_);
   }
   bool use_qgemm(const MatView& v, int64_t m) const {
@@ -1442,7 +1442,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     }
     if (use_qfrag(w, m)) {
       qgemm_frag(w, xh, static_cast<int>(m), f(out), out.cols, static_cast<float*>(qgemm_part_.p),
-                 qgemm_splits_for(w, m), stream_);
+                 qgemm_splits_for(w, m), opts_.qfrag_blocks_per_sm, stream_);
       return;
     }
     if (use_qgemm(w, m)) {

@@ -23,7 +23,9 @@ struct CudaOptions {
   // Q4_K/Q6_K matmuls of qgemm's token counts run on qgemm_frag.cu (weights straight into tensor-core fragments)
   // instead of qgemm.cu's shared-memory tiles (VIREO_CUDA_QFRAG=0 keeps qgemm.cu).
   int qgemm_frag = 1;
-  int qfrag_blocks_per_sm = 1;  // blocks of qgemm_frag.cu resident a multiprocessor, for its split choice
+  // qgemm_frag.cu blocks a multiprocessor: 1 (up to 255 registers, a 4-stage ring) or 2 (128 registers, a ring
+  // of 2-4 stages in half the shared memory, where two stages fit) (VIREO_CUDA_QFRAG_BPS).
+  int qfrag_blocks_per_sm = 1;
   // Keep an f16 copy of every quantized layer matrix (blk.*) on the GPU, made once at load: prefill steps then
   // multiply it with cuBLAS directly instead of dequantizing each matrix on every step. Costs 2 bytes per weight
   // of extra memory (16 GB for an 8B model), so it is off unless asked for (VIREO_CUDA_F16_WEIGHTS=1).

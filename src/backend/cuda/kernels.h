@@ -58,9 +58,11 @@ void qgemm_reduce(const float* part, int splits, int m, int64_t rows, float* y, 
 // of tensor-core fragments (no shared-memory tile for them). Same x, y, part and split-K contract as qgemm_f16.
 void qgemm_frag_init(size_t smem_optin);  // once per device: the shared memory the kernels need, where granted
 bool qgemm_frag_supported(const MatView& w, int m);
-int qgemm_frag_splits(const MatView& w, int m, int slots);  // slots: blocks resident on the whole GPU at once
+// blocks_per_sm (CudaOptions::qfrag_blocks_per_sm): 2 runs the variant with half the shared memory and 128
+// registers where its ring still has two stages.
+int qgemm_frag_splits(const MatView& w, int m, int sms, int blocks_per_sm);
 void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
-                cudaStream_t s);
+                int blocks_per_sm, cudaStream_t s);
 
 // ---- elementwise.cu ----
 // Device read bandwidth in bytes/s on the current device (a streaming read of about `bytes`; median of 5 runs).

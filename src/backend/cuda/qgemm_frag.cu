@@ -198,23 +198,31 @@ VDEV void multiply_sb(const typename Fr::Raw (&cur)[2 * RT], int t, int g, const
   step_pair(std::integral_constant<int, 14>{});
 }
 
-// Shared memory: S stages of [weights 128 RT rows x kRowBytes | activations 8 NT tokens x kTokBytes], S <= 4.
+// Shared memory: S stages of [weights 128 RT rows x kRowBytes | activations 8 NT tokens x kTokBytes], S <= 4,
+// within what one block may use (227 KB) or, for MINB = 2 blocks a multiprocessor, half of the 228 KB less the
+// 1 KB the hardware reserves a block.
 constexpr int kSmemMax = 227 * 1024;
 template <WFmt F, int NT, int RT>
 VHD constexpr int ring_stage_bytes() {
   return 128 * RT * Frag<F>::kRowBytes + 8 * NT * kTokBytes;
 }
-template <WFmt F, int NT, int RT>
+template <WFmt F, int NT, int RT, int MINB>
 VHD constexpr int ring_stages() {
-  return kSmemMax / ring_stage_bytes<F, NT, RT>() >= 4 ? 4 : kSmemMax / ring_stage_bytes<F, NT, RT>();
+  constexpr int budget = MINB == 1 ? kSmemMax : 113 * 1024;
+  return budget / ring_stage_bytes<F, NT, RT>() >= 4 ? 4 : budget / ring_stage_bytes<F, NT, RT>();
+}
+template <WFmt F, int NT, int MINB>
+VHD constexpr int ring_smem() {
+  return ring_stages<F, NT, 1, MINB>() * ring_stage_bytes<F, NT, 1>();
 }
 
-template <WFmt F, int NT, int RT>
-__global__ void __launch_bounds__(256, 1)
+// MINB = 2: registers capped at 128 (some spill) and a smaller ring, for two blocks (16 warps) a multiprocessor.
+template <WFmt F, int NT, int RT, int MINB>
+__global__ void __launch_bounds__(256, MINB)
     qgemm_frag_kernel(MatView w, const uint16_t* __restrict__ x, int m, float* __restrict__ y, int64_t ldy,
                       int64_t sb_per_split) {
   using Fr = Frag<F>;
-  constexpr int S = ring_stages<F, NT, RT>(), kTok = 8 * NT, kRowsB = 128 * RT;
+  constexpr int S = ring_stages<F, NT, RT, MINB>(), kTok = 8 * NT, kRowsB = 128 * RT;
   constexpr int kWBytes = kRowsB * Fr::kRowBytes, kStage = ring_stage_bytes<F, NT, RT>();
   static_assert(S >= 2, "a ring needs two stages");
   VDYN_SHARED(uint8_t, sm);  // [S stages][weights kRowsB x kRowBytes | activations kTok x kTokBytes]
@@ -289,13 +297,20 @@ __global__ void __launch_bounds__(256, 1)
 
 int nt_for(int m) { return m <= 16 ? 2 : (m <= 32 ? 4 : 8); }
 
+// Blocks a multiprocessor the kernel for (F, NT) runs at when two are asked for: 2 where a ring of two stages
+// fits in half the shared memory, else 1.
 template <WFmt F, int NT>
+constexpr int minb_for(int want) {
+  return want >= 2 && ring_stages<F, NT, 1, 2>() >= 2 ? 2 : 1;
+}
+
+template <WFmt F, int NT, int MINB>
 void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, cudaStream_t s) {
-  auto* k = &qgemm_frag_kernel<F, NT, 1>;
+  auto* k = &qgemm_frag_kernel<F, NT, 1, MINB>;
   const int64_t sb_per_split = ceil_div(w.nb, splits);
   const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kBM)), static_cast<unsigned>(ceil_div(m, 8 * NT)),
                   static_cast<unsigned>(splits));
-  constexpr int smem = ring_stages<F, NT, 1>() * ring_stage_bytes<F, NT, 1>();
+  constexpr int smem = ring_smem<F, NT, MINB>();
   if (splits == 1) {
     VLAUNCH(k, grid, dim3(256), smem, s, w, x, m, y, ldy, sb_per_split);
   } else {
@@ -305,19 +320,36 @@ void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float
   if (splits > 1) qgemm_reduce(part, splits, m, w.rows, y, ldy, s);
 }
 
+template <WFmt F, int NT>
+void go_minb(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, int bps,
+             cudaStream_t s) {
+  if (minb_for<F, NT>(bps) == 2) go<F, NT, (minb_for<F, NT>(2) == 2 ? 2 : 1)>(w, x, m, y, ldy, part, splits, s);
+  else go<F, NT, 1>(w, x, m, y, ldy, part, splits, s);
+}
+
 template <WFmt F>
-void pick(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, cudaStream_t s) {
+void pick(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, int bps,
+          cudaStream_t s) {
   switch (nt_for(m)) {
-    case 2: go<F, 2>(w, x, m, y, ldy, part, splits, s); break;
-    case 4: go<F, 4>(w, x, m, y, ldy, part, splits, s); break;
-    default: go<F, 8>(w, x, m, y, ldy, part, splits, s); break;
+    case 2: go_minb<F, 2>(w, x, m, y, ldy, part, splits, bps, s); break;
+    case 4: go_minb<F, 4>(w, x, m, y, ldy, part, splits, bps, s); break;
+    default: go_minb<F, 8>(w, x, m, y, ldy, part, splits, bps, s); break;
   }
 }
 
-template <WFmt F, int NT>
+template <WFmt F>
+int minb_of(int m, int bps) {
+  switch (nt_for(m)) {
+    case 2: return minb_for<F, 2>(bps);
+    case 4: return minb_for<F, 4>(bps);
+    default: return minb_for<F, 8>(bps);
+  }
+}
+
+template <WFmt F, int NT, int MINB>
 void allow_smem() {
-  constexpr int smem = ring_stages<F, NT, 1>() * ring_stage_bytes<F, NT, 1>();
-  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+  constexpr int smem = ring_smem<F, NT, MINB>();
+  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, 1, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
         "matmul fragments (shared memory)");
 }
 
@@ -328,8 +360,10 @@ bool g_frag_smem_ok = false;
 void qgemm_frag_init(size_t smem_optin) {
   g_frag_smem_ok = smem_optin >= static_cast<size_t>(kSmemMax);
   if (!g_frag_smem_ok) return;
-  allow_smem<WFmt::Q4_K, 2>(), allow_smem<WFmt::Q4_K, 4>(), allow_smem<WFmt::Q4_K, 8>();
-  allow_smem<WFmt::Q6_K, 2>(), allow_smem<WFmt::Q6_K, 4>(), allow_smem<WFmt::Q6_K, 8>();
+  allow_smem<WFmt::Q4_K, 2, 1>(), allow_smem<WFmt::Q4_K, 4, 1>(), allow_smem<WFmt::Q4_K, 8, 1>();
+  allow_smem<WFmt::Q6_K, 2, 1>(), allow_smem<WFmt::Q6_K, 4, 1>(), allow_smem<WFmt::Q6_K, 8, 1>();
+  allow_smem<WFmt::Q4_K, 2, 2>(), allow_smem<WFmt::Q4_K, 4, 2>(), allow_smem<WFmt::Q4_K, 8, 2>();
+  allow_smem<WFmt::Q6_K, 2, 2>(), allow_smem<WFmt::Q6_K, 4, 2>();
 }
 
 bool qgemm_frag_supported(const MatView& w, int m) {
@@ -337,13 +371,13 @@ bool qgemm_frag_supported(const MatView& w, int m) {
 }
 
 // The split count with the shortest predicted time, in units of one block's super-block step (~2 us at 64
-// tokens on an H100): blocks run in waves of `slots` (one block a multiprocessor: registers and the ring's
-// shared memory), each block pays ~1.5 steps of start-up latency, and a split K adds the sum kernel (~1 step) and
+// tokens on an H100): blocks run in waves of sms x (1 or 2 blocks a multiprocessor, see minb_for), each block pays ~1.5 steps of start-up latency, and a split K adds the sum kernel (~1 step) and
 // its traffic (z partial rows written and read, ~2.5 TB/s: 5 MB a step). The previous rule (about two blocks a
 // multiprocessor) ran 14336-row matrices in 3 waves of 336 blocks where 112 unsplit blocks fit in one.
-int qgemm_frag_splits(const MatView& w, int m, int slots) {
+int qgemm_frag_splits(const MatView& w, int m, int sms, int blocks_per_sm) {
   const int64_t tiles = ceil_div(w.rows, kBM) * ceil_div(m, 8 * nt_for(m));
-  slots = std::max(slots, 1);
+  const int minb = w.fmt == WFmt::Q6_K ? minb_of<WFmt::Q6_K>(m, blocks_per_sm) : minb_of<WFmt::Q4_K>(m, blocks_per_sm);
+  const int slots = std::max(sms, 1) * minb;
   double best = 0;
   int best_z = 1;
   for (int z = 1; z <= 16 && z <= w.nb; ++z) {
@@ -358,10 +392,10 @@ int qgemm_frag_splits(const MatView& w, int m, int slots) {
 }
 
 void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
-                cudaStream_t s) {
+                int blocks_per_sm, cudaStream_t s) {
   switch (w.fmt) {
-    case WFmt::Q4_K: pick<WFmt::Q4_K>(w, x, m, y, ldy, part, splits, s); break;
-    case WFmt::Q6_K: pick<WFmt::Q6_K>(w, x, m, y, ldy, part, splits, s); break;
+    case WFmt::Q4_K: pick<WFmt::Q4_K>(w, x, m, y, ldy, part, splits, blocks_per_sm, s); break;
+    case WFmt::Q6_K: pick<WFmt::Q6_K>(w, x, m, y, ldy, part, splits, blocks_per_sm, s); break;
     default: throw std::runtime_error("CUDA backend: qgemm_frag: unsupported weight layout");
   }
 }
