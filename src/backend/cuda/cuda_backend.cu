@@ -889,7 +889,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     return opts_.qgemm_frag && m <= opts_.qgemm_max_tokens && qgemm_frag_supported(v, static_cast<int>(m));
   }
   int qgemm_splits_for(const MatView& v, int64_t m) const {
-    return use_qfrag(v, m) ? qgemm_frag_splits(v, static_cast<int>(m), sms_, opts_.qfrag_blocks_per_sm)
+    return use_qfrag(v, m) ? qgemm_frag_splits(v, static_cast<int>(m), sms_, opts_.qfrag_blocks_per_sm,
+                                               opts_.qfrag_split_model != 0)
                            : qgemm_splits(v, static_cast<int>(m), sms_);
   }
   bool use_qgemm(const MatView& v, int64_t m) const {
@@ -1544,6 +1545,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);
   env_int("VIREO_CUDA_QFRAG", &o.qgemm_frag);
   env_int("VIREO_CUDA_QFRAG_BPS", &o.qfrag_blocks_per_sm);
+  env_int("VIREO_CUDA_QFRAG_MODEL", &o.qfrag_split_model);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
   env_int("VIREO_CUDA_TILE_MAX", &o.tile_max_tokens);
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);

@@ -26,6 +26,9 @@ struct CudaOptions {
   // qgemm_frag.cu blocks a multiprocessor: 1 (up to 255 registers, a 4-stage ring) or 2 (128 registers, a ring
   // of 2-4 stages in half the shared memory, where two stages fit) (VIREO_CUDA_QFRAG_BPS).
   int qfrag_blocks_per_sm = 1;
+  // qgemm_frag.cu's split-K count: 1 = a cost model of waves, start-up and the split sum (qgemm_frag_splits),
+  // 0 = about two blocks a multiprocessor (VIREO_CUDA_QFRAG_MODEL).
+  int qfrag_split_model = 1;
   // Keep an f16 copy of every quantized layer matrix (blk.*) on the GPU, made once at load: prefill steps then
   // multiply it with cuBLAS directly instead of dequantizing each matrix on every step. Costs 2 bytes per weight
   // of extra memory (16 GB for an 8B model), so it is off unless asked for (VIREO_CUDA_F16_WEIGHTS=1).
@@ -72,7 +75,8 @@ struct CudaOptions {
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
   // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS, _MV_TILES, _TILE_MAX,
-  // _ATTN_CHUNK, _ATTN_BPS, _SAMPLE from the environment over the defaults.
+  // _ATTN_CHUNK, _ATTN_BPS, _SAMPLE, _MV_KSPLIT, _QFRAG, _QFRAG_BPS, _QFRAG_MODEL from the environment over the
+  // defaults.
   static CudaOptions from_env();
 };
 

@@ -60,7 +60,8 @@ void qgemm_frag_init(size_t smem_optin);  // once per device: the shared memory 
 bool qgemm_frag_supported(const MatView& w, int m);
 // blocks_per_sm (CudaOptions::qfrag_blocks_per_sm): 2 runs the variant with half the shared memory and 128
 // registers where its ring still has two stages.
-int qgemm_frag_splits(const MatView& w, int m, int sms, int blocks_per_sm);
+// cost_model false: the earlier rule (about two blocks a multiprocessor), for comparison.
+int qgemm_frag_splits(const MatView& w, int m, int sms, int blocks_per_sm, bool cost_model);
 void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
                 int blocks_per_sm, cudaStream_t s);
 

@@ -374,8 +374,13 @@ bool qgemm_frag_supported(const MatView& w, int m) {
 // tokens on an H100): blocks run in waves of sms x (1 or 2 blocks a multiprocessor, see minb_for), each block pays ~1.5 steps of start-up latency, and a split K adds the sum kernel (~1 step) and
 // its traffic (z partial rows written and read, ~2.5 TB/s: 5 MB a step). The previous rule (about two blocks a
 // multiprocessor) ran 14336-row matrices in 3 waves of 336 blocks where 112 unsplit blocks fit in one.
-int qgemm_frag_splits(const MatView& w, int m, int sms, int blocks_per_sm) {
+int qgemm_frag_splits(const MatView& w, int m, int sms, int blocks_per_sm, bool cost_model) {
   const int64_t tiles = ceil_div(w.rows, kBM) * ceil_div(m, 8 * nt_for(m));
+  if (!cost_model) {  // the previous rule: about two blocks a multiprocessor, at least 2 super-blocks each
+    const int64_t z = std::min<int64_t>(ceil_div(2 * static_cast<int64_t>(std::max(sms, 1)), tiles),
+                                        std::max<int64_t>(1, w.nb / 2));
+    return static_cast<int>(std::clamp<int64_t>(z, 1, 16));
+  }
   const int minb = w.fmt == WFmt::Q6_K ? minb_of<WFmt::Q6_K>(m, blocks_per_sm) : minb_of<WFmt::Q4_K>(m, blocks_per_sm);
   const int slots = std::max(sms, 1) * minb;
   double best = 0;
