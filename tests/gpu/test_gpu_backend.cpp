@@ -396,8 +396,8 @@ TEST_P(Gpu, MatmulQgemmPartialTiles) {
 TEST_P(Gpu, MatmulQgemmFragments) {
   // qgemm_frag.cu (Q4_K/Q6_K weights straight into tensor-core fragments): row counts that leave a partial
   // 128-row block and a partial warp, token counts that fill 16/32/64-token tiles partly, and K split over
-  // several blocks (qgemm_frag_splits: 2 splits of 2 super-blocks on the emulator's 4 multiprocessors, 12 of
-  // one on an H100) or not (one super-block).
+  // several blocks (qgemm_frag_splits: 2 splits of 2 super-blocks on the emulator's 4 multiprocessors, 6 of 2
+  // on an H100 by default, 12 of 1 with its cost model) or not (one super-block).
   CudaOptions o = CudaOptions::from_env();
   o.qgemm_frag = 1;
   for (DType t : {DType::Q4_K, DType::Q6_K}) {

@@ -26,9 +26,10 @@ struct CudaOptions {
   // qgemm_frag.cu blocks a multiprocessor: 1 (up to 255 registers, a 4-stage ring) or 2 (128 registers, a ring
   // of 2-4 stages in half the shared memory, where two stages fit) (VIREO_CUDA_QFRAG_BPS).
   int qfrag_blocks_per_sm = 1;
-  // qgemm_frag.cu's split-K count: 1 = a cost model of waves, start-up and the split sum (qgemm_frag_splits),
-  // 0 = about two blocks a multiprocessor (VIREO_CUDA_QFRAG_MODEL).
-  int qfrag_split_model = 1;
+  // qgemm_frag.cu's split-K count: 0 = about two blocks a multiprocessor (measured on an H100), 1 = a cost model
+  // of waves, start-up and the split sum (qgemm_frag_splits; predicted faster, not yet measured)
+  // (VIREO_CUDA_QFRAG_MODEL).
+  int qfrag_split_model = 0;
   // Keep an f16 copy of every quantized layer matrix (blk.*) on the GPU, made once at load: prefill steps then
   // multiply it with cuBLAS directly instead of dequantizing each matrix on every step. Costs 2 bytes per weight
   // of extra memory (16 GB for an 8B model), so it is off unless asked for (VIREO_CUDA_F16_WEIGHTS=1).
