@@ -38,9 +38,10 @@ VDEV uint32_t pack2(float a, float b) { return static_cast<uint32_t>(f2h(a)) | s
 // Bytes 2p and 2p+1 of `word` in the low byte of each 16-bit half.
 VDEV uint32_t byte_pair(uint32_t word, int p) { return byte_perm(word, 0, p == 0 ? 0x4140 : 0x4342); }
 
-// Per format: how a row's super-block is copied to shared memory (copy_unit), what a lane reads of it (Raw), the f16 scales it derives (Scales), the two f16
-// pairs of step s (elements k0 .. k0 + 3 of the super-block, k0 = 4 * (16-byte unit) + 4 * (s & 1)), and the
-// swizzle of the activation units that keeps a quarter-warp's loads of step s on 8 distinct bank groups.
+// Per format: how a row's super-block is copied to shared memory (copy_unit), what a lane reads of it (Raw), the
+// f16 scales it derives (Scales), the two f16 pairs of step s (elements k0 .. k0 + 3 of the super-block,
+// k0 = 4 * (16-byte unit) + 4 * (s & 1)), and the swizzle of the activation units that keeps a quarter-warp's
+// loads of step s on 8 distinct bank groups.
 template <WFmt F>
 struct Frag;
 
@@ -57,10 +58,11 @@ struct Frag<WFmt::Q4_K> {
   // A row's super-block in shared memory is the 144-byte block as it is (a stride of 144 puts
   // a quarter-warp's 16-byte loads on 8 different bank groups).
   static constexpr int kRowBytes = 144, kUnits = 9;
-  VDEV static void copy_unit(uint8_t* dst_row, const MatView& w, int64_t row, int64_t sb, int u) {
-    cp_async16(dst_row + 16 * u, w.q + row * w.row_bytes + sb * 144 + 16 * u, true);
+  // wrow: the row's bytes, arow: its first aux index (row * nb).
+  VDEV static void copy_unit(uint8_t* dst_row, const MatView&, const uint8_t* wrow, int64_t, int64_t sb, int u) {
+    cp_async16(dst_row + 16 * u, wrow + sb * 144 + 16 * u, true);
   }
-  VDEV static Raw load_smem(const uint8_t* p, int t, int64_t, int64_t, const MatView&) {
+  VDEV static Raw load_smem(const uint8_t* p, int t, int) {
     return {*reinterpret_cast<const uint4*>(p), *reinterpret_cast<const uint4*>(p + 16 + 32 * t),
             *reinterpret_cast<const uint4*>(p + 32 + 32 * t)};
   }
@@ -110,18 +112,20 @@ struct Frag<WFmt::Q6_K> {
   // In shared memory: the 208-byte body, then at 208 the aligned 4-byte word of aux that holds d (repack.cuh
   // leaves spare bytes after aux), padded to 224 (a quarter-warp's loads on 8 different bank groups).
   static constexpr int kRowBytes = 224, kUnits = 14;
-  VDEV static void copy_unit(uint8_t* dst_row, const MatView& w, int64_t row, int64_t sb, int u) {
-    if (u < 13) cp_async16(dst_row + 16 * u, w.q + row * w.row_bytes + sb * 208 + 16 * u, true);
-    else cp_async4(dst_row + 208, w.aux + ((row * w.nb + sb) & ~int64_t{1}));
+  VDEV static void copy_unit(uint8_t* dst_row, const MatView& w, const uint8_t* wrow, int64_t arow, int64_t sb,
+                            int u) {
+    if (u < 13) cp_async16(dst_row + 16 * u, wrow + sb * 208 + 16 * u, true);
+    else cp_async4(dst_row + 208, w.aux + ((arow + sb) & ~int64_t{1}));
   }
-  VDEV static Raw load_smem(const uint8_t* p, int t, int64_t row, int64_t sb, const MatView& w) {
+  // parity: of the aux index of d (which half of the copied word holds it).
+  VDEV static Raw load_smem(const uint8_t* p, int t, int parity) {
     const int n = t >> 1, e = t & 1;
     Raw r;
     r.la = *reinterpret_cast<const uint4*>(p + 64 * n + 16 * e);
     r.lb = *reinterpret_cast<const uint4*>(p + 64 * n + 32 + 16 * e);
     r.qh = *reinterpret_cast<const uint4*>(p + 128 + 32 * n + 16 * e);
     r.sc8 = *reinterpret_cast<const uint2*>(p + 192 + 8 * n);
-    r.d = *reinterpret_cast<const uint32_t*>(p + 208) >> (16 * ((row * w.nb + sb) & 1)) & 0xffffu;
+    r.d = *reinterpret_cast<const uint32_t*>(p + 208) >> (16 * parity) & 0xffffu;
     return r;
   }
   VDEV static Scales scales(const Raw& r, int t) {
@@ -235,22 +239,33 @@ __global__ void __launch_bounds__(256, MINB)
   const int64_t sb_end = sb_begin + sb_per_split < w.nb ? sb_begin + sb_per_split : w.nb;
   if (gridDim.z > 1) y += static_cast<int64_t>(blockIdx.z) * m * ldy;
 
+  // What this thread copies, the same for every super-block: kTpr threads a weight row, taking its 16-byte units
+  // in turn (two lanes fill a 32-byte sector together), and kTpt threads a token, likewise.
+  constexpr int kTpr = 256 / kRowsB, kTpt = 256 / kTok, kUpt = (kTokBytes / 16) / kTpt;
+  static_assert(kTpr * kRowsB == 256 && kTpt * kTok == 256, "copy assignment");
+  const int crow = static_cast<int>(threadIdx.x) / kTpr, cunit = static_cast<int>(threadIdx.x) % kTpr;
+  const int64_t crow_g = brow0 + crow < w.rows ? brow0 + crow : w.rows - 1;
+  const uint8_t* wsrc = w.q + crow_g * w.row_bytes;
+  const int64_t arow = crow_g * w.nb;
+  const int ctok = static_cast<int>(threadIdx.x) / kTpt, cx = static_cast<int>(threadIdx.x) % kTpt;
+  const bool tok_ok = tok0 + ctok < m;
+  const uint16_t* xsrc = x + (tok_ok ? static_cast<int64_t>(tok0 + ctok) * w.Kp : 0) + 8 * cx;
+
   auto issue = [&](int64_t sb, int slot) {
     if (sb < sb_end) {
       uint8_t* st = sm + slot * kStage;
-      for (int q = static_cast<int>(threadIdx.x); q < kRowsB * Fr::kUnits; q += 256) {
-        const int r = q / Fr::kUnits, u = q % Fr::kUnits;
-        const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
-        Fr::copy_unit(st + r * Fr::kRowBytes, w, row, sb, u);
-      }
-      uint8_t* xs = st + kWBytes;
+      uint8_t* wdst = st + crow * Fr::kRowBytes;
 #pragma unroll
-      for (int i = 0; i < kTok * (kTokBytes / 16) / 256; ++i) {
-        const int q = static_cast<int>(threadIdx.x) + i * 256;
-        const int tok = q / (kTokBytes / 16), u = q % (kTokBytes / 16);
-        const bool ok = tok0 + tok < m;
-        const uint16_t* src = ok ? x + static_cast<int64_t>(tok0 + tok) * w.Kp + sb * kSB + 8 * u : x;
-        cp_async16(xs + tok * kTokBytes + 16 * Fr::swizzle(u, tok), src, ok);
+      for (int i = 0; i < (Fr::kUnits + kTpr - 1) / kTpr; ++i) {
+        const int u = i * kTpr + cunit;
+        if (u < Fr::kUnits) Fr::copy_unit(wdst, w, wsrc, arow, sb, u);
+      }
+      uint8_t* xdst = st + kWBytes + ctok * kTokBytes;
+      const uint16_t* xsb = xsrc + sb * kSB;
+#pragma unroll
+      for (int j = 0; j < kUpt; ++j) {
+        const int u = j * kTpt + cx;
+        cp_async16(xdst + 16 * Fr::swizzle(u, ctok), xsb + 8 * j * kTpt, tok_ok);
       }
     }
     cp_async_commit();  // an empty group past the end keeps the count that cp_async_wait relies on
@@ -277,7 +292,7 @@ __global__ void __launch_bounds__(256, MINB)
     for (int j = 0; j < 2 * RT; ++j) {
       const int r = wr0 + g + 8 * j;
       const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
-      cur[j] = Fr::load_smem(st + r * Fr::kRowBytes, t, row, sb, w);
+      cur[j] = Fr::load_smem(st + r * Fr::kRowBytes, t, static_cast<int>((row * w.nb + sb) & 1));
     }
     multiply_sb<Fr, NT, RT>(cur, t, g, st + kWBytes, acc);
     slot = slot == S - 1 ? 0 : slot + 1;
