@@ -33,7 +33,7 @@
 #              8B Q4_K_M with TILE_VALUES (default "8 64"), alternating, twice
 #   qfrag      qgemm_frag.cu: its GPU tests, 16/32/64-token kernel times against qgemm.cu (VIREO_CUDA_QFRAG=0), and
 #              vireo bench --parallel 16,32,64 on 8B/1B Q4_K_M for qgemm.cu and qgemm_frag.cu (QFRAG_VARIANTS: a
-#              comma joins several variables of one variant)
+#              comma joins several variables of one variant), and Nsight Compute on 64-token launches (QFRAG_NCU=0 skips)
 #   ksplit     one-token matvec launches of few items split over a block (VIREO_CUDA_MV_KSPLIT=0/1/2: never, float weights, all) against the
 #              default, alternating, twice: vireo_gpu_bench decode on 8B F16, Q8_0, Q4_K_M and 1B Q4_K_M
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
@@ -209,7 +209,17 @@ for st in $STAGES; do
           env ${v//,/ } timeout 150 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${PARALLEL:-16,32,64} 2>&1 |
             tee -a $OUT/qfrag_bench.log | grep -vE "^loading|^ *$" | tail -8
         done
-      done ;;
+      done
+      # Nsight Compute on 64-token launches (what stalls the warps: issue, tensor pipe, shared memory, barrier)
+      N=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+      if [ -n "$N" ] && [ "${QFRAG_NCU:-1}" != 0 ]; then
+        timeout 240 $N --kernel-name-base demangled --kernel-name "regex:qgemm_frag_kernel<.*8, 1, " --launch-skip 20 \
+          --launch-count 4 --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+          --section SchedulerStats --section ComputeWorkloadAnalysis \
+          ./vireo bench --device cuda -m $(synth llama3.1-8b q4_k_m) -p 16 -n 4 -r 1 --parallel 64 > $OUT/ncu-qfrag.txt 2>&1
+        grep -E "qgemm_frag_kernel|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|Stall|Executed Ipc" \
+          $OUT/ncu-qfrag.txt | head -60
+      fi ;;
     ksplit)
       for pt in "llama3.1-8b f16" "llama3.1-8b q8_0" "llama3.1-8b q4_k_m" "llama3.2-1b q4_k_m"; do
         set -- $pt; f=$(synth $1 $2)
