@@ -20,8 +20,8 @@ struct CudaOptions {
   // Up to this many tokens (and above matvec_max_tokens), quantized weights go through qgemm.cu (dequantized per
   // tile in shared memory, tensor cores) instead of an f16 copy in global memory + cuBLAS. 0: never.
   int qgemm_max_tokens = 64;
-  // Q4_K/Q6_K matmuls of qgemm's token counts run on qgemm_frag.cu (weights straight into tensor-core fragments)
-  // instead of qgemm.cu's shared-memory tiles (VIREO_CUDA_QFRAG=0 keeps qgemm.cu).
+  // Q4_K/Q6_K matmuls of qgemm's token counts run on qgemm_frag.cu (each lane dequantizes the weights of its own
+  // tensor-core fragments) instead of qgemm.cu's dequantized shared-memory tiles (VIREO_CUDA_QFRAG=0 keeps qgemm.cu).
   int qgemm_frag = 1;
   // qgemm_frag.cu blocks a multiprocessor: 1 (up to 255 registers, a 4-stage ring) or 2 (128 registers, a ring
   // of 2-4 stages in half the shared memory, where two stages fit) (VIREO_CUDA_QFRAG_BPS).

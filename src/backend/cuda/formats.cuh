@@ -181,6 +181,30 @@ VHD void k4_scale_min_words(uint32_t s0, uint32_t s1, uint32_t s2, int j, int* s
 VHD uint32_t word_of(const uint4& v, int k) { return k == 0 ? v.x : (k == 1 ? v.y : (k == 2 ? v.z : v.w)); }
 VHD int iword_of(const int4& v, int k) { return k == 0 ? v.x : (k == 1 ? v.y : (k == 2 ? v.z : v.w)); }
 
+// ---- weights dequantized straight to f16 pairs (the tensor-core matmuls qgemm.cu and qgemm_frag.cu) ----
+// 0x6400 | u is the f16 1024 + u for u < 1024, so (0x6400 | u) - 1024 is u exactly: one f16x2 subtract for two
+// weights and no integer-to-float conversions (a quarter of the FMA rate); one f16x2 fma/mul then applies the
+// scale (and the Q4_K minimum).
+constexpr uint32_t kF16Magic = 0x64006400u;
+VHD uint32_t pack_f16x2(float a, float b) {  // a in the low half
+  return static_cast<uint32_t>(f2h(a)) | static_cast<uint32_t>(f2h(b)) << 16;
+}
+// Bytes 2p and 2p+1 of `word` in the low byte of each 16-bit half.
+VHD uint32_t byte_pair(uint32_t word, int p) { return byte_perm(word, 0, p == 0 ? 0x4140 : 0x4342); }
+// Q4_K: the nibbles at `shift` (0 or 4) of bytes 2p and 2p+1 of qs word `word`, as scale2 * q + neg_min2.
+VHD uint32_t q4k_f16_pair(uint32_t word, int p, int shift, uint32_t scale2, uint32_t neg_min2) {
+  const uint32_t u = ((byte_pair(word, p) >> shift) & 0x000F000Fu) | kF16Magic;
+  return hfma2_bits(hsub2_bits(u, kF16Magic), scale2, neg_min2);
+}
+// Q6_K: for bytes 2p and 2p+1, the ql nibble at `lshift` (0 or 4) with the 2 qh bits at `hshift` above it, minus 32,
+// times scale2.
+VHD uint32_t q6k_f16_pair(uint32_t ql_word, uint32_t qh_word, int p, int lshift, int hshift, uint32_t scale2) {
+  constexpr uint32_t kBias = 0x64206420u;  // 1056 = 1024 + 32 in both halves
+  const uint32_t u = ((byte_pair(ql_word, p) >> lshift) & 0x000F000Fu) |
+                     (((byte_pair(qh_word, p) >> hshift) & 0x00030003u) << 4) | kF16Magic;
+  return hmul2_bits(hsub2_bits(u, kBias), scale2);
+}
+
 // 64 int8 activations (elements 64u .. 64u+63) with the {d, d*sum} of their two 32-blocks.
 struct Act64 {
   int4 a[4];

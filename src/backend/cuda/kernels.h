@@ -54,8 +54,9 @@ void qgemm_f16(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy
 // y[t][r] = sum over z < splits of part[z][t][r] (part rows are `rows` long), in that order.
 void qgemm_reduce(const float* part, int splits, int m, int64_t rows, float* y, int64_t ldy, cudaStream_t s);
 
-// ---- qgemm_frag.cu: the same for Q4_K / Q6_K and up to 64 tokens, the weights loaded straight into the registers
-// of tensor-core fragments (no shared-memory tile for them). Same x, y, part and split-K contract as qgemm_f16.
+// ---- qgemm_frag.cu: the same for Q4_K / Q6_K and up to 64 tokens, each lane dequantizing the weights of its own
+// tensor-core fragments from raw super-blocks staged by cp.async (no dequantized tile in shared memory). Same x,
+// y, part and split-K contract as qgemm_f16.
 void qgemm_frag_init(size_t smem_optin);  // once per device: the shared memory the kernels need, where granted
 bool qgemm_frag_supported(const MatView& w, int m);
 // blocks_per_sm (CudaOptions::qfrag_blocks_per_sm): 2 runs the variant with half the shared memory and 128

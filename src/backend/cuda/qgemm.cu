@@ -23,11 +23,6 @@ constexpr int kBM = 64, kBK = 64, kThreads = 128;  // one 32-weight run per thre
 static_assert(kBM * kBK / 32 == kThreads, "the weight tile is one 32-weight run per thread");
 constexpr int kLd = kBK + 8;  // shared-memory row stride in halves: a multiple of 8 (WMMA) that staggers banks
 
-VDEV uint32_t pack2(float a, float b) { return static_cast<uint32_t>(f2h(a)) | static_cast<uint32_t>(f2h(b)) << 16; }
-
-// Bytes 2p and 2p+1 of `word` in the low byte of each 16-bit half.
-VDEV uint32_t byte_pair(uint32_t word, int p) { return byte_perm(word, 0, p == 0 ? 0x4140 : 0x4342); }
-
 // 32 consecutive weights (k0 a multiple of 32) of one row, in two halves so the K loop can overlap them:
 // load() issues the 16-byte loads of the run (Q4_K: 3; Q6_K: 4 + its 2 scale bytes; Q8_0: 2 — where decode8 reads
 // byte by byte), decode() turns the registers into 16 f16 pairs. Other layouts decode in decode() with decode8.
@@ -43,15 +38,12 @@ struct Run32 {
       decode8<F>(*w, row, k0 + 8 * g, v);
 #pragma unroll
       for (int i = 0; i < 4; ++i)
-        out[4 * g + i] = pack2(v[2 * i], v[2 * i + 1]);
+        out[4 * g + i] = pack_f16x2(v[2 * i], v[2 * i + 1]);
     }
   }
 };
 
-// Q4_K, Q6_K and Q8_0 dequantize straight to f16 pairs: 0x6400 | u is the f16 1024 + u for u < 1024, so
-// (0x6400 | u) - 1024 is u exactly (one f16x2 subtract for two weights, no integer-to-float conversions), then one
-// f16x2 fma/mul applies the scale (and the Q4_K minimum).
-constexpr uint32_t kMagic = 0x64006400u;
+// Q4_K, Q6_K and Q8_0 dequantize straight to f16 pairs (formats.cuh: kF16Magic, q4k_f16_pair, q6k_f16_pair).
 
 template <>
 struct Run32<WFmt::Q4_K> {
@@ -70,15 +62,14 @@ struct Run32<WFmt::Q4_K> {
     int sc, mn;
     k4_scale_min_words(head.y, head.z, head.w, sub, &sc, &mn);
     const float dd = d * static_cast<float>(sc), mm = dmin * static_cast<float>(mn);
-    const uint32_t dd2 = pack2(dd, dd), nm2 = pack2(-mm, -mm);
+    const uint32_t dd2 = pack_f16x2(dd, dd), nm2 = pack_f16x2(-mm, -mm);
     const int shift = 4 * (sub & 1);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {  // word i: weights 4i .. 4i+3 of the run
       const uint32_t word = word_of(i < 4 ? q0 : q1, i % 4);
 #pragma unroll
       for (int p = 0; p < 2; ++p) {
-        const uint32_t u = ((byte_pair(word, p) >> shift) & 0x000F000Fu) | kMagic;
-        out[2 * i + p] = hfma2_bits(hsub2_bits(u, kMagic), dd2, nm2);
+        out[2 * i + p] = q4k_f16_pair(word, p, shift, dd2, nm2);
       }
     }
   }
@@ -104,17 +95,12 @@ struct Run32<WFmt::Q6_K> {
   }
   __device__ __forceinline__ void decode(uint32_t out[16]) const {
     const int lshift = k < 2 ? 0 : 4, hshift = 2 * k;
-    const uint32_t s0_2 = pack2(s0, s0), s1_2 = pack2(s1, s1);
-    constexpr uint32_t kBias = 0x64206420u;  // 1056 = 1024 + 32 in both halves
+    const uint32_t s0_2 = pack_f16x2(s0, s0), s1_2 = pack_f16x2(s1, s1);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {  // word i: weights 4i .. 4i+3 of the run (the first 16 scaled by s0)
       const uint32_t lw = word_of(i < 4 ? l0 : l1, i % 4), hw = word_of(i < 4 ? h0 : h1, i % 4);
 #pragma unroll
-      for (int p = 0; p < 2; ++p) {
-        const uint32_t lo = byte_pair(lw, p), hb = byte_pair(hw, p);
-        const uint32_t u = ((lo >> lshift) & 0x000F000Fu) | (((hb >> hshift) & 0x00030003u) << 4) | kMagic;
-        out[2 * i + p] = hmul2_bits(hsub2_bits(u, kBias), i < 4 ? s0_2 : s1_2);
-      }
+      for (int p = 0; p < 2; ++p) out[2 * i + p] = q6k_f16_pair(lw, hw, p, lshift, hshift, i < 4 ? s0_2 : s1_2);
     }
   }
 };
@@ -130,7 +116,7 @@ struct Run32<WFmt::Q8_0> {
     b = ld16i(r + k0 + 16);
   }
   __device__ __forceinline__ void decode(uint32_t out[16]) const {
-    const uint32_t d2 = pack2(d, d);
+    const uint32_t d2 = pack_f16x2(d, d);
     constexpr uint32_t kBias = 0x64806480u;  // 1152 = 1024 + 128 in both halves
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
@@ -138,7 +124,7 @@ struct Run32<WFmt::Q8_0> {
 #pragma unroll
       for (int p = 0; p < 2; ++p) {
         // int8 q -> the byte q + 128 (sign bit flipped) under the f16 exponent of 1024: 1152 + q, exactly
-        const uint32_t v = (byte_pair(word, p) ^ 0x00800080u) | kMagic;
+        const uint32_t v = (byte_pair(word, p) ^ 0x00800080u) | kF16Magic;
         out[2 * i + p] = hmul2_bits(hsub2_bits(v, kBias), d2);
       }
     }

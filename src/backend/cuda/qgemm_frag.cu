@@ -32,11 +32,6 @@ namespace {
 constexpr int kBM = 128;  // rows a block: 8 warps of one 16-row tile
 constexpr int kSB = 256;          // K of one super-block (Q4_K / Q6_K block)
 constexpr int kTokBytes = 2 * kSB;  // one token's activations of a super-block in shared memory
-constexpr uint32_t kMagic = 0x64006400u;  // f16 1024 in both halves: (kMagic | u) - 1024 = u for u < 1024
-
-VDEV uint32_t pack2(float a, float b) { return static_cast<uint32_t>(f2h(a)) | static_cast<uint32_t>(f2h(b)) << 16; }
-// Bytes 2p and 2p+1 of `word` in the low byte of each 16-bit half.
-VDEV uint32_t byte_pair(uint32_t word, int p) { return byte_perm(word, 0, p == 0 ? 0x4140 : 0x4342); }
 
 // Per format: how a row's super-block is copied to shared memory (copy_unit), what a lane reads of it (Raw), the
 // f16 scales it derives (Scales), the two f16 pairs of step s (elements k0 .. k0 + 3 of the super-block,
@@ -74,8 +69,8 @@ struct Frag<WFmt::Q4_K> {
       int sc, mn;
       k4_scale_min_words(r.head.y, r.head.z, r.head.w, 2 * t + h, &sc, &mn);
       const float dd = d * static_cast<float>(sc), mm = dmin * static_cast<float>(mn);
-      s.s2[h] = pack2(dd, dd);
-      s.nm2[h] = pack2(-mm, -mm);
+      s.s2[h] = pack_f16x2(dd, dd);
+      s.nm2[h] = pack_f16x2(-mm, -mm);
     }
     return s;
   }
@@ -83,10 +78,8 @@ struct Frag<WFmt::Q4_K> {
   VDEV static void pairs(const Raw& r, const Scales& sc, uint32_t& p0, uint32_t& p1) {
     constexpr int h = S >> 3, i = S & 7;
     const uint32_t word = word_of(i < 4 ? r.q0 : r.q1, i % 4);
-    const uint32_t u0 = ((byte_pair(word, 0) >> (4 * h)) & 0x000F000Fu) | kMagic;
-    const uint32_t u1 = ((byte_pair(word, 1) >> (4 * h)) & 0x000F000Fu) | kMagic;
-    p0 = hfma2_bits(hsub2_bits(u0, kMagic), sc.s2[h], sc.nm2[h]);
-    p1 = hfma2_bits(hsub2_bits(u1, kMagic), sc.s2[h], sc.nm2[h]);
+    p0 = q4k_f16_pair(word, 0, 4 * h, sc.s2[h], sc.nm2[h]);
+    p1 = q4k_f16_pair(word, 1, 4 * h, sc.s2[h], sc.nm2[h]);
   }
   template <int S>
   VDEV static int unit(int t) {
@@ -137,21 +130,16 @@ struct Frag<WFmt::Q6_K> {
       const int b = e + 2 * c;  // byte of sc8
       const uint32_t word = b < 4 ? r.sc8.x : r.sc8.y;
       const float v = d * static_cast<float>(static_cast<int8_t>((word >> (8 * (b & 3))) & 0xff));
-      s.s2[c] = pack2(v, v);
+      s.s2[c] = pack_f16x2(v, v);
     }
     return s;
   }
   template <int S>
   VDEV static void pairs(const Raw& r, const Scales& sc, uint32_t& p0, uint32_t& p1) {
     constexpr int c = S >> 2, i = S & 3, lshift = c >= 2 ? 4 : 0, hshift = 2 * c;
-    constexpr uint32_t kBias = 0x64206420u;  // 1056 = 1024 + 32 in both halves
     const uint32_t lw = word_of((c & 1) ? r.lb : r.la, i), hw = word_of(r.qh, i);
-    const uint32_t u0 = ((byte_pair(lw, 0) >> lshift) & 0x000F000Fu) |
-                        (((byte_pair(hw, 0) >> hshift) & 0x00030003u) << 4) | kMagic;
-    const uint32_t u1 = ((byte_pair(lw, 1) >> lshift) & 0x000F000Fu) |
-                        (((byte_pair(hw, 1) >> hshift) & 0x00030003u) << 4) | kMagic;
-    p0 = hmul2_bits(hsub2_bits(u0, kBias), sc.s2[c]);
-    p1 = hmul2_bits(hsub2_bits(u1, kBias), sc.s2[c]);
+    p0 = q6k_f16_pair(lw, hw, 0, lshift, hshift, sc.s2[c]);
+    p1 = q6k_f16_pair(lw, hw, 1, lshift, hshift, sc.s2[c]);
   }
   template <int S>
   VDEV static int unit(int t) {
@@ -161,35 +149,26 @@ struct Frag<WFmt::Q6_K> {
   VDEV static int swizzle(int u, int tok) { return u ^ ((u >> 4) & 1) ^ ((tok & 1) << 2); }
 };
 
-// acc += this lane's share of one super-block: rows cur (2 RT of them), activations xst ([8 NT][kTokBytes]).
-template <class Fr, int NT, int RT>
-VDEV void multiply_sb(const typename Fr::Raw (&cur)[2 * RT], int t, int g, const uint8_t* xst,
-                      float (&acc)[RT][NT][4]) {
-  constexpr int kRT = RT;
-  typename Fr::Scales sc[2 * RT];
-#pragma unroll
-  for (int j = 0; j < 2 * RT; ++j) sc[j] = Fr::scales(cur[j], t);
+// acc += this lane's share of one super-block: rows g and g + 8 of its warp (cur), activations xst
+// ([8 NT][kTokBytes]).
+template <class Fr, int NT>
+VDEV void multiply_sb(const typename Fr::Raw (&cur)[2], int t, int g, const uint8_t* xst, float (&acc)[NT][4]) {
+  const typename Fr::Scales sc[2] = {Fr::scales(cur[0], t), Fr::scales(cur[1], t)};
   // Steps 2p and 2p + 1 share one 16-byte activation unit per token.
   auto step_pair = [&](auto pc) {
     constexpr int S = decltype(pc)::value;
-    uint32_t a[2][kRT][4];  // [step][row tile][fragment register]
-#pragma unroll
-    for (int r = 0; r < kRT; ++r) {
-      Fr::template pairs<S>(cur[2 * r], sc[2 * r], a[0][r][0], a[0][r][2]);
-      Fr::template pairs<S>(cur[2 * r + 1], sc[2 * r + 1], a[0][r][1], a[0][r][3]);
-      Fr::template pairs<S + 1>(cur[2 * r], sc[2 * r], a[1][r][0], a[1][r][2]);
-      Fr::template pairs<S + 1>(cur[2 * r + 1], sc[2 * r + 1], a[1][r][1], a[1][r][3]);
-    }
+    uint32_t a[2][4];  // [step][fragment register]
+    Fr::template pairs<S>(cur[0], sc[0], a[0][0], a[0][2]);
+    Fr::template pairs<S>(cur[1], sc[1], a[0][1], a[0][3]);
+    Fr::template pairs<S + 1>(cur[0], sc[0], a[1][0], a[1][2]);
+    Fr::template pairs<S + 1>(cur[1], sc[1], a[1][1], a[1][3]);
     const int u = Fr::template unit<S>(t);
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
       const int tok = 8 * j + g;
       const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
-#pragma unroll
-      for (int r = 0; r < kRT; ++r) {
-        mma_f16_k16(acc[r][j], a[0][r][0], a[0][r][1], a[0][r][2], a[0][r][3], b.x, b.y);
-        mma_f16_k16(acc[r][j], a[1][r][0], a[1][r][1], a[1][r][2], a[1][r][3], b.z, b.w);
-      }
+      mma_f16_k16(acc[j], a[0][0], a[0][1], a[0][2], a[0][3], b.x, b.y);
+      mma_f16_k16(acc[j], a[1][0], a[1][1], a[1][2], a[1][3], b.z, b.w);
     }
   };
   step_pair(std::integral_constant<int, 0>{});
@@ -202,38 +181,38 @@ VDEV void multiply_sb(const typename Fr::Raw (&cur)[2 * RT], int t, int g, const
   step_pair(std::integral_constant<int, 14>{});
 }
 
-// Shared memory: S stages of [weights 128 RT rows x kRowBytes | activations 8 NT tokens x kTokBytes], S <= 4,
+// Shared memory: S stages of [weights kBM rows x kRowBytes | activations 8 NT tokens x kTokBytes], S <= 4,
 // within what one block may use (227 KB) or, for MINB = 2 blocks a multiprocessor, half of the 228 KB less the
 // 1 KB the hardware reserves a block.
 constexpr int kSmemMax = 227 * 1024;
-template <WFmt F, int NT, int RT>
+template <WFmt F, int NT>
 VHD constexpr int ring_stage_bytes() {
-  return 128 * RT * Frag<F>::kRowBytes + 8 * NT * kTokBytes;
+  return kBM * Frag<F>::kRowBytes + 8 * NT * kTokBytes;
 }
-template <WFmt F, int NT, int RT, int MINB>
+template <WFmt F, int NT, int MINB>
 VHD constexpr int ring_stages() {
   constexpr int budget = MINB == 1 ? kSmemMax : 113 * 1024;
-  return budget / ring_stage_bytes<F, NT, RT>() >= 4 ? 4 : budget / ring_stage_bytes<F, NT, RT>();
+  return budget / ring_stage_bytes<F, NT>() >= 4 ? 4 : budget / ring_stage_bytes<F, NT>();
 }
 template <WFmt F, int NT, int MINB>
 VHD constexpr int ring_smem() {
-  return ring_stages<F, NT, 1, MINB>() * ring_stage_bytes<F, NT, 1>();
+  return ring_stages<F, NT, MINB>() * ring_stage_bytes<F, NT>();
 }
 
 // MINB = 2: registers capped at 128 (some spill) and a smaller ring, for two blocks (16 warps) a multiprocessor.
-template <WFmt F, int NT, int RT, int MINB>
+template <WFmt F, int NT, int MINB>
 __global__ void __launch_bounds__(256, MINB)
     qgemm_frag_kernel(MatView w, const uint16_t* __restrict__ x, int m, float* __restrict__ y, int64_t ldy,
                       int64_t sb_per_split) {
   using Fr = Frag<F>;
-  constexpr int S = ring_stages<F, NT, RT, MINB>(), kTok = 8 * NT, kRowsB = 128 * RT;
-  constexpr int kWBytes = kRowsB * Fr::kRowBytes, kStage = ring_stage_bytes<F, NT, RT>();
+  constexpr int S = ring_stages<F, NT, MINB>(), kTok = 8 * NT;
+  constexpr int kWBytes = kBM * Fr::kRowBytes, kStage = ring_stage_bytes<F, NT>();
   static_assert(S >= 2, "a ring needs two stages");
-  VDYN_SHARED(uint8_t, sm);  // [S stages][weights kRowsB x kRowBytes | activations kTok x kTokBytes]
+  VDYN_SHARED(uint8_t, sm);  // [S stages][weights kBM x kRowBytes | activations kTok x kTokBytes]
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int g = lane >> 2, t = lane & 3;
-  const int64_t brow0 = static_cast<int64_t>(blockIdx.x) * kRowsB;
-  const int wr0 = warp * 16 * RT;  // the warp's first row within the block
+  const int64_t brow0 = static_cast<int64_t>(blockIdx.x) * kBM;
+  const int wr0 = warp * 16;  // the warp's first row within the block
   const int tok0 = static_cast<int>(blockIdx.y) * kTok;
   const int64_t sb_begin = static_cast<int64_t>(blockIdx.z) * sb_per_split;
   const int64_t sb_end = sb_begin + sb_per_split < w.nb ? sb_begin + sb_per_split : w.nb;
@@ -241,8 +220,8 @@ __global__ void __launch_bounds__(256, MINB)
 
   // What this thread copies, the same for every super-block: kTpr threads a weight row, taking its 16-byte units
   // in turn (two lanes fill a 32-byte sector together), and kTpt threads a token, likewise.
-  constexpr int kTpr = 256 / kRowsB, kTpt = 256 / kTok, kUpt = (kTokBytes / 16) / kTpt;
-  static_assert(kTpr * kRowsB == 256 && kTpt * kTok == 256, "copy assignment");
+  constexpr int kTpr = 256 / kBM, kTpt = 256 / kTok, kUpt = (kTokBytes / 16) / kTpt;
+  static_assert(kTpr * kBM == 256 && kTpt * kTok == 256, "copy assignment");
   const int crow = static_cast<int>(threadIdx.x) / kTpr, cunit = static_cast<int>(threadIdx.x) % kTpr;
   const int64_t crow_g = brow0 + crow < w.rows ? brow0 + crow : w.rows - 1;
   const uint8_t* wsrc = w.q + crow_g * w.row_bytes;
@@ -271,13 +250,11 @@ __global__ void __launch_bounds__(256, MINB)
     cp_async_commit();  // an empty group past the end keeps the count that cp_async_wait relies on
   };
 
-  float acc[RT][NT][4];
+  float acc[NT][4];
 #pragma unroll
-  for (int r = 0; r < RT; ++r)
+  for (int j = 0; j < NT; ++j)
 #pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[r][j][e] = 0.f;
+    for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
 
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) issue(sb_begin + i, i);
@@ -287,27 +264,25 @@ __global__ void __launch_bounds__(256, MINB)
     __syncthreads();         // everyone's have, and everyone is done with the slot refilled next
     issue(sb + S - 1, slot == 0 ? S - 1 : slot - 1);
     const uint8_t* st = sm + slot * kStage;
-    typename Fr::Raw cur[2 * RT];
+    typename Fr::Raw cur[2];
 #pragma unroll
-    for (int j = 0; j < 2 * RT; ++j) {
+    for (int j = 0; j < 2; ++j) {
       const int r = wr0 + g + 8 * j;
       const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
       cur[j] = Fr::load_smem(st + r * Fr::kRowBytes, t, static_cast<int>((row * w.nb + sb) & 1));
     }
-    multiply_sb<Fr, NT, RT>(cur, t, g, st + kWBytes, acc);
+    multiply_sb<Fr, NT>(cur, t, g, st + kWBytes, acc);
     slot = slot == S - 1 ? 0 : slot + 1;
   }
 
 #pragma unroll
-  for (int r = 0; r < RT; ++r)
+  for (int j = 0; j < NT; ++j)
 #pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t row = brow0 + wr0 + 16 * r + g + 8 * (e >> 1);
-        const int tok = tok0 + 8 * j + 2 * t + (e & 1);
-        if (row < w.rows && tok < m) y[static_cast<int64_t>(tok) * ldy + row] = acc[r][j][e];
-      }
+    for (int e = 0; e < 4; ++e) {
+      const int64_t row = brow0 + wr0 + g + 8 * (e >> 1);
+      const int tok = tok0 + 8 * j + 2 * t + (e & 1);
+      if (row < w.rows && tok < m) y[static_cast<int64_t>(tok) * ldy + row] = acc[j][e];
+    }
 }
 
 int nt_for(int m) { return m <= 16 ? 2 : (m <= 32 ? 4 : 8); }
@@ -316,12 +291,12 @@ int nt_for(int m) { return m <= 16 ? 2 : (m <= 32 ? 4 : 8); }
 // fits in half the shared memory, else 1.
 template <WFmt F, int NT>
 constexpr int minb_for(int want) {
-  return want >= 2 && ring_stages<F, NT, 1, 2>() >= 2 ? 2 : 1;
+  return want >= 2 && ring_stages<F, NT, 2>() >= 2 ? 2 : 1;
 }
 
 template <WFmt F, int NT, int MINB>
 void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, cudaStream_t s) {
-  auto* k = &qgemm_frag_kernel<F, NT, 1, MINB>;
+  auto* k = &qgemm_frag_kernel<F, NT, MINB>;
   const int64_t sb_per_split = ceil_div(w.nb, splits);
   const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kBM)), static_cast<unsigned>(ceil_div(m, 8 * NT)),
                   static_cast<unsigned>(splits));
@@ -338,8 +313,10 @@ void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float
 template <WFmt F, int NT>
 void go_minb(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, int bps,
              cudaStream_t s) {
-  if (minb_for<F, NT>(bps) == 2) go<F, NT, (minb_for<F, NT>(2) == 2 ? 2 : 1)>(w, x, m, y, ldy, part, splits, s);
-  else go<F, NT, 1>(w, x, m, y, ldy, part, splits, s);
+  if constexpr (minb_for<F, NT>(2) == 2) {
+    if (bps >= 2) return go<F, NT, 2>(w, x, m, y, ldy, part, splits, s);
+  }
+  go<F, NT, 1>(w, x, m, y, ldy, part, splits, s);
 }
 
 template <WFmt F>
@@ -364,7 +341,7 @@ int minb_of(int m, int bps) {
 template <WFmt F, int NT, int MINB>
 void allow_smem() {
   constexpr int smem = ring_smem<F, NT, MINB>();
-  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, 1, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
         "matmul fragments (shared memory)");
 }
 
@@ -386,8 +363,9 @@ bool qgemm_frag_supported(const MatView& w, int m) {
 }
 
 // The split count with the shortest predicted time, in units of one block's super-block step (~2 us at 64
-// tokens on an H100): blocks run in waves of sms x (1 or 2 blocks a multiprocessor, see minb_for), each block pays ~1.5 steps of start-up latency, and a split K adds the sum kernel (~1 step) and
-// its traffic (z partial rows written and read, ~2.5 TB/s: 5 MB a step). The previous rule (about two blocks a
+// tokens on an H100): blocks run in waves of sms x (1 or 2 blocks a multiprocessor, see minb_for), each block
+// pays ~1.5 steps of start-up latency, and a split K adds the sum kernel (~1 step) and its traffic (z partial
+// rows written and read, ~2.5 TB/s: 5 MB a step). The previous rule (about two blocks a
 // multiprocessor) ran 14336-row matrices in 3 waves of 336 blocks where 112 unsplit blocks fit in one.
 int qgemm_frag_splits(const MatView& w, int m, int sms, int blocks_per_sm, bool cost_model) {
   const int64_t tiles = ceil_div(w.rows, kBM) * ceil_div(m, 8 * nt_for(m));
