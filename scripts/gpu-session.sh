@@ -31,9 +31,10 @@
 #              CHAIN_VALUES (default "1 8 16"), then --parallel 1,8,32 on 1B with --chain 1 and 8
 #   wide       the int8 tiles for 9-64 tokens (VIREO_CUDA_TILE_MAX): vireo bench --parallel 8,16,32,64 on 1B and
 #              8B Q4_K_M with TILE_VALUES (default "8 64"), alternating, twice
-#   qfrag      qgemm_frag.cu: its GPU tests, 16/32/64-token kernel times against qgemm.cu (VIREO_CUDA_QFRAG=0), and
-#              vireo bench --parallel 16,32,64 on 8B/1B Q4_K_M for qgemm.cu and qgemm_frag.cu (QFRAG_VARIANTS: a
-#              comma joins several variables of one variant), and Nsight Compute on 64-token launches (QFRAG_NCU=0 skips)
+#   qfrag      qgemm_frag.cu: its GPU tests, its machine code (qfrag.sass, where cuobjdump exists), 16/32/64-token
+#              kernel times under QFRAG_KERNEL_VARIANTS (VIREO_CUDA_QFRAG=0 is qgemm.cu), vireo bench --parallel
+#              16,32,64 on 8B/1B Q4_K_M under QFRAG_VARIANTS (a comma joins several variables of one variant), and
+#              Nsight Compute on 64-token launches (QFRAG_NCU=0 skips)
 #   ksplit     one-token matvec launches of few items split over a block (VIREO_CUDA_MV_KSPLIT=0/1/2: never, float weights, all) against the
 #              default, alternating, twice: vireo_gpu_bench decode on 8B F16, Q8_0, Q4_K_M and 1B Q4_K_M
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
@@ -195,19 +196,25 @@ for st in $STAGES; do
         grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|actual|Expected|worst" | head -40
       for v in VIREO_CUDA_QFRAG_MODEL=1 VIREO_CUDA_QFRAG_BPS=2; do
         echo "## tests $v: $(env $v timeout 60 ./vireo_gpu_tests --gtest_filter='*MatmulQgemm*/Cuda:*Scheduler*/Cuda' \
-          2>&1 | grep -E '^\[  (FAILED|PASSED)' | tr '\n' ' ')"
+          2>&1 | tee -a $OUT/qfrag_tests.log | grep -E '^\[  (FAILED|PASSED)' | tr '\n' ' ')"
       done
-      for v in ${QFRAG_KERNEL_VARIANTS:-VIREO_CUDA_QFRAG=0 VIREO_CUDA_QFRAG=1}; do
+      # The kernels' machine code (instruction mix and the order of the products), where cuobjdump exists
+      C=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)
+      if [ -n "$C" ]; then
+        $C -sass ./vireo_gpu_tests 2>/dev/null | awk '/Function : /{on = /qgemm_frag_kernel/} on' > $OUT/qfrag.sass
+        echo "## sass: $(grep -c 'Function :' $OUT/qfrag.sass) kernels, $(wc -l < $OUT/qfrag.sass) lines"
+      fi
+      for v in ${QFRAG_KERNEL_VARIANTS:-VIREO_CUDA_QFRAG=0 VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG_APART=1 VIREO_CUDA_QFRAG_NT=4 VIREO_CUDA_QFRAG_NT=4,VIREO_CUDA_QFRAG_BPS=2}; do
         echo "## kernels $v"
-        env $v timeout 150 ./vireo_gpu_bench --kernels --quick 2>&1 | tee -a $OUT/qfrag_kernels.log |
-          grep -E "^matmul (Q4_K|Q6_K) n=(16|32|64) " | grep -v " old"
+        env ${v//,/ } timeout 100 ./vireo_gpu_bench --kernels --types Q4_K,Q6_K --tokens 16,32,64 --new-only 2>&1 |
+          tee -a $OUT/qfrag_kernels.log | grep -E "^matmul (Q4_K|Q6_K) n=(16|32|64) "
       done
       for p in ${QFRAG_PRESETS:-llama3.1-8b llama3.2-1b}; do
         f=$(synth $p q4_k_m)
-        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=0 VIREO_CUDA_QFRAG_MODEL=0 VIREO_CUDA_QFRAG_MODEL=1 VIREO_CUDA_QFRAG_MODEL=1,VIREO_CUDA_QFRAG_BPS=2}; do
+        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG_MODEL=0 VIREO_CUDA_QFRAG_APART=1 VIREO_CUDA_QFRAG_MODEL=1 VIREO_CUDA_QFRAG_MODEL=1,VIREO_CUDA_QFRAG_BPS=2 VIREO_CUDA_QFRAG_NT=4,VIREO_CUDA_QFRAG_BPS=2 VIREO_CUDA_QFRAG=0}; do
           echo "## $p $v"
           env ${v//,/ } timeout 150 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${PARALLEL:-16,32,64} 2>&1 |
-            tee -a $OUT/qfrag_bench.log | grep -vE "^loading|^ *$" | tail -8
+            tee -a $OUT/qfrag_bench.log | grep -vE "^loading|^ *$" | tail -${QFRAG_BENCH_LINES:-8}
         done
       done
       # Nsight Compute on 64-token launches (what stalls the warps: issue, tensor pipe, shared memory, barrier)

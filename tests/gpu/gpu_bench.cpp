@@ -2,6 +2,8 @@
 //
 //   vireo_gpu_bench --kernels                 matvec per weight type (GB/s against the device's copy bandwidth),
 //                                             the tensor-core matmul of a 512-token prefill, attention
+//                                             (--types Q4_K,Q6_K and --tokens 16,64: only those matmuls, no
+//                                             attention; --new-only: not the old kernels beside them)
 //   vireo_gpu_bench --model X.gguf [...]      a model: prefill of --prefill tokens (tok/s), decode steps of 1, 4
 //                                             and 8 sequences (tok/s, graph replays), weight bandwidth of decode
 //
@@ -149,7 +151,19 @@ CudaOptions kernel_opts(bool old) {
   return o;
 }
 
-void bench_kernels(int dev, bool quick) {
+// Which matmuls --kernels times: weight types and token counts (empty: all), and whether the old kernels run too.
+struct KernelFilter {
+  std::vector<std::string> types;
+  std::vector<int> tokens;
+  bool with_old = true;
+  bool type_ok(DType t) const {
+    return types.empty() || std::find(types.begin(), types.end(), dtype_name(t)) != types.end();
+  }
+  bool tokens_ok(int n) const { return tokens.empty() || std::find(tokens.begin(), tokens.end(), n) != tokens.end(); }
+  bool attention = true;
+};
+
+void bench_kernels(int dev, bool quick, const KernelFilter& filter) {
   const double bw = copy_bandwidth(dev);
   const double rbw = cuda_read_bandwidth(dev, double(size_t(2) << 30)) / 1e9;
   {
@@ -170,8 +184,9 @@ void bench_kernels(int dev, bool quick) {
   for (DType t : types)
     for (const Shape& s : shapes) {
       if (s.rows == 128256 && t != DType::Q6_K && t != DType::Q4_K) continue;
+      if (!filter.type_ok(t)) continue;
       const std::vector<uint8_t> wb = random_weights(t, s.rows, s.K, 7);
-      for (int old = 0; old < 2; ++old) {
+      for (int old = 0; old < (filter.with_old ? 2 : 1); ++old) {
       Bench b(dev, kernel_opts(old));
       // Copies of the matrix, used in turn, so that the repeated ops stream from memory rather than from the
       // 50 MB L2 cache (at least 200 MB in all).
@@ -189,6 +204,7 @@ void bench_kernels(int dev, bool quick) {
       for (int n : {1, 4, 8, 16, 32, 64, 512}) {
         if (n == 512 && (s.rows == 128256 || t == DType::BF16 || old || quick)) continue;
         if (quick && n == 4) continue;
+        if (!filter.tokens_ok(n)) continue;
         const int R = n == 512 ? 3 : 20;
         const double ts = b.time_step(tokens_batch(std::min(n, 512)), [&] {
           for (int i = 0; i < R; ++i) b.be->matmul(ws[i % copies], x.with_rows(n), y.with_rows(n));
@@ -213,6 +229,7 @@ void bench_kernels(int dev, bool quick) {
       }
     }
 
+  if (!filter.attention) return;
   std::printf("\n%-38s %12s %10s %9s\n", "attention (32 q / 8 kv heads, d 128)", "tokens@pos", "us/op", "KV GB/s");
   for (const auto& [n, pos] : std::vector<std::pair<int, int>>{
            {1, 511}, {1, 4095}, {1, 16383}, {1, 32767}, {4, 4095}, {8, 4095}, {8, 16383}, {512, 0}, {512, 3584}})
@@ -318,6 +335,17 @@ int main(int argc, char** argv) {
   bool kernels = false;
   int prefill = 512, decode = 64, dev = 0, decode_at = -1;
   bool quick = false;
+  KernelFilter filter;
+  auto split = [](const std::string& list) {
+    std::vector<std::string> out;
+    size_t p = 0;
+    while (p <= list.size()) {
+      const size_t c = std::min(list.find(',', p), list.size());
+      if (c > p) out.push_back(list.substr(p, c - p));
+      p = c + 1;
+    }
+    return out;
+  };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -330,13 +358,17 @@ int main(int argc, char** argv) {
     if (a == "--model") models.push_back(next());
     else if (a == "--kernels") kernels = true;
     else if (a == "--quick") quick = true;
+    else if (a == "--types") filter.types = split(next()), filter.attention = false;
+    else if (a == "--tokens") {
+      for (const std::string& n : split(next())) filter.tokens.push_back(std::atoi(n.c_str()));
+    } else if (a == "--new-only") filter.with_old = false;
     else if (a == "--decode-at") decode_at = std::atoi(next().c_str());
     else if (a == "--prefill") prefill = std::atoi(next().c_str());
     else if (a == "--decode") decode = std::atoi(next().c_str());
     else if (a == "--device") dev = std::atoi(next().c_str());
     else {
       std::fprintf(stderr,
-                   "usage: vireo_gpu_bench [--kernels [--quick]] [--model X.gguf]... [--prefill 512] [--decode 64] "
+                   "usage: vireo_gpu_bench [--kernels [--quick] [--types Q4_K,Q6_K] [--tokens 16,64] [--new-only]] [--model X.gguf]... [--prefill 512] [--decode 64] "
                    "[--decode-at POS] [--device 0]\n");
       return 2;
     }
@@ -347,7 +379,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
-    if (kernels) bench_kernels(dev, quick);
+    if (kernels) bench_kernels(dev, quick, filter);
     for (const std::string& m : models) bench_model(dev, m, prefill, decode, decode_at);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vireo_gpu_bench: %s\n", e.what());

@@ -407,6 +407,21 @@ TEST_P(Gpu, MatmulQgemmFragments) {
   }
 }
 
+TEST_P(Gpu, MatmulQgemmFragmentVariants) {
+  // qgemm_frag.cu's experiments: a step pair's products issued apart, and 64 tokens in blocks of at most 4 or 2
+  // token tiles (several token blocks a row block).
+  for (int variant = 0; variant < 3; ++variant) {
+    CudaOptions o = CudaOptions::from_env();
+    o.qgemm_frag = 1;
+    o.qfrag_apart = variant == 0;
+    o.qfrag_max_nt = variant == 0 ? 8 : (variant == 1 ? 4 : 2);
+    for (DType t : {DType::Q4_K, DType::Q6_K}) {
+      auto be = make(o);
+      check_matmul(*be, t, emu() ? 136 : 1100, emu() ? 512 : 3072, {17, 40, 64}, 720u + 10u * variant + static_cast<uint32_t>(t), o);
+    }
+  }
+}
+
 TEST_P(Gpu, MatmulQgemmSplitK) {
   // Few row tiles and a long K: the K range is split over several blocks per tile (qgemm_splits; the emulator
   // has 4 multiprocessors) and the partial sums are added in a fixed order. Run twice on one backend, with

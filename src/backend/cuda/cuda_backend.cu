@@ -889,9 +889,16 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     return opts_.qgemm_frag && m <= opts_.qgemm_max_tokens && qgemm_frag_supported(v, static_cast<int>(m));
   }
   int qgemm_splits_for(const MatView& v, int64_t m) const {
-    return use_qfrag(v, m) ? qgemm_frag_splits(v, static_cast<int>(m), sms_, opts_.qfrag_blocks_per_sm,
-                                               opts_.qfrag_split_model != 0)
+    return use_qfrag(v, m) ? qgemm_frag_splits(v, static_cast<int>(m), sms_, qfrag_config())
                            : qgemm_splits(v, static_cast<int>(m), sms_);
+  }
+  QfragConfig qfrag_config() const {
+    QfragConfig c;
+    c.blocks_per_sm = opts_.qfrag_blocks_per_sm;
+    c.cost_model = opts_.qfrag_split_model != 0;
+    c.apart = opts_.qfrag_apart != 0;
+    c.max_nt = opts_.qfrag_max_nt;
+    return c;
   }
   bool use_qgemm(const MatView& v, int64_t m) const {
     return use_qfrag(v, m) || (m <= opts_.qgemm_max_tokens && qgemm_supported(v));
@@ -1443,7 +1450,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     }
     if (use_qfrag(w, m)) {
       qgemm_frag(w, xh, static_cast<int>(m), f(out), out.cols, static_cast<float*>(qgemm_part_.p),
-                 qgemm_splits_for(w, m), opts_.qfrag_blocks_per_sm, stream_);
+                 qgemm_splits_for(w, m), qfrag_config(), stream_);
       return;
     }
     if (use_qgemm(w, m)) {
@@ -1546,6 +1553,8 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_QFRAG", &o.qgemm_frag);
   env_int("VIREO_CUDA_QFRAG_BPS", &o.qfrag_blocks_per_sm);
   env_int("VIREO_CUDA_QFRAG_MODEL", &o.qfrag_split_model);
+  env_int("VIREO_CUDA_QFRAG_APART", &o.qfrag_apart);
+  env_int("VIREO_CUDA_QFRAG_NT", &o.qfrag_max_nt);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
   env_int("VIREO_CUDA_TILE_MAX", &o.tile_max_tokens);
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);

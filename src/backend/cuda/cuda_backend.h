@@ -30,6 +30,10 @@ struct CudaOptions {
   // of waves, start-up and the split sum (qgemm_frag_splits; predicted faster, not yet measured)
   // (VIREO_CUDA_QFRAG_MODEL).
   int qfrag_split_model = 0;
+  // qgemm_frag.cu experiments (not yet measured): a step pair's products on one token tile issued apart
+  // (VIREO_CUDA_QFRAG_APART=1), and at most this many token tiles of 8 a block (VIREO_CUDA_QFRAG_NT: 2, 4, 8).
+  int qfrag_apart = 0;
+  int qfrag_max_nt = 8;
   // Keep an f16 copy of every quantized layer matrix (blk.*) on the GPU, made once at load: prefill steps then
   // multiply it with cuBLAS directly instead of dequantizing each matrix on every step. Costs 2 bytes per weight
   // of extra memory (16 GB for an 8B model), so it is off unless asked for (VIREO_CUDA_F16_WEIGHTS=1).

@@ -59,12 +59,20 @@ void qgemm_reduce(const float* part, int splits, int m, int64_t rows, float* y, 
 // y, part and split-K contract as qgemm_f16.
 void qgemm_frag_init(size_t smem_optin);  // once per device: the shared memory the kernels need, where granted
 bool qgemm_frag_supported(const MatView& w, int m);
-// blocks_per_sm (CudaOptions::qfrag_blocks_per_sm): 2 runs the variant with half the shared memory and 128
-// registers where its ring still has two stages.
-// cost_model false: the earlier rule (about two blocks a multiprocessor), for comparison.
-int qgemm_frag_splits(const MatView& w, int m, int sms, int blocks_per_sm, bool cost_model);
+struct QfragConfig {
+  // 2 runs the variant with half the shared memory and 128 registers where its ring still has two stages
+  // (CudaOptions::qfrag_blocks_per_sm).
+  int blocks_per_sm = 1;
+  // false: the earlier split rule (about two blocks a multiprocessor), for comparison (qfrag_split_model).
+  bool cost_model = false;
+  // A step pair's two products on one token tile issued NT products apart, not back to back (qfrag_apart).
+  bool apart = false;
+  // Token tiles of 8 a block at most: 2, 4 or 8 (qfrag_max_nt).
+  int max_nt = 8;
+};
+int qgemm_frag_splits(const MatView& w, int m, int sms, const QfragConfig& c);
 void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
-                int blocks_per_sm, cudaStream_t s);
+                const QfragConfig& c, cudaStream_t s);
 
 // ---- elementwise.cu ----
 // Device read bandwidth in bytes/s on the current device (a streaming read of about `bytes`; median of 5 runs).

@@ -150,8 +150,9 @@ struct Frag<WFmt::Q6_K> {
 };
 
 // acc += this lane's share of one super-block: rows g and g + 8 of its warp (cur), activations xst
-// ([8 NT][kTokBytes]).
-template <class Fr, int NT>
+// ([8 NT][kTokBytes]). kApart: the two products of a step pair on one token tile are issued NT products apart
+// (all first steps, then all second steps) instead of back to back on the same accumulator.
+template <class Fr, int NT, bool kApart>
 VDEV void multiply_sb(const typename Fr::Raw (&cur)[2], int t, int g, const uint8_t* xst, float (&acc)[NT][4]) {
   const typename Fr::Scales sc[2] = {Fr::scales(cur[0], t), Fr::scales(cur[1], t)};
   // Steps 2p and 2p + 1 share one 16-byte activation unit per token.
@@ -163,12 +164,25 @@ VDEV void multiply_sb(const typename Fr::Raw (&cur)[2], int t, int g, const uint
     Fr::template pairs<S + 1>(cur[0], sc[0], a[1][0], a[1][2]);
     Fr::template pairs<S + 1>(cur[1], sc[1], a[1][1], a[1][3]);
     const int u = Fr::template unit<S>(t);
+    if constexpr (kApart) {
+      uint2 second[NT];
 #pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      const int tok = 8 * j + g;
-      const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
-      mma_f16_k16(acc[j], a[0][0], a[0][1], a[0][2], a[0][3], b.x, b.y);
-      mma_f16_k16(acc[j], a[1][0], a[1][1], a[1][2], a[1][3], b.z, b.w);
+      for (int j = 0; j < NT; ++j) {
+        const int tok = 8 * j + g;
+        const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
+        mma_f16_k16(acc[j], a[0][0], a[0][1], a[0][2], a[0][3], b.x, b.y);
+        second[j] = make_uint2(b.z, b.w);
+      }
+#pragma unroll
+      for (int j = 0; j < NT; ++j) mma_f16_k16(acc[j], a[1][0], a[1][1], a[1][2], a[1][3], second[j].x, second[j].y);
+    } else {
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const int tok = 8 * j + g;
+        const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
+        mma_f16_k16(acc[j], a[0][0], a[0][1], a[0][2], a[0][3], b.x, b.y);
+        mma_f16_k16(acc[j], a[1][0], a[1][1], a[1][2], a[1][3], b.z, b.w);
+      }
     }
   };
   step_pair(std::integral_constant<int, 0>{});
@@ -200,7 +214,7 @@ VHD constexpr int ring_smem() {
 }
 
 // MINB = 2: registers capped at 128 (some spill) and a smaller ring, for two blocks (16 warps) a multiprocessor.
-template <WFmt F, int NT, int MINB>
+template <WFmt F, int NT, int MINB, bool kApart>
 __global__ void __launch_bounds__(256, MINB)
     qgemm_frag_kernel(MatView w, const uint16_t* __restrict__ x, int m, float* __restrict__ y, int64_t ldy,
                       int64_t sb_per_split) {
@@ -271,7 +285,7 @@ __global__ void __launch_bounds__(256, MINB)
       const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
       cur[j] = Fr::load_smem(st + r * Fr::kRowBytes, t, static_cast<int>((row * w.nb + sb) & 1));
     }
-    multiply_sb<Fr, NT>(cur, t, g, st + kWBytes, acc);
+    multiply_sb<Fr, NT, kApart>(cur, t, g, st + kWBytes, acc);
     slot = slot == S - 1 ? 0 : slot + 1;
   }
 
@@ -285,7 +299,8 @@ __global__ void __launch_bounds__(256, MINB)
     }
 }
 
-int nt_for(int m) { return m <= 16 ? 2 : (m <= 32 ? 4 : 8); }
+// Token tiles of 8 a block: as few as cover m, at most max_nt (QfragConfig::max_nt).
+int nt_for(int m, int max_nt) { return m <= 16 || max_nt <= 2 ? 2 : (m <= 32 || max_nt <= 4 ? 4 : 8); }
 
 // Blocks a multiprocessor the kernel for (F, NT) runs at when two are asked for: 2 where a ring of two stages
 // fits in half the shared memory, else 1.
@@ -294,9 +309,9 @@ constexpr int minb_for(int want) {
   return want >= 2 && ring_stages<F, NT, 2>() >= 2 ? 2 : 1;
 }
 
-template <WFmt F, int NT, int MINB>
+template <WFmt F, int NT, int MINB, bool kApart>
 void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, cudaStream_t s) {
-  auto* k = &qgemm_frag_kernel<F, NT, MINB>;
+  auto* k = &qgemm_frag_kernel<F, NT, MINB, kApart>;
   const int64_t sb_per_split = ceil_div(w.nb, splits);
   const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kBM)), static_cast<unsigned>(ceil_div(m, 8 * NT)),
                   static_cast<unsigned>(splits));
@@ -310,39 +325,47 @@ void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float
   if (splits > 1) qgemm_reduce(part, splits, m, w.rows, y, ldy, s);
 }
 
+// The two-block variant always issues a step pair's products back to back (its 128 registers).
 template <WFmt F, int NT>
-void go_minb(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, int bps,
-             cudaStream_t s) {
+void go_minb(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
+             const QfragConfig& c, cudaStream_t s) {
   if constexpr (minb_for<F, NT>(2) == 2) {
-    if (bps >= 2) return go<F, NT, 2>(w, x, m, y, ldy, part, splits, s);
+    if (c.blocks_per_sm >= 2) return go<F, NT, 2, false>(w, x, m, y, ldy, part, splits, s);
   }
-  go<F, NT, 1>(w, x, m, y, ldy, part, splits, s);
+  if (c.apart) return go<F, NT, 1, true>(w, x, m, y, ldy, part, splits, s);
+  go<F, NT, 1, false>(w, x, m, y, ldy, part, splits, s);
 }
 
 template <WFmt F>
-void pick(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, int bps,
-          cudaStream_t s) {
-  switch (nt_for(m)) {
-    case 2: go_minb<F, 2>(w, x, m, y, ldy, part, splits, bps, s); break;
-    case 4: go_minb<F, 4>(w, x, m, y, ldy, part, splits, bps, s); break;
-    default: go_minb<F, 8>(w, x, m, y, ldy, part, splits, bps, s); break;
+void pick(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
+          const QfragConfig& c, cudaStream_t s) {
+  switch (nt_for(m, c.max_nt)) {
+    case 2: go_minb<F, 2>(w, x, m, y, ldy, part, splits, c, s); break;
+    case 4: go_minb<F, 4>(w, x, m, y, ldy, part, splits, c, s); break;
+    default: go_minb<F, 8>(w, x, m, y, ldy, part, splits, c, s); break;
   }
 }
 
 template <WFmt F>
-int minb_of(int m, int bps) {
-  switch (nt_for(m)) {
-    case 2: return minb_for<F, 2>(bps);
-    case 4: return minb_for<F, 4>(bps);
-    default: return minb_for<F, 8>(bps);
+int minb_of(int m, const QfragConfig& c) {
+  switch (nt_for(m, c.max_nt)) {
+    case 2: return minb_for<F, 2>(c.blocks_per_sm);
+    case 4: return minb_for<F, 4>(c.blocks_per_sm);
+    default: return minb_for<F, 8>(c.blocks_per_sm);
   }
 }
 
+template <WFmt F, int NT, int MINB, bool kApart>
+void allow_smem_one() {
+  constexpr int smem = ring_smem<F, NT, MINB>();
+  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, MINB, kApart>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             smem),
+        "matmul fragments (shared memory)");
+}
 template <WFmt F, int NT, int MINB>
 void allow_smem() {
-  constexpr int smem = ring_smem<F, NT, MINB>();
-  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-        "matmul fragments (shared memory)");
+  allow_smem_one<F, NT, MINB, false>();
+  if constexpr (MINB == 1) allow_smem_one<F, NT, MINB, true>();
 }
 
 bool g_frag_smem_ok = false;
@@ -367,14 +390,14 @@ bool qgemm_frag_supported(const MatView& w, int m) {
 // pays ~1.5 steps of start-up latency, and a split K adds the sum kernel (~1 step) and its traffic (z partial
 // rows written and read, ~2.5 TB/s: 5 MB a step). The previous rule (about two blocks a
 // multiprocessor) ran 14336-row matrices in 3 waves of 336 blocks where 112 unsplit blocks fit in one.
-int qgemm_frag_splits(const MatView& w, int m, int sms, int blocks_per_sm, bool cost_model) {
-  const int64_t tiles = ceil_div(w.rows, kBM) * ceil_div(m, 8 * nt_for(m));
-  if (!cost_model) {  // the previous rule: about two blocks a multiprocessor, at least 2 super-blocks each
+int qgemm_frag_splits(const MatView& w, int m, int sms, const QfragConfig& c) {
+  const int64_t tiles = ceil_div(w.rows, kBM) * ceil_div(m, 8 * nt_for(m, c.max_nt));
+  if (!c.cost_model) {  // the previous rule: about two blocks a multiprocessor, at least 2 super-blocks each
     const int64_t z = std::min<int64_t>(ceil_div(2 * static_cast<int64_t>(std::max(sms, 1)), tiles),
                                         std::max<int64_t>(1, w.nb / 2));
     return static_cast<int>(std::clamp<int64_t>(z, 1, 16));
   }
-  const int minb = w.fmt == WFmt::Q6_K ? minb_of<WFmt::Q6_K>(m, blocks_per_sm) : minb_of<WFmt::Q4_K>(m, blocks_per_sm);
+  const int minb = w.fmt == WFmt::Q6_K ? minb_of<WFmt::Q6_K>(m, c) : minb_of<WFmt::Q4_K>(m, c);
   const int slots = std::max(sms, 1) * minb;
   double best = 0;
   int best_z = 1;
@@ -390,10 +413,10 @@ int qgemm_frag_splits(const MatView& w, int m, int sms, int blocks_per_sm, bool 
 }
 
 void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
-                int blocks_per_sm, cudaStream_t s) {
+                const QfragConfig& c, cudaStream_t s) {
   switch (w.fmt) {
-    case WFmt::Q4_K: pick<WFmt::Q4_K>(w, x, m, y, ldy, part, splits, blocks_per_sm, s); break;
-    case WFmt::Q6_K: pick<WFmt::Q6_K>(w, x, m, y, ldy, part, splits, blocks_per_sm, s); break;
+    case WFmt::Q4_K: pick<WFmt::Q4_K>(w, x, m, y, ldy, part, splits, c, s); break;
+    case WFmt::Q6_K: pick<WFmt::Q6_K>(w, x, m, y, ldy, part, splits, c, s); break;
     default: throw std::runtime_error("CUDA backend: qgemm_frag: unsupported weight layout");
   }
 }
