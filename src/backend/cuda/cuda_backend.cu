@@ -898,6 +898,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     c.cost_model = opts_.qfrag_split_model != 0;
     c.apart = opts_.qfrag_apart != 0;
     c.max_nt = opts_.qfrag_max_nt;
+    c.pdl = opts_.qfrag_pdl != 0;
     return c;
   }
   bool use_qgemm(const MatView& v, int64_t m) const {
@@ -1555,6 +1556,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_QFRAG_MODEL", &o.qfrag_split_model);
   env_int("VIREO_CUDA_QFRAG_APART", &o.qfrag_apart);
   env_int("VIREO_CUDA_QFRAG_NT", &o.qfrag_max_nt);
+  env_int("VIREO_CUDA_QFRAG_PDL", &o.qfrag_pdl);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
   env_int("VIREO_CUDA_TILE_MAX", &o.tile_max_tokens);
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);

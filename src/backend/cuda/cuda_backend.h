@@ -34,6 +34,9 @@ struct CudaOptions {
   // (VIREO_CUDA_QFRAG_APART=1), and at most this many token tiles of 8 a block (VIREO_CUDA_QFRAG_NT: 2, 4, 8).
   int qfrag_apart = 0;
   int qfrag_max_nt = 8;
+  // qgemm_frag.cu launched with programmatic dependent launch (when pdl is on): its first weights stream while the
+  // previous kernel finishes (VIREO_CUDA_QFRAG_PDL=0 turns it off).
+  int qfrag_pdl = 1;
   // Keep an f16 copy of every quantized layer matrix (blk.*) on the GPU, made once at load: prefill steps then
   // multiply it with cuBLAS directly instead of dequantizing each matrix on every step. Costs 2 bytes per weight
   // of extra memory (16 GB for an 8B model), so it is off unless asked for (VIREO_CUDA_F16_WEIGHTS=1).

@@ -69,6 +69,9 @@ struct QfragConfig {
   bool apart = false;
   // Token tiles of 8 a block at most: 2, 4 or 8 (qfrag_max_nt).
   int max_nt = 8;
+  // Launched with programmatic dependent launch (where on): the first super-blocks' weights are copied while the
+  // previous kernel finishes (qfrag_pdl).
+  bool pdl = true;
 };
 int qgemm_frag_splits(const MatView& w, int m, int sms, const QfragConfig& c);
 void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,

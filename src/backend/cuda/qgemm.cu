@@ -214,6 +214,8 @@ __global__ void __launch_bounds__(kThreads)
 // y[t][r] = sum over z of part[z][t][r] (part rows are `rows` long).
 __global__ void __launch_bounds__(256)
     reduce_kernel(const float* __restrict__ part, int splits, int m, int64_t rows, float* __restrict__ y, int64_t ldy) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t total = static_cast<int64_t>(m) * rows;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -229,7 +231,7 @@ int bn_for(int m) { return m <= 16 ? 16 : (m <= 32 ? 32 : 64); }
 
 void qgemm_reduce(const float* part, int splits, int m, int64_t rows, float* y, int64_t ldy, cudaStream_t s) {
   const int64_t blocks = std::min<int64_t>(ceil_div(static_cast<int64_t>(m) * rows, 256), 4096);
-  VLAUNCH(reduce_kernel, dim3(static_cast<unsigned>(blocks)), dim3(256), 0, s, part, splits, m, rows, y, ldy);
+  VLAUNCH_PDL(reduce_kernel, dim3(static_cast<unsigned>(blocks)), dim3(256), 0, s, part, splits, m, rows, y, ldy);
   VCHECK_LAUNCH("matmul (split-K sum)");
 }
 

@@ -244,16 +244,19 @@ __global__ void __launch_bounds__(256, MINB)
   const bool tok_ok = tok0 + ctok < m;
   const uint16_t* xsrc = x + (tok_ok ? static_cast<int64_t>(tok0 + ctok) * w.Kp : 0) + 8 * cx;
 
-  auto issue = [&](int64_t sb, int slot) {
+  auto issue_weights = [&](int64_t sb, int slot) {
     if (sb < sb_end) {
-      uint8_t* st = sm + slot * kStage;
-      uint8_t* wdst = st + crow * Fr::kRowBytes;
+      uint8_t* wdst = sm + slot * kStage + crow * Fr::kRowBytes;
 #pragma unroll
       for (int i = 0; i < (Fr::kUnits + kTpr - 1) / kTpr; ++i) {
         const int u = i * kTpr + cunit;
         if (u < Fr::kUnits) Fr::copy_unit(wdst, w, wsrc, arow, sb, u);
       }
-      uint8_t* xdst = st + kWBytes + ctok * kTokBytes;
+    }
+  };
+  auto issue_tokens = [&](int64_t sb, int slot) {
+    if (sb < sb_end) {
+      uint8_t* xdst = sm + slot * kStage + kWBytes + ctok * kTokBytes;
       const uint16_t* xsb = xsrc + sb * kSB;
 #pragma unroll
       for (int j = 0; j < kUpt; ++j) {
@@ -270,13 +273,20 @@ __global__ void __launch_bounds__(256, MINB)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
 
+  // The first stages' weights are copied before waiting for the previous kernel (programmatic dependent launch:
+  // weights are never written by a step), into the first commit group; the activations it wrote come after.
 #pragma unroll
-  for (int i = 0; i < S - 1; ++i) issue(sb_begin + i, i);
+  for (int i = 0; i < S - 1; ++i) issue_weights(sb_begin + i, i);
+  pdl_wait();
+  pdl_trigger();
+#pragma unroll
+  for (int i = 0; i < S - 1; ++i) issue_tokens(sb_begin + i, i);
   int slot = 0;
   for (int64_t sb = sb_begin; sb < sb_end; ++sb) {
     cp_async_wait<S - 2>();  // this thread's copies of super-block sb have landed
     __syncthreads();         // everyone's have, and everyone is done with the slot refilled next
-    issue(sb + S - 1, slot == 0 ? S - 1 : slot - 1);
+    issue_weights(sb + S - 1, slot == 0 ? S - 1 : slot - 1);
+    issue_tokens(sb + S - 1, slot == 0 ? S - 1 : slot - 1);
     const uint8_t* st = sm + slot * kStage;
     typename Fr::Raw cur[2];
 #pragma unroll
@@ -310,16 +320,19 @@ constexpr int minb_for(int want) {
 }
 
 template <WFmt F, int NT, int MINB, bool kApart>
-void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, cudaStream_t s) {
+void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, bool pdl,
+        cudaStream_t s) {
   auto* k = &qgemm_frag_kernel<F, NT, MINB, kApart>;
   const int64_t sb_per_split = ceil_div(w.nb, splits);
   const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kBM)), static_cast<unsigned>(ceil_div(m, 8 * NT)),
                   static_cast<unsigned>(splits));
   constexpr int smem = ring_smem<F, NT, MINB>();
-  if (splits == 1) {
-    VLAUNCH(k, grid, dim3(256), smem, s, w, x, m, y, ldy, sb_per_split);
+  float* out = splits == 1 ? y : part;
+  const int64_t ldo = splits == 1 ? ldy : w.rows;
+  if (pdl) {
+    VLAUNCH_PDL(k, grid, dim3(256), smem, s, w, x, m, out, ldo, sb_per_split);
   } else {
-    VLAUNCH(k, grid, dim3(256), smem, s, w, x, m, part, w.rows, sb_per_split);
+    VLAUNCH(k, grid, dim3(256), smem, s, w, x, m, out, ldo, sb_per_split);
   }
   VCHECK_LAUNCH("matmul (tensor-core fragments of quantized weights)");
   if (splits > 1) qgemm_reduce(part, splits, m, w.rows, y, ldy, s);
@@ -330,10 +343,10 @@ template <WFmt F, int NT>
 void go_minb(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
              const QfragConfig& c, cudaStream_t s) {
   if constexpr (minb_for<F, NT>(2) == 2) {
-    if (c.blocks_per_sm >= 2) return go<F, NT, 2, false>(w, x, m, y, ldy, part, splits, s);
+    if (c.blocks_per_sm >= 2) return go<F, NT, 2, false>(w, x, m, y, ldy, part, splits, c.pdl, s);
   }
-  if (c.apart) return go<F, NT, 1, true>(w, x, m, y, ldy, part, splits, s);
-  go<F, NT, 1, false>(w, x, m, y, ldy, part, splits, s);
+  if (c.apart) return go<F, NT, 1, true>(w, x, m, y, ldy, part, splits, c.pdl, s);
+  go<F, NT, 1, false>(w, x, m, y, ldy, part, splits, c.pdl, s);
 }
 
 template <WFmt F>
