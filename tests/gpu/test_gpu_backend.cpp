@@ -132,6 +132,15 @@ std::vector<float> make_acts(int64_t rows, int64_t cols, uint32_t seed) {
   return v;
 }
 
+double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    const double d = double(a[i]) - b[i];
+    num += d * d, den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
 bool all_finite(const std::vector<float>& v) {
   for (float x : v)
     if (!std::isfinite(x)) return false;
@@ -419,6 +428,54 @@ TEST_P(Gpu, MatmulQgemmFragmentVariants) {
       auto be = make(o);
       check_matmul(*be, t, emu() ? 136 : 1100, emu() ? 512 : 3072, {17, 40, 64}, 720u + 10u * variant + static_cast<uint32_t>(t), o);
     }
+  }
+}
+
+TEST_P(Gpu, GroupedMatmulsMatchOneLaunchEach) {
+  // Batched steps run up to 3 matmuls of one input, format and K as one qgemm_frag.cu launch (q/k/v, gate/up):
+  // here q, k (Q4_K) and v (Q6_K: a group of its own) of one input, then gate/up (Q4_K) of another, at token counts
+  // with and without a split K, against the same ops one launch each. Only the order of the f32 split sums may
+  // differ between the two.
+  const int64_t dim = emu() ? 512 : 4096, kv = emu() ? 128 : 1024, ffn = emu() ? 384 : 14336;
+  struct Mat {
+    DType t;
+    int64_t rows, K;
+  };
+  const Mat mats[5] = {{DType::Q4_K, dim, dim}, {DType::Q4_K, kv, dim}, {DType::Q6_K, kv, dim},
+                       {DType::Q4_K, ffn, dim}, {DType::Q4_K, ffn, dim}};
+  const int maxn = 40;
+  std::vector<std::unique_ptr<Backend>> bes;
+  std::vector<std::vector<float>> outs[2];
+  for (int grouped = 0; grouped < 2; ++grouped) {
+    CudaOptions o = CudaOptions::from_env();
+    o.qgemm_frag = 1;
+    o.qfrag_multi = grouped;
+    auto be = make(o);
+    const Weight* w[5];
+    for (int i = 0; i < 5; ++i)
+      w[i] = be->upload_weight("w", mats[i].t, {mats[i].K, mats[i].rows},
+                               make_weights(mats[i].t, mats[i].rows, mats[i].K, 300u + static_cast<uint32_t>(i)));
+    Act x1 = be->alloc_act(maxn, dim), x2 = be->alloc_act(maxn, dim);
+    put(*be, x1, make_acts(maxn, dim, 11));
+    put(*be, x2, make_acts(maxn, dim, 12));
+    Act y[5];
+    for (int i = 0; i < 5; ++i) y[i] = be->alloc_act(maxn, mats[i].rows);
+    for (int n : {24, 40, 17}) {
+      for (int i = 0; i < 5; ++i) poison(*be, y[i]);
+      step(*be, plain_batch(n), [&] {
+        for (int i = 0; i < 5; ++i) be->matmul(w[i], (i < 3 ? x1 : x2).with_rows(n), y[i].with_rows(n));
+      });
+      for (int i = 0; i < 5; ++i) outs[grouped].push_back(get(*be, y[i], n));
+    }
+    const auto st = ext_of(*be)->graph_stats();
+    if (grouped) EXPECT_GT(st.fused, 0) << "no grouped launch ran";
+    else EXPECT_EQ(st.fused, 0);
+    bes.push_back(std::move(be));
+  }
+  for (size_t i = 0; i < outs[0].size(); ++i) {
+    SCOPED_TRACE("step " + std::to_string(i / 5) + " matrix " + std::to_string(i % 5));
+    ASSERT_TRUE(all_finite(outs[1][i])) << "an output left unwritten";
+    EXPECT_LE(rel_l2(outs[1][i], outs[0][i]), 1e-5);
   }
 }
 
@@ -992,15 +1049,6 @@ struct LayerNet {
     return res;
   }
 };
-
-double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    const double d = double(a[i]) - b[i];
-    num += d * d, den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
 
 TEST_P(Gpu, FusedDecodeLayersMatchUnfused) {
   std::vector<LayerCase> cases;

@@ -609,6 +609,79 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     op.a = x;
     op.b = out;
     log_.push_back(op);
+    ensure_frag_groups();
+  }
+
+  // Matmuls of one input that run as one qgemm_frag.cu launch (batched steps): ops i .. i + k - 1, up to
+  // kFragMaxSegs of one format and K, outputs apart from the input and from each other. 0 or 1: no group.
+  size_t frag_group(size_t i) const {
+    const Op& m0 = log_[i];
+    if (!opts_.fuse || !opts_.qfrag_multi || m0.kind != OpKind::Matmul) return 0;
+    const MatView& v0 = view(m0);
+    const int64_t m = m0.a.rows;
+    auto takes_frag = [&](const MatView& v) { return m > mv_max_tokens(v.fmt) && use_qfrag(v, m); };
+    if (!takes_frag(v0) || overlaps(m0.b, m0.a)) return 0;
+    size_t k = 1;
+    while (k < static_cast<size_t>(kFragMaxSegs) && i + k < log_.size()) {
+      const Op& o = log_[i + k];
+      if (o.kind != OpKind::Matmul || !same_act(o.a, m0.a)) break;
+      const MatView& v = view(o);
+      if (v.fmt != v0.fmt || v.nb != v0.nb || v.K != v0.K || !takes_frag(v) || overlaps(o.b, m0.a)) break;
+      bool clash = false;
+      for (size_t q = 0; q < k; ++q) clash = clash || overlaps(o.b, log_[i + q].b);
+      if (clash) break;
+      ++k;
+    }
+    return k;
+  }
+  // The launch view of group i .. i + k - 1 (rows: the sum of the row blocks) and its split count.
+  MatView frag_group_view(size_t i, size_t k) const {
+    MatView ws[kFragMaxSegs];
+    for (size_t j = 0; j < k; ++j) ws[j] = view(log_[i + j]);
+    return frag_launch_view(ws, static_cast<int>(k));
+  }
+  // At record time: the split-K scratch of the group the newest matmul belongs to (groups are formed greedily
+  // from the first of a run of matmuls of one input, as run_log forms them).
+  void ensure_frag_groups() {
+    size_t s = log_.size() - 1;
+    while (s > 0 && log_[s - 1].kind == OpKind::Matmul && same_act(log_[s - 1].a, log_.back().a)) --s;
+    for (size_t i = s; i < log_.size();) {
+      const size_t k = std::max<size_t>(frag_group(i), 1);
+      if (k > 1) {
+        const MatView v = frag_group_view(i, k);
+        const int64_t m = log_[i].a.rows;
+        const int splits = qgemm_frag_splits(v, static_cast<int>(m), sms_, qfrag_config());
+        if (splits > 1)
+          ensure(qgemm_part_, static_cast<size_t>(splits * m * v.rows) * sizeof(float), "matmul scratch (split-K)");
+      }
+      i += k;
+    }
+  }
+  // Runs group i (frag_group) as one launch; returns how many ops it ran (0: none).
+  size_t run_frag_group(size_t i) {
+    size_t k = frag_group(i);
+    if (k < 2) return 0;
+    const Op& m0 = log_[i];
+    const int64_t m = m0.a.rows;
+    MatView v = frag_group_view(i, k);
+    int splits = qgemm_frag_splits(v, static_cast<int>(m), sms_, qfrag_config());
+    // the scratch was sized at record time for this grouping; never overrun it
+    if (splits > 1 && static_cast<size_t>(splits * m * v.rows) * sizeof(float) > qgemm_part_.bytes) return 0;
+    const Act x = m0.a;
+    uint16_t* xh = static_cast<uint16_t*>(f16x_.p);
+    if (!f16_cache_.matches(x)) {
+      prep_act_f16(f(x), x.cols, static_cast<int>(m), v.K, v.Kp, xh, stream_);
+      f16_cache_ = {x.data, x.rows, x.cols};
+    }
+    FragOut outs[kFragMaxSegs];
+    for (size_t j = 0; j < k; ++j) {
+      const Op& o = log_[i + j];
+      outs[j] = {view(o), f(o.b), o.b.cols};
+    }
+    qgemm_frag_multi(outs, static_cast<int>(k), xh, static_cast<int>(m), static_cast<float*>(qgemm_part_.p), splits,
+                     qfrag_config(), stream_);
+    for (size_t j = 0; j < k; ++j) wrote(log_[i + j].b.data);
+    return k;
   }
 
   void add_bias(Act x, const Weight* b) override {
@@ -1163,6 +1236,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   // Runs ops i, i+1, ... as one fused kernel when they form a known pattern; returns how many ops it ran
   // (0: none, run op i alone). Only for matvec-sized steps; the patterns are those of a Llama layer.
   size_t run_fused(size_t i) {
+    if (opts_.fuse && n_ > kMatvecMaxN && log_[i].kind == OpKind::Matmul) return run_frag_group(i);
     if (!opts_.fuse || n_ > kMatvecMaxN) return 0;
     const Op& op = log_[i];
     const Op* nx = i + 1 < log_.size() ? &log_[i + 1] : nullptr;
@@ -1557,6 +1631,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_QFRAG_APART", &o.qfrag_apart);
   env_int("VIREO_CUDA_QFRAG_NT", &o.qfrag_max_nt);
   env_int("VIREO_CUDA_QFRAG_PDL", &o.qfrag_pdl);
+  env_int("VIREO_CUDA_QFRAG_MULTI", &o.qfrag_multi);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
   env_int("VIREO_CUDA_TILE_MAX", &o.tile_max_tokens);
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);

@@ -37,6 +37,9 @@ struct CudaOptions {
   // qgemm_frag.cu launched with programmatic dependent launch (when pdl is on): its first weights stream while the
   // previous kernel finishes (VIREO_CUDA_QFRAG_PDL=0 turns it off).
   int qfrag_pdl = 1;
+  // Batched steps (fuse on): up to 3 matmuls of one input, one format and one K (q/k/v, gate/up) in one
+  // qgemm_frag.cu launch with one split-K sum (VIREO_CUDA_QFRAG_MULTI=0: a launch each).
+  int qfrag_multi = 1;
   // Keep an f16 copy of every quantized layer matrix (blk.*) on the GPU, made once at load: prefill steps then
   // multiply it with cuBLAS directly instead of dequantizing each matrix on every step. Costs 2 bytes per weight
   // of extra memory (16 GB for an 8B model), so it is off unless asked for (VIREO_CUDA_F16_WEIGHTS=1).

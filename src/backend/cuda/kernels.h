@@ -53,6 +53,15 @@ void qgemm_f16(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy
                cudaStream_t s);
 // y[t][r] = sum over z < splits of part[z][t][r] (part rows are `rows` long), in that order.
 void qgemm_reduce(const float* part, int splits, int m, int64_t rows, float* y, int64_t ldy, cudaStream_t s);
+// The same over a scratch whose rows are those of up to 3 matrices side by side: rows [row_end[i - 1],
+// row_end[i]) go to y[i] (row stride ldy[i]).
+struct ReduceSegs {
+  int64_t row_end[3] = {0, 0, 0};
+  float* y[3] = {nullptr, nullptr, nullptr};
+  int64_t ldy[3] = {0, 0, 0};
+  int nseg = 1;
+};
+void qgemm_reduce_segs(const float* part, int splits, int m, const ReduceSegs& r, cudaStream_t s);
 
 // ---- qgemm_frag.cu: the same for Q4_K / Q6_K and up to 64 tokens, each lane dequantizing the weights of its own
 // tensor-core fragments from raw super-blocks staged by cp.async (no dequantized tile in shared memory). Same x,
@@ -73,9 +82,22 @@ struct QfragConfig {
   // previous kernel finishes (qfrag_pdl).
   bool pdl = true;
 };
+// The split count for one launch; for several matrices in one launch (qgemm_frag_multi), w with rows = the sum
+// of their rows rounded up to 128 each (frag_launch_view).
 int qgemm_frag_splits(const MatView& w, int m, int sms, const QfragConfig& c);
+MatView frag_launch_view(const MatView* ws, int n);
 void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
                 const QfragConfig& c, cudaStream_t s);
+// Up to kFragMaxSegs matrices of one format and K over the same activations x in one launch (q/k/v, gate/up),
+// each into its own y; part must hold splits x m x (sum of rows) floats when splits > 1.
+constexpr int kFragMaxSegs = 3;
+struct FragOut {
+  MatView w;
+  float* y;
+  int64_t ldy;
+};
+void qgemm_frag_multi(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits,
+                      const QfragConfig& c, cudaStream_t s);
 
 // ---- elementwise.cu ----
 // Device read bandwidth in bytes/s on the current device (a streaming read of about `bytes`; median of 5 runs).

@@ -225,6 +225,25 @@ __global__ void __launch_bounds__(256)
   }
 }
 
+// The same for up to 3 matrices side by side in the scratch rows (qgemm_frag_multi).
+__global__ void __launch_bounds__(256) reduce_segs_kernel(const float* __restrict__ part, int splits, int m, ReduceSegs r) {
+  pdl_wait();
+  pdl_trigger();
+  const int64_t rows = r.row_end[r.nseg - 1];
+  const int64_t total = static_cast<int64_t>(m) * rows;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float acc = 0.f;
+    for (int z = 0; z < splits; ++z) acc += part[z * total + i];
+    const int64_t t = i / rows, c = i % rows;
+    const int s = c < r.row_end[0] ? 0 : (c < r.row_end[1] ? 1 : 2);
+    const int64_t c0 = s == 0 ? 0 : (s == 1 ? r.row_end[0] : r.row_end[1]);
+    float* y = s == 0 ? r.y[0] : (s == 1 ? r.y[1] : r.y[2]);
+    const int64_t ldy = s == 0 ? r.ldy[0] : (s == 1 ? r.ldy[1] : r.ldy[2]);
+    y[t * ldy + (c - c0)] = acc;
+  }
+}
+
 int bn_for(int m) { return m <= 16 ? 16 : (m <= 32 ? 32 : 64); }
 
 }  // namespace
@@ -232,6 +251,12 @@ int bn_for(int m) { return m <= 16 ? 16 : (m <= 32 ? 32 : 64); }
 void qgemm_reduce(const float* part, int splits, int m, int64_t rows, float* y, int64_t ldy, cudaStream_t s) {
   const int64_t blocks = std::min<int64_t>(ceil_div(static_cast<int64_t>(m) * rows, 256), 4096);
   VLAUNCH_PDL(reduce_kernel, dim3(static_cast<unsigned>(blocks)), dim3(256), 0, s, part, splits, m, rows, y, ldy);
+  VCHECK_LAUNCH("matmul (split-K sum)");
+}
+
+void qgemm_reduce_segs(const float* part, int splits, int m, const ReduceSegs& r, cudaStream_t s) {
+  const int64_t blocks = std::min<int64_t>(ceil_div(static_cast<int64_t>(m) * r.row_end[r.nseg - 1], 256), 4096);
+  VLAUNCH_PDL(reduce_segs_kernel, dim3(static_cast<unsigned>(blocks)), dim3(256), 0, s, part, splits, m, r);
   VCHECK_LAUNCH("matmul (split-K sum)");
 }
 

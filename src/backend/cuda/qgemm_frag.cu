@@ -33,6 +33,18 @@ constexpr int kBM = 128;  // rows a block: 8 warps of one 16-row tile
 constexpr int kSB = 256;          // K of one super-block (Q4_K / Q6_K block)
 constexpr int kTokBytes = 2 * kSB;  // one token's activations of a super-block in shared memory
 
+// One matrix of a launch: its row blocks end at block_end (counted over the launch), its outputs go to y + z *
+// z_stride (row stride ldy) for K split z.
+struct FragSeg {
+  MatView w;
+  float* y;
+  int64_t ldy, z_stride;
+  int block_end;
+};
+struct FragLaunch {
+  FragSeg seg[kFragMaxSegs];  // unused segments repeat the last one (never selected: their blocks are empty)
+};
+
 // Per format: how a row's super-block is copied to shared memory (copy_unit), what a lane reads of it (Raw), the
 // f16 scales it derives (Scales), the two f16 pairs of step s (elements k0 .. k0 + 3 of the super-block,
 // k0 = 4 * (16-byte unit) + 4 * (s & 1)), and the swizzle of the activation units that keeps a quarter-warp's
@@ -216,8 +228,7 @@ VHD constexpr int ring_smem() {
 // MINB = 2: registers capped at 128 (some spill) and a smaller ring, for two blocks (16 warps) a multiprocessor.
 template <WFmt F, int NT, int MINB, bool kApart>
 __global__ void __launch_bounds__(256, MINB)
-    qgemm_frag_kernel(MatView w, const uint16_t* __restrict__ x, int m, float* __restrict__ y, int64_t ldy,
-                      int64_t sb_per_split) {
+    qgemm_frag_kernel(FragLaunch L, const uint16_t* __restrict__ x, int m, int64_t sb_per_split) {
   using Fr = Frag<F>;
   constexpr int S = ring_stages<F, NT, MINB>(), kTok = 8 * NT;
   constexpr int kWBytes = kBM * Fr::kRowBytes, kStage = ring_stage_bytes<F, NT>();
@@ -225,12 +236,19 @@ __global__ void __launch_bounds__(256, MINB)
   VDYN_SHARED(uint8_t, sm);  // [S stages][weights kBM x kRowBytes | activations kTok x kTokBytes]
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int g = lane >> 2, t = lane & 3;
-  const int64_t brow0 = static_cast<int64_t>(blockIdx.x) * kBM;
+  // The segment (matrix) of this row block: blocks [first, block_end) of segment s; the compiler keeps the
+  // selects in registers (a dynamic index into the parameters would go through local memory).
+  const int bx = static_cast<int>(blockIdx.x);
+  const int si = bx < L.seg[0].block_end ? 0 : (bx < L.seg[1].block_end ? 1 : 2);
+  const FragSeg& sg = si == 0 ? L.seg[0] : (si == 1 ? L.seg[1] : L.seg[2]);
+  const MatView w = sg.w;
+  float* __restrict__ y = sg.y + static_cast<int64_t>(blockIdx.z) * sg.z_stride;
+  const int64_t ldy = sg.ldy;
+  const int64_t brow0 = static_cast<int64_t>(bx - (si == 0 ? 0 : (si == 1 ? L.seg[0].block_end : L.seg[1].block_end))) * kBM;
   const int wr0 = warp * 16;  // the warp's first row within the block
   const int tok0 = static_cast<int>(blockIdx.y) * kTok;
   const int64_t sb_begin = static_cast<int64_t>(blockIdx.z) * sb_per_split;
   const int64_t sb_end = sb_begin + sb_per_split < w.nb ? sb_begin + sb_per_split : w.nb;
-  if (gridDim.z > 1) y += static_cast<int64_t>(blockIdx.z) * m * ldy;
 
   // What this thread copies, the same for every super-block: kTpr threads a weight row, taking its 16-byte units
   // in turn (two lanes fill a 32-byte sector together), and kTpt threads a token, likewise.
@@ -319,43 +337,65 @@ constexpr int minb_for(int want) {
   return want >= 2 && ring_stages<F, NT, 2>() >= 2 ? 2 : 1;
 }
 
+// The launch of segments (up to 3 matrices of one format and K over the same activations) in one grid: row
+// blocks of segment 0, then 1, then 2; a split K writes every segment's partial sums into one scratch
+// [splits][m][sum of rows], added by one sum kernel.
 template <WFmt F, int NT, int MINB, bool kApart>
-void go(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits, bool pdl,
-        cudaStream_t s) {
+void go(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits, bool pdl, cudaStream_t s) {
   auto* k = &qgemm_frag_kernel<F, NT, MINB, kApart>;
-  const int64_t sb_per_split = ceil_div(w.nb, splits);
-  const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kBM)), static_cast<unsigned>(ceil_div(m, 8 * NT)),
+  FragLaunch L;
+  ReduceSegs red;
+  int blocks = 0;
+  int64_t rows = 0;
+  for (int i = 0; i < kFragMaxSegs; ++i) {
+    const FragOut& o = outs[i < nseg ? i : nseg - 1];
+    FragSeg& g = L.seg[i];
+    g.w = o.w;
+    if (i < nseg) blocks += static_cast<int>(ceil_div(o.w.rows, kBM));
+    g.block_end = blocks;
+    g.y = splits == 1 ? o.y : part + rows;
+    g.ldy = splits == 1 ? o.ldy : -1;  // set below, once the total row count is known
+    g.z_stride = 0;
+    if (i < nseg) {
+      red.y[i] = o.y, red.ldy[i] = o.ldy;
+      rows += o.w.rows;
+      red.row_end[i] = rows;
+    }
+  }
+  red.nseg = nseg;
+  if (splits > 1)
+    for (FragSeg& g : L.seg) g.ldy = rows, g.z_stride = static_cast<int64_t>(m) * rows;
+  const int64_t sb_per_split = ceil_div(outs[0].w.nb, splits);
+  const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(ceil_div(m, 8 * NT)),
                   static_cast<unsigned>(splits));
   constexpr int smem = ring_smem<F, NT, MINB>();
-  float* out = splits == 1 ? y : part;
-  const int64_t ldo = splits == 1 ? ldy : w.rows;
   if (pdl) {
-    VLAUNCH_PDL(k, grid, dim3(256), smem, s, w, x, m, out, ldo, sb_per_split);
+    VLAUNCH_PDL(k, grid, dim3(256), smem, s, L, x, m, sb_per_split);
   } else {
-    VLAUNCH(k, grid, dim3(256), smem, s, w, x, m, out, ldo, sb_per_split);
+    VLAUNCH(k, grid, dim3(256), smem, s, L, x, m, sb_per_split);
   }
   VCHECK_LAUNCH("matmul (tensor-core fragments of quantized weights)");
-  if (splits > 1) qgemm_reduce(part, splits, m, w.rows, y, ldy, s);
+  if (splits > 1) qgemm_reduce_segs(part, splits, m, red, s);
 }
 
 // The two-block variant always issues a step pair's products back to back (its 128 registers).
 template <WFmt F, int NT>
-void go_minb(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
-             const QfragConfig& c, cudaStream_t s) {
+void go_minb(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits, const QfragConfig& c,
+             cudaStream_t s) {
   if constexpr (minb_for<F, NT>(2) == 2) {
-    if (c.blocks_per_sm >= 2) return go<F, NT, 2, false>(w, x, m, y, ldy, part, splits, c.pdl, s);
+    if (c.blocks_per_sm >= 2) return go<F, NT, 2, false>(outs, nseg, x, m, part, splits, c.pdl, s);
   }
-  if (c.apart) return go<F, NT, 1, true>(w, x, m, y, ldy, part, splits, c.pdl, s);
-  go<F, NT, 1, false>(w, x, m, y, ldy, part, splits, c.pdl, s);
+  if (c.apart) return go<F, NT, 1, true>(outs, nseg, x, m, part, splits, c.pdl, s);
+  go<F, NT, 1, false>(outs, nseg, x, m, part, splits, c.pdl, s);
 }
 
 template <WFmt F>
-void pick(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
-          const QfragConfig& c, cudaStream_t s) {
+void pick(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits, const QfragConfig& c,
+          cudaStream_t s) {
   switch (nt_for(m, c.max_nt)) {
-    case 2: go_minb<F, 2>(w, x, m, y, ldy, part, splits, c, s); break;
-    case 4: go_minb<F, 4>(w, x, m, y, ldy, part, splits, c, s); break;
-    default: go_minb<F, 8>(w, x, m, y, ldy, part, splits, c, s); break;
+    case 2: go_minb<F, 2>(outs, nseg, x, m, part, splits, c, s); break;
+    case 4: go_minb<F, 4>(outs, nseg, x, m, part, splits, c, s); break;
+    default: go_minb<F, 8>(outs, nseg, x, m, part, splits, c, s); break;
   }
 }
 
@@ -425,13 +465,30 @@ int qgemm_frag_splits(const MatView& w, int m, int sms, const QfragConfig& c) {
   return best_z;
 }
 
-void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
-                const QfragConfig& c, cudaStream_t s) {
-  switch (w.fmt) {
-    case WFmt::Q4_K: pick<WFmt::Q4_K>(w, x, m, y, ldy, part, splits, c, s); break;
-    case WFmt::Q6_K: pick<WFmt::Q6_K>(w, x, m, y, ldy, part, splits, c, s); break;
+MatView frag_launch_view(const MatView* ws, int n) {
+  MatView v = ws[0];
+  v.rows = 0;
+  for (int i = 0; i < n; ++i) v.rows += ceil_div(ws[i].rows, kBM) * kBM;
+  return v;
+}
+
+void qgemm_frag_multi(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits,
+                      const QfragConfig& c, cudaStream_t s) {
+  if (nseg < 1 || nseg > kFragMaxSegs) throw std::runtime_error("CUDA backend: qgemm_frag: 1 to 3 matrices a launch");
+  for (int i = 1; i < nseg; ++i)
+    if (outs[i].w.fmt != outs[0].w.fmt || outs[i].w.nb != outs[0].w.nb)
+      throw std::runtime_error("CUDA backend: qgemm_frag: the matrices of one launch differ in format or K");
+  switch (outs[0].w.fmt) {
+    case WFmt::Q4_K: pick<WFmt::Q4_K>(outs, nseg, x, m, part, splits, c, s); break;
+    case WFmt::Q6_K: pick<WFmt::Q6_K>(outs, nseg, x, m, part, splits, c, s); break;
     default: throw std::runtime_error("CUDA backend: qgemm_frag: unsupported weight layout");
   }
+}
+
+void qgemm_frag(const MatView& w, const uint16_t* x, int m, float* y, int64_t ldy, float* part, int splits,
+                const QfragConfig& c, cudaStream_t s) {
+  const FragOut o{w, y, ldy};
+  qgemm_frag_multi(&o, 1, x, m, part, splits, c, s);
 }
 
 }  // namespace vireo::VIREO_CUDA_NS
