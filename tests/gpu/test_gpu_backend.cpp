@@ -406,7 +406,7 @@ TEST_P(Gpu, MatmulQgemmFragments) {
   // qgemm_frag.cu (Q4_K/Q6_K weights straight into tensor-core fragments): row counts that leave a partial
   // 128-row block and a partial warp, token counts that fill 16/32/64-token tiles partly, and K split over
   // several blocks (qgemm_frag_splits: 2 splits of 2 super-blocks on the emulator's 4 multiprocessors, 6 of 2
-  // on an H100 by default, 12 of 1 with its cost model) or not (one super-block).
+  // on an H100 with the earlier rule, 12 of 1 with the cost model, the default) or not (one super-block).
   CudaOptions o = CudaOptions::from_env();
   o.qgemm_frag = 1;
   for (DType t : {DType::Q4_K, DType::Q6_K}) {
@@ -417,12 +417,12 @@ TEST_P(Gpu, MatmulQgemmFragments) {
 }
 
 TEST_P(Gpu, MatmulQgemmFragmentVariants) {
-  // qgemm_frag.cu's experiments: a step pair's products issued apart, and 64 tokens in blocks of at most 4 or 2
-  // token tiles (several token blocks a row block).
+  // qgemm_frag.cu's experiments: consecutive threads copying consecutive units, and 64 tokens in blocks of at
+  // most 4 or 2 token tiles (several token blocks a row block).
   for (int variant = 0; variant < 3; ++variant) {
     CudaOptions o = CudaOptions::from_env();
     o.qgemm_frag = 1;
-    o.qfrag_apart = variant == 0;
+    o.qfrag_linear_copy = variant == 0;
     o.qfrag_max_nt = variant == 0 ? 8 : (variant == 1 ? 4 : 2);
     for (DType t : {DType::Q4_K, DType::Q6_K}) {
       auto be = make(o);

@@ -26,13 +26,14 @@ struct CudaOptions {
   // qgemm_frag.cu blocks a multiprocessor: 1 (up to 255 registers, a 4-stage ring) or 2 (128 registers, a ring
   // of 2-4 stages in half the shared memory, where two stages fit) (VIREO_CUDA_QFRAG_BPS).
   int qfrag_blocks_per_sm = 1;
-  // qgemm_frag.cu's split-K count: 0 = about two blocks a multiprocessor (measured on an H100), 1 = a cost model
-  // of waves, start-up and the split sum (qgemm_frag_splits; predicted faster, not yet measured)
+  // qgemm_frag.cu's split-K count: 1 = a cost model of waves, start-up and the split sum (qgemm_frag_splits;
+  // H100: 8B x64 5,260 -> 6,065 tok/s, 1B x64 20,715 -> 25,168), 0 = about two blocks a multiprocessor
   // (VIREO_CUDA_QFRAG_MODEL).
-  int qfrag_split_model = 0;
-  // qgemm_frag.cu experiments (not yet measured): a step pair's products on one token tile issued apart
-  // (VIREO_CUDA_QFRAG_APART=1), and at most this many token tiles of 8 a block (VIREO_CUDA_QFRAG_NT: 2, 4, 8).
-  int qfrag_apart = 0;
+  int qfrag_split_model = 1;
+  // qgemm_frag.cu experiments: consecutive threads copy consecutive 16-byte units (VIREO_CUDA_QFRAG_COPY=1; 0: a
+  // thread keeps one weight row and one token), and at most this many token tiles of 8 a block
+  // (VIREO_CUDA_QFRAG_NT: 2, 4, 8).
+  int qfrag_linear_copy = 0;
   int qfrag_max_nt = 8;
   // qgemm_frag.cu launched with programmatic dependent launch (when pdl is on): its first weights stream while the
   // previous kernel finishes (VIREO_CUDA_QFRAG_PDL=0 turns it off).

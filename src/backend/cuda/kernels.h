@@ -74,8 +74,9 @@ struct QfragConfig {
   int blocks_per_sm = 1;
   // false: the earlier split rule (about two blocks a multiprocessor), for comparison (qfrag_split_model).
   bool cost_model = false;
-  // A step pair's two products on one token tile issued NT products apart, not back to back (qfrag_apart).
-  bool apart = false;
+  // Consecutive threads copy consecutive 16-byte units (row and unit computed per copy) instead of each thread
+  // keeping one weight row and one token (qfrag_linear_copy).
+  bool linear_copy = false;
   // Token tiles of 8 a block at most: 2, 4 or 8 (qfrag_max_nt).
   int max_nt = 8;
   // Launched with programmatic dependent launch (where on): the first super-blocks' weights are copied while the

@@ -162,9 +162,9 @@ struct Frag<WFmt::Q6_K> {
 };
 
 // acc += this lane's share of one super-block: rows g and g + 8 of its warp (cur), activations xst
-// ([8 NT][kTokBytes]). kApart: the two products of a step pair on one token tile are issued NT products apart
-// (all first steps, then all second steps) instead of back to back on the same accumulator.
-template <class Fr, int NT, bool kApart>
+// ([8 NT][kTokBytes]). (Issuing a step pair's two products on one token tile NT products away from each other
+// instead of back to back made no difference on an H100: ptxas interleaves them anyway.)
+template <class Fr, int NT>
 VDEV void multiply_sb(const typename Fr::Raw (&cur)[2], int t, int g, const uint8_t* xst, float (&acc)[NT][4]) {
   const typename Fr::Scales sc[2] = {Fr::scales(cur[0], t), Fr::scales(cur[1], t)};
   // Steps 2p and 2p + 1 share one 16-byte activation unit per token.
@@ -176,25 +176,12 @@ VDEV void multiply_sb(const typename Fr::Raw (&cur)[2], int t, int g, const uint
     Fr::template pairs<S + 1>(cur[0], sc[0], a[1][0], a[1][2]);
     Fr::template pairs<S + 1>(cur[1], sc[1], a[1][1], a[1][3]);
     const int u = Fr::template unit<S>(t);
-    if constexpr (kApart) {
-      uint2 second[NT];
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        const int tok = 8 * j + g;
-        const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
-        mma_f16_k16(acc[j], a[0][0], a[0][1], a[0][2], a[0][3], b.x, b.y);
-        second[j] = make_uint2(b.z, b.w);
-      }
-#pragma unroll
-      for (int j = 0; j < NT; ++j) mma_f16_k16(acc[j], a[1][0], a[1][1], a[1][2], a[1][3], second[j].x, second[j].y);
-    } else {
-#pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        const int tok = 8 * j + g;
-        const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
-        mma_f16_k16(acc[j], a[0][0], a[0][1], a[0][2], a[0][3], b.x, b.y);
-        mma_f16_k16(acc[j], a[1][0], a[1][1], a[1][2], a[1][3], b.z, b.w);
-      }
+    for (int j = 0; j < NT; ++j) {
+      const int tok = 8 * j + g;
+      const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
+      mma_f16_k16(acc[j], a[0][0], a[0][1], a[0][2], a[0][3], b.x, b.y);
+      mma_f16_k16(acc[j], a[1][0], a[1][1], a[1][2], a[1][3], b.z, b.w);
     }
   };
   step_pair(std::integral_constant<int, 0>{});
@@ -226,7 +213,10 @@ VHD constexpr int ring_smem() {
 }
 
 // MINB = 2: registers capped at 128 (some spill) and a smaller ring, for two blocks (16 warps) a multiprocessor.
-template <WFmt F, int NT, int MINB, bool kApart>
+// kLinear: how the threads share the copies. true: consecutive threads take consecutive 16-byte units of the
+// block's weight rows and of each token's activations (row and unit computed per copy); false: a thread keeps
+// one weight row (two threads a row) and one token for the whole K loop (pointers computed once).
+template <WFmt F, int NT, int MINB, bool kLinear>
 __global__ void __launch_bounds__(256, MINB)
     qgemm_frag_kernel(FragLaunch L, const uint16_t* __restrict__ x, int m, int64_t sb_per_split) {
   using Fr = Frag<F>;
@@ -264,22 +254,43 @@ __global__ void __launch_bounds__(256, MINB)
 
   auto issue_weights = [&](int64_t sb, int slot) {
     if (sb < sb_end) {
-      uint8_t* wdst = sm + slot * kStage + crow * Fr::kRowBytes;
+      if constexpr (kLinear) {
+        uint8_t* st = sm + slot * kStage;
+        for (int q = static_cast<int>(threadIdx.x); q < kBM * Fr::kUnits; q += 256) {
+          const int r = q / Fr::kUnits, u = q % Fr::kUnits;
+          const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
+          Fr::copy_unit(st + r * Fr::kRowBytes, w, w.q + row * w.row_bytes, row * w.nb, sb, u);
+        }
+      } else {
+        uint8_t* wdst = sm + slot * kStage + crow * Fr::kRowBytes;
 #pragma unroll
-      for (int i = 0; i < (Fr::kUnits + kTpr - 1) / kTpr; ++i) {
-        const int u = i * kTpr + cunit;
-        if (u < Fr::kUnits) Fr::copy_unit(wdst, w, wsrc, arow, sb, u);
+        for (int i = 0; i < (Fr::kUnits + kTpr - 1) / kTpr; ++i) {
+          const int u = i * kTpr + cunit;
+          if (u < Fr::kUnits) Fr::copy_unit(wdst, w, wsrc, arow, sb, u);
+        }
       }
     }
   };
   auto issue_tokens = [&](int64_t sb, int slot) {
     if (sb < sb_end) {
-      uint8_t* xdst = sm + slot * kStage + kWBytes + ctok * kTokBytes;
-      const uint16_t* xsb = xsrc + sb * kSB;
+      if constexpr (kLinear) {
+        uint8_t* xs = sm + slot * kStage + kWBytes;
 #pragma unroll
-      for (int j = 0; j < kUpt; ++j) {
-        const int u = j * kTpt + cx;
-        cp_async16(xdst + 16 * Fr::swizzle(u, ctok), xsb + 8 * j * kTpt, tok_ok);
+        for (int i = 0; i < kTok * (kTokBytes / 16) / 256; ++i) {
+          const int q = static_cast<int>(threadIdx.x) + i * 256;
+          const int tok = q / (kTokBytes / 16), u = q % (kTokBytes / 16);
+          const bool ok = tok0 + tok < m;
+          const uint16_t* src = ok ? x + static_cast<int64_t>(tok0 + tok) * w.Kp + sb * kSB + 8 * u : x;
+          cp_async16(xs + tok * kTokBytes + 16 * Fr::swizzle(u, tok), src, ok);
+        }
+      } else {
+        uint8_t* xdst = sm + slot * kStage + kWBytes + ctok * kTokBytes;
+        const uint16_t* xsb = xsrc + sb * kSB;
+#pragma unroll
+        for (int j = 0; j < kUpt; ++j) {
+          const int u = j * kTpt + cx;
+          cp_async16(xdst + 16 * Fr::swizzle(u, ctok), xsb + 8 * j * kTpt, tok_ok);
+        }
       }
     }
     cp_async_commit();  // an empty group past the end keeps the count that cp_async_wait relies on
@@ -313,7 +324,7 @@ __global__ void __launch_bounds__(256, MINB)
       const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
       cur[j] = Fr::load_smem(st + r * Fr::kRowBytes, t, static_cast<int>((row * w.nb + sb) & 1));
     }
-    multiply_sb<Fr, NT, kApart>(cur, t, g, st + kWBytes, acc);
+    multiply_sb<Fr, NT>(cur, t, g, st + kWBytes, acc);
     slot = slot == S - 1 ? 0 : slot + 1;
   }
 
@@ -340,9 +351,9 @@ constexpr int minb_for(int want) {
 // The launch of segments (up to 3 matrices of one format and K over the same activations) in one grid: row
 // blocks of segment 0, then 1, then 2; a split K writes every segment's partial sums into one scratch
 // [splits][m][sum of rows], added by one sum kernel.
-template <WFmt F, int NT, int MINB, bool kApart>
+template <WFmt F, int NT, int MINB, bool kLinear>
 void go(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits, bool pdl, cudaStream_t s) {
-  auto* k = &qgemm_frag_kernel<F, NT, MINB, kApart>;
+  auto* k = &qgemm_frag_kernel<F, NT, MINB, kLinear>;
   FragLaunch L;
   ReduceSegs red;
   int blocks = 0;
@@ -378,14 +389,14 @@ void go(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, in
   if (splits > 1) qgemm_reduce_segs(part, splits, m, red, s);
 }
 
-// The two-block variant always issues a step pair's products back to back (its 128 registers).
+// The two-block variant keeps the per-thread copies (its 128 registers).
 template <WFmt F, int NT>
 void go_minb(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits, const QfragConfig& c,
              cudaStream_t s) {
   if constexpr (minb_for<F, NT>(2) == 2) {
     if (c.blocks_per_sm >= 2) return go<F, NT, 2, false>(outs, nseg, x, m, part, splits, c.pdl, s);
   }
-  if (c.apart) return go<F, NT, 1, true>(outs, nseg, x, m, part, splits, c.pdl, s);
+  if (c.linear_copy) return go<F, NT, 1, true>(outs, nseg, x, m, part, splits, c.pdl, s);
   go<F, NT, 1, false>(outs, nseg, x, m, part, splits, c.pdl, s);
 }
 
@@ -408,10 +419,10 @@ int minb_of(int m, const QfragConfig& c) {
   }
 }
 
-template <WFmt F, int NT, int MINB, bool kApart>
+template <WFmt F, int NT, int MINB, bool kLinear>
 void allow_smem_one() {
   constexpr int smem = ring_smem<F, NT, MINB>();
-  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, MINB, kApart>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, MINB, kLinear>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              smem),
         "matmul fragments (shared memory)");
 }
