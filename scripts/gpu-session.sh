@@ -191,7 +191,7 @@ for st in $STAGES; do
       VIREO_WEBGPU_PROFILE=1 timeout 150 ./vireo run -m $f --device webgpu -p "Hello there" -n 32 --temp 0 -c 256 \
         > /dev/null 2> $OUT/webgpu_profile.log; grep -A30 "WebGPU profile" $OUT/webgpu_profile.log | head -32 ;;
     qfrag)
-      timeout 240 ./vireo_gpu_tests --gtest_filter='*Matmul*/Cuda:*Fused*/Cuda:*Synthetic*/Cuda:*Scheduler*/Cuda' \
+      timeout 240 ./vireo_gpu_tests --gtest_filter='*Matmul*/Cuda:*Fused*/Cuda:*Batched*/Cuda:*Synthetic*/Cuda:*Scheduler*/Cuda' \
         --gtest_color=no 2>&1 | tee $OUT/qfrag_tests.log |
         grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|actual|Expected|worst" | head -40
       for v in VIREO_CUDA_QFRAG_MODEL=0 VIREO_CUDA_QFRAG_BPS=2 VIREO_CUDA_QFRAG_COPY=1; do
@@ -211,7 +211,7 @@ for st in $STAGES; do
       done
       for p in ${QFRAG_PRESETS:-llama3.1-8b llama3.2-1b}; do
         f=$(synth $p q4_k_m)
-        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_BPS=2 VIREO_CUDA_QFRAG_MODEL=0,VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_MULTI=0}; do
+        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_BPS=2 VIREO_CUDA_QFRAG_MODEL=0,VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_F16_OUT=0}; do
           echo "## $p $v"
           env ${v//,/ } timeout 150 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${PARALLEL:-16,32,64} 2>&1 |
             tee -a $OUT/qfrag_bench.log | grep -vE "^loading|^ *$" | tail -${QFRAG_BENCH_LINES:-8}

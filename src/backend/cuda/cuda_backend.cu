@@ -657,6 +657,40 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       i += k;
     }
   }
+  // Batched steps: a norm or SwiGLU whose output the next op multiplies on the f16 paths (more tokens than the
+  // matvec kernels take) also writes the f16 activations that prep_act_f16 would make from it.
+  size_t run_with_f16(size_t i) {
+    const Op& op = log_[i];
+    if (!opts_.qfrag_f16_out || i + 1 >= log_.size()) return 0;
+    const Op& nx = log_[i + 1];
+    const Act out = op.kind == OpKind::RmsNorm ? op.b : op.c;  // AddRmsNorm and Swiglu write c
+    if ((op.kind != OpKind::RmsNorm && op.kind != OpKind::AddRmsNorm && op.kind != OpKind::Swiglu) ||
+        nx.kind != OpKind::Matmul || !same_act(nx.a, out))
+      return 0;
+    const MatView& v = view(nx);
+    if (out.rows <= mv_max_tokens(v.fmt) || v.K != out.cols || v.Kp != out.cols) return 0;
+    uint16_t* xh = static_cast<uint16_t*>(f16x_.p);
+    const int rows = static_cast<int>(out.rows);
+    switch (op.kind) {
+      case OpKind::RmsNorm:
+        VIREO_CUDA_NS::rmsnorm(f(op.a), op.a.cols, cw(op.w)->vec, op.eps, rows, op.a.cols, f(op.b), op.b.cols,
+                               stream_, xh);
+        break;
+      case OpKind::AddRmsNorm:
+        VIREO_CUDA_NS::add_rmsnorm(f(op.a), op.a.cols, f(op.b), op.b.cols, cw(op.w)->vec, op.eps, rows, op.a.cols,
+                                   f(op.c), op.c.cols, stream_, xh);
+        wrote(op.a.data);
+        break;
+      default:
+        VIREO_CUDA_NS::swiglu(f(op.a), op.a.cols, f(op.b), op.b.cols, f(op.c), op.c.cols, rows, op.c.cols, stream_,
+                              xh);
+        break;
+    }
+    wrote(out.data);
+    f16_cache_ = {out.data, out.rows, out.cols};
+    return 1;
+  }
+
   // Runs group i (frag_group) as one launch; returns how many ops it ran (0: none).
   size_t run_frag_group(size_t i) {
     size_t k = frag_group(i);
@@ -1236,7 +1270,10 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   // Runs ops i, i+1, ... as one fused kernel when they form a known pattern; returns how many ops it ran
   // (0: none, run op i alone). Only for matvec-sized steps; the patterns are those of a Llama layer.
   size_t run_fused(size_t i) {
-    if (opts_.fuse && n_ > kMatvecMaxN && log_[i].kind == OpKind::Matmul) return run_frag_group(i);
+    if (opts_.fuse && n_ > kMatvecMaxN) {
+      if (log_[i].kind == OpKind::Matmul) return run_frag_group(i);
+      return run_with_f16(i);
+    }
     if (!opts_.fuse || n_ > kMatvecMaxN) return 0;
     const Op& op = log_[i];
     const Op* nx = i + 1 < log_.size() ? &log_[i + 1] : nullptr;
@@ -1632,6 +1669,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_QFRAG_NT", &o.qfrag_max_nt);
   env_int("VIREO_CUDA_QFRAG_PDL", &o.qfrag_pdl);
   env_int("VIREO_CUDA_QFRAG_MULTI", &o.qfrag_multi);
+  env_int("VIREO_CUDA_F16_OUT", &o.qfrag_f16_out);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
   env_int("VIREO_CUDA_TILE_MAX", &o.tile_max_tokens);
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);

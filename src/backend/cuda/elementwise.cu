@@ -117,7 +117,7 @@ __global__ void __launch_bounds__(kThreads)
 // by the same thread.
 __global__ void __launch_bounds__(kThreads)
     swiglu_kernel(const float* g, int64_t ldg, const float* u, int64_t ldu, float* out, int64_t ldo, int64_t rows,
-                  int64_t cols) {
+                  int64_t cols, uint16_t* outh) {
   pdl_wait();
   pdl_trigger();
   const int64_t total = rows * cols;
@@ -125,7 +125,9 @@ __global__ void __launch_bounds__(kThreads)
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = i / cols, c = i % cols;
     const float gv = g[t * ldg + c];
-    out[t * ldo + c] = gv / (1.f + expf(-gv)) * u[t * ldu + c];
+    const float v = gv / (1.f + expf(-gv)) * u[t * ldu + c];
+    out[t * ldo + c] = v;
+    if (outh) outh[i] = f2h(v);
   }
 }
 
@@ -270,9 +272,10 @@ void add_inplace(float* x, int64_t ldx, const float* y, int64_t ldy, int rows, i
 }
 
 void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* out, int64_t ldo, int rows,
-            int64_t cols, cudaStream_t s) {
+            int64_t cols, cudaStream_t s, uint16_t* outh) {
   auto* k = &swiglu_kernel;
-  VLAUNCH_PDL(k, dim3(grid_for(rows * cols)), dim3(kThreads), 0, s, g, ldg, u, ldu, out, ldo, int64_t(rows), cols);
+  VLAUNCH_PDL(k, dim3(grid_for(rows * cols)), dim3(kThreads), 0, s, g, ldg, u, ldu, out, ldo, int64_t(rows), cols,
+              outh);
   VCHECK_LAUNCH("swiglu");
 }
 

@@ -112,8 +112,9 @@ void prep_act_f16(const float* x, int64_t ldx, int n, int64_t K, int64_t Kp, uin
 void embed_rows(const MatView& table, const int32_t* tokens, int n, float* out, int64_t ldo, cudaStream_t s);
 void add_bias(float* x, int64_t ldx, const float* b, int rows, int64_t cols, cudaStream_t s);
 void add_inplace(float* x, int64_t ldx, const float* y, int64_t ldy, int rows, int64_t cols, cudaStream_t s);
+// outh (optional): also f16 copies of out, rows of cols (prep_act_f16's layout for Kp == cols).
 void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* out, int64_t ldo, int rows,
-            int64_t cols, cudaStream_t s);
+            int64_t cols, cudaStream_t s, uint16_t* outh = nullptr);
 void gather_rows(const float* x, int64_t ldx, const int32_t* idx, int r, int64_t cols, float* out, int64_t ldo,
                  cudaStream_t s);
 // k/v rows of n tokens into the cache of one layer at (slot[t], pos[t]); cache rows are kv_dim elements.
@@ -121,11 +122,13 @@ void kv_store(const float* k, int64_t ldk, const float* v, int64_t ldv, int n, c
               const int32_t* slot, void* kc, void* vc, bool f16, int n_ctx, int kv_dim, cudaStream_t s);
 
 // ---- norm.cu ----
+// outh (optional): also f16 copies of out, rows of cols (prep_act_f16's layout for Kp == cols), for the batched
+// matmul that reads out.
 void rmsnorm(const float* x, int64_t ldx, const float* g, float eps, int rows, int64_t cols, float* out,
-             int64_t ldo, cudaStream_t s);
+             int64_t ldo, cudaStream_t s, uint16_t* outh = nullptr);
 // x += y (in place), out = rmsnorm(x) * g
 void add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const float* g, float eps, int rows,
-                 int64_t cols, float* out, int64_t ldo, cudaStream_t s);
+                 int64_t cols, float* out, int64_t ldo, cudaStream_t s, uint16_t* outh = nullptr);
 
 // Fused x += y (y may be null: plain rmsnorm), out = rmsnorm(x) * g, and int8 activations of out (q stride
 // q_stride bytes, ds stride ds_stride), for widths norm_q8_supported accepts.

@@ -20,7 +20,7 @@ VDEV float block_sum(float v, float* red) {
 
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_kernel(const float* __restrict__ x, int64_t ldx, const float* __restrict__ g, float eps, int64_t cols,
-                   float* __restrict__ out, int64_t ldo) {
+                   float* __restrict__ out, int64_t ldo, uint16_t* __restrict__ outh) {
   VSHARED(float, red, 32);
   pdl_wait();
   pdl_trigger();
@@ -30,13 +30,18 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) ss += xr[i] * xr[i];
   const float total = block_sum(ss, red);
   const float scale = 1.f / sqrtf(total / static_cast<float>(cols) + eps);
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) o[i] = xr[i] * scale * g[i];
+  uint16_t* oh = outh ? outh + static_cast<int64_t>(blockIdx.x) * cols : nullptr;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    const float v = xr[i] * scale * g[i];
+    o[i] = v;
+    if (oh) oh[i] = f2h(v);
+  }
 }
 
 // x and out may be the same buffer: every element is handled by one thread only.
 __global__ void __launch_bounds__(kThreads)
     add_rmsnorm_kernel(float* x, int64_t ldx, const float* __restrict__ y, int64_t ldy, const float* __restrict__ g,
-                       float eps, int64_t cols, float* out, int64_t ldo) {
+                       float eps, int64_t cols, float* out, int64_t ldo, uint16_t* __restrict__ outh) {
   VSHARED(float, red, 32);
   pdl_wait();
   pdl_trigger();
@@ -51,7 +56,12 @@ __global__ void __launch_bounds__(kThreads)
   }
   const float total = block_sum(ss, red);
   const float scale = 1.f / sqrtf(total / static_cast<float>(cols) + eps);
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) o[i] = xr[i] * scale * g[i];
+  uint16_t* oh = outh ? outh + static_cast<int64_t>(blockIdx.x) * cols : nullptr;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    const float v = xr[i] * scale * g[i];
+    o[i] = v;
+    if (oh) oh[i] = f2h(v);
+  }
 }
 
 // The block boundary of a decode step in one kernel: x += y (y may be null), out = rmsnorm(x) * g, and the int8
@@ -117,18 +127,18 @@ void norm_q8(float* x, int64_t ldx, const float* y, int64_t ldy, const float* g,
 }
 
 void rmsnorm(const float* x, int64_t ldx, const float* g, float eps, int rows, int64_t cols, float* out,
-             int64_t ldo, cudaStream_t s) {
+             int64_t ldo, cudaStream_t s, uint16_t* outh) {
   if (rows <= 0) return;
   auto* k = &rmsnorm_kernel;
-  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, g, eps, cols, out, ldo);
+  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, g, eps, cols, out, ldo, outh);
   VCHECK_LAUNCH("rmsnorm");
 }
 
 void add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const float* g, float eps, int rows,
-                 int64_t cols, float* out, int64_t ldo, cudaStream_t s) {
+                 int64_t cols, float* out, int64_t ldo, cudaStream_t s, uint16_t* outh) {
   if (rows <= 0) return;
   auto* k = &add_rmsnorm_kernel;
-  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, y, ldy, g, eps, cols, out, ldo);
+  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, ldx, y, ldy, g, eps, cols, out, ldo, outh);
   VCHECK_LAUNCH("add_rmsnorm");
 }
 
