@@ -222,7 +222,7 @@ for st in $STAGES; do
       if [ -n "$N" ] && [ "${QFRAG_NCU:-1}" != 0 ]; then
         timeout 240 $N --kernel-name-base demangled --kernel-name "regex:qgemm_frag_kernel<.*\(int\)8, \(int\)1, " --launch-skip 20 \
           --launch-count 4 --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-          --section SchedulerStats --section ComputeWorkloadAnalysis \
+          --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
           ./vireo bench --device cuda -m $(synth llama3.1-8b q4_k_m) -p 16 -n 4 -r 1 --parallel 64 > $OUT/ncu-qfrag.txt 2>&1
         grep -E "qgemm_frag_kernel|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|Stall|Executed Ipc" \
           $OUT/ncu-qfrag.txt | head -60
