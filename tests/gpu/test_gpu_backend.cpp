@@ -417,13 +417,16 @@ TEST_P(Gpu, MatmulQgemmFragments) {
 }
 
 TEST_P(Gpu, MatmulQgemmFragmentVariants) {
-  // qgemm_frag.cu's experiments: consecutive threads copying consecutive units, and 64 tokens in blocks of at
-  // most 4 or 2 token tiles (several token blocks a row block).
-  for (int variant = 0; variant < 3; ++variant) {
+  // qgemm_frag.cu's experiments: consecutive threads copying consecutive units, 64 tokens in blocks of at most 4
+  // or 2 token tiles (several token blocks a row block), and warps of 32 rows x half the block's tokens (with
+  // either copy, and down to one token tile a warp).
+  for (int variant = 0; variant < 6; ++variant) {
+    SCOPED_TRACE("variant " + std::to_string(variant));
     CudaOptions o = CudaOptions::from_env();
     o.qgemm_frag = 1;
-    o.qfrag_linear_copy = variant == 0;
-    o.qfrag_max_nt = variant == 0 ? 8 : (variant == 1 ? 4 : 2);
+    o.qfrag_linear_copy = variant == 0 || variant == 4;
+    o.qfrag_max_nt = variant == 1 ? 4 : (variant == 2 || variant == 5 ? 2 : 8);
+    o.qfrag_row_tiles = variant >= 3 ? 2 : 1;
     for (DType t : {DType::Q4_K, DType::Q6_K}) {
       auto be = make(o);
       check_matmul(*be, t, emu() ? 136 : 1100, emu() ? 512 : 3072, {17, 40, 64}, 720u + 10u * variant + static_cast<uint32_t>(t), o);

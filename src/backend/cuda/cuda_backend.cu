@@ -1004,6 +1004,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     c.blocks_per_sm = opts_.qfrag_blocks_per_sm;
     c.cost_model = opts_.qfrag_split_model != 0;
     c.linear_copy = opts_.qfrag_linear_copy != 0;
+    c.row_tiles = opts_.qfrag_row_tiles;
     c.max_nt = opts_.qfrag_max_nt;
     c.pdl = opts_.qfrag_pdl != 0;
     return c;
@@ -1666,6 +1667,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_QFRAG_BPS", &o.qfrag_blocks_per_sm);
   env_int("VIREO_CUDA_QFRAG_MODEL", &o.qfrag_split_model);
   env_int("VIREO_CUDA_QFRAG_COPY", &o.qfrag_linear_copy);
+  env_int("VIREO_CUDA_QFRAG_RT", &o.qfrag_row_tiles);
   env_int("VIREO_CUDA_QFRAG_NT", &o.qfrag_max_nt);
   env_int("VIREO_CUDA_QFRAG_PDL", &o.qfrag_pdl);
   env_int("VIREO_CUDA_QFRAG_MULTI", &o.qfrag_multi);

@@ -34,6 +34,9 @@ struct CudaOptions {
   // thread keeps one weight row and one token), and at most this many token tiles of 8 a block
   // (VIREO_CUDA_QFRAG_NT: 2, 4, 8).
   int qfrag_linear_copy = 0;
+  // qgemm_frag.cu warp tiles: 1 = 16 rows x all the block's tokens, 2 = 32 rows x half of them (half the
+  // shared-memory reads of activations, twice the dequantization) (VIREO_CUDA_QFRAG_RT; not yet measured).
+  int qfrag_row_tiles = 1;
   int qfrag_max_nt = 8;
   // qgemm_frag.cu launched with programmatic dependent launch (when pdl is on): its first weights stream while the
   // previous kernel finishes (VIREO_CUDA_QFRAG_PDL=0 turns it off).

@@ -77,6 +77,8 @@ struct QfragConfig {
   // Consecutive threads copy consecutive 16-byte units (row and unit computed per copy) instead of each thread
   // keeping one weight row and one token (qfrag_linear_copy).
   bool linear_copy = false;
+  // Row tiles of 16 a warp: 1 (16 rows x all of the block's tokens) or 2 (32 rows x half of them) (qfrag_row_tiles).
+  int row_tiles = 1;
   // Token tiles of 8 a block at most: 2, 4 or 8 (qfrag_max_nt).
   int max_nt = 8;
   // Launched with programmatic dependent launch (where on): the first super-blocks' weights are copied while the

@@ -161,27 +161,37 @@ struct Frag<WFmt::Q6_K> {
   VDEV static int swizzle(int u, int tok) { return u ^ ((u >> 4) & 1) ^ ((tok & 1) << 2); }
 };
 
-// acc += this lane's share of one super-block: rows g and g + 8 of its warp (cur), activations xst
-// ([8 NT][kTokBytes]). (Issuing a step pair's two products on one token tile NT products away from each other
-// instead of back to back made no difference on an H100: ptxas interleaves them anyway.)
-template <class Fr, int NT>
-VDEV void multiply_sb(const typename Fr::Raw (&cur)[2], int t, int g, const uint8_t* xst, float (&acc)[NT][4]) {
-  const typename Fr::Scales sc[2] = {Fr::scales(cur[0], t), Fr::scales(cur[1], t)};
+// acc += this lane's share of one super-block over RT row tiles of 16 (cur: rows g, g + 8 of tile 0, then of
+// tile 1) and NT token tiles of 8 (activations xst, [8 NT][kTokBytes]). (Issuing a step pair's two products on
+// one token tile NT products away from each other instead of back to back made no difference on an H100: ptxas
+// interleaves them anyway.)
+template <class Fr, int NT, int RT>
+VDEV void multiply_sb(const typename Fr::Raw (&cur)[2 * RT], int t, int g, const uint8_t* xst,
+                      float (&acc)[RT][NT][4]) {
+  typename Fr::Scales sc[2 * RT];
+#pragma unroll
+  for (int r = 0; r < 2 * RT; ++r) sc[r] = Fr::scales(cur[r], t);
   // Steps 2p and 2p + 1 share one 16-byte activation unit per token.
   auto step_pair = [&](auto pc) {
     constexpr int S = decltype(pc)::value;
-    uint32_t a[2][4];  // [step][fragment register]
-    Fr::template pairs<S>(cur[0], sc[0], a[0][0], a[0][2]);
-    Fr::template pairs<S>(cur[1], sc[1], a[0][1], a[0][3]);
-    Fr::template pairs<S + 1>(cur[0], sc[0], a[1][0], a[1][2]);
-    Fr::template pairs<S + 1>(cur[1], sc[1], a[1][1], a[1][3]);
+    uint32_t a[RT][2][4];  // [row tile][step][fragment register]
+#pragma unroll
+    for (int rt = 0; rt < RT; ++rt) {
+      Fr::template pairs<S>(cur[2 * rt], sc[2 * rt], a[rt][0][0], a[rt][0][2]);
+      Fr::template pairs<S>(cur[2 * rt + 1], sc[2 * rt + 1], a[rt][0][1], a[rt][0][3]);
+      Fr::template pairs<S + 1>(cur[2 * rt], sc[2 * rt], a[rt][1][0], a[rt][1][2]);
+      Fr::template pairs<S + 1>(cur[2 * rt + 1], sc[2 * rt + 1], a[rt][1][1], a[rt][1][3]);
+    }
     const int u = Fr::template unit<S>(t);
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
       const int tok = 8 * j + g;
       const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
-      mma_f16_k16(acc[j], a[0][0], a[0][1], a[0][2], a[0][3], b.x, b.y);
-      mma_f16_k16(acc[j], a[1][0], a[1][1], a[1][2], a[1][3], b.z, b.w);
+#pragma unroll
+      for (int rt = 0; rt < RT; ++rt) {
+        mma_f16_k16(acc[rt][j], a[rt][0][0], a[rt][0][1], a[rt][0][2], a[rt][0][3], b.x, b.y);
+        mma_f16_k16(acc[rt][j], a[rt][1][0], a[rt][1][1], a[rt][1][2], a[rt][1][3], b.z, b.w);
+      }
     }
   };
   step_pair(std::integral_constant<int, 0>{});
@@ -216,10 +226,15 @@ VHD constexpr int ring_smem() {
 // kLinear: how the threads share the copies. true: consecutive threads take consecutive 16-byte units of the
 // block's weight rows and of each token's activations (row and unit computed per copy); false: a thread keeps
 // one weight row (two threads a row) and one token for the whole K loop (pointers computed once).
-template <WFmt F, int NT, int MINB, bool kLinear>
+// RT: row tiles of 16 a warp. 1: each warp 16 rows x all 8 NT tokens; 2: four row groups of 32 rows x two token
+// halves, so each warp reads half the block's activations from shared memory a step (the B operand of a 16-row
+// tile costs 256 bytes of shared-memory reads a product) for twice the dequantization of each weight.
+template <WFmt F, int NT, int MINB, bool kLinear, int RT>
 __global__ void __launch_bounds__(256, MINB)
     qgemm_frag_kernel(FragLaunch L, const uint16_t* __restrict__ x, int m, int64_t sb_per_split) {
   using Fr = Frag<F>;
+  static_assert(RT == 1 || (RT == 2 && NT % 2 == 0), "row tiles a warp");
+  constexpr int NTW = NT / RT;  // token tiles a warp
   constexpr int S = ring_stages<F, NT, MINB>(), kTok = 8 * NT;
   constexpr int kWBytes = kBM * Fr::kRowBytes, kStage = ring_stage_bytes<F, NT>();
   static_assert(S >= 2, "a ring needs two stages");
@@ -235,7 +250,8 @@ __global__ void __launch_bounds__(256, MINB)
   float* __restrict__ y = sg.y + static_cast<int64_t>(blockIdx.z) * sg.z_stride;
   const int64_t ldy = sg.ldy;
   const int64_t brow0 = static_cast<int64_t>(bx - (si == 0 ? 0 : (si == 1 ? L.seg[0].block_end : L.seg[1].block_end))) * kBM;
-  const int wr0 = warp * 16;  // the warp's first row within the block
+  const int wr0 = RT == 1 ? warp * 16 : (warp & 3) * 32;  // the warp's first row within the block
+  const int wtok = RT == 1 ? 0 : (warp >> 2) * 8 * NTW;      // and its first token within the block's
   const int tok0 = static_cast<int>(blockIdx.y) * kTok;
   const int64_t sb_begin = static_cast<int64_t>(blockIdx.z) * sb_per_split;
   const int64_t sb_end = sb_begin + sb_per_split < w.nb ? sb_begin + sb_per_split : w.nb;
@@ -296,11 +312,13 @@ __global__ void __launch_bounds__(256, MINB)
     cp_async_commit();  // an empty group past the end keeps the count that cp_async_wait relies on
   };
 
-  float acc[NT][4];
+  float acc[RT][NTW][4];
 #pragma unroll
-  for (int j = 0; j < NT; ++j)
+  for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
+    for (int j = 0; j < NTW; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[rt][j][e] = 0.f;
 
   // The first stages' weights are copied before waiting for the previous kernel (programmatic dependent launch:
   // weights are never written by a step), into the first commit group; the activations it wrote come after.
@@ -317,25 +335,27 @@ __global__ void __launch_bounds__(256, MINB)
     issue_weights(sb + S - 1, slot == 0 ? S - 1 : slot - 1);
     issue_tokens(sb + S - 1, slot == 0 ? S - 1 : slot - 1);
     const uint8_t* st = sm + slot * kStage;
-    typename Fr::Raw cur[2];
+    typename Fr::Raw cur[2 * RT];
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
+    for (int j = 0; j < 2 * RT; ++j) {
       const int r = wr0 + g + 8 * j;
       const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
       cur[j] = Fr::load_smem(st + r * Fr::kRowBytes, t, static_cast<int>((row * w.nb + sb) & 1));
     }
-    multiply_sb<Fr, NT>(cur, t, g, st + kWBytes, acc);
+    multiply_sb<Fr, NTW, RT>(cur, t, g, st + kWBytes + wtok * kTokBytes, acc);
     slot = slot == S - 1 ? 0 : slot + 1;
   }
 
 #pragma unroll
-  for (int j = 0; j < NT; ++j)
+  for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t row = brow0 + wr0 + g + 8 * (e >> 1);
-      const int tok = tok0 + 8 * j + 2 * t + (e & 1);
-      if (row < w.rows && tok < m) y[static_cast<int64_t>(tok) * ldy + row] = acc[j][e];
-    }
+    for (int j = 0; j < NTW; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t row = brow0 + wr0 + 16 * rt + g + 8 * (e >> 1);
+        const int tok = tok0 + wtok + 8 * j + 2 * t + (e & 1);
+        if (row < w.rows && tok < m) y[static_cast<int64_t>(tok) * ldy + row] = acc[rt][j][e];
+      }
 }
 
 // Token tiles of 8 a block: as few as cover m, at most max_nt (QfragConfig::max_nt).
@@ -351,9 +371,9 @@ constexpr int minb_for(int want) {
 // The launch of segments (up to 3 matrices of one format and K over the same activations) in one grid: row
 // blocks of segment 0, then 1, then 2; a split K writes every segment's partial sums into one scratch
 // [splits][m][sum of rows], added by one sum kernel.
-template <WFmt F, int NT, int MINB, bool kLinear>
+template <WFmt F, int NT, int MINB, bool kLinear, int RT>
 void go(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits, bool pdl, cudaStream_t s) {
-  auto* k = &qgemm_frag_kernel<F, NT, MINB, kLinear>;
+  auto* k = &qgemm_frag_kernel<F, NT, MINB, kLinear, RT>;
   FragLaunch L;
   ReduceSegs red;
   int blocks = 0;
@@ -394,10 +414,16 @@ template <WFmt F, int NT>
 void go_minb(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits, const QfragConfig& c,
              cudaStream_t s) {
   if constexpr (minb_for<F, NT>(2) == 2) {
-    if (c.blocks_per_sm >= 2) return go<F, NT, 2, false>(outs, nseg, x, m, part, splits, c.pdl, s);
+    if (c.blocks_per_sm >= 2) return go<F, NT, 2, false, 1>(outs, nseg, x, m, part, splits, c.pdl, s);
   }
-  if (c.linear_copy) return go<F, NT, 1, true>(outs, nseg, x, m, part, splits, c.pdl, s);
-  go<F, NT, 1, false>(outs, nseg, x, m, part, splits, c.pdl, s);
+  if constexpr (NT % 2 == 0) {
+    if (c.row_tiles == 2) {
+      if (c.linear_copy) return go<F, NT, 1, true, 2>(outs, nseg, x, m, part, splits, c.pdl, s);
+      return go<F, NT, 1, false, 2>(outs, nseg, x, m, part, splits, c.pdl, s);
+    }
+  }
+  if (c.linear_copy) return go<F, NT, 1, true, 1>(outs, nseg, x, m, part, splits, c.pdl, s);
+  go<F, NT, 1, false, 1>(outs, nseg, x, m, part, splits, c.pdl, s);
 }
 
 template <WFmt F>
@@ -419,17 +445,21 @@ int minb_of(int m, const QfragConfig& c) {
   }
 }
 
-template <WFmt F, int NT, int MINB, bool kLinear>
+template <WFmt F, int NT, int MINB, bool kLinear, int RT>
 void allow_smem_one() {
   constexpr int smem = ring_smem<F, NT, MINB>();
-  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, MINB, kLinear>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, MINB, kLinear, RT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              smem),
         "matmul fragments (shared memory)");
 }
 template <WFmt F, int NT, int MINB>
 void allow_smem() {
-  allow_smem_one<F, NT, MINB, false>();
-  if constexpr (MINB == 1) allow_smem_one<F, NT, MINB, true>();
+  allow_smem_one<F, NT, MINB, false, 1>();
+  if constexpr (MINB == 1) {
+    allow_smem_one<F, NT, MINB, true, 1>();
+    allow_smem_one<F, NT, MINB, false, 2>();
+    allow_smem_one<F, NT, MINB, true, 2>();
+  }
 }
 
 bool g_frag_smem_ok = false;
