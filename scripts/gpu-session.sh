@@ -194,7 +194,7 @@ for st in $STAGES; do
       timeout 240 ./vireo_gpu_tests --gtest_filter='*Matmul*/Cuda:*Fused*/Cuda:*Batched*/Cuda:*Synthetic*/Cuda:*Scheduler*/Cuda' \
         --gtest_color=no 2>&1 | tee $OUT/qfrag_tests.log |
         grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|actual|Expected|worst" | head -40
-      for v in VIREO_CUDA_QFRAG_MODEL=0 VIREO_CUDA_QFRAG_BPS=2 VIREO_CUDA_QFRAG_COPY=1; do
+      for v in VIREO_CUDA_QFRAG_MODEL=0 VIREO_CUDA_QFRAG_BPS=2 VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_RT=2; do
         echo "## tests $v: $(env $v timeout 60 ./vireo_gpu_tests --gtest_filter='*MatmulQgemm*/Cuda:*Scheduler*/Cuda' \
           2>&1 | tee -a $OUT/qfrag_tests.log | grep -E '^\[  (FAILED|PASSED)' | tr '\n' ' ')"
       done
@@ -204,14 +204,14 @@ for st in $STAGES; do
         $C -sass ./vireo_gpu_tests 2>/dev/null | awk '/Function : /{on = /qgemm_frag_kernel/} on' > $OUT/qfrag.sass
         echo "## sass: $(grep -c 'Function :' $OUT/qfrag.sass) kernels, $(wc -l < $OUT/qfrag.sass) lines"
       fi
-      for v in ${QFRAG_KERNEL_VARIANTS:-VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG_COPY=1}; do
+      for v in ${QFRAG_KERNEL_VARIANTS:-VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_RT=2 VIREO_CUDA_QFRAG_RT=2,VIREO_CUDA_QFRAG_COPY=1}; do
         echo "## kernels $v"
         env ${v//,/ } timeout 100 ./vireo_gpu_bench --kernels --types Q4_K,Q6_K --tokens 16,32,64 --new-only 2>&1 |
           tee -a $OUT/qfrag_kernels.log | grep -E "^matmul (Q4_K|Q6_K) n=(16|32|64) "
       done
       for p in ${QFRAG_PRESETS:-llama3.1-8b llama3.2-1b}; do
         f=$(synth $p q4_k_m)
-        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_BPS=2 VIREO_CUDA_QFRAG_MODEL=0,VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_F16_OUT=0}; do
+        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_RT=2 VIREO_CUDA_QFRAG_RT=2,VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_F16_OUT=0}; do
           echo "## $p $v"
           env ${v//,/ } timeout 150 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${PARALLEL:-16,32,64} 2>&1 |
             tee -a $OUT/qfrag_bench.log | grep -vE "^loading|^ *$" | tail -${QFRAG_BENCH_LINES:-8}

@@ -19,7 +19,9 @@
 // launch; gate/up + SwiGLU are one launch that also emits the int8 activations of the down projection; the decode
 // attention emits the int8 activations of the o-projection. Every buffer the unfused ops would write is still
 // written, so later ops (and graphs compared by op log) see the same state. The int8 activations live in two
-// buffers, so that a kernel can read one and write the other; q8c_ records which Act each holds.
+// buffers, so that a kernel can read one and write the other; q8c_ records which Act each holds. Batched steps
+// (9-64 tokens) group up to three qgemm_frag.cu matmuls of one input into one launch (run_frag_group), and a
+// norm or SwiGLU feeding a matmul on the f16 paths writes the f16 activations too (run_with_f16; f16_cache_).
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
@@ -634,7 +636,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     }
     return k;
   }
-  // The launch view of group i .. i + k - 1 (rows: the sum of the row blocks) and its split count.
+  // The launch view of group i .. i + k - 1 (rows: the sum of the row blocks), for its split count.
   MatView frag_group_view(size_t i, size_t k) const {
     MatView ws[kFragMaxSegs];
     for (size_t j = 0; j < k; ++j) ws[j] = view(log_[i + j]);
@@ -1269,7 +1271,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   }
 
   // Runs ops i, i+1, ... as one fused kernel when they form a known pattern; returns how many ops it ran
-  // (0: none, run op i alone). Only for matvec-sized steps; the patterns are those of a Llama layer.
+  // (0: none, run op i alone). The patterns are those of a Llama layer: for matvec-sized steps the mv.cu
+  // fusions below, for batched steps grouped qgemm_frag.cu launches and f16 side outputs.
   size_t run_fused(size_t i) {
     if (opts_.fuse && n_ > kMatvecMaxN) {
       if (log_[i].kind == OpKind::Matmul) return run_frag_group(i);

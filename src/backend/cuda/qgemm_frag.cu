@@ -4,12 +4,16 @@
 //
 //   y[token][row] = sum over k of x[token][k] * w[row][k]      (x: f16 rows of Kp, prep_act_f16; y: f32)
 //
-// Block: 8 warps x 16 weight rows (128 rows) and 8 * NT tokens (NT = 2, 4, 8: 16, 32, 64 tokens); K advances one
-// 256-element super-block at a time, and is split over gridDim.z blocks for small matrices.
+// Block: 8 warps x 16 weight rows (128 rows) and 8 * NT tokens (NT = 2, 4, 8: 16, 32, 64 tokens; with RT = 2,
+// 4 row groups of 32 rows x 2 token halves); K advances one 256-element super-block at a time, and is split over
+// gridDim.z blocks for small matrices. One launch may cover up to 3 matrices of one format and K over the same
+// activations (segments: q/k/v, gate/up), their row blocks side by side in gridDim.x.
 //   ring       the super-block's weights (128 rows, GGUF bytes) and activations ([8 NT tokens][256 k] f16) are
 //              copied by cp.async into a ring of up to 4 stages in shared memory, S - 1 super-blocks ahead of
 //              the one multiplied; one barrier a super-block. (A first version kept one super-block of weights
 //              in flight in registers: it waited on memory latency every super-block; 8B x64 5,793 vs 6,218 tok/s.)
+//              Under programmatic dependent launch the first stages' weights are requested before waiting for
+//              the previous kernel (only the activations depend on it).
 //   weights    lane (group g, tig t) reads of rows g and g + 8 of its warp the quarter of the super-block that
 //              unit t of the matvec layout names (formats.cuh: Q4_K elements 64t..64t+63; Q6_K elements
 //              128n + 32c + 16e + 0..15 for c = 0..3, t = 2n + e) and dequantizes it to f16 pairs in registers.
@@ -19,8 +23,8 @@
 //              and B agree: step s of lane t takes the 4 consecutive elements k0(s, t) .. k0 + 3 of its own
 //              quarter (A: two f16 pairs per row; B: 8 bytes of the token's row), so every lane dequantizes only
 //              what it read. Each 16-byte activation load feeds 2 products; each weight pair feeds NT products.
-//   out        partial sums of a K split go to the scratch [splits][m][rows] that qgemm.cu's reduce adds in a
-//              fixed order (deterministic), else straight to y.
+//   out        partial sums of a K split go to the scratch [splits][m][rows of all segments] that qgemm.cu's
+//              reduce_segs adds in a fixed order (deterministic), else straight to each segment's y.
 #include <algorithm>
 #include <type_traits>
 
@@ -29,7 +33,7 @@
 namespace vireo::VIREO_CUDA_NS {
 namespace {
 
-constexpr int kBM = 128;  // rows a block: 8 warps of one 16-row tile
+constexpr int kBM = 128;  // rows a block: 8 warps of one 16-row tile (or 4 row groups of two)
 constexpr int kSB = 256;          // K of one super-block (Q4_K / Q6_K block)
 constexpr int kTokBytes = 2 * kSB;  // one token's activations of a super-block in shared memory
 
