@@ -180,6 +180,15 @@ uint32_t f2u(float f) {
   return u;
 }
 
+// Whether environment variable `name` is set to "on" (anything but empty or "0") when `on` is true, or to "0"
+// when it is false: the switches below turn a default off with 0 or an experiment on with 1.
+bool env_is(const char* name, bool on) {
+  const char* v = std::getenv(name);
+  if (!v) return false;
+  const std::string s(v);
+  return on ? !s.empty() && s != "0" : s == "0";
+}
+
 class WebGpuBackend final : public Backend {
  public:
   explicit WebGpuBackend(const WebGpuOptions& opts) : dev_(gpu::open_device()), on_compile_(opts.on_compile) {
@@ -189,20 +198,15 @@ class WebGpuBackend final : public Backend {
     uniform_stride_ = std::max<uint32_t>(256, dev_->limits().uniform_offset_alignment);
     // VIREO_WEBGPU_PROFILE=1: every step's dispatches run in passes of their own with GPU timestamps, and the
     // GPU time per kernel is printed to stderr at the end (slower; for finding where a step's time goes).
-    const char* profile = std::getenv("VIREO_WEBGPU_PROFILE");
-    profile_ = profile && *profile && std::string(profile) != "0";
-    const char* int8 = std::getenv("VIREO_WEBGPU_INT8");
-    int8_decode_ = opts.int8_decode && dev_->limits().packed_dot && !(int8 && std::string(int8) == "0");
+    profile_ = env_is("VIREO_WEBGPU_PROFILE", true);
+    int8_decode_ = opts.int8_decode && dev_->limits().packed_dot && !env_is("VIREO_WEBGPU_INT8", false);
     n_pipes_ = int8_decode_ ? kPipes : kQuantizeX;
     // Rows per 256-invocation workgroup of the int8 products (8: 32 lanes per row; VIREO_WEBGPU_MV_ROWS=16: 16).
     const char* mv_rows = std::getenv("VIREO_WEBGPU_MV_ROWS");
     if (mv_rows && std::atoi(mv_rows) == 16) i8_rows_ = 16;
-    const char* subgroups = std::getenv("VIREO_WEBGPU_SUBGROUPS");
-    subgroup_rows_ = dev_->limits().subgroups && !(subgroups && std::string(subgroups) == "0");
-    const char* f16 = std::getenv("VIREO_WEBGPU_F16");
-    f16_matmul_ = opts.f16_matmul && dev_->limits().shader_f16 && !(f16 && std::string(f16) == "0");
-    const char* kq_tiles = std::getenv("VIREO_WEBGPU_KQ_TILES");
-    k_quant_tiles_ = kq_tiles && std::string(kq_tiles) == "1";
+    subgroup_rows_ = dev_->limits().subgroups && !env_is("VIREO_WEBGPU_SUBGROUPS", false);
+    f16_matmul_ = opts.f16_matmul && dev_->limits().shader_f16 && !env_is("VIREO_WEBGPU_F16", false);
+    k_quant_tiles_ = env_is("VIREO_WEBGPU_KQ_TILES", true);
     create_pipelines();
     create_kv_pipelines(true);  // the f16 cache's (an f32 cache recompiles them in alloc_kv)
   }
