@@ -1055,8 +1055,8 @@ struct LayerNet {
 
 TEST_P(Gpu, BatchedLayersMatchUnfused) {
   // Steps of 17-40 tokens (batched decode and prefill chunks) through two Llama layers: the batched fusions (q/k/v
-  // and gate/up grouped into one qgemm_frag.cu launch each, norms and SwiGLU writing the f16 activations of the
-  // next matmul) against one kernel per op, and both against the CPU backend. Same arithmetic apart from the order
+  // and gate/up grouped into one qgemm_frag.cu launch each, norms, SwiGLU and the decode attention writing the f16
+  // activations of the next matmul) against one kernel per op, and both against the CPU backend. Same arithmetic apart from the order
   // of split-K sums, so the two CUDA paths agree closely.
   const LayerCase c = emu() ? LayerCase{256, 4, 2, 64, 512, 96, 64, RopeMode::Normal, DType::Q4_K, DType::Q6_K,
                                         DType::Q4_K, DType::Q4_K, DType::Q6_K, DType::Q6_K, false}

@@ -181,12 +181,16 @@ __global__ void __launch_bounds__(NW * 32) attn_decode_kernel(const __grid_const
   const int nout = hg * D;
   const int64_t orow = static_cast<int64_t>(t) * a.ldo + static_cast<int64_t>(h0) * D;
   float* s_out = s_acc;  // the block's outputs, once the partials in s_acc are consumed
-  // Stores s_out (all threads) and, if asked, its int8 activations: a warp quantizes whole groups of 32.
+  // Stores s_out (all threads) and, if asked, its int8 activations (a warp quantizes whole groups of 32) or its
+  // f16 copy.
   auto emit = [&]() {
     for (int b0 = 0; b0 < nout; b0 += NT) {
       const int idx = b0 + tid;
       const float val = idx < nout ? s_out[idx] : 0.f;
-      if (idx < nout) a.out[orow + idx] = val;
+      if (idx < nout) {
+        a.out[orow + idx] = val;
+        if (a.oh) a.oh[static_cast<int64_t>(t) * a.ldo + static_cast<int64_t>(h0) * D + idx] = f2h(val);
+      }
       if (a.oq && b0 + warp * 32 < nout) {
         const int64_t e0 = static_cast<int64_t>(h0) * D + b0 + warp * 32;
         quant_warp32(val, lane, a.oq + t * a.oq_stride + e0, a.ods + t * a.ods_stride + e0 / 32);

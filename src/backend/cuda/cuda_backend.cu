@@ -21,7 +21,8 @@
 // written, so later ops (and graphs compared by op log) see the same state. The int8 activations live in two
 // buffers, so that a kernel can read one and write the other; q8c_ records which Act each holds. Batched steps
 // (9-64 tokens) group up to three qgemm_frag.cu matmuls of one input into one launch (run_frag_group), and a
-// norm or SwiGLU feeding a matmul on the f16 paths writes the f16 activations too (run_with_f16; f16_cache_).
+// norm, SwiGLU or decode attention feeding a matmul on the f16 paths writes the f16 activations too
+// (run_with_f16; f16_cache_).
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
@@ -659,14 +660,15 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       i += k;
     }
   }
-  // Batched steps: a norm or SwiGLU whose output the next op multiplies on the f16 paths (more tokens than the
-  // matvec kernels take) also writes the f16 activations that prep_act_f16 would make from it.
+  // Batched steps: a norm, SwiGLU or decode attention whose output the next op multiplies on the f16 paths (more
+  // tokens than the matvec kernels take) also writes the f16 activations that prep_act_f16 would make from it.
   size_t run_with_f16(size_t i) {
     const Op& op = log_[i];
     if (!opts_.qfrag_f16_out || i + 1 >= log_.size()) return 0;
     const Op& nx = log_[i + 1];
-    const Act out = op.kind == OpKind::RmsNorm ? op.b : op.c;  // AddRmsNorm and Swiglu write c
-    if ((op.kind != OpKind::RmsNorm && op.kind != OpKind::AddRmsNorm && op.kind != OpKind::Swiglu) ||
+    const Act out = op.kind == OpKind::RmsNorm || op.kind == OpKind::Attention ? op.b : op.c;  // others write c
+    const bool attn = op.kind == OpKind::Attention && op.decode;
+    if ((op.kind != OpKind::RmsNorm && op.kind != OpKind::AddRmsNorm && op.kind != OpKind::Swiglu && !attn) ||
         nx.kind != OpKind::Matmul || !same_act(nx.a, out))
       return 0;
     const MatView& v = view(nx);
@@ -683,9 +685,12 @@ class CudaBackend final : public Backend, public CudaBackendExt {
                                    f(op.c), op.c.cols, stream_, xh);
         wrote(op.a.data);
         break;
-      default:
+      case OpKind::Swiglu:
         VIREO_CUDA_NS::swiglu(f(op.a), op.a.cols, f(op.b), op.b.cols, f(op.c), op.c.cols, rows, op.c.cols, stream_,
                               xh);
+        break;
+      default:
+        run_attention(op, nullptr, nullptr, xh);
         break;
     }
     wrote(out.data);
@@ -1425,7 +1430,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     return used;
   }
 
-  void run_attention(const Op& op, int8_t* oq, float2* ods) {
+  void run_attention(const Op& op, int8_t* oq, float2* ods, uint16_t* oh = nullptr) {
     AttnArgs a;
     a.q = f(op.a);
     a.ldq = op.a.cols;
@@ -1455,6 +1460,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       a.ods = ods;
       a.oq_stride = op.b.cols;
       a.ods_stride = op.b.cols / 32;
+      a.oh = oh;
       attention_decode(a, stream_);
     } else if (op.prefill) {
       attention_prefill(a, stream_);

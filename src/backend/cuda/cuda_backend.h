@@ -44,8 +44,8 @@ struct CudaOptions {
   // Batched steps (fuse on): up to 3 matmuls of one input, one format and one K (q/k/v, gate/up) in one
   // qgemm_frag.cu launch with one split-K sum (VIREO_CUDA_QFRAG_MULTI=0: a launch each).
   int qfrag_multi = 1;
-  // Batched steps (fuse on): norms and SwiGLU whose output feeds a matmul on the f16 paths write its f16
-  // activations too, instead of a separate conversion kernel (VIREO_CUDA_F16_OUT=0 turns it off).
+  // Batched steps (fuse on): norms, SwiGLU and the decode attention whose output feeds a matmul on the f16 paths
+  // write its f16 activations too, instead of a separate conversion kernel (VIREO_CUDA_F16_OUT=0 turns it off).
   int qfrag_f16_out = 1;
   // Keep an f16 copy of every quantized layer matrix (blk.*) on the GPU, made once at load: prefill steps then
   // multiply it with cuBLAS directly instead of dequantizing each matrix on every step. Costs 2 bytes per weight

@@ -173,6 +173,8 @@ struct AttnArgs {
   int8_t* oq = nullptr;
   float2* ods = nullptr;
   int64_t oq_stride = 0, ods_stride = 0;
+  // optional f16 copy of the output (rows of oh_stride = ldo elements: prep_act_f16's layout), for a batched matmul
+  uint16_t* oh = nullptr;
 };
 constexpr int kAttnTile = 32;       // positions per tile
 constexpr int kAttnMaxHeadDim = 256;
