@@ -211,7 +211,7 @@ for st in $STAGES; do
       done
       for p in ${QFRAG_PRESETS:-llama3.1-8b llama3.2-1b}; do
         f=$(synth $p q4_k_m)
-        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_RT=2 VIREO_CUDA_QFRAG_RT=2,VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_F16_OUT=0}; do
+        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_RT=2 VIREO_CUDA_QFRAG_RT=2,VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_F16_OUT=0 VIREO_CUDA_ROPE_STORE=0}; do
           echo "## $p $v"
           env ${v//,/ } timeout 150 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${PARALLEL:-16,32,64} 2>&1 |
             tee -a $OUT/qfrag_bench.log | grep -vE "^loading|^ *$" | tail -${QFRAG_BENCH_LINES:-8}

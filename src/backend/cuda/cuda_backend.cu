@@ -22,7 +22,7 @@
 // buffers, so that a kernel can read one and write the other; q8c_ records which Act each holds. Batched steps
 // (9-64 tokens) group up to three qgemm_frag.cu matmuls of one input into one launch (run_frag_group), and a
 // norm, SwiGLU or decode attention feeding a matmul on the f16 paths writes the f16 activations too
-// (run_with_f16; f16_cache_).
+// (run_with_f16; f16_cache_), and RoPE of q and k plus the cache store run as one kernel (run_rope_store).
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
@@ -698,6 +698,24 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     return 1;
   }
 
+  // Batched steps: RoPE of q, RoPE of k and the cache store of k and v as one kernel (rope_store).
+  size_t run_rope_store(size_t i) {
+    if (!opts_.rope_store || i + 2 >= log_.size()) return 0;
+    const Op &rq = log_[i], &rk = log_[i + 1], &st = log_[i + 2];
+    if (rk.kind != OpKind::Rope || st.kind != OpKind::KvStore || !same_act(st.a, rk.a) || rq.a.rows != n_ ||
+        rk.a.rows != n_ || st.b.rows != n_ || rq.rope.head_dim != rk.rope.head_dim ||
+        rq.rope.rope_dim != rk.rope.rope_dim || rq.rope.mode != rk.rope.mode || rq.rope_table != rk.rope_table ||
+        int64_t(rk.rope.n_heads) * rk.rope.head_dim != kv_.kv_dim || overlaps(rq.a, rk.a) || overlaps(rq.a, st.b) ||
+        overlaps(rk.a, st.b))
+      return 0;
+    rope_store(f(rq.a), rq.a.cols, f(rk.a), rk.a.cols, f(st.b), st.b.cols, n_, d_pos(), d_slots(), rq.rope_table,
+               rq.rope.n_heads, rk.rope.n_heads, rq.rope.head_dim, rq.rope.rope_dim, rq.rope.mode == RopeMode::Neox,
+               k_cache_[st.layer], v_cache_[st.layer], kv_.type == DType::F16, kv_.n_ctx, stream_);
+    wrote(rq.a.data);
+    wrote(rk.a.data);
+    return 3;
+  }
+
   // Runs group i (frag_group) as one launch; returns how many ops it ran (0: none).
   size_t run_frag_group(size_t i) {
     size_t k = frag_group(i);
@@ -1281,6 +1299,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   size_t run_fused(size_t i) {
     if (opts_.fuse && n_ > kMatvecMaxN) {
       if (log_[i].kind == OpKind::Matmul) return run_frag_group(i);
+      if (log_[i].kind == OpKind::Rope) return run_rope_store(i);
       return run_with_f16(i);
     }
     if (!opts_.fuse || n_ > kMatvecMaxN) return 0;
@@ -1681,6 +1700,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_QFRAG_PDL", &o.qfrag_pdl);
   env_int("VIREO_CUDA_QFRAG_MULTI", &o.qfrag_multi);
   env_int("VIREO_CUDA_F16_OUT", &o.qfrag_f16_out);
+  env_int("VIREO_CUDA_ROPE_STORE", &o.rope_store);
   env_int("VIREO_CUDA_MATVEC_MAX", &o.matvec_max_tokens);
   env_int("VIREO_CUDA_TILE_MAX", &o.tile_max_tokens);
   env_int("VIREO_CUDA_F16_WEIGHTS", &o.f16_weights);

@@ -47,6 +47,9 @@ struct CudaOptions {
   // Batched steps (fuse on): norms, SwiGLU and the decode attention whose output feeds a matmul on the f16 paths
   // write its f16 activations too, instead of a separate conversion kernel (VIREO_CUDA_F16_OUT=0 turns it off).
   int qfrag_f16_out = 1;
+  // Batched steps (fuse on): RoPE of q and k and the cache store of k and v in one kernel (VIREO_CUDA_ROPE_STORE=0:
+  // three).
+  int rope_store = 1;
   // Keep an f16 copy of every quantized layer matrix (blk.*) on the GPU, made once at load: prefill steps then
   // multiply it with cuBLAS directly instead of dequantizing each matrix on every step. Costs 2 bytes per weight
   // of extra memory (16 GB for an 8B model), so it is off unless asked for (VIREO_CUDA_F16_WEIGHTS=1).

@@ -142,6 +142,11 @@ void norm_q8(float* x, int64_t ldx, const float* y, int64_t ldy, const float* g,
 // In place; inv_freq[i] (i < rope_dim/2) already includes the frequency factors.
 void rope(float* x, int64_t ldx, int n, const int32_t* pos, const float* inv_freq, int n_heads, int head_dim,
           int rope_dim, bool neox, cudaStream_t s);
+// RoPE of q (nq_heads) and k (nk_heads) in place, then k and v stored into the cache of one layer at (slot[t],
+// pos[t]) (cache rows nk_heads * head_dim elements): rope + rope + kv_store of a batched step in one kernel.
+void rope_store(float* q, int64_t ldq, float* k, int64_t ldk, const float* v, int64_t ldv, int n, const int32_t* pos,
+                const int32_t* slot, const float* inv_freq, int nq_heads, int nk_heads, int head_dim, int rope_dim,
+                bool neox, void* kc, void* vc, bool f16, int n_ctx, cudaStream_t s);
 
 // ---- attention.cu ----
 struct AttnArgs {
