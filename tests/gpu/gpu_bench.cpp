@@ -156,11 +156,11 @@ struct KernelFilter {
   std::vector<std::string> types;
   std::vector<int> tokens;
   bool with_old = true;
+  bool attention = true;  // off once --types narrows the run to matmuls
   bool type_ok(DType t) const {
     return types.empty() || std::find(types.begin(), types.end(), dtype_name(t)) != types.end();
   }
   bool tokens_ok(int n) const { return tokens.empty() || std::find(tokens.begin(), tokens.end(), n) != tokens.end(); }
-  bool attention = true;
 };
 
 void bench_kernels(int dev, bool quick, const KernelFilter& filter) {
