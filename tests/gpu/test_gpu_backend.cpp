@@ -437,8 +437,9 @@ TEST_P(Gpu, MatmulQgemmFragmentVariants) {
 TEST_P(Gpu, GroupedMatmulsMatchOneLaunchEach) {
   // Batched steps run up to 3 matmuls of one input, format and K as one qgemm_frag.cu launch (q/k/v, gate/up):
   // here q, k (Q4_K) and v (Q6_K: a group of its own) of one input, then gate/up (Q4_K) of another, at token counts
-  // with and without a split K, against the same ops one launch each. Only the order of the f32 split sums may
-  // differ between the two.
+  // with and without a split K, against the same ops one launch each; also grouped with warps of 32 rows x half
+  // the tokens and the linear copies (the options the next measurements compare). Only the order of the f32
+  // split sums may differ.
   const int64_t dim = emu() ? 512 : 4096, kv = emu() ? 128 : 1024, ffn = emu() ? 384 : 14336;
   struct Mat {
     DType t;
@@ -448,11 +449,14 @@ TEST_P(Gpu, GroupedMatmulsMatchOneLaunchEach) {
                        {DType::Q4_K, ffn, dim}, {DType::Q4_K, ffn, dim}};
   const int maxn = 40;
   std::vector<std::unique_ptr<Backend>> bes;
-  std::vector<std::vector<float>> outs[2];
-  for (int grouped = 0; grouped < 2; ++grouped) {
+  std::vector<std::vector<float>> outs[3];
+  for (int variant = 0; variant < 3; ++variant) {  // one launch each, grouped, grouped with RT = 2 and linear copies
+    const bool grouped = variant > 0;
     CudaOptions o = CudaOptions::from_env();
     o.qgemm_frag = 1;
     o.qfrag_multi = grouped;
+    o.qfrag_row_tiles = variant == 2 ? 2 : 1;
+    o.qfrag_linear_copy = variant == 2;
     auto be = make(o);
     const Weight* w[5];
     for (int i = 0; i < 5; ++i)
@@ -468,18 +472,19 @@ TEST_P(Gpu, GroupedMatmulsMatchOneLaunchEach) {
       step(*be, plain_batch(n), [&] {
         for (int i = 0; i < 5; ++i) be->matmul(w[i], (i < 3 ? x1 : x2).with_rows(n), y[i].with_rows(n));
       });
-      for (int i = 0; i < 5; ++i) outs[grouped].push_back(get(*be, y[i], n));
+      for (int i = 0; i < 5; ++i) outs[variant].push_back(get(*be, y[i], n));
     }
     const auto st = ext_of(*be)->graph_stats();
     if (grouped) EXPECT_GT(st.fused, 0) << "no grouped launch ran";
     else EXPECT_EQ(st.fused, 0);
     bes.push_back(std::move(be));
   }
-  for (size_t i = 0; i < outs[0].size(); ++i) {
-    SCOPED_TRACE("step " + std::to_string(i / 5) + " matrix " + std::to_string(i % 5));
-    ASSERT_TRUE(all_finite(outs[1][i])) << "an output left unwritten";
-    EXPECT_LE(rel_l2(outs[1][i], outs[0][i]), 1e-5);
-  }
+  for (int v = 1; v < 3; ++v)
+    for (size_t i = 0; i < outs[0].size(); ++i) {
+      SCOPED_TRACE("variant " + std::to_string(v) + " step " + std::to_string(i / 5) + " matrix " + std::to_string(i % 5));
+      ASSERT_TRUE(all_finite(outs[v][i])) << "an output left unwritten";
+      EXPECT_LE(rel_l2(outs[v][i], outs[0][i]), 1e-5);
+    }
 }
 
 TEST_P(Gpu, MatmulQgemmSplitK) {
