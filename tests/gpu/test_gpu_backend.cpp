@@ -1061,8 +1061,9 @@ struct LayerNet {
 TEST_P(Gpu, BatchedLayersMatchUnfused) {
   // Steps of 17-40 tokens (batched decode and prefill chunks) through two Llama layers: the batched fusions (q/k/v
   // and gate/up grouped into one qgemm_frag.cu launch each, norms, SwiGLU and the decode attention writing the f16
-  // activations of the next matmul, RoPE of q and k with the cache store in one kernel) against one kernel per op, and both against the CPU backend. Same arithmetic apart from the order
-  // of split-K sums, so the two CUDA paths agree closely.
+  // activations of the next matmul, RoPE of q and k with the cache store in one kernel) against one kernel per op,
+  // and both against the CPU backend. Same arithmetic apart from the order of split-K sums, so the two CUDA paths
+  // agree closely.
   // (The emulator's case rotates part of each head, NeoX-style: the fused RoPE + cache store's other path.)
   const LayerCase c = emu() ? LayerCase{256, 4, 2, 64, 512, 96, 32, RopeMode::Neox, DType::Q4_K, DType::Q6_K,
                                         DType::Q4_K, DType::Q4_K, DType::Q6_K, DType::Q6_K, false}

@@ -718,12 +718,12 @@ class CudaBackend final : public Backend, public CudaBackendExt {
 
   // Runs group i (frag_group) as one launch; returns how many ops it ran (0: none).
   size_t run_frag_group(size_t i) {
-    size_t k = frag_group(i);
+    const size_t k = frag_group(i);
     if (k < 2) return 0;
     const Op& m0 = log_[i];
     const int64_t m = m0.a.rows;
-    MatView v = frag_group_view(i, k);
-    int splits = qgemm_frag_splits(v, static_cast<int>(m), sms_, qfrag_config());
+    const MatView v = frag_group_view(i, k);
+    const int splits = qgemm_frag_splits(v, static_cast<int>(m), sms_, qfrag_config());
     // the scratch was sized at record time for this grouping; never overrun it
     if (splits > 1 && static_cast<size_t>(splits * m * v.rows) * sizeof(float) > qgemm_part_.bytes) return 0;
     const Act x = m0.a;

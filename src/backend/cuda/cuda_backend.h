@@ -96,8 +96,8 @@ struct CudaOptions {
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
   // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS, _MV_TILES, _TILE_MAX,
-  // _ATTN_CHUNK, _ATTN_BPS, _SAMPLE, _MV_KSPLIT, _QFRAG, _QFRAG_BPS, _QFRAG_MODEL from the environment over the
-  // defaults.
+  // _ATTN_CHUNK, _ATTN_BPS, _SAMPLE, _MV_KSPLIT, _QFRAG, _QFRAG_BPS, _QFRAG_MODEL, _QFRAG_COPY, _QFRAG_RT,
+  // _QFRAG_NT, _QFRAG_PDL, _QFRAG_MULTI, _F16_OUT, _ROPE_STORE from the environment over the defaults.
   static CudaOptions from_env();
 };
 

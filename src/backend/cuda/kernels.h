@@ -73,7 +73,7 @@ struct QfragConfig {
   // (CudaOptions::qfrag_blocks_per_sm).
   int blocks_per_sm = 1;
   // false: the earlier split rule (about two blocks a multiprocessor), for comparison (qfrag_split_model).
-  bool cost_model = false;
+  bool cost_model = true;
   // Consecutive threads copy consecutive 16-byte units (row and unit computed per copy) instead of each thread
   // keeping one weight row and one token (qfrag_linear_copy).
   bool linear_copy = false;
@@ -178,7 +178,7 @@ struct AttnArgs {
   int8_t* oq = nullptr;
   float2* ods = nullptr;
   int64_t oq_stride = 0, ods_stride = 0;
-  // optional f16 copy of the output (rows of oh_stride = ldo elements: prep_act_f16's layout), for a batched matmul
+  // optional f16 copy of the output (rows of ldo elements: prep_act_f16's layout), for a batched matmul
   uint16_t* oh = nullptr;
 };
 constexpr int kAttnTile = 32;       // positions per tile

@@ -18,6 +18,17 @@ VDEV float block_sum(float v, float* red) {
   return total;
 }
 
+// out = x * scale * g for one row (the block's), and its f16 copy in row blockIdx.x of outh when asked.
+VDEV void store_normed(const float* xr, float scale, const float* __restrict__ g, int64_t cols, float* o,
+                       uint16_t* __restrict__ outh) {
+  uint16_t* oh = outh ? outh + static_cast<int64_t>(blockIdx.x) * cols : nullptr;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    const float v = xr[i] * scale * g[i];
+    o[i] = v;
+    if (oh) oh[i] = f2h(v);
+  }
+}
+
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_kernel(const float* __restrict__ x, int64_t ldx, const float* __restrict__ g, float eps, int64_t cols,
                    float* __restrict__ out, int64_t ldo, uint16_t* __restrict__ outh) {
@@ -29,13 +40,7 @@ __global__ void __launch_bounds__(kThreads)
   float ss = 0.f;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) ss += xr[i] * xr[i];
   const float total = block_sum(ss, red);
-  const float scale = 1.f / sqrtf(total / static_cast<float>(cols) + eps);
-  uint16_t* oh = outh ? outh + static_cast<int64_t>(blockIdx.x) * cols : nullptr;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    const float v = xr[i] * scale * g[i];
-    o[i] = v;
-    if (oh) oh[i] = f2h(v);
-  }
+  store_normed(xr, 1.f / sqrtf(total / static_cast<float>(cols) + eps), g, cols, o, outh);
 }
 
 // x and out may be the same buffer: every element is handled by one thread only.
@@ -55,13 +60,7 @@ __global__ void __launch_bounds__(kThreads)
     ss += v * v;
   }
   const float total = block_sum(ss, red);
-  const float scale = 1.f / sqrtf(total / static_cast<float>(cols) + eps);
-  uint16_t* oh = outh ? outh + static_cast<int64_t>(blockIdx.x) * cols : nullptr;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    const float v = xr[i] * scale * g[i];
-    o[i] = v;
-    if (oh) oh[i] = f2h(v);
-  }
+  store_normed(xr, 1.f / sqrtf(total / static_cast<float>(cols) + eps), g, cols, o, outh);
 }
 
 // The block boundary of a decode step in one kernel: x += y (y may be null), out = rmsnorm(x) * g, and the int8

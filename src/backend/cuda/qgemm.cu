@@ -146,7 +146,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int j = 0; j < BN / 16; ++j) wmma::fill_fragment(acc[j], 0.f);
 
   // Split-K: block z covers K range [z * k_per_split, ...) and writes its partial sums to its own slice of y
-  // (then y is the scratch [splits][m][rows], summed in a fixed order by reduce_kernel: deterministic).
+  // (then y is the scratch [splits][m][rows], summed in a fixed order by reduce_segs_kernel: deterministic).
   const int64_t k_begin = static_cast<int64_t>(blockIdx.z) * k_per_split;
   const int64_t k_end = k_begin + k_per_split < w.Kp ? k_begin + k_per_split : w.Kp;
   if (gridDim.z > 1) y += static_cast<int64_t>(blockIdx.z) * m * ldy;
@@ -211,21 +211,8 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// y[t][r] = sum over z of part[z][t][r] (part rows are `rows` long).
-__global__ void __launch_bounds__(256)
-    reduce_kernel(const float* __restrict__ part, int splits, int m, int64_t rows, float* __restrict__ y, int64_t ldy) {
-  pdl_wait();
-  pdl_trigger();
-  const int64_t total = static_cast<int64_t>(m) * rows;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float acc = 0.f;
-    for (int z = 0; z < splits; ++z) acc += part[z * total + i];
-    y[(i / rows) * ldy + i % rows] = acc;
-  }
-}
-
-// The same for up to 3 matrices side by side in the scratch rows (qgemm_frag_multi).
+// y[t][r] = sum over z of part[z][t][r], in that order; the scratch rows are those of up to 3 matrices side by side
+// (one for qgemm.cu, the segments of a qgemm_frag_multi launch), each summed into its own y.
 __global__ void __launch_bounds__(256) reduce_segs_kernel(const float* __restrict__ part, int splits, int m, ReduceSegs r) {
   pdl_wait();
   pdl_trigger();
@@ -249,9 +236,9 @@ int bn_for(int m) { return m <= 16 ? 16 : (m <= 32 ? 32 : 64); }
 }  // namespace
 
 void qgemm_reduce(const float* part, int splits, int m, int64_t rows, float* y, int64_t ldy, cudaStream_t s) {
-  const int64_t blocks = std::min<int64_t>(ceil_div(static_cast<int64_t>(m) * rows, 256), 4096);
-  VLAUNCH_PDL(reduce_kernel, dim3(static_cast<unsigned>(blocks)), dim3(256), 0, s, part, splits, m, rows, y, ldy);
-  VCHECK_LAUNCH("matmul (split-K sum)");
+  ReduceSegs r;
+  r.row_end[0] = rows, r.y[0] = y, r.ldy[0] = ldy;
+  qgemm_reduce_segs(part, splits, m, r, s);
 }
 
 void qgemm_reduce_segs(const float* part, int splits, int m, const ReduceSegs& r, cudaStream_t s) {

@@ -378,28 +378,27 @@ constexpr int minb_for(int want) {
 template <WFmt F, int NT, int MINB, bool kLinear, int RT>
 void go(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits, bool pdl, cudaStream_t s) {
   auto* k = &qgemm_frag_kernel<F, NT, MINB, kLinear, RT>;
+  int64_t rows = 0;  // of the scratch
+  for (int i = 0; i < nseg; ++i) rows += outs[i].w.rows;
   FragLaunch L;
   ReduceSegs red;
+  red.nseg = nseg;
   int blocks = 0;
-  int64_t rows = 0;
+  int64_t row0 = 0;  // the segment's first scratch row
   for (int i = 0; i < kFragMaxSegs; ++i) {
     const FragOut& o = outs[i < nseg ? i : nseg - 1];
     FragSeg& g = L.seg[i];
     g.w = o.w;
-    if (i < nseg) blocks += static_cast<int>(ceil_div(o.w.rows, kBM));
-    g.block_end = blocks;
-    g.y = splits == 1 ? o.y : part + rows;
-    g.ldy = splits == 1 ? o.ldy : -1;  // set below, once the total row count is known
-    g.z_stride = 0;
     if (i < nseg) {
-      red.y[i] = o.y, red.ldy[i] = o.ldy;
-      rows += o.w.rows;
-      red.row_end[i] = rows;
+      blocks += static_cast<int>(ceil_div(o.w.rows, kBM));
+      red.y[i] = o.y, red.ldy[i] = o.ldy, red.row_end[i] = row0 + o.w.rows;
     }
+    g.block_end = blocks;
+    g.y = splits == 1 ? o.y : part + row0;
+    g.ldy = splits == 1 ? o.ldy : rows;
+    g.z_stride = splits == 1 ? 0 : static_cast<int64_t>(m) * rows;
+    if (i < nseg) row0 += o.w.rows;
   }
-  red.nseg = nseg;
-  if (splits > 1)
-    for (FragSeg& g : L.seg) g.ldy = rows, g.z_stride = static_cast<int64_t>(m) * rows;
   const int64_t sb_per_split = ceil_div(outs[0].w.nb, splits);
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(ceil_div(m, 8 * NT)),
                   static_cast<unsigned>(splits));

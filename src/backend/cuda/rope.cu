@@ -8,6 +8,19 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// Rotates pair i (< half) of the head at r by position p, in place; returns the indices of the pair in *a, *b.
+VDEV void rotate_pair(float* r, int i, int half, int neox, float p, const float* __restrict__ inv_freq, int* a,
+                      int* b) {
+  const float angle = p * inv_freq[i];
+  float sn, cs;
+  sin_cos(angle, &sn, &cs);
+  *a = neox ? i : 2 * i;
+  *b = neox ? i + half : 2 * i + 1;
+  const float x0 = r[*a], x1 = r[*b];
+  r[*a] = x0 * cs - x1 * sn;
+  r[*b] = x0 * sn + x1 * cs;
+}
+
 // Block per token; thread per (head, pair).
 __global__ void __launch_bounds__(kThreads)
     rope_kernel(float* __restrict__ x, int64_t ldx, const int32_t* __restrict__ pos,
@@ -18,22 +31,15 @@ __global__ void __launch_bounds__(kThreads)
   const float p = static_cast<float>(pos[t]);
   float* xr = x + t * ldx;
   for (int idx = static_cast<int>(threadIdx.x); idx < n_heads * half; idx += static_cast<int>(blockDim.x)) {
-    const int h = idx / half, i = idx % half;
-    const float angle = p * inv_freq[i];
-    float sn, cs;
-    sin_cos(angle, &sn, &cs);
-    float* v = xr + static_cast<int64_t>(h) * head_dim;
-    const int a = neox ? i : 2 * i;
-    const int b = neox ? i + half : 2 * i + 1;
-    const float x0 = v[a], x1 = v[b];
-    v[a] = x0 * cs - x1 * sn;
-    v[b] = x0 * sn + x1 * cs;
+    const int h = idx / half;
+    int a, b;
+    rotate_pair(xr + static_cast<int64_t>(h) * head_dim, idx % half, half, neox, p, inv_freq, &a, &b);
   }
 }
 
 // Batched steps: RoPE of q and k and the store of k and v into the cache in one kernel (block per token). The
 // thread that rotates a pair of k also stores it; k elements past rope_dim and all of v are stored as they are.
-// Same arithmetic as rope_kernel and kv_store_kernel.
+// Same rotation as rope_kernel and the same stores as kv_store_kernel.
 template <bool F16>
 __global__ void __launch_bounds__(kThreads)
     rope_store_kernel(float* __restrict__ q, int64_t ldq, float* __restrict__ k, int64_t ldk,
@@ -54,21 +60,13 @@ __global__ void __launch_bounds__(kThreads)
        idx += static_cast<int>(blockDim.x)) {
     const bool is_k = idx >= nq_heads * half;
     const int hi = is_k ? idx - nq_heads * half : idx;
-    const int h = hi / half, i = hi % half;
-    const float angle = p * inv_freq[i];
-    float sn, cs;
-    sin_cos(angle, &sn, &cs);
-    float* x = is_k ? k + t * ldk : q + t * ldq;
-    float* r = x + static_cast<int64_t>(h) * head_dim;
-    const int a = neox ? i : 2 * i;
-    const int b = neox ? i + half : 2 * i + 1;
-    const float x0 = r[a], x1 = r[b];
-    const float y0 = x0 * cs - x1 * sn, y1 = x0 * sn + x1 * cs;
-    r[a] = y0;
-    r[b] = y1;
+    const int h = hi / half;
+    float* r = (is_k ? k + t * ldk : q + t * ldq) + static_cast<int64_t>(h) * head_dim;
+    int a, b;
+    rotate_pair(r, hi % half, half, neox, p, inv_freq, &a, &b);
     if (is_k) {
-      put(kc, h * head_dim + a, y0);
-      put(kc, h * head_dim + b, y1);
+      put(kc, h * head_dim + a, r[a]);
+      put(kc, h * head_dim + b, r[b]);
     }
   }
   const float* kr = k + t * ldk;
