@@ -194,7 +194,7 @@ for st in $STAGES; do
       timeout 240 ./vireo_gpu_tests --gtest_filter='*Matmul*/Cuda:*Fused*/Cuda:*Batched*/Cuda:*Synthetic*/Cuda:*Scheduler*/Cuda' \
         --gtest_color=no 2>&1 | tee $OUT/qfrag_tests.log |
         grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|actual|Expected|worst" | head -40
-      for v in VIREO_CUDA_QFRAG_MODEL=0 VIREO_CUDA_QFRAG_BPS=2 VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_RT=2; do
+      for v in ${QFRAG_TEST_VARIANTS:-VIREO_CUDA_QFRAG_MODEL=0 VIREO_CUDA_QFRAG_NT=4}; do
         echo "## tests $v: $(env $v timeout 60 ./vireo_gpu_tests --gtest_filter='*MatmulQgemm*/Cuda:*Scheduler*/Cuda' \
           2>&1 | tee -a $OUT/qfrag_tests.log | grep -E '^\[  (FAILED|PASSED)' | tr '\n' ' ')"
       done
@@ -204,14 +204,14 @@ for st in $STAGES; do
         $C -sass ./vireo_gpu_tests 2>/dev/null | awk '/Function : /{on = /qgemm_frag_kernel/} on' > $OUT/qfrag.sass
         echo "## sass: $(grep -c 'Function :' $OUT/qfrag.sass) kernels, $(wc -l < $OUT/qfrag.sass) lines"
       fi
-      for v in ${QFRAG_KERNEL_VARIANTS:-VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_RT=2 VIREO_CUDA_QFRAG_RT=2,VIREO_CUDA_QFRAG_COPY=1}; do
+      for v in ${QFRAG_KERNEL_VARIANTS:-VIREO_CUDA_QFRAG=1}; do
         echo "## kernels $v"
         env ${v//,/ } timeout 100 ./vireo_gpu_bench --kernels --types Q4_K,Q6_K --tokens 16,32,64 --new-only 2>&1 |
           tee -a $OUT/qfrag_kernels.log | grep -E "^matmul (Q4_K|Q6_K) n=(16|32|64) "
       done
       for p in ${QFRAG_PRESETS:-llama3.1-8b llama3.2-1b}; do
         f=$(synth $p q4_k_m)
-        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=1 VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_QFRAG_RT=2 VIREO_CUDA_QFRAG_RT=2,VIREO_CUDA_QFRAG_COPY=1 VIREO_CUDA_F16_OUT=0 VIREO_CUDA_ROPE_STORE=0}; do
+        for v in ${QFRAG_VARIANTS:-VIREO_CUDA_QFRAG=1 VIREO_CUDA_F16_OUT=0 VIREO_CUDA_ROPE_STORE=0}; do
           echo "## $p $v"
           env ${v//,/ } timeout 150 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${PARALLEL:-16,32,64} 2>&1 |
             tee -a $OUT/qfrag_bench.log | grep -vE "^loading|^ *$" | tail -${QFRAG_BENCH_LINES:-8}
@@ -261,6 +261,18 @@ for st in $STAGES; do
           done
         done
       done ;;
+    prefill)  # pp512 against the size of the dequantized f16 weight slice (PREFILL_SLICES, in 2^20 elements)
+      for p in ${PREFILL_PRESETS:-llama3.1-8b llama3.2-1b}; do
+        f=$(synth $p q4_k_m)
+        for sl in ${PREFILL_SLICES:-64 4 8 16 32 64}; do
+          echo "## $p slice ${sl}Mi: $(VIREO_CUDA_GEMM_SLICE_MI=$sl timeout 100 ./vireo bench --device cuda -m $f -p 512 -n 16 -r 3 2>&1 |
+            tee -a $OUT/prefill.log | grep -E 'pp512|rror' | head -2 | tr '\n' ' ')"
+        done
+      done
+      # where a 512-token prefill step's time goes (eager, an event after every kernel group)
+      f=$(synth llama3.1-8b q4_k_m)
+      VIREO_CUDA_PROFILE=1 timeout 100 ./vireo bench --device cuda -m $f -p 512 -n 2 -r 1 > $OUT/profile-prefill.log 2>&1
+      grep -E "steps of|total ms" $OUT/profile-prefill.log; grep -E "^ +[0-9.]+ +[0-9]+ .* n=512 " $OUT/profile-prefill.log | head -20 ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)

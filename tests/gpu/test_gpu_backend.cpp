@@ -417,16 +417,12 @@ TEST_P(Gpu, MatmulQgemmFragments) {
 }
 
 TEST_P(Gpu, MatmulQgemmFragmentVariants) {
-  // qgemm_frag.cu's experiments: consecutive threads copying consecutive units, 64 tokens in blocks of at most 4
-  // or 2 token tiles (several token blocks a row block), and warps of 32 rows x half the block's tokens (with
-  // either copy, and down to one token tile a warp).
-  for (int variant = 0; variant < 6; ++variant) {
+  // qgemm_frag.cu with 64 tokens in blocks of at most 4 or 2 token tiles (several token blocks a row block).
+  for (int variant = 0; variant < 2; ++variant) {
     SCOPED_TRACE("variant " + std::to_string(variant));
     CudaOptions o = CudaOptions::from_env();
     o.qgemm_frag = 1;
-    o.qfrag_linear_copy = variant == 0 || variant == 4;
-    o.qfrag_max_nt = variant == 1 ? 4 : (variant == 2 || variant == 5 ? 2 : 8);
-    o.qfrag_row_tiles = variant >= 3 ? 2 : 1;
+    o.qfrag_max_nt = variant == 0 ? 4 : 2;
     for (DType t : {DType::Q4_K, DType::Q6_K}) {
       auto be = make(o);
       check_matmul(*be, t, emu() ? 136 : 1100, emu() ? 512 : 3072, {17, 40, 64}, 720u + 10u * variant + static_cast<uint32_t>(t), o);
@@ -437,9 +433,8 @@ TEST_P(Gpu, MatmulQgemmFragmentVariants) {
 TEST_P(Gpu, GroupedMatmulsMatchOneLaunchEach) {
   // Batched steps run up to 3 matmuls of one input, format and K as one qgemm_frag.cu launch (q/k/v, gate/up):
   // here q, k (Q4_K) and v (Q6_K: a group of its own) of one input, then gate/up (Q4_K) of another, at token counts
-  // with and without a split K, against the same ops one launch each; also grouped with warps of 32 rows x half
-  // the tokens and the linear copies (the options the next measurements compare). Only the order of the f32
-  // split sums may differ.
+  // with and without a split K, against the same ops one launch each, and grouped in blocks of 16 tokens (more
+  // token blocks a row block). Only the order of the f32 split sums may differ.
   const int64_t dim = emu() ? 512 : 4096, kv = emu() ? 128 : 1024, ffn = emu() ? 384 : 14336;
   struct Mat {
     DType t;
@@ -450,13 +445,12 @@ TEST_P(Gpu, GroupedMatmulsMatchOneLaunchEach) {
   const int maxn = 40;
   std::vector<std::unique_ptr<Backend>> bes;
   std::vector<std::vector<float>> outs[3];
-  for (int variant = 0; variant < 3; ++variant) {  // one launch each, grouped, grouped with RT = 2 and linear copies
+  for (int variant = 0; variant < 3; ++variant) {  // one launch each, grouped, grouped in 16-token blocks
     const bool grouped = variant > 0;
     CudaOptions o = CudaOptions::from_env();
     o.qgemm_frag = 1;
     o.qfrag_multi = grouped;
-    o.qfrag_row_tiles = variant == 2 ? 2 : 1;
-    o.qfrag_linear_copy = variant == 2;
+    o.qfrag_max_nt = variant == 2 ? 2 : 8;
     auto be = make(o);
     const Weight* w[5];
     for (int i = 0; i < 5; ++i)

@@ -1026,10 +1026,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   }
   QfragConfig qfrag_config() const {
     QfragConfig c;
-    c.blocks_per_sm = opts_.qfrag_blocks_per_sm;
     c.cost_model = opts_.qfrag_split_model != 0;
-    c.linear_copy = opts_.qfrag_linear_copy != 0;
-    c.row_tiles = opts_.qfrag_row_tiles;
     c.max_nt = opts_.qfrag_max_nt;
     c.pdl = opts_.qfrag_pdl != 0;
     return c;
@@ -1692,10 +1689,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_MV_TILES", &o.mv_tiles);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);
   env_int("VIREO_CUDA_QFRAG", &o.qgemm_frag);
-  env_int("VIREO_CUDA_QFRAG_BPS", &o.qfrag_blocks_per_sm);
   env_int("VIREO_CUDA_QFRAG_MODEL", &o.qfrag_split_model);
-  env_int("VIREO_CUDA_QFRAG_COPY", &o.qfrag_linear_copy);
-  env_int("VIREO_CUDA_QFRAG_RT", &o.qfrag_row_tiles);
   env_int("VIREO_CUDA_QFRAG_NT", &o.qfrag_max_nt);
   env_int("VIREO_CUDA_QFRAG_PDL", &o.qfrag_pdl);
   env_int("VIREO_CUDA_QFRAG_MULTI", &o.qfrag_multi);
@@ -1707,6 +1701,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_ATTN_CHUNK", &o.attn_min_chunk);
   env_int("VIREO_CUDA_ATTN_BPS", &o.attn_blocks_per_sm);
   env_int("VIREO_CUDA_SAMPLE", &o.device_sampling);
+  if (const char* e = std::getenv("VIREO_CUDA_GEMM_SLICE_MI")) o.gemm_scratch_elems = int64_t(std::max(1, std::atoi(e))) << 20;
   return o;
 }
 

@@ -23,20 +23,11 @@ struct CudaOptions {
   // Q4_K/Q6_K matmuls of qgemm's token counts run on qgemm_frag.cu (each lane dequantizes the weights of its own
   // tensor-core fragments) instead of qgemm.cu's dequantized shared-memory tiles (VIREO_CUDA_QFRAG=0 keeps qgemm.cu).
   int qgemm_frag = 1;
-  // qgemm_frag.cu blocks a multiprocessor: 1 (up to 255 registers, a 4-stage ring) or 2 (128 registers, a ring
-  // of 2-4 stages in half the shared memory, where two stages fit) (VIREO_CUDA_QFRAG_BPS).
-  int qfrag_blocks_per_sm = 1;
   // qgemm_frag.cu's split-K count: 1 = a cost model of waves, start-up and the split sum (qgemm_frag_splits;
   // H100: 8B x64 5,260 -> 6,065 tok/s, 1B x64 20,715 -> 25,168), 0 = about two blocks a multiprocessor
   // (VIREO_CUDA_QFRAG_MODEL).
   int qfrag_split_model = 1;
-  // qgemm_frag.cu experiments: consecutive threads copy consecutive 16-byte units (VIREO_CUDA_QFRAG_COPY=1; 0: a
-  // thread keeps one weight row and one token), and at most this many token tiles of 8 a block
-  // (VIREO_CUDA_QFRAG_NT: 2, 4, 8).
-  int qfrag_linear_copy = 0;
-  // qgemm_frag.cu warp tiles: 1 = 16 rows x all the block's tokens, 2 = 32 rows x half of them (half the
-  // shared-memory reads of activations, twice the dequantization) (VIREO_CUDA_QFRAG_RT; not yet measured).
-  int qfrag_row_tiles = 1;
+  // qgemm_frag.cu: at most this many token tiles of 8 a block (VIREO_CUDA_QFRAG_NT: 2, 4, 8).
   int qfrag_max_nt = 8;
   // qgemm_frag.cu launched with programmatic dependent launch (when pdl is on): its first weights stream while the
   // previous kernel finishes (VIREO_CUDA_QFRAG_PDL=0 turns it off).
@@ -54,7 +45,8 @@ struct CudaOptions {
   // multiply it with cuBLAS directly instead of dequantizing each matrix on every step. Costs 2 bytes per weight
   // of extra memory (16 GB for an 8B model), so it is off unless asked for (VIREO_CUDA_F16_WEIGHTS=1).
   int f16_weights = 0;
-  // f16 scratch for one dequantized weight slice of the prefill path (elements); larger matrices go in slices.
+  // f16 scratch for one dequantized weight slice of the prefill path (elements); larger matrices go in slices
+  // (VIREO_CUDA_GEMM_SLICE_MI: in units of 2^20 elements).
   int64_t gemm_scratch_elems = int64_t(64) << 20;
   // CUDA graphs: 0 = never (every op launches eagerly), 1 = capture a step shape on first use (shapes of up to
   // graph_first_use_max_tokens tokens) or second use (larger ones), replay after.
@@ -96,8 +88,8 @@ struct CudaOptions {
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
   // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS, _MV_TILES, _TILE_MAX,
-  // _ATTN_CHUNK, _ATTN_BPS, _SAMPLE, _MV_KSPLIT, _QFRAG, _QFRAG_BPS, _QFRAG_MODEL, _QFRAG_COPY, _QFRAG_RT,
-  // _QFRAG_NT, _QFRAG_PDL, _QFRAG_MULTI, _F16_OUT, _ROPE_STORE from the environment over the defaults.
+  // _ATTN_CHUNK, _ATTN_BPS, _SAMPLE, _MV_KSPLIT, _QFRAG, _QFRAG_MODEL,
+  // _QFRAG_NT, _QFRAG_PDL, _QFRAG_MULTI, _F16_OUT, _ROPE_STORE, _GEMM_SLICE_MI from the environment over the defaults.
   static CudaOptions from_env();
 };
 

@@ -69,16 +69,8 @@ void qgemm_reduce_segs(const float* part, int splits, int m, const ReduceSegs& r
 void qgemm_frag_init(size_t smem_optin);  // once per device: the shared memory the kernels need, where granted
 bool qgemm_frag_supported(const MatView& w, int m);
 struct QfragConfig {
-  // 2 runs the variant with half the shared memory and 128 registers where its ring still has two stages
-  // (CudaOptions::qfrag_blocks_per_sm).
-  int blocks_per_sm = 1;
   // false: the earlier split rule (about two blocks a multiprocessor), for comparison (qfrag_split_model).
   bool cost_model = true;
-  // Consecutive threads copy consecutive 16-byte units (row and unit computed per copy) instead of each thread
-  // keeping one weight row and one token (qfrag_linear_copy).
-  bool linear_copy = false;
-  // Row tiles of 16 a warp: 1 (16 rows x all of the block's tokens) or 2 (32 rows x half of them) (qfrag_row_tiles).
-  int row_tiles = 1;
   // Token tiles of 8 a block at most: 2, 4 or 8 (qfrag_max_nt).
   int max_nt = 8;
   // Launched with programmatic dependent launch (where on): the first super-blocks' weights are copied while the

@@ -4,13 +4,16 @@
 //
 //   y[token][row] = sum over k of x[token][k] * w[row][k]      (x: f16 rows of Kp, prep_act_f16; y: f32)
 //
-// Block: 8 warps x 16 weight rows (128 rows) and 8 * NT tokens (NT = 2, 4, 8: 16, 32, 64 tokens; with RT = 2,
-// 4 row groups of 32 rows x 2 token halves); K advances one 256-element super-block at a time, and is split over
+// Block: 8 warps x 16 weight rows (128 rows) and 8 * NT tokens (NT = 2, 4, 8: 16, 32, 64 tokens); K advances
+// one 256-element super-block at a time, and is split over
 // gridDim.z blocks for small matrices. One launch may cover up to 3 matrices of one format and K over the same
 // activations (segments: q/k/v, gate/up), their row blocks side by side in gridDim.x.
 //   ring       the super-block's weights (128 rows, GGUF bytes) and activations ([8 NT tokens][256 k] f16) are
 //              copied by cp.async into a ring of up to 4 stages in shared memory, S - 1 super-blocks ahead of
-//              the one multiplied; one barrier a super-block. (A first version kept one super-block of weights
+//              the one multiplied; one barrier a super-block. Consecutive threads copy consecutive 16-byte
+//              units (of the block's weight rows, then of each token's activations), so a warp's copies are
+//              contiguous: H100, 8B x64 6,381 -> 6,842 tok/s against each thread keeping one row and one token
+//              (2026-12-07). (A first version kept one super-block of weights
 //              in flight in registers: it waited on memory latency every super-block; 8B x64 5,793 vs 6,218 tok/s.)
 //              Under programmatic dependent launch the first stages' weights are requested before waiting for
 //              the previous kernel (only the activations depend on it).
@@ -33,7 +36,7 @@
 namespace vireo::VIREO_CUDA_NS {
 namespace {
 
-constexpr int kBM = 128;  // rows a block: 8 warps of one 16-row tile (or 4 row groups of two)
+constexpr int kBM = 128;  // rows a block: 8 warps of one 16-row tile
 constexpr int kSB = 256;          // K of one super-block (Q4_K / Q6_K block)
 constexpr int kTokBytes = 2 * kSB;  // one token's activations of a super-block in shared memory
 
@@ -165,37 +168,29 @@ struct Frag<WFmt::Q6_K> {
   VDEV static int swizzle(int u, int tok) { return u ^ ((u >> 4) & 1) ^ ((tok & 1) << 2); }
 };
 
-// acc += this lane's share of one super-block over RT row tiles of 16 (cur: rows g, g + 8 of tile 0, then of
-// tile 1) and NT token tiles of 8 (activations xst, [8 NT][kTokBytes]). (Issuing a step pair's two products on
+// acc += this lane's share of one super-block over its warp's 16 rows (cur: rows g, g + 8) and NT token tiles of
+// 8 (activations xst, [8 NT][kTokBytes]). (Warps of 32 rows x half the tokens, which halve the shared-memory
+// reads of activations for twice the dequantization, lost on an H100: 8B x64 5,650 vs 6,381 tok/s. Issuing a step pair's two products on
 // one token tile NT products away from each other instead of back to back made no difference on an H100: ptxas
 // interleaves them anyway.)
-template <class Fr, int NT, int RT>
-VDEV void multiply_sb(const typename Fr::Raw (&cur)[2 * RT], int t, int g, const uint8_t* xst,
-                      float (&acc)[RT][NT][4]) {
-  typename Fr::Scales sc[2 * RT];
-#pragma unroll
-  for (int r = 0; r < 2 * RT; ++r) sc[r] = Fr::scales(cur[r], t);
+template <class Fr, int NT>
+VDEV void multiply_sb(const typename Fr::Raw (&cur)[2], int t, int g, const uint8_t* xst, float (&acc)[NT][4]) {
+  const typename Fr::Scales sc0 = Fr::scales(cur[0], t), sc1 = Fr::scales(cur[1], t);
   // Steps 2p and 2p + 1 share one 16-byte activation unit per token.
   auto step_pair = [&](auto pc) {
     constexpr int S = decltype(pc)::value;
-    uint32_t a[RT][2][4];  // [row tile][step][fragment register]
-#pragma unroll
-    for (int rt = 0; rt < RT; ++rt) {
-      Fr::template pairs<S>(cur[2 * rt], sc[2 * rt], a[rt][0][0], a[rt][0][2]);
-      Fr::template pairs<S>(cur[2 * rt + 1], sc[2 * rt + 1], a[rt][0][1], a[rt][0][3]);
-      Fr::template pairs<S + 1>(cur[2 * rt], sc[2 * rt], a[rt][1][0], a[rt][1][2]);
-      Fr::template pairs<S + 1>(cur[2 * rt + 1], sc[2 * rt + 1], a[rt][1][1], a[rt][1][3]);
-    }
+    uint32_t a[2][4];  // [step][fragment register]
+    Fr::template pairs<S>(cur[0], sc0, a[0][0], a[0][2]);
+    Fr::template pairs<S>(cur[1], sc1, a[0][1], a[0][3]);
+    Fr::template pairs<S + 1>(cur[0], sc0, a[1][0], a[1][2]);
+    Fr::template pairs<S + 1>(cur[1], sc1, a[1][1], a[1][3]);
     const int u = Fr::template unit<S>(t);
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
       const int tok = 8 * j + g;
       const uint4 b = *reinterpret_cast<const uint4*>(xst + tok * kTokBytes + 16 * Fr::swizzle(u, tok));
-#pragma unroll
-      for (int rt = 0; rt < RT; ++rt) {
-        mma_f16_k16(acc[rt][j], a[rt][0][0], a[rt][0][1], a[rt][0][2], a[rt][0][3], b.x, b.y);
-        mma_f16_k16(acc[rt][j], a[rt][1][0], a[rt][1][1], a[rt][1][2], a[rt][1][3], b.z, b.w);
-      }
+      mma_f16_k16(acc[j], a[0][0], a[0][1], a[0][2], a[0][3], b.x, b.y);
+      mma_f16_k16(acc[j], a[1][0], a[1][1], a[1][2], a[1][3], b.z, b.w);
     }
   };
   step_pair(std::integral_constant<int, 0>{});
@@ -209,37 +204,28 @@ VDEV void multiply_sb(const typename Fr::Raw (&cur)[2 * RT], int t, int g, const
 }
 
 // Shared memory: S stages of [weights kBM rows x kRowBytes | activations 8 NT tokens x kTokBytes], S <= 4,
-// within what one block may use (227 KB) or, for MINB = 2 blocks a multiprocessor, half of the 228 KB less the
-// 1 KB the hardware reserves a block.
+// within what one block may use (227 KB): one block (8 warps, up to 255 registers) a multiprocessor. (Two blocks
+// a multiprocessor, with 128 registers and a ring in half the shared memory, lost on an H100: 8B x64 +0.3%, 1B
+// x64 -14%.)
 constexpr int kSmemMax = 227 * 1024;
 template <WFmt F, int NT>
 VHD constexpr int ring_stage_bytes() {
   return kBM * Frag<F>::kRowBytes + 8 * NT * kTokBytes;
 }
-template <WFmt F, int NT, int MINB>
+template <WFmt F, int NT>
 VHD constexpr int ring_stages() {
-  constexpr int budget = MINB == 1 ? kSmemMax : 113 * 1024;
-  return budget / ring_stage_bytes<F, NT>() >= 4 ? 4 : budget / ring_stage_bytes<F, NT>();
+  return kSmemMax / ring_stage_bytes<F, NT>() >= 4 ? 4 : kSmemMax / ring_stage_bytes<F, NT>();
 }
-template <WFmt F, int NT, int MINB>
+template <WFmt F, int NT>
 VHD constexpr int ring_smem() {
-  return ring_stages<F, NT, MINB>() * ring_stage_bytes<F, NT>();
+  return ring_stages<F, NT>() * ring_stage_bytes<F, NT>();
 }
 
-// MINB = 2: registers capped at 128 (some spill) and a smaller ring, for two blocks (16 warps) a multiprocessor.
-// kLinear: how the threads share the copies. true: consecutive threads take consecutive 16-byte units of the
-// block's weight rows and of each token's activations (row and unit computed per copy); false: a thread keeps
-// one weight row (two threads a row) and one token for the whole K loop (pointers computed once).
-// RT: row tiles of 16 a warp. 1: each warp 16 rows x all 8 NT tokens; 2: four row groups of 32 rows x two token
-// halves, so each warp reads half the block's activations from shared memory a step (the B operand of a 16-row
-// tile costs 256 bytes of shared-memory reads a product) for twice the dequantization of each weight.
-template <WFmt F, int NT, int MINB, bool kLinear, int RT>
-__global__ void __launch_bounds__(256, MINB)
+template <WFmt F, int NT>
+__global__ void __launch_bounds__(256, 1)
     qgemm_frag_kernel(FragLaunch L, const uint16_t* __restrict__ x, int m, int64_t sb_per_split) {
   using Fr = Frag<F>;
-  static_assert(RT == 1 || (RT == 2 && NT % 2 == 0), "row tiles a warp");
-  constexpr int NTW = NT / RT;  // token tiles a warp
-  constexpr int S = ring_stages<F, NT, MINB>(), kTok = 8 * NT;
+  constexpr int S = ring_stages<F, NT>(), kTok = 8 * NT;
   constexpr int kWBytes = kBM * Fr::kRowBytes, kStage = ring_stage_bytes<F, NT>();
   static_assert(S >= 2, "a ring needs two stages");
   VDYN_SHARED(uint8_t, sm);  // [S stages][weights kBM x kRowBytes | activations kTok x kTokBytes]
@@ -254,75 +240,42 @@ __global__ void __launch_bounds__(256, MINB)
   float* __restrict__ y = sg.y + static_cast<int64_t>(blockIdx.z) * sg.z_stride;
   const int64_t ldy = sg.ldy;
   const int64_t brow0 = static_cast<int64_t>(bx - (si == 0 ? 0 : (si == 1 ? L.seg[0].block_end : L.seg[1].block_end))) * kBM;
-  const int wr0 = RT == 1 ? warp * 16 : (warp & 3) * 32;  // the warp's first row within the block
-  const int wtok = RT == 1 ? 0 : (warp >> 2) * 8 * NTW;      // and its first token within the block's
+  const int wr0 = warp * 16;  // the warp's first row within the block
   const int tok0 = static_cast<int>(blockIdx.y) * kTok;
   const int64_t sb_begin = static_cast<int64_t>(blockIdx.z) * sb_per_split;
   const int64_t sb_end = sb_begin + sb_per_split < w.nb ? sb_begin + sb_per_split : w.nb;
 
-  // What this thread copies, the same for every super-block: kTpr threads a weight row, taking its 16-byte units
-  // in turn (two lanes fill a 32-byte sector together), and kTpt threads a token, likewise.
-  constexpr int kTpr = 256 / kBM, kTpt = 256 / kTok, kUpt = (kTokBytes / 16) / kTpt;
-  static_assert(kTpr * kBM == 256 && kTpt * kTok == 256, "copy assignment");
-  const int crow = static_cast<int>(threadIdx.x) / kTpr, cunit = static_cast<int>(threadIdx.x) % kTpr;
-  const int64_t crow_g = brow0 + crow < w.rows ? brow0 + crow : w.rows - 1;
-  const uint8_t* wsrc = w.q + crow_g * w.row_bytes;
-  const int64_t arow = crow_g * w.nb;
-  const int ctok = static_cast<int>(threadIdx.x) / kTpt, cx = static_cast<int>(threadIdx.x) % kTpt;
-  const bool tok_ok = tok0 + ctok < m;
-  const uint16_t* xsrc = x + (tok_ok ? static_cast<int64_t>(tok0 + ctok) * w.Kp : 0) + 8 * cx;
-
+  // Copies: consecutive threads take consecutive 16-byte units (row and unit computed per copy).
   auto issue_weights = [&](int64_t sb, int slot) {
     if (sb < sb_end) {
-      if constexpr (kLinear) {
-        uint8_t* st = sm + slot * kStage;
-        for (int q = static_cast<int>(threadIdx.x); q < kBM * Fr::kUnits; q += 256) {
-          const int r = q / Fr::kUnits, u = q % Fr::kUnits;
-          const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
-          Fr::copy_unit(st + r * Fr::kRowBytes, w, w.q + row * w.row_bytes, row * w.nb, sb, u);
-        }
-      } else {
-        uint8_t* wdst = sm + slot * kStage + crow * Fr::kRowBytes;
-#pragma unroll
-        for (int i = 0; i < (Fr::kUnits + kTpr - 1) / kTpr; ++i) {
-          const int u = i * kTpr + cunit;
-          if (u < Fr::kUnits) Fr::copy_unit(wdst, w, wsrc, arow, sb, u);
-        }
+      uint8_t* st = sm + slot * kStage;
+      for (int q = static_cast<int>(threadIdx.x); q < kBM * Fr::kUnits; q += 256) {
+        const int r = q / Fr::kUnits, u = q % Fr::kUnits;
+        const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
+        Fr::copy_unit(st + r * Fr::kRowBytes, w, w.q + row * w.row_bytes, row * w.nb, sb, u);
       }
     }
   };
   auto issue_tokens = [&](int64_t sb, int slot) {
     if (sb < sb_end) {
-      if constexpr (kLinear) {
-        uint8_t* xs = sm + slot * kStage + kWBytes;
+      uint8_t* xs = sm + slot * kStage + kWBytes;
 #pragma unroll
-        for (int i = 0; i < kTok * (kTokBytes / 16) / 256; ++i) {
-          const int q = static_cast<int>(threadIdx.x) + i * 256;
-          const int tok = q / (kTokBytes / 16), u = q % (kTokBytes / 16);
-          const bool ok = tok0 + tok < m;
-          const uint16_t* src = ok ? x + static_cast<int64_t>(tok0 + tok) * w.Kp + sb * kSB + 8 * u : x;
-          cp_async16(xs + tok * kTokBytes + 16 * Fr::swizzle(u, tok), src, ok);
-        }
-      } else {
-        uint8_t* xdst = sm + slot * kStage + kWBytes + ctok * kTokBytes;
-        const uint16_t* xsb = xsrc + sb * kSB;
-#pragma unroll
-        for (int j = 0; j < kUpt; ++j) {
-          const int u = j * kTpt + cx;
-          cp_async16(xdst + 16 * Fr::swizzle(u, ctok), xsb + 8 * j * kTpt, tok_ok);
-        }
+      for (int i = 0; i < kTok * (kTokBytes / 16) / 256; ++i) {
+        const int q = static_cast<int>(threadIdx.x) + i * 256;
+        const int tok = q / (kTokBytes / 16), u = q % (kTokBytes / 16);
+        const bool ok = tok0 + tok < m;
+        const uint16_t* src = ok ? x + static_cast<int64_t>(tok0 + tok) * w.Kp + sb * kSB + 8 * u : x;
+        cp_async16(xs + tok * kTokBytes + 16 * Fr::swizzle(u, tok), src, ok);
       }
     }
     cp_async_commit();  // an empty group past the end keeps the count that cp_async_wait relies on
   };
 
-  float acc[RT][NTW][4];
+  float acc[NT][4];
 #pragma unroll
-  for (int rt = 0; rt < RT; ++rt)
+  for (int j = 0; j < NT; ++j)
 #pragma unroll
-    for (int j = 0; j < NTW; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[rt][j][e] = 0.f;
+    for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
 
   // The first stages' weights are copied before waiting for the previous kernel (programmatic dependent launch:
   // weights are never written by a step), into the first commit group; the activations it wrote come after.
@@ -339,45 +292,36 @@ __global__ void __launch_bounds__(256, MINB)
     issue_weights(sb + S - 1, slot == 0 ? S - 1 : slot - 1);
     issue_tokens(sb + S - 1, slot == 0 ? S - 1 : slot - 1);
     const uint8_t* st = sm + slot * kStage;
-    typename Fr::Raw cur[2 * RT];
+    typename Fr::Raw cur[2];
 #pragma unroll
-    for (int j = 0; j < 2 * RT; ++j) {
+    for (int j = 0; j < 2; ++j) {
       const int r = wr0 + g + 8 * j;
       const int64_t row = brow0 + r < w.rows ? brow0 + r : w.rows - 1;
       cur[j] = Fr::load_smem(st + r * Fr::kRowBytes, t, static_cast<int>((row * w.nb + sb) & 1));
     }
-    multiply_sb<Fr, NTW, RT>(cur, t, g, st + kWBytes + wtok * kTokBytes, acc);
+    multiply_sb<Fr, NT>(cur, t, g, st + kWBytes, acc);
     slot = slot == S - 1 ? 0 : slot + 1;
   }
 
 #pragma unroll
-  for (int rt = 0; rt < RT; ++rt)
+  for (int j = 0; j < NT; ++j)
 #pragma unroll
-    for (int j = 0; j < NTW; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t row = brow0 + wr0 + 16 * rt + g + 8 * (e >> 1);
-        const int tok = tok0 + wtok + 8 * j + 2 * t + (e & 1);
-        if (row < w.rows && tok < m) y[static_cast<int64_t>(tok) * ldy + row] = acc[rt][j][e];
-      }
+    for (int e = 0; e < 4; ++e) {
+      const int64_t row = brow0 + wr0 + g + 8 * (e >> 1);
+      const int tok = tok0 + 8 * j + 2 * t + (e & 1);
+      if (row < w.rows && tok < m) y[static_cast<int64_t>(tok) * ldy + row] = acc[j][e];
+    }
 }
 
 // Token tiles of 8 a block: as few as cover m, at most max_nt (QfragConfig::max_nt).
 int nt_for(int m, int max_nt) { return m <= 16 || max_nt <= 2 ? 2 : (m <= 32 || max_nt <= 4 ? 4 : 8); }
 
-// Blocks a multiprocessor the kernel for (F, NT) runs at when two are asked for: 2 where a ring of two stages
-// fits in half the shared memory, else 1.
-template <WFmt F, int NT>
-constexpr int minb_for(int want) {
-  return want >= 2 && ring_stages<F, NT, 2>() >= 2 ? 2 : 1;
-}
-
 // The launch of segments (up to 3 matrices of one format and K over the same activations) in one grid: row
 // blocks of segment 0, then 1, then 2; a split K writes every segment's partial sums into one scratch
 // [splits][m][sum of rows], added by one sum kernel.
-template <WFmt F, int NT, int MINB, bool kLinear, int RT>
+template <WFmt F, int NT>
 void go(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits, bool pdl, cudaStream_t s) {
-  auto* k = &qgemm_frag_kernel<F, NT, MINB, kLinear, RT>;
+  auto* k = &qgemm_frag_kernel<F, NT>;
   int64_t rows = 0;  // of the scratch
   for (int i = 0; i < nseg; ++i) rows += outs[i].w.rows;
   FragLaunch L;
@@ -402,7 +346,7 @@ void go(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, in
   const int64_t sb_per_split = ceil_div(outs[0].w.nb, splits);
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(ceil_div(m, 8 * NT)),
                   static_cast<unsigned>(splits));
-  constexpr int smem = ring_smem<F, NT, MINB>();
+  constexpr int smem = ring_smem<F, NT>();
   if (pdl) {
     VLAUNCH_PDL(k, grid, dim3(256), smem, s, L, x, m, sb_per_split);
   } else {
@@ -412,57 +356,21 @@ void go(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, in
   if (splits > 1) qgemm_reduce_segs(part, splits, m, red, s);
 }
 
-// The two-block variant keeps the per-thread copies (its 128 registers).
-template <WFmt F, int NT>
-void go_minb(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits, const QfragConfig& c,
-             cudaStream_t s) {
-  if constexpr (minb_for<F, NT>(2) == 2) {
-    if (c.blocks_per_sm >= 2) return go<F, NT, 2, false, 1>(outs, nseg, x, m, part, splits, c.pdl, s);
-  }
-  if constexpr (NT % 2 == 0) {
-    if (c.row_tiles == 2) {
-      if (c.linear_copy) return go<F, NT, 1, true, 2>(outs, nseg, x, m, part, splits, c.pdl, s);
-      return go<F, NT, 1, false, 2>(outs, nseg, x, m, part, splits, c.pdl, s);
-    }
-  }
-  if (c.linear_copy) return go<F, NT, 1, true, 1>(outs, nseg, x, m, part, splits, c.pdl, s);
-  go<F, NT, 1, false, 1>(outs, nseg, x, m, part, splits, c.pdl, s);
-}
-
 template <WFmt F>
 void pick(const FragOut* outs, int nseg, const uint16_t* x, int m, float* part, int splits, const QfragConfig& c,
           cudaStream_t s) {
   switch (nt_for(m, c.max_nt)) {
-    case 2: go_minb<F, 2>(outs, nseg, x, m, part, splits, c, s); break;
-    case 4: go_minb<F, 4>(outs, nseg, x, m, part, splits, c, s); break;
-    default: go_minb<F, 8>(outs, nseg, x, m, part, splits, c, s); break;
+    case 2: go<F, 2>(outs, nseg, x, m, part, splits, c.pdl, s); break;
+    case 4: go<F, 4>(outs, nseg, x, m, part, splits, c.pdl, s); break;
+    default: go<F, 8>(outs, nseg, x, m, part, splits, c.pdl, s); break;
   }
 }
 
-template <WFmt F>
-int minb_of(int m, const QfragConfig& c) {
-  switch (nt_for(m, c.max_nt)) {
-    case 2: return minb_for<F, 2>(c.blocks_per_sm);
-    case 4: return minb_for<F, 4>(c.blocks_per_sm);
-    default: return minb_for<F, 8>(c.blocks_per_sm);
-  }
-}
-
-template <WFmt F, int NT, int MINB, bool kLinear, int RT>
-void allow_smem_one() {
-  constexpr int smem = ring_smem<F, NT, MINB>();
-  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT, MINB, kLinear, RT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             smem),
-        "matmul fragments (shared memory)");
-}
-template <WFmt F, int NT, int MINB>
+template <WFmt F, int NT>
 void allow_smem() {
-  allow_smem_one<F, NT, MINB, false, 1>();
-  if constexpr (MINB == 1) {
-    allow_smem_one<F, NT, MINB, true, 1>();
-    allow_smem_one<F, NT, MINB, false, 2>();
-    allow_smem_one<F, NT, MINB, true, 2>();
-  }
+  VCUDA(cudaFuncSetAttribute(&qgemm_frag_kernel<F, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             ring_smem<F, NT>()),
+        "matmul fragments (shared memory)");
 }
 
 bool g_frag_smem_ok = false;
@@ -472,10 +380,8 @@ bool g_frag_smem_ok = false;
 void qgemm_frag_init(size_t smem_optin) {
   g_frag_smem_ok = smem_optin >= static_cast<size_t>(kSmemMax);
   if (!g_frag_smem_ok) return;
-  allow_smem<WFmt::Q4_K, 2, 1>(), allow_smem<WFmt::Q4_K, 4, 1>(), allow_smem<WFmt::Q4_K, 8, 1>();
-  allow_smem<WFmt::Q6_K, 2, 1>(), allow_smem<WFmt::Q6_K, 4, 1>(), allow_smem<WFmt::Q6_K, 8, 1>();
-  allow_smem<WFmt::Q4_K, 2, 2>(), allow_smem<WFmt::Q4_K, 4, 2>(), allow_smem<WFmt::Q4_K, 8, 2>();
-  allow_smem<WFmt::Q6_K, 2, 2>(), allow_smem<WFmt::Q6_K, 4, 2>();
+  allow_smem<WFmt::Q4_K, 2>(), allow_smem<WFmt::Q4_K, 4>(), allow_smem<WFmt::Q4_K, 8>();
+  allow_smem<WFmt::Q6_K, 2>(), allow_smem<WFmt::Q6_K, 4>(), allow_smem<WFmt::Q6_K, 8>();
 }
 
 bool qgemm_frag_supported(const MatView& w, int m) {
@@ -483,7 +389,7 @@ bool qgemm_frag_supported(const MatView& w, int m) {
 }
 
 // The split count with the shortest predicted time, in units of one block's super-block step (~2 us at 64
-// tokens on an H100): blocks run in waves of sms x (1 or 2 blocks a multiprocessor, see minb_for), each block
+// tokens on an H100): blocks run in waves of sms (one block a multiprocessor), each block
 // pays ~1.5 steps of start-up latency, and a split K adds the sum kernel (~1 step) and its traffic (z partial
 // rows written and read, ~2.5 TB/s: 5 MB a step). The previous rule (about two blocks a
 // multiprocessor) ran 14336-row matrices in 3 waves of 336 blocks where 112 unsplit blocks fit in one.
@@ -494,8 +400,7 @@ int qgemm_frag_splits(const MatView& w, int m, int sms, const QfragConfig& c) {
                                         std::max<int64_t>(1, w.nb / 2));
     return static_cast<int>(std::clamp<int64_t>(z, 1, 16));
   }
-  const int minb = w.fmt == WFmt::Q6_K ? minb_of<WFmt::Q6_K>(m, c) : minb_of<WFmt::Q4_K>(m, c);
-  const int slots = std::max(sms, 1) * minb;
+  const int slots = std::max(sms, 1);
   double best = 0;
   int best_z = 1;
   for (int z = 1; z <= 16 && z <= w.nb; ++z) {
