@@ -273,6 +273,19 @@ for st in $STAGES; do
       f=$(synth llama3.1-8b q4_k_m)
       VIREO_CUDA_PROFILE=1 timeout 100 ./vireo bench --device cuda -m $f -p 512 -n 2 -r 1 > $OUT/profile-prefill.log 2>&1
       grep -E "steps of|total ms" $OUT/profile-prefill.log; grep -E "^ +[0-9.]+ +[0-9]+ .* n=512 " $OUT/profile-prefill.log | head -20 ;;
+    verify)  # the defaults in one pass: the CUDA matmul/fused/batched/model/scheduler tests, issue 5's --parallel table
+      # and issue 3's pp512 (8B, -p 512 -n 128 -r 3)
+      timeout 200 ./vireo_gpu_tests --gtest_filter='*Matmul*/Cuda:*Fused*/Cuda:*Batched*/Cuda:*Synthetic*/Cuda:*Scheduler*/Cuda:*EndToEnd*/Cuda' \
+        --gtest_color=no 2>&1 | tee $OUT/verify_tests.log | grep -E "^\[  (FAILED|PASSED) |Failure" | head -20
+      for p in ${VERIFY_PRESETS:-llama3.1-8b llama3.2-1b}; do
+        f=$(synth $p q4_k_m)
+        echo "## $p --parallel ${VERIFY_PARALLEL:-1,8,16,32,64}"
+        timeout 150 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel ${VERIFY_PARALLEL:-1,8,16,32,64} 2>&1 |
+          tee -a $OUT/verify_bench.log | grep -E "^cuda|rror"
+      done
+      echo "## llama3.1-8b -p 512 -n 128 -r 3"
+      timeout 120 ./vireo bench --device cuda -m $(synth llama3.1-8b q4_k_m) -p 512 -n 128 -r 3 2>&1 | tee -a $OUT/verify_bench.log |
+        grep -E "pp512|tg128|rror" ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)
