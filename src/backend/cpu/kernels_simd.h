@@ -110,7 +110,6 @@ struct TraitsK4 {
   static constexpr int kMins = 32;
   static constexpr int kMaxCode = Q5 ? 31 : 15;
   static constexpr int QS = Q5 ? 768 : 256;
-  static constexpr int64_t kBlockBytes = 16 * (Q5 ? 176 : 144);  // a 16-row group's block
   struct St : ScaleState<8> {
     F dmin, d;
     V mp[4];
@@ -145,8 +144,9 @@ struct TraitsK4 {
     const V v = I::load(blk + QS + 64 * (4 * u + P) + o.b64);
     // Decode streams blocks from DRAM: each 64 bytes read prefetch the same bytes of the next block (and the first
     // unit, its header), which keeps more misses in flight than the hardware prefetcher alone.
-    I::prefetch(blk + QS + 64 * (4 * u + P) + o.b64 + kBlockBytes);
-    if (u == 0) I::prefetch(blk + 64 * P + kBlockBytes);
+    constexpr int64_t kNext = group_block_bytes(Q5 ? WType::Q5_K : WType::Q4_K);
+    I::prefetch(blk + QS + 64 * (4 * u + P) + o.b64 + kNext);
+    if (u == 0) I::prefetch(blk + 64 * P + kNext);
     const V m4 = I::c8(0x0F);
     w0 = I::and_(v, m4);
     w1 = I::and_(I::template srl16<4>(v), m4);
@@ -205,8 +205,8 @@ struct TraitsK16 {
       const uint8_t* base = blk + 288 + 192 * u;
       const V v = I::load(base + 64 * P + o.b64);
       const V qh = I::load(base + 128 + o.b64);
-      // as for Q4_K: the same bytes of the next block (16 rows x 210 bytes), and its header with the first unit
-      constexpr int64_t kNext = 16 * 210;
+      // as for Q4_K: the same bytes of the next block, and its header with the first unit
+      constexpr int64_t kNext = group_block_bytes(T);
       I::prefetch(base + 64 * P + o.b64 + kNext);
       if constexpr (P == 0) I::prefetch(base + 128 + o.b64 + kNext);
       if (u == 0) {

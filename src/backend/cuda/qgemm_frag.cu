@@ -5,16 +5,16 @@
 //   y[token][row] = sum over k of x[token][k] * w[row][k]      (x: f16 rows of Kp, prep_act_f16; y: f32)
 //
 // Block: 8 warps x 16 weight rows (128 rows) and 8 * NT tokens (NT = 2, 4, 8: 16, 32, 64 tokens); K advances
-// one 256-element super-block at a time, and is split over
-// gridDim.z blocks for small matrices. One launch may cover up to 3 matrices of one format and K over the same
-// activations (segments: q/k/v, gate/up), their row blocks side by side in gridDim.x.
+// one 256-element super-block at a time, and is split over gridDim.z blocks for small matrices. One launch may
+// cover up to 3 matrices of one format and K over the same activations (segments: q/k/v, gate/up), their row
+// blocks side by side in gridDim.x.
 //   ring       the super-block's weights (128 rows, GGUF bytes) and activations ([8 NT tokens][256 k] f16) are
 //              copied by cp.async into a ring of up to 4 stages in shared memory, S - 1 super-blocks ahead of
 //              the one multiplied; one barrier a super-block. Consecutive threads copy consecutive 16-byte
 //              units (of the block's weight rows, then of each token's activations), so a warp's copies are
 //              contiguous: H100, 8B x64 6,381 -> 6,842 tok/s against each thread keeping one row and one token
-//              (2026-12-07). (A first version kept one super-block of weights
-//              in flight in registers: it waited on memory latency every super-block; 8B x64 5,793 vs 6,218 tok/s.)
+//              (2026-12-07). (A first version kept one super-block of weights in flight in registers: it
+//              waited on memory latency every super-block; 8B x64 5,793 vs 6,218 tok/s.)
 //              Under programmatic dependent launch the first stages' weights are requested before waiting for
 //              the previous kernel (only the activations depend on it).
 //   weights    lane (group g, tig t) reads of rows g and g + 8 of its warp the quarter of the super-block that
@@ -170,9 +170,9 @@ struct Frag<WFmt::Q6_K> {
 
 // acc += this lane's share of one super-block over its warp's 16 rows (cur: rows g, g + 8) and NT token tiles of
 // 8 (activations xst, [8 NT][kTokBytes]). (Warps of 32 rows x half the tokens, which halve the shared-memory
-// reads of activations for twice the dequantization, lost on an H100: 8B x64 5,650 vs 6,381 tok/s. Issuing a step pair's two products on
-// one token tile NT products away from each other instead of back to back made no difference on an H100: ptxas
-// interleaves them anyway.)
+// reads of activations for twice the dequantization, lost on an H100: 8B x64 5,650 vs 6,381 tok/s. Issuing a
+// step pair's two products on one token tile NT products away from each other instead of back to back made no
+// difference on an H100: ptxas interleaves them anyway.)
 template <class Fr, int NT>
 VDEV void multiply_sb(const typename Fr::Raw (&cur)[2], int t, int g, const uint8_t* xst, float (&acc)[NT][4]) {
   const typename Fr::Scales sc0 = Fr::scales(cur[0], t), sc1 = Fr::scales(cur[1], t);
