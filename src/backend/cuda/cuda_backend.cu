@@ -588,10 +588,13 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     const int64_t m_tok = x.rows;
     if (m_tok <= 0) return;
     if (m_tok <= mv_max_tokens(v.fmt)) {
+      // fused gate/up launches and folded norms count finished rows per group of 32 (one int each, kept zero
+      // between launches; a folded norm also counts the finished groups), and folded norms keep each group's sum
+      // of squares
+      ensure_zeroed(glu_cnt_, static_cast<size_t>(v.rows / 32 + 1) * sizeof(int), "matmul scratch");
+      ensure(norm_ssq_, static_cast<size_t>(m_tok * (v.rows / 32 + 1)) * sizeof(float), "matmul scratch");
       if (wfmt_uses_q8(v.fmt)) {
         ensure_q8(m_tok, std::max(v.K, v.rows));
-        // a fused gate/up launch counts finished rows per group of 32 (one int each, kept zero between launches)
-        ensure_zeroed(glu_cnt_, static_cast<size_t>(v.rows / 32 + 1) * sizeof(int), "matmul scratch");
       } else {
         ensure(f32x_, static_cast<size_t>(m_tok * v.Kp) * sizeof(float), "matmul scratch");
       }
@@ -1129,7 +1132,9 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     size_t groups = 0;
     if (opts_.profile) prof_mark(groups);
     for (size_t i = 0; i < log_.size();) {
+      skip_launch_ = opts_.skip_mask != 0 && (opts_.skip_mask & skip_kind(i)) != 0;
       size_t used = run_fused(i);
+      skip_launch_ = false;
       if (used > 0) ++stats_.fused;
       if (used == 0) {
         run_op(log_[i]);
@@ -1277,7 +1282,30 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     a.kv_dim = kv_.kv_dim;
     a.sms = sms_;
   }
+  // The VIREO_CUDA_SKIP kind of the matvec-step group that starts at op i (0: none).
+  int skip_kind(size_t i) const {
+    if (n_ > kMatvecMaxN) return 0;
+    const Op& op = log_[i];
+    switch (op.kind) {
+      case OpKind::RmsNorm:
+      case OpKind::AddRmsNorm:
+        return 1;
+      case OpKind::Attention:
+        return 2;
+      case OpKind::Matmul: {
+        const MatView& w = view(op);
+        if (i + 2 < log_.size() && log_[i + 2].kind == OpKind::Swiglu) return 16;
+        if (i + 1 < log_.size() && log_[i + 1].kind == OpKind::Matmul && same_act(log_[i + 1].a, op.a)) return 4;
+        if (w.rows == w.K) return 8;
+        if (w.rows < w.K) return 32;
+        return 0;
+      }
+      default:
+        return 0;
+    }
+  }
   void mv_run(const MvArgs& a, int64_t rows) {
+    if (skip_launch_) return;
     mv_launch(a, static_cast<int>(rows), opts_.mv_blocks_per_sm > 0 ? opts_.mv_blocks_per_sm * sms_ : 0, opts_.mv_tiles,
               opts_.mv_ksplit, stream_);
   }
@@ -1311,7 +1339,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
             !norm_q8_supported(out.cols) || view(*nx).K != out.cols)
           return 0;
         const int b = q8_pick(-1);
-        norm_q8(f(op.a), op.a.cols, add ? f(op.b) : nullptr, add ? op.b.cols : 0, cw(op.w)->vec, op.eps,
+        if (!skip_launch_)
+          norm_q8(f(op.a), op.a.cols, add ? f(op.b) : nullptr, add ? op.b.cols : 0, cw(op.w)->vec, op.eps,
                 static_cast<int>(op.a.rows), op.a.cols, f(out), out.cols, q8q(b), q8d(b), out.cols, out.cols / 32,
                 stream_);
         if (add) wrote(op.a.data);
@@ -1331,11 +1360,93 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       }
       case OpKind::Matmul:
         if (!opts_.mv || !on_matvec_path(op)) return 0;
+        if (size_t k = run_resid_norm(i)) return k;
         if (size_t k = run_glu(i)) return k;
         return run_multi(i);
       default:
         return 0;
     }
+  }
+
+  // Which activations an op reads and writes (its Act arguments; caches and weights aside).
+  static bool op_reads(const Op& op, const Act& x) {
+    switch (op.kind) {
+      case OpKind::Embed: return false;
+      case OpKind::AddRmsNorm:
+      case OpKind::KvStore:
+      case OpKind::Swiglu:
+      case OpKind::Add: return overlaps(op.a, x) || overlaps(op.b, x);
+      default: return overlaps(op.a, x);
+    }
+  }
+  static bool op_writes(const Op& op, const Act& x) {
+    switch (op.kind) {
+      case OpKind::RmsNorm:
+      case OpKind::Matmul:
+      case OpKind::Attention:
+      case OpKind::Gather: return overlaps(op.b, x);
+      case OpKind::AddRmsNorm: return overlaps(op.a, x) || overlaps(op.c, x);
+      case OpKind::Swiglu: return overlaps(op.c, x);
+      case OpKind::KvStore: return false;
+      default: return overlaps(op.a, x);
+    }
+  }
+
+  // A plain matmul y = W·a followed by the block boundary x += y, xb = rmsnorm(x), when xb is read only as int8
+  // activations by the matvec launch(es) right after: one launch whose epilogue adds y into x and quantizes xb
+  // (MvArgs::resid), no norm kernel. xb itself (f32) is then never written, so nothing may read it.
+  size_t run_resid_norm(size_t i) {
+    if (!opts_.norm_fold || i + 2 >= log_.size()) return 0;
+    const Op &m = log_[i], &nm = log_[i + 1];
+    if (nm.kind != OpKind::AddRmsNorm || !same_act(nm.b, m.b)) return 0;
+    const MatView& w = view(m);
+    const Act x = nm.a, y = m.b, xb = nm.c;
+    const int64_t n = m.a.rows;
+    if (x.rows != n || y.rows != n || xb.rows != n || y.cols != w.rows || x.cols != w.rows || xb.cols != w.rows ||
+        w.rows % 32 != 0 || !norm_q8_supported(w.rows) || !mv_formats_supported(w.fmt, w.fmt))
+      return 0;
+    if (overlaps(m.a, x) || overlaps(m.a, y) || overlaps(m.a, xb) || overlaps(x, y) || overlaps(xb, x) ||
+        overlaps(xb, y))
+      return 0;
+    if (opts_.mv_tiles > 0 && n >= opts_.mv_tiles && mv_tile_format(w.fmt)) return 0;  // tile launches keep the norm
+    // the readers of xb until it is written again: at most kMvMaxSegs int8 matvec matmuls right after the norm;
+    // nothing reads y again before it is rewritten
+    size_t readers = 0;
+    bool xb_open = true, y_open = true;
+    for (size_t j = i + 2; j < log_.size() && (xb_open || y_open); ++j) {
+      const Op& o = log_[j];
+      if (y_open && op_reads(o, y)) return 0;
+      if (xb_open && op_reads(o, xb)) {
+        if (j != i + 2 + readers || o.kind != OpKind::Matmul || !on_matvec_path(o) || !same_act(o.a, xb) ||
+            !wfmt_uses_q8(view(o).fmt) || view(o).K != xb.cols || ++readers > static_cast<size_t>(kMvMaxSegs))
+          return 0;
+      }
+      if (op_writes(o, xb)) xb_open = false;
+      if (op_writes(o, y)) y_open = false;
+    }
+    if (readers == 0) return 0;
+    MvArgs a;
+    mv_inputs(a, m.a, w);
+    a.seg[0] = plain_seg(w, y);
+    a.nseg = 1;
+    const int qb = q8_pick(wfmt_uses_q8(w.fmt) ? q8_find(m.a) : -1);
+    a.resid = f(x);
+    a.ld_resid = x.cols;
+    a.norm_w = cw(nm.w)->vec;
+    a.norm_eps = nm.eps;
+    a.ssq = static_cast<float*>(norm_ssq_.p);
+    a.oq = q8q(qb);
+    a.ods = q8d(qb);
+    a.oq_stride = xb.cols;
+    a.ods_stride = xb.cols / 32;
+    a.counters = static_cast<int*>(glu_cnt_.p);
+    mv_run(a, n);
+    wrote(y.data);
+    wrote(x.data);
+    wrote(xb.data);
+    q8_set(qb, xb);
+    ++stats_.folded_norms;
+    return 2;
   }
 
   // gate/up matmuls + SwiGLU (+ the int8 activations of the next matmul, which reads the SwiGLU output).
@@ -1447,6 +1558,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   }
 
   void run_attention(const Op& op, int8_t* oq, float2* ods, uint16_t* oh = nullptr) {
+    if (skip_launch_) return;
     AttnArgs a;
     a.q = f(op.a);
     a.ldq = op.a.cols;
@@ -1636,7 +1748,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   bool in_step_ = false;
   std::vector<Op> log_;
 
-  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, d_ids_, d_argmax_part_, d_cand_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_;
+  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, d_ids_, d_argmax_part_, d_cand_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_, norm_ssq_;
   PrepCache q8c_[2], f32_cache_, f16_cache_;
   uint64_t q8_stamp_[2] = {0, 0}, q8_clock_ = 0;
   std::vector<int32_t> slot_min_;
@@ -1646,6 +1758,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   std::map<std::pair<int32_t, int32_t>, int> seen_;
   uint64_t clock_ = 0;
   bool graphs_broken_ = false;
+  bool skip_launch_ = false;  // CudaOptions::skip_mask: the current group is not launched
   GraphStats stats_;
 
   struct ProfEntry {
@@ -1685,6 +1798,8 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_ATTN", &o.attn_decode);
   env_int("VIREO_CUDA_FA", &o.attn_prefill);
   env_int("VIREO_CUDA_MV_BPS", &o.mv_blocks_per_sm);
+  env_int("VIREO_CUDA_SKIP", &o.skip_mask);
+  env_int("VIREO_CUDA_NORM_FOLD", &o.norm_fold);
   env_int("VIREO_CUDA_MV_KSPLIT", &o.mv_ksplit);
   env_int("VIREO_CUDA_MV_TILES", &o.mv_tiles);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);

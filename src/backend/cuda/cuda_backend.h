@@ -71,6 +71,14 @@ struct CudaOptions {
   //                (attention_prefill.cu) when the cache is f16 and head_dim is 64 or 128.
   int fuse = 1, pdl = 1, mv = 1, attn_decode = 1, attn_prefill = 1;
   int mv_blocks_per_sm = 0;   // > 0: cap the matvec grid (warps loop over their items)
+  // A block boundary's residual add + RMSNorm folded into the matvec launch before it when only int8 matvec
+  // launches read the norm's output (mv.h, MvArgs::resid): a decode layer without norm kernels
+  // (VIREO_CUDA_NORM_FOLD=0 keeps the norm kernels).
+  int norm_fold = 1;
+  // Timing experiments only (results are wrong): matvec-step kernels of these kinds are not launched, so a
+  // graph-replayed step shows what each kind costs in place (VIREO_CUDA_SKIP, a bit mask): 1 norms, 2 decode
+  // attention, 4 q/k/v launches, 8 the o projection (a square matrix), 16 gate/up, 32 the down projection.
+  int skip_mask = 0;
   // One-token matvec launches of few items (fewer than 32 warps per multiprocessor) run one block per item with K
   // split over its 4 warps (mv.cu, mv_split_kernel): 0 never, 1 float weights only (F16/BF16/F32), 2 every format
   // (VIREO_CUDA_MV_KSPLIT). H100, 8B decode (2026-12-07): F16 154.6 -> 163.7 tok/s, Q8_0 262 -> 235, Q4_K_M even.
@@ -116,6 +124,7 @@ class CudaBackendExt {
   struct GraphStats {
     int64_t captures = 0, replays = 0, eager_steps = 0, recaptures = 0;
     int64_t fused = 0;  // fused kernels run (eager runs and captures; a replay runs what its capture ran)
+    int64_t folded_norms = 0;  // of those, matvec launches with a block boundary's add + RMSNorm folded in
   };
   virtual GraphStats graph_stats() const = 0;
   virtual std::string device_name() const = 0;

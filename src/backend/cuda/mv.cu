@@ -104,6 +104,48 @@ VDEV void mv_glu_count(const MvArgs& a, const MvSeg& s, int64_t g, int count, in
   if (lane == 0) a.counters[g] = 0;  // ready for the next launch
 }
 
+// The folded residual + RMSNorm (MvArgs::resid): the warp has added its `count` rows of group g into the residual;
+// the warp that completes the group quantizes x * norm_w of it and stores its sum of squares, and the warp that
+// completes the last group applies the norm's scale to every group's ds (warp-collective).
+template <int N>
+VDEV void mv_resid_count(const MvArgs& a, int64_t g, int count, int lane) {
+  __threadfence();
+  __syncwarp();
+  int prev = 0;
+  if (lane == 0) prev = atomicAdd(a.counters + g, count);
+  prev = warp_max_int(lane == 0 ? prev : -1);
+  if (prev + count != 32) return;
+  __threadfence();
+  const int64_t groups = a.ods_stride;
+  const float w = a.norm_w[g * 32 + lane];
+  VUNROLL for (int tt = 0; tt < N; ++tt) {
+    const float x = ld_cg(a.resid + tt * a.ld_resid + g * 32 + lane);
+    quant_warp32(x * w, lane, a.oq + tt * a.oq_stride + g * 32, a.ods + tt * a.ods_stride + g);
+    const float ss = warp_sum(x * x);
+    if (lane == 0) a.ssq[tt * groups + g] = ss;
+  }
+  if (lane == 0) a.counters[g] = 0;  // ready for the next launch
+  __threadfence();
+  __syncwarp();
+  int done = 0;
+  if (lane == 0) done = atomicAdd(a.counters + groups, 1);
+  done = warp_max_int(lane == 0 ? done : -1);
+  if (done + 1 != groups) return;
+  __threadfence();
+  VUNROLL for (int tt = 0; tt < N; ++tt) {
+    float ss = 0.f;
+    for (int64_t j = lane; j < groups; j += 32) ss += ld_cg(a.ssq + tt * groups + j);
+    ss = warp_sum(ss);
+    const float scale = 1.f / sqrtf(ss / static_cast<float>(groups * 32) + a.norm_eps);
+    for (int64_t j = lane; j < groups; j += 32) {
+      float2* d = a.ods + tt * a.ods_stride + j;
+      const float dx = ld_cg(&d->x), dy = ld_cg(&d->y);
+      *d = make_float2(dx * scale, dy * scale);
+    }
+  }
+  if (lane == 0) a.counters[groups] = 0;
+}
+
 template <int N>
 VDEV void mv_epilogue(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int lane, float (&acc)[2][N]) {
   float v0 = 0.f, v1 = 0.f;
@@ -113,6 +155,14 @@ VDEV void mv_epilogue(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, i
   }
   if (lane < N) mv_store(a, s, r0, r1, lane, v0, v1);
   if (s.mode == kMvGlu) mv_glu_count<N>(a, s, r0 / 32, 1, lane);
+  if (a.resid) {  // plain rows r0, r0 + 1 of one group (the host asks for rows % 32 == 0)
+    if (lane < N) {
+      float* x = a.resid + lane * a.ld_resid;
+      x[r0] += v0;
+      x[r1] += v1;
+    }
+    mv_resid_count<N>(a, r0 / 32, 2, lane);
+  }
 }
 
 VDEV int mv_seg_of(const MvArgs& a, int64_t it, int64_t* i) {
@@ -581,11 +631,15 @@ void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, int split_few, c
   // one block per item with K split over its warps, where enabled (by default for float weights only: on an H100
   // it took 8B F16 decode from 155 to 164 tok/s and Q8_0 from 262 down to 235).
   const bool split_format = split_few >= 2 || (split_few == 1 && wfmt_is_float(f0) && wfmt_is_float(f1));
-  const bool split = split_format && n == 1 && max_blocks <= 0 && items < 32LL * std::max(a.sms, 1) &&
+  bool split = split_format && n == 1 && max_blocks <= 0 && items < 32LL * std::max(a.sms, 1) &&
                      a.units >= 32LL * kWarps;
+  if (a.resid) split = false;  // the residual epilogue is in the warp-per-item kernel only
   if (split) blocks = items;
   if (!mv_formats_supported(f0, f1)) throw std::runtime_error("CUDA backend: fused matvec: unsupported formats");
-  const bool tiles = mv_tiles_take(f0, n, tile_min_n) && mv_tiles_take(f1, n, tile_min_n);
+  if (a.resid && (a.nseg != 1 || a.seg[0].mode != kMvPlain || a.seg[0].wa.rows % 32 != 0 || !a.oq || !a.ssq ||
+                  !a.counters || a.ods_stride * 32 != a.seg[0].wa.rows))
+    throw std::runtime_error("CUDA backend: fused matvec: bad residual + norm epilogue");
+  const bool tiles = !a.resid && mv_tiles_take(f0, n, tile_min_n) && mv_tiles_take(f1, n, tile_min_n);
   if (f1 == WFmt::Q4_K && f0 != WFmt::Q4_K) std::swap(f0, f1);
   if (f1 == WFmt::Q5_K && f0 == WFmt::Q6_K) std::swap(f0, f1);
   if (f0 == f1) {

@@ -42,6 +42,17 @@ struct MvArgs {
   float2* ods = nullptr;
   int64_t oq_stride = 0, ods_stride = 0;
   int* counters = nullptr;
+  // The residual add + RMSNorm that follows a plain one-segment launch, folded into it (a block boundary of a
+  // decode step without a norm kernel): x[t] += y[t] (resid, row stride ld_resid); each group of 32 rows is
+  // quantized into oq/ods by the warp that completes it (counters as for glu) as v = x * norm_w, before the norm's
+  // scale, which is not known until every group's sum of squares (ssq[t * groups + group]) is in; the warp that
+  // completes the last group (counters[groups] counts them) multiplies every group's ds by 1 / rms(x[t]).
+  // Int8 values are scale-free, so the result is the int8 activations of rmsnorm(x) * norm_w.
+  float* resid = nullptr;
+  int64_t ld_resid = 0;
+  const float* norm_w = nullptr;
+  float norm_eps = 0.f;
+  float* ssq = nullptr;
   int64_t units = 0;  // units per row (set by mv_launch)
   int sms = 0;        // the device's multiprocessors (grid sizes)
 };
