@@ -1408,7 +1408,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     if (overlaps(m.a, x) || overlaps(m.a, y) || overlaps(m.a, xb) || overlaps(x, y) || overlaps(xb, x) ||
         overlaps(xb, y))
       return 0;
-    if (opts_.mv_tiles > 0 && n >= opts_.mv_tiles && mv_tile_format(w.fmt)) return 0;  // tile launches keep the norm
+    if (n > kMatvecMaxN) return 0;  // the wide tiles have no residual epilogue
     // the readers of xb until it is written again: at most kMvMaxSegs int8 matvec matmuls right after the norm;
     // nothing reads y again before it is rewritten
     size_t readers = 0;

@@ -472,6 +472,16 @@ __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_c
     const int64_t left = s.items - i0;
     mv_glu_count<N>(a, s, i0 / 32, static_cast<int>(left < kTileItems ? left : kTileItems), lane);
   }
+  if (a.resid) {  // plain rows 2 i0 .. 2 i0 + 15, all in one group of 32 (the host asks for rows % 32 == 0)
+    VUNROLL for (int j = 0; j < 2; ++j) {
+      if (2 * tig + j < N) {
+        float* x = a.resid + (2 * tig + j) * a.ld_resid;
+        x[r0] += v[j];
+        x[r1] += v[2 + j];
+      }
+    }
+    mv_resid_count<N>(a, 2 * i0 / 32, 2 * kTileItems, lane);
+  }
 }
 
 // ---- wide tiles: plain products of kMatvecMaxN + 1 .. kTileMaxN tokens (continuous batching) ----
@@ -633,13 +643,13 @@ void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, int split_few, c
   const bool split_format = split_few >= 2 || (split_few == 1 && wfmt_is_float(f0) && wfmt_is_float(f1));
   bool split = split_format && n == 1 && max_blocks <= 0 && items < 32LL * std::max(a.sms, 1) &&
                      a.units >= 32LL * kWarps;
-  if (a.resid) split = false;  // the residual epilogue is in the warp-per-item kernel only
+  if (a.resid) split = false;  // the residual epilogue is in the warp-per-item and tile kernels only
   if (split) blocks = items;
   if (!mv_formats_supported(f0, f1)) throw std::runtime_error("CUDA backend: fused matvec: unsupported formats");
   if (a.resid && (a.nseg != 1 || a.seg[0].mode != kMvPlain || a.seg[0].wa.rows % 32 != 0 || !a.oq || !a.ssq ||
-                  !a.counters || a.ods_stride * 32 != a.seg[0].wa.rows))
+                  !a.counters || a.ods_stride * 32 != a.seg[0].wa.rows || n > kMatvecMaxN))
     throw std::runtime_error("CUDA backend: fused matvec: bad residual + norm epilogue");
-  const bool tiles = !a.resid && mv_tiles_take(f0, n, tile_min_n) && mv_tiles_take(f1, n, tile_min_n);
+  const bool tiles = mv_tiles_take(f0, n, tile_min_n) && mv_tiles_take(f1, n, tile_min_n);
   if (f1 == WFmt::Q4_K && f0 != WFmt::Q4_K) std::swap(f0, f1);
   if (f1 == WFmt::Q5_K && f0 == WFmt::Q6_K) std::swap(f0, f1);
   if (f0 == f1) {
