@@ -37,6 +37,8 @@
 #              Nsight Compute on 64-token launches (QFRAG_NCU=0 skips)
 #   ksplit     one-token matvec launches of few items split over a block (VIREO_CUDA_MV_KSPLIT=0/1/2: never, float weights, all) against the
 #              default, alternating, twice: vireo_gpu_bench decode on 8B F16, Q8_0, Q4_K_M and 1B Q4_K_M
+#   fold       block boundaries folded into the matvec before them (VIREO_CUDA_NORM_FOLD=1/0) on 8B/1B, and the cost of
+#              each kernel kind in a replayed 8B step (VIREO_CUDA_SKIP masks; FOLD_SKIPS overrides the list)
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -286,6 +288,23 @@ for st in $STAGES; do
       echo "## llama3.1-8b -p 512 -n 128 -r 3"
       timeout 120 ./vireo bench --device cuda -m $(synth llama3.1-8b q4_k_m) -p 512 -n 128 -r 3 2>&1 | tee -a $OUT/verify_bench.log |
         grep -E "pp512|tg128|rror" ;;
+    fold)  # the folded block boundaries (VIREO_CUDA_NORM_FOLD=1/0, alternating, twice): 8B and 1B -p 512 -n 128 -r 3,
+      # 1B --parallel 8; then what each kernel kind costs in a replayed 8B step (VIREO_CUDA_SKIP masks, wrong results)
+      for v in 1 0 1 0; do
+        for p in llama3.1-8b llama3.2-1b; do
+          echo "## $p -p 512 -n 128 -r 3, VIREO_CUDA_NORM_FOLD=$v"
+          VIREO_CUDA_NORM_FOLD=$v timeout 90 ./vireo bench --device cuda -m $(synth $p q4_k_m) -p 512 -n 128 -r 3 2>&1 |
+            tee -a $OUT/fold_bench.log | grep -E "tg128|rror"
+        done
+        echo "## llama3.2-1b --parallel 8, VIREO_CUDA_NORM_FOLD=$v"
+        VIREO_CUDA_NORM_FOLD=$v timeout 90 ./vireo bench --device cuda -m $(synth llama3.2-1b q4_k_m) -p 128 -n 128 -r 1 \
+          --parallel 8 2>&1 | tee -a $OUT/fold_bench.log | grep -E "^cuda|rror"
+      done
+      f=$(synth llama3.1-8b q4_k_m)
+      for v in ${FOLD_SKIPS:-VIREO_X=0 VIREO_CUDA_NORM_FOLD=0 VIREO_CUDA_NORM_FOLD=0,VIREO_CUDA_SKIP=1 VIREO_CUDA_SKIP=2 \
+                 VIREO_CUDA_SKIP=4 VIREO_CUDA_SKIP=8 VIREO_CUDA_SKIP=16 VIREO_CUDA_SKIP=32 VIREO_CUDA_SKIP=63}; do
+        model "$(basename $f .gguf) $v" ${v//,/ } -- --model $f --prefill 512 --decode 64
+      done ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)
