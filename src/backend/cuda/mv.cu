@@ -85,18 +85,24 @@ VDEV void mv_store(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int 
   }
 }
 
+// Whether this warp's `count` (after its writes, made visible first) completes `total` on the counter; the warp that
+// does may then read what the others wrote (warp-collective).
+VDEV bool warp_completes(int* counter, int count, int total, int lane) {
+  __threadfence();
+  __syncwarp();
+  int prev = 0;
+  if (lane == 0) prev = atomicAdd(counter, count);
+  prev = warp_max_int(lane == 0 ? prev : -1);
+  if (prev + count != total) return false;
+  __threadfence();
+  return true;
+}
+
 // glu with int8 output activations: the warp has finished `count` rows of group g (32 rows) and counts them on the
 // group's atomic counter; the warp that completes the group quantizes it for every token (warp-collective).
 template <int N>
 VDEV void mv_glu_count(const MvArgs& a, const MvSeg& s, int64_t g, int count, int lane) {
-  if (!a.oq) return;
-  __threadfence();
-  __syncwarp();
-  int prev = 0;
-  if (lane == 0) prev = atomicAdd(a.counters + g, count);
-  prev = warp_max_int(lane == 0 ? prev : -1);
-  if (prev + count != 32) return;
-  __threadfence();
+  if (!a.oq || !warp_completes(a.counters + g, count, 32, lane)) return;
   VUNROLL for (int tt = 0; tt < N; ++tt) {
     const float v = ld_cg(s.h + tt * s.ldh + g * 32 + lane);
     quant_warp32(v, lane, a.oq + tt * a.oq_stride + g * 32, a.ods + tt * a.ods_stride + g);
@@ -109,13 +115,7 @@ VDEV void mv_glu_count(const MvArgs& a, const MvSeg& s, int64_t g, int count, in
 // completes the last group applies the norm's scale to every group's ds (warp-collective).
 template <int N>
 VDEV void mv_resid_count(const MvArgs& a, int64_t g, int count, int lane) {
-  __threadfence();
-  __syncwarp();
-  int prev = 0;
-  if (lane == 0) prev = atomicAdd(a.counters + g, count);
-  prev = warp_max_int(lane == 0 ? prev : -1);
-  if (prev + count != 32) return;
-  __threadfence();
+  if (!warp_completes(a.counters + g, count, 32, lane)) return;
   const int64_t groups = a.ods_stride;
   const float w = a.norm_w[g * 32 + lane];
   VUNROLL for (int tt = 0; tt < N; ++tt) {
@@ -125,13 +125,7 @@ VDEV void mv_resid_count(const MvArgs& a, int64_t g, int count, int lane) {
     if (lane == 0) a.ssq[tt * groups + g] = ss;
   }
   if (lane == 0) a.counters[g] = 0;  // ready for the next launch
-  __threadfence();
-  __syncwarp();
-  int done = 0;
-  if (lane == 0) done = atomicAdd(a.counters + groups, 1);
-  done = warp_max_int(lane == 0 ? done : -1);
-  if (done + 1 != groups) return;
-  __threadfence();
+  if (!warp_completes(a.counters + groups, 1, static_cast<int>(groups), lane)) return;
   VUNROLL for (int tt = 0; tt < N; ++tt) {
     float ss = 0.f;
     for (int64_t j = lane; j < groups; j += 32) ss += ld_cg(a.ssq + tt * groups + j);
