@@ -1403,7 +1403,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     const Act x = nm.a, y = m.b, xb = nm.c;
     const int64_t n = m.a.rows;
     if (x.rows != n || y.rows != n || xb.rows != n || y.cols != w.rows || x.cols != w.rows || xb.cols != w.rows ||
-        w.rows % 32 != 0 || !norm_q8_supported(w.rows) || !mv_formats_supported(w.fmt, w.fmt))
+        !norm_q8_supported(w.rows) || !mv_formats_supported(w.fmt, w.fmt))
       return 0;
     if (overlaps(m.a, x) || overlaps(m.a, y) || overlaps(m.a, xb) || overlaps(x, y) || overlaps(xb, x) ||
         overlaps(xb, y))

@@ -71,6 +71,11 @@ VDEV void mv_store(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int 
   const bool two = r1 != r0;
   s.y[t * s.ldy + r0] = v0;
   if (two) s.y[t * s.ldy + r1] = v1;
+  if (a.resid) {  // the folded block boundary (plain launches only): x += y
+    float* x = a.resid + t * a.ld_resid;
+    x[r0] += v0;
+    if (two) x[r1] += v1;
+  }
   if (s.cache) {
     const int64_t row = (static_cast<int64_t>(a.slot[t]) * a.n_ctx + a.pos[t]) * a.kv_dim;
     if (s.cache_f16) {
@@ -149,14 +154,7 @@ VDEV void mv_epilogue(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, i
   }
   if (lane < N) mv_store(a, s, r0, r1, lane, v0, v1);
   if (s.mode == kMvGlu) mv_glu_count<N>(a, s, r0 / 32, 1, lane);
-  if (a.resid) {  // plain rows r0, r0 + 1 of one group (the host asks for rows % 32 == 0)
-    if (lane < N) {
-      float* x = a.resid + lane * a.ld_resid;
-      x[r0] += v0;
-      x[r1] += v1;
-    }
-    mv_resid_count<N>(a, r0 / 32, 2, lane);
-  }
+  if (a.resid) mv_resid_count<N>(a, r0 / 32, 2, lane);  // rows r0, r0 + 1: one group (rows % 32 == 0)
 }
 
 VDEV int mv_seg_of(const MvArgs& a, int64_t it, int64_t* i) {
@@ -466,16 +464,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_c
     const int64_t left = s.items - i0;
     mv_glu_count<N>(a, s, i0 / 32, static_cast<int>(left < kTileItems ? left : kTileItems), lane);
   }
-  if (a.resid) {  // plain rows 2 i0 .. 2 i0 + 15, all in one group of 32 (the host asks for rows % 32 == 0)
-    VUNROLL for (int j = 0; j < 2; ++j) {
-      if (2 * tig + j < N) {
-        float* x = a.resid + (2 * tig + j) * a.ld_resid;
-        x[r0] += v[j];
-        x[r1] += v[2 + j];
-      }
-    }
-    mv_resid_count<N>(a, 2 * i0 / 32, 2 * kTileItems, lane);
-  }
+  if (a.resid) mv_resid_count<N>(a, 2 * i0 / 32, 2 * kTileItems, lane);  // rows 2 i0 .. + 15: one group
 }
 
 // ---- wide tiles: plain products of kMatvecMaxN + 1 .. kTileMaxN tokens (continuous batching) ----
