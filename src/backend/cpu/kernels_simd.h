@@ -103,17 +103,21 @@ template <> struct Traits<WType::Q5_1> : Traits32Nibble<128, 64, true> {};
 // kScale16 (int16 sums, i.e. AVX2): the unsigned 6-bit sub-block scales multiply the int16 pair sums in the
 // widening vpmaddwd itself (sc16: the row's scale in both halves of its lane), so a block's units add up exactly in
 // int32 and convert to f32 once per block instead of once per unit.
+// kIntScale (VNNI): the same, with the scales as int32 lanes (in sc16) and vpmulld: |unit sum| <= 32 * 31 * 128, times
+// 63, times 8 units stays below 2^31. kHi16 (Q4_K): the high nibbles are read in place (v & 0xF0, 16x their
+// value) into their own accumulator, which is shifted back once per unit: one instruction less per 64 bytes.
 template <bool Q5>
 struct TraitsK4 {
   static constexpr int BK = 256, UK = 32, NU = 8;
   static constexpr bool kCorr = false, kDsum = false, kQ8 = false, kScale16 = I::kInt16Sums;
+  static constexpr bool kIntScale = I::kIntScale && !kScale16, kHi16 = !Q5 && kIntScale;
   static constexpr int kMins = 32;
   static constexpr int kMaxCode = Q5 ? 31 : 15;
   static constexpr int QS = Q5 ? 768 : 256;
   struct St : ScaleState<8> {
     F dmin, d;
     V mp[4];
-    V sc16[8];
+    V sc16[8];  // kScale16: int16 pairs; kIntScale: int32 lanes
   };
   static inline void prep(const uint8_t* blk, Hoff o, St& s) {
     const F d = I::load_f16(blk + o.f16);
@@ -134,12 +138,15 @@ struct TraitsK4 {
     if constexpr (kScale16) {
       s.d = d;
       for (int j = 0; j < 8; ++j) s.sc16[j] = I::pairs_u8(sc[j], sc[j]);
+    } else if constexpr (kIntScale) {
+      s.d = d;
+      for (int j = 0; j < 8; ++j) s.sc16[j] = I::u8_to_i32(sc[j]);
     } else {
       for (int j = 0; j < 8; ++j) I::storef(s.sv[j], I::mul(d, I::cvt(I::u8_to_i32(sc[j]))));
     }
     for (int q = 0; q < 4; ++q) s.mp[q] = I::pairs_u8(mn[2 * q], mn[2 * q + 1]);
   }
-  template <int P>
+  template <int P, bool Hi16 = false>
   static inline void unpack_p(const uint8_t* blk, Hoff o, int u, V& w0, V& w1) {
     const V v = I::load(blk + QS + 64 * (4 * u + P) + o.b64);
     // Decode streams blocks from DRAM: each 64 bytes read prefetch the same bytes of the next block (and the first
@@ -149,6 +156,10 @@ struct TraitsK4 {
     if (u == 0) I::prefetch(blk + 64 * P + kNext);
     const V m4 = I::c8(0x0F);
     w0 = I::and_(v, m4);
+    if constexpr (Hi16) {
+      w1 = I::and_(v, I::c8(0xF0));
+      return;
+    }
     w1 = I::and_(I::template srl16<4>(v), m4);
     if constexpr (Q5) {
       const V qh = I::load(blk + 256 + 64 * u + o.b64);
@@ -163,6 +174,14 @@ struct TraitsK4 {
       case 1: unpack_p<1>(blk, o, u, w0, w1); break;
       case 2: unpack_p<2>(blk, o, u, w0, w1); break;
       default: unpack_p<3>(blk, o, u, w0, w1); break;
+    }
+  }
+  static inline void unpack_hi16(const uint8_t* blk, Hoff o, int u, int p, V& w0, V& w1) {
+    switch (p) {
+      case 0: unpack_p<0, true>(blk, o, u, w0, w1); break;
+      case 1: unpack_p<1, true>(blk, o, u, w0, w1); break;
+      case 2: unpack_p<2, true>(blk, o, u, w0, w1); break;
+      default: unpack_p<3, true>(blk, o, u, w0, w1); break;
     }
   }
 };
@@ -286,6 +305,11 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
                                                  const typename Traits<T>::St* pre) {
   using Tr = Traits<T>;
   constexpr int BK = Tr::BK, UK = Tr::UK, NU = Tr::NU, NP = UK / 8;
+  constexpr bool kIntScale = [] {
+    if constexpr (requires { Tr::kIntScale; }) return Tr::kIntScale;
+    else return false;
+  }();
+  constexpr bool kSumsInt = Tr::kScale16 || kIntScale;  // the block's units add up in int32 (sb)
   constexpr int64_t gbb = group_block_bytes(T);
   const ActLayout& al = a.al;
   const uint8_t* base[NR];
@@ -322,8 +346,8 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
       }
     }
     F fb[MR][NR];
-    V sb[MR][NR];  // kScale16: the block's scaled int32 sums
-    if constexpr (Tr::kScale16) {
+    V sb[MR][NR];  // kSumsInt: the block's scaled int32 sums
+    if constexpr (kSumsInt) {
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 16
@@ -348,6 +372,10 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
 #define VIREO_TWO_MAX 2
 #endif
       constexpr bool kTwo = MR == 1 && NR <= VIREO_TWO_MAX;
+      constexpr bool kHi16 = kTwo && [] {
+        if constexpr (requires { Tr::kHi16; }) return Tr::kHi16;
+        else return false;
+      }();
       V s2[NR];
       if constexpr (kTwo) {
 #pragma GCC unroll 16
@@ -394,7 +422,10 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
       for (int p = 0; p < NP; ++p) {
         V w0[NR], w1[NR];
 #pragma GCC unroll 16
-        for (int n = 0; n < NR; ++n) Tr::unpack(blk[n], Hoff(hh[n]), u, p, w0[n], w1[n]);
+        for (int n = 0; n < NR; ++n) {
+          if constexpr (kHi16) Tr::unpack_hi16(blk[n], Hoff(hh[n]), u, p, w0[n], w1[n]);
+          else Tr::unpack(blk[n], Hoff(hh[n]), u, p, w0[n], w1[n]);
+        }
 #pragma GCC unroll 16
         for (int i = 0; i < MR; ++i) {
           const uint8_t* q = act[i] + b * BK + u * UK + 8 * p;
@@ -416,9 +447,14 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
       }
       if constexpr (kTwo) {
 #pragma GCC unroll 16
-        for (int n = 0; n < NR; ++n) s[0][n] = I::addi(s[0][n], s2[n]);
+        for (int n = 0; n < NR; ++n) s[0][n] = I::addi(s[0][n], kHi16 ? I::template srai32<4>(s2[n]) : s2[n]);
       }
-      if constexpr (!Tr::kScale16) {
+      if constexpr (kIntScale) {
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
+          for (int n = 0; n < NR; ++n) sb[i][n] = I::addi(sb[i][n], I::mullo(s[i][n], st[n]->sc16[u]));
+      } else if constexpr (!Tr::kScale16) {
 #pragma GCC unroll 16
         for (int n = 0; n < NR; ++n) {
           const F sv = I::loadf(st[n]->sv[u]);
@@ -428,7 +464,7 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
         }
       }
     }
-    if constexpr (Tr::kScale16) {
+    if constexpr (kSumsInt) {
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 16
