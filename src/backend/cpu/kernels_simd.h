@@ -103,21 +103,20 @@ template <> struct Traits<WType::Q5_1> : Traits32Nibble<128, 64, true> {};
 // kScale16 (int16 sums, i.e. AVX2): the unsigned 6-bit sub-block scales multiply the int16 pair sums in the
 // widening vpmaddwd itself (sc16: the row's scale in both halves of its lane), so a block's units add up exactly in
 // int32 and convert to f32 once per block instead of once per unit.
-// kIntScale (VNNI): the same, with the scales as int32 lanes (in sc16) and vpmulld: |unit sum| <= 32 * 31 * 128, times
-// 63, times 8 units stays below 2^31. kHi16 (Q4_K): the high nibbles are read in place (v & 0xF0, 16x their
-// value) into their own accumulator, which is shifted back once per unit: one instruction less per 64 bytes.
+// kHi16 (Q4_K, exact int32 dot products): the high nibbles are read in place (v & 0xF0, 16x their value) into their
+// own accumulator, shifted back once per unit: one instruction less per 64 bytes (one-thread Q4_K decode ~10% faster).
 template <bool Q5>
 struct TraitsK4 {
   static constexpr int BK = 256, UK = 32, NU = 8;
   static constexpr bool kCorr = false, kDsum = false, kQ8 = false, kScale16 = I::kInt16Sums;
-  static constexpr bool kIntScale = I::kIntScale && !kScale16, kHi16 = !Q5 && kIntScale;
+  static constexpr bool kHi16 = !Q5 && !I::kInt16Sums;
   static constexpr int kMins = 32;
   static constexpr int kMaxCode = Q5 ? 31 : 15;
   static constexpr int QS = Q5 ? 768 : 256;
   struct St : ScaleState<8> {
     F dmin, d;
     V mp[4];
-    V sc16[8];  // kScale16: int16 pairs; kIntScale: int32 lanes
+    V sc16[8];
   };
   static inline void prep(const uint8_t* blk, Hoff o, St& s) {
     const F d = I::load_f16(blk + o.f16);
@@ -138,9 +137,6 @@ struct TraitsK4 {
     if constexpr (kScale16) {
       s.d = d;
       for (int j = 0; j < 8; ++j) s.sc16[j] = I::pairs_u8(sc[j], sc[j]);
-    } else if constexpr (kIntScale) {
-      s.d = d;
-      for (int j = 0; j < 8; ++j) s.sc16[j] = I::u8_to_i32(sc[j]);
     } else {
       for (int j = 0; j < 8; ++j) I::storef(s.sv[j], I::mul(d, I::cvt(I::u8_to_i32(sc[j]))));
     }
@@ -305,11 +301,6 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
                                                  const typename Traits<T>::St* pre) {
   using Tr = Traits<T>;
   constexpr int BK = Tr::BK, UK = Tr::UK, NU = Tr::NU, NP = UK / 8;
-  constexpr bool kIntScale = [] {
-    if constexpr (requires { Tr::kIntScale; }) return Tr::kIntScale;
-    else return false;
-  }();
-  constexpr bool kSumsInt = Tr::kScale16 || kIntScale;  // the block's units add up in int32 (sb)
   constexpr int64_t gbb = group_block_bytes(T);
   const ActLayout& al = a.al;
   const uint8_t* base[NR];
@@ -346,8 +337,8 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
       }
     }
     F fb[MR][NR];
-    V sb[MR][NR];  // kSumsInt: the block's scaled int32 sums
-    if constexpr (kSumsInt) {
+    V sb[MR][NR];  // kScale16: the block's scaled int32 sums
+    if constexpr (Tr::kScale16) {
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 16
@@ -372,6 +363,7 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
 #define VIREO_TWO_MAX 2
 #endif
       constexpr bool kTwo = MR == 1 && NR <= VIREO_TWO_MAX;
+      // kHi16 needs kTwo's second accumulator: it holds the high nibbles' sums, 16x too large until the unit ends.
       constexpr bool kHi16 = kTwo && [] {
         if constexpr (requires { Tr::kHi16; }) return Tr::kHi16;
         else return false;
@@ -449,12 +441,7 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
 #pragma GCC unroll 16
         for (int n = 0; n < NR; ++n) s[0][n] = I::addi(s[0][n], kHi16 ? I::template srai32<4>(s2[n]) : s2[n]);
       }
-      if constexpr (kIntScale) {
-#pragma GCC unroll 16
-        for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 16
-          for (int n = 0; n < NR; ++n) sb[i][n] = I::addi(sb[i][n], I::mullo(s[i][n], st[n]->sc16[u]));
-      } else if constexpr (!Tr::kScale16) {
+      if constexpr (!Tr::kScale16) {
 #pragma GCC unroll 16
         for (int n = 0; n < NR; ++n) {
           const F sv = I::loadf(st[n]->sv[u]);
@@ -464,7 +451,7 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
         }
       }
     }
-    if constexpr (kSumsInt) {
+    if constexpr (Tr::kScale16) {
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 16

@@ -61,8 +61,6 @@ struct I {
   static inline V add16(V a, V b) { return _mm256_add_epi16(a, b); }
   static inline V widen_add(V acc, V h) { return dpw(acc, h, _mm256_set1_epi16(1)); }  // int32 += int16 pair sums
   static inline V addi(V a, V b) { return _mm256_add_epi32(a, b); }
-  static constexpr bool kIntScale = false;  // the int16-sum path scales inside vpmaddwd already
-  static inline V mullo(V a, V b) { return _mm256_mullo_epi32(a, b); }
   template <int N>
   static inline V srai32(V a) { return _mm256_srai_epi32(a, N); }
   static inline F cvt(V a) { return _mm256_cvtepi32_ps(a); }

@@ -55,10 +55,6 @@ struct I {
   static inline V dp_q8(V acc, V u, V s) { return _mm512_dpbusd_epi32(acc, u, s); }
   static inline V dpw(V acc, V a, V b) { return _mm512_dpwssd_epi32(acc, a, b); }
   static inline V addi(V a, V b) { return _mm512_add_epi32(a, b); }
-  // K-quant sub-block scales multiply the int32 unit sums in integer (see TraitsK4); one vpmulld beats a convert
-  // and an f32 multiply-add per unit.
-  static constexpr bool kIntScale = true;
-  static inline V mullo(V a, V b) { return _mm512_mullo_epi32(a, b); }
   template <int N>
   static inline V srai32(V a) { return _mm512_srai_epi32(a, N); }
   static inline F cvt(V a) { return _mm512_cvtepi32_ps(a); }

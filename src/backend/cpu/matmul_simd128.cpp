@@ -70,8 +70,6 @@ struct I {
   static inline V add16(V a, V b) { return wasm_i16x8_add(a, b); }
   static inline V widen_add(V acc, V h) { return dpw(acc, h, wasm_i16x8_splat(1)); }
   static inline V addi(V a, V b) { return wasm_i32x4_add(a, b); }
-  static constexpr bool kIntScale = false;
-  static inline V mullo(V a, V b) { return wasm_i32x4_mul(a, b); }
   template <int N>
   static inline V srai32(V a) { return wasm_i32x4_shr(a, N); }
   static inline F cvt(V a) { return wasm_f32x4_convert_i32x4(a); }
