@@ -34,9 +34,8 @@ void Model::build_step(int32_t n, int32_t r) {
       be.rmsnorm(x, L.attn_norm, c.norm_eps, xb);
     else
       be.add_rmsnorm(x, out, L.attn_norm, c.norm_eps, xb);  // x += previous FFN output, xb = norm(x)
-    be.matmul(L.wq, xb, q);  // q = xb · Wqᵀ
-    be.matmul(L.wk, xb, k);
-    be.matmul(L.wv, xb, v);
+    const Backend::MatmulTarget qkv[] = {{L.wq, q}, {L.wk, k}, {L.wv, v}};
+    be.matmuls(xb, qkv);  // q = xb · Wqᵀ, k = xb · Wkᵀ, v = xb · Wvᵀ
     if (c.qkv_bias) {
       be.add_bias(q, L.bq);
       be.add_bias(k, L.bk);
@@ -50,8 +49,8 @@ void Model::build_step(int32_t n, int32_t r) {
 
     // ---- feed-forward (SwiGLU): x += W_down · (silu(W_gate·norm(x)) * (W_up·norm(x))) ----
     be.add_rmsnorm(x, out, L.ffn_norm, c.norm_eps, xb);  // x += attention output, xb = norm(x)
-    be.matmul(L.w_gate, xb, hb);   // hb  = xb · W_gateᵀ  [n, f]
-    be.matmul(L.w_up, xb, hb2);    // hb2 = xb · W_upᵀ    [n, f]
+    const Backend::MatmulTarget gate_up[] = {{L.w_gate, hb}, {L.w_up, hb2}};
+    be.matmuls(xb, gate_up);       // hb = xb · W_gateᵀ, hb2 = xb · W_upᵀ  [n, f]
     be.swiglu(hb, hb2, hb);        // hb  = silu(hb) * hb2
     be.matmul(L.w_down, hb, out);  // out = hb · W_downᵀ  [n, d]
   }

@@ -189,6 +189,15 @@ class Backend {
   virtual void rmsnorm(Act x, const Weight* w, float eps, Act out) = 0;        // out = x / rms(x) * w
   virtual void add_rmsnorm(Act x, Act y, const Weight* w, float eps, Act out) = 0;  // x += y; out = rmsnorm(x)
   virtual void matmul(const Weight* w, Act x, Act out) = 0;                    // out = x · wᵀ
+  // t.out = x · t.wᵀ for every target: products that share their input (q/k/v, gate/up). A backend may run them as
+  // one pass over x (the CPU backend: one parallel region); by default they run one by one.
+  struct MatmulTarget {
+    const Weight* w;
+    Act out;
+  };
+  virtual void matmuls(Act x, std::span<const MatmulTarget> targets) {
+    for (const MatmulTarget& t : targets) matmul(t.w, x, t.out);
+  }
   virtual void add_bias(Act x, const Weight* b) = 0;                            // x[t] += b
   virtual void rope(Act x, const RopeParams& p) = 0;                            // in place, at each token's position
   virtual void kv_store(int32_t layer, Act k, Act v) = 0;                      // at each token's slot/position

@@ -162,6 +162,14 @@ class CpuBackend final : public Backend {
     m.matmul(f(x), x.rows, x.cols, f(out), out.cols, pool_);
   }
 
+  void matmuls(Act x, std::span<const MatmulTarget> targets) override {
+    if (targets.size() > cpu::kMaxSharedInput) return Backend::matmuls(x, targets);
+    cpu::MatmulOut outs[cpu::kMaxSharedInput];
+    for (size_t j = 0; j < targets.size(); ++j)
+      outs[j] = {static_cast<const CpuWeight*>(targets[j].w)->matrix.get(), f(targets[j].out), targets[j].out.cols};
+    cpu::matmul_shared_input(f(x), x.rows, x.cols, std::span<const cpu::MatmulOut>(outs, targets.size()), pool_);
+  }
+
   void add_bias(Act x, const Weight* b) override {
     const float* bv = static_cast<const CpuWeight*>(b)->vec.data();
     for (int t = 0; t < x.rows; ++t)

@@ -516,32 +516,60 @@ void PackedMatrix::dequantize_row(int64_t r, float* out) const {
 }
 
 void PackedMatrix::matmul(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool) const {
-  const Impl& I = *impl_;
-  if (m <= 0) return;
+  const MatmulOut out{this, y, ldy};
+  matmul_shared_input(x, m, ldx, std::span<const MatmulOut>(&out, 1), pool);
+}
+
+void matmul_shared_input(const float* x, int64_t m, int64_t ldx, std::span<const MatmulOut> outs, ThreadPool& pool) {
+  if (m <= 0 || outs.empty()) return;
+  if (outs.size() > kMaxSharedInput) throw std::invalid_argument("matmul_shared_input: too many matrices");
   const Kernels& K = kernels_for(active_cpu_path());
-  const int wi = static_cast<int>(I.wt);
-
-  GemmArgs a;
-  a.w = I.packed.data();
-  a.group_bytes = I.group_bytes;
-  a.K = I.cols;
-  a.rows = I.rows;
-  a.m = m;
-  a.y = y;
-  a.ldy = ldy;
-  a.x = x;
-  a.ldx = ldx;
-  a.al = kern::make_act_layout(kern::act_kind(I.wt), I.cols);
-
   const int nt = pool.size();
-  if (a.al.kind != ActKind::F32) {
-    // The activation buffer belongs to the calling thread and only grows: no allocation once warm.
-    static thread_local ActBuf act_buf;
-    act_buf.reserve(m * a.al.stride);
-    a.act = act_buf.p;
-    const kern::QuantFn qf = a.al.kind == ActKind::Q8B32 ? K.quant32 : K.quant256;
+  const int n_mats = static_cast<int>(outs.size());
+
+  // Per matrix: its kernel arguments; the activations are quantized once per format (kind, offset, length) and
+  // shared by the matrices that read that format. The buffers belong to the calling thread and only grow.
+  static thread_local ActBuf act_bufs[kMaxSharedInput];
+  GemmArgs args[kMaxSharedInput];
+  kern::GemmFn fns[kMaxSharedInput];
+  int64_t first_group[kMaxSharedInput + 1];
+  int64_t align[kMaxSharedInput];
+  int64_t total_groups = 0;
+  for (int j = 0; j < n_mats; ++j) {
+    const PackedMatrix::Impl& I = *outs[j].w->impl_;
+    const int wi = static_cast<int>(I.wt);
+    GemmArgs& a = args[j];
+    a.w = I.packed.data();
+    a.group_bytes = I.group_bytes;
+    a.K = I.cols;
+    a.rows = I.rows;
+    a.m = m;
+    a.y = outs[j].y;
+    a.ldy = outs[j].ldy;
+    a.x = x;
+    a.ldx = ldx;
+    a.al = kern::make_act_layout(kern::act_kind(I.wt), I.cols);
+    a.g0 = 0;
+    a.g1 = I.n_groups;
+    fns[j] = K.gemm[wi];
+    first_group[j] = total_groups;
+    total_groups += I.n_groups;
+    align[j] = I.n_groups >= 8 * nt ? 4 : I.n_groups >= 4 * nt ? 2 : 1;
+    if (a.al.kind == ActKind::F32) continue;
     const int off = K.act_offset[wi];
-    uint8_t* dst = act_buf.p;
+    int same = -1;
+    for (int i = 0; i < j && same < 0; ++i) {
+      const PackedMatrix::Impl& P = *outs[i].w->impl_;
+      if (args[i].al.kind == a.al.kind && P.cols == I.cols && K.act_offset[static_cast<int>(P.wt)] == off) same = i;
+    }
+    if (same >= 0) {
+      a.act = args[same].act;
+      continue;
+    }
+    act_bufs[j].reserve(m * a.al.stride);
+    a.act = act_bufs[j].p;
+    const kern::QuantFn qf = a.al.kind == ActKind::Q8B32 ? K.quant32 : K.quant256;
+    uint8_t* dst = act_bufs[j].p;
     const ActLayout al = a.al;
     if (m == 1 || nt == 1) {
       for (int64_t i = 0; i < m; ++i) qf(x + i * ldx, dst + i * al.stride, al, off);
@@ -562,42 +590,50 @@ void PackedMatrix::matmul(const float* x, int64_t m, int64_t ldx, float* y, int6
       });
     }
   }
+  first_group[n_mats] = total_groups;
 
-  const kern::GemmFn fn = K.gemm[wi];
-  if (nt == 1 || I.n_groups == 1) {
-    a.g0 = 0;
-    a.g1 = I.n_groups;
-    fn(a);
+  if (nt == 1 || total_groups == 1) {
+    for (int j = 0; j < n_mats; ++j) fns[j](args[j]);
     return;
   }
-  // Row groups are handed out in shrinking chunks (guided self-scheduling): each claim takes half of a thread's
-  // share of what is left, never less than `align` groups. The two cores of a small machine stream at different rates
-  // from minute to minute, and equal halves left the faster one spinning for ~19 us a matmul (measured: 11% of
-  // decode time in the pool's wait loops with TinyLlama Q4_K_M). Multiples of 4 (or 2) keep the kernels'
-  // multi-group decode tiles whole where counts allow. Which thread computes a row never changes its result.
+  // The matrices' row groups, one after another, are handed out in shrinking chunks (guided self-scheduling): each
+  // claim takes half of a thread's share of what is left, never less than the matrix's `align` groups, and never
+  // across two matrices. The two cores of a small machine stream at different rates from minute to minute, and
+  // equal halves left the faster one spinning for ~19 us a matmul (measured: 11% of decode time in the pool's wait
+  // loops with TinyLlama Q4_K_M); one region for q/k/v and one for gate/up also save two ramps and tails a layer.
+  // Multiples of 4 (or 2) keep the kernels' multi-group decode tiles whole where counts allow. Which thread
+  // computes a row never changes its result.
   struct alignas(64) GJob {
-    const GemmArgs* a;
-    kern::GemmFn fn;
-    int64_t n_groups, align, divisor;
+    const GemmArgs* args;
+    const kern::GemmFn* fns;
+    const int64_t* first_group;
+    const int64_t* align;
+    int n_mats;
+    int64_t total, divisor;
     alignas(64) std::atomic<int64_t> next{0};
   } job;
-  job.a = &a;
-  job.fn = fn;
-  job.n_groups = I.n_groups;
-  job.align = I.n_groups >= 8 * nt ? 4 : I.n_groups >= 4 * nt ? 2 : 1;
+  job.args = args;
+  job.fns = fns;
+  job.first_group = first_group;
+  job.align = align;
+  job.n_mats = n_mats;
+  job.total = total_groups;
   job.divisor = 2 * static_cast<int64_t>(nt);
   pool.run([&job](int, int) {
-    GemmArgs t = *job.a;
-    int64_t g0 = job.next.load(std::memory_order_relaxed), chunk;
+    int64_t g = job.next.load(std::memory_order_relaxed);
     for (;;) {
-      const int64_t left = job.n_groups - g0;
-      if (left <= 0) return;
-      chunk = std::max(job.align, (left / job.divisor + job.align - 1) / job.align * job.align);
-      if (!job.next.compare_exchange_weak(g0, g0 + chunk, std::memory_order_relaxed)) continue;
-      t.g0 = g0;
-      t.g1 = std::min(job.n_groups, g0 + chunk);
-      job.fn(t);
-      g0 = job.next.load(std::memory_order_relaxed);
+      if (g >= job.total) return;
+      int j = 0;
+      while (g >= job.first_group[j + 1]) ++j;
+      const int64_t al = job.align[j];
+      const int64_t chunk = std::min(std::max(al, ((job.total - g) / job.divisor + al - 1) / al * al),
+                                     job.first_group[j + 1] - g);
+      if (!job.next.compare_exchange_weak(g, g + chunk, std::memory_order_relaxed)) continue;
+      GemmArgs t = job.args[j];
+      t.g0 = g - job.first_group[j];
+      t.g1 = t.g0 + chunk;
+      job.fns[j](t);
+      g = job.next.load(std::memory_order_relaxed);
     }
   });
 }

@@ -7,12 +7,15 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "backend/cpu/thread_pool.h"
 #include "core/dtype.h"
 
 namespace vireo::cpu {
+
+struct MatmulOut;
 
 class PackedMatrix {
  public:
@@ -38,8 +41,19 @@ class PackedMatrix {
   struct Impl;
 
  private:
+  friend void matmul_shared_input(const float*, int64_t, int64_t, std::span<const MatmulOut>, ThreadPool&);
   std::unique_ptr<Impl> impl_;
 };
+
+// Products that share their input: outs[j].y = x · outs[j].wᵀ (as PackedMatrix::matmul) for every j, as one parallel
+// region (a layer's q/k/v or gate/up), with x quantized once per activation format.
+struct MatmulOut {
+  const PackedMatrix* w;
+  float* y;
+  int64_t ldy;
+};
+constexpr size_t kMaxSharedInput = 4;
+void matmul_shared_input(const float* x, int64_t m, int64_t ldx, std::span<const MatmulOut> outs, ThreadPool& pool);
 
 // Which instruction-set paths this CPU supports, and a way to force a lower one (tests compare the paths).
 enum class CpuPath { Scalar = 0, Avx2 = 1, Avx512 = 2, Simd128 = 3 };  // Simd128: WebAssembly builds only
