@@ -606,19 +606,11 @@ void matmul_shared_input(const float* x, int64_t m, int64_t ldx, std::span<const
   struct alignas(64) GJob {
     const GemmArgs* args;
     const kern::GemmFn* fns;
-    const int64_t* first_group;
+    const int64_t* first_group;  // matrix j's groups are [first_group[j], first_group[j + 1])
     const int64_t* align;
-    int n_mats;
     int64_t total, divisor;
     alignas(64) std::atomic<int64_t> next{0};
-  } job;
-  job.args = args;
-  job.fns = fns;
-  job.first_group = first_group;
-  job.align = align;
-  job.n_mats = n_mats;
-  job.total = total_groups;
-  job.divisor = 2 * static_cast<int64_t>(nt);
+  } job{args, fns, first_group, align, total_groups, 2 * static_cast<int64_t>(nt)};
   pool.run([&job](int, int) {
     int64_t g = job.next.load(std::memory_order_relaxed);
     for (;;) {
