@@ -242,6 +242,66 @@ TEST(Matmul, ManyActivationRows) {
   }
 }
 
+TEST(Matmul, SharedInputMatchesSeparateProducts) {
+  // q/k/v- and gate/up-like groups of mixed types (Q4_K and Q5_K share an activation format, Q6_K and Q8_0 and
+  // F16 want others) in one region: each output equals its own product bit for bit (same activation
+  // quantization, same kernels; only the work split differs), on every path and pool size, and nothing past a
+  // matrix's rows is written.
+  PathGuard guard;
+  struct Spec {
+    DType t;
+    int64_t rows;
+  };
+  const std::vector<std::vector<Spec>> sets = {
+      {{DType::Q4_K, 200}, {DType::Q4_K, 40}, {DType::Q6_K, 40}},
+      {{DType::Q4_K, 176}, {DType::Q5_K, 176}},
+      {{DType::Q8_0, 33}, {DType::F16, 17}, {DType::Q6_K, 64}, {DType::Q4_K, 5}},
+  };
+  const int64_t cols = 512;
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (CpuPath p : available_paths()) {
+      force_cpu_path(p);
+      for (const auto& set : sets) {
+        std::vector<std::vector<uint8_t>> bytes;
+        std::vector<PackedMatrix> mats;
+        for (size_t j = 0; j < set.size(); ++j) {
+          bytes.push_back(make_weights(set[j].t, set[j].rows, cols, static_cast<uint32_t>(50 + j)));
+          mats.emplace_back(set[j].t, bytes.back().data(), set[j].rows, cols);
+        }
+        for (int64_t m : {1, 3, 9}) {
+          SCOPED_TRACE(std::string(cpu_path_name(p)) + " threads=" + std::to_string(threads) +
+                       " m=" + std::to_string(m) + " first=" + std::string(dtype_name(set[0].t)));
+          const int64_t ldx = cols + 3;
+          std::mt19937 rng(static_cast<uint32_t>(m * 31 + threads));
+          std::normal_distribution<float> nd(0.f, 1.f);
+          std::vector<float> x(static_cast<size_t>(m * ldx));
+          for (auto& v : x) v = nd(rng);
+          std::vector<std::vector<float>> shared(set.size()), separate(set.size());
+          std::vector<MatmulOut> outs;
+          for (size_t j = 0; j < set.size(); ++j) {
+            const int64_t ldy = set[j].rows + 2;
+            shared[j].assign(static_cast<size_t>(m * ldy), std::numeric_limits<float>::quiet_NaN());
+            separate[j].assign(static_cast<size_t>(m * ldy), std::numeric_limits<float>::quiet_NaN());
+            mats[j].matmul(x.data(), m, ldx, separate[j].data(), ldy, pool);
+            outs.push_back({&mats[j], shared[j].data(), ldy});
+          }
+          matmul_shared_input(x.data(), m, ldx, outs, pool);
+          for (size_t j = 0; j < set.size(); ++j) {
+            const int64_t ldy = set[j].rows + 2;
+            for (int64_t i = 0; i < m; ++i) {
+              for (int64_t r = 0; r < set[j].rows; ++r)
+                ASSERT_EQ(separate[j][i * ldy + r], shared[j][i * ldy + r]) << "matrix " << j << " y[" << i << "][" << r << "]";
+              for (int64_t r = set[j].rows; r < ldy; ++r)
+                ASSERT_TRUE(std::isnan(shared[j][i * ldy + r])) << "matrix " << j << " wrote past its rows";
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Matmul, SingleThreadPool) {
   PathGuard guard;
   ThreadPool pool(1);
