@@ -104,7 +104,7 @@ template <> struct Traits<WType::Q5_1> : Traits32Nibble<128, 64, true> {};
 // widening vpmaddwd itself (sc16: the row's scale in both halves of its lane), so a block's units add up exactly in
 // int32 and convert to f32 once per block instead of once per unit.
 // kHi16 (Q4_K, exact int32 dot products): the high nibbles are read in place (v & 0xF0, 16x their value) into their
-// own accumulator, shifted back once per unit: one instruction less per 64 bytes (one-thread Q4_K decode ~10% faster).
+// own accumulator, shifted back once per unit: one instruction less per 64 bytes (one-thread Q4_K from DRAM ~5% faster).
 template <bool Q5>
 struct TraitsK4 {
   static constexpr int BK = 256, UK = 32, NU = 8;
