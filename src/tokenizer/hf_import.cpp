@@ -252,14 +252,6 @@ void read_components(JsonReader& r, std::vector<Component>& out) {
   if (c.type != "Sequence") out.push_back(std::move(c));
 }
 
-// Code points of a UTF-8 string (for splitting pieces at character boundaries).
-std::vector<size_t> char_starts(const std::string& s) {
-  std::vector<size_t> v;
-  for (size_t i = 0; i < s.size(); ++i)
-    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) v.push_back(i);
-  return v;
-}
-
 constexpr const char* kMeta = "\xE2\x96\x81";  // U+2581
 
 // The Split regexes of the byte-level pre-tokenizers the GGUF tokenizer knows, as tokenizer.json spells them.
