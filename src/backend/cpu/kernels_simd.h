@@ -164,20 +164,13 @@ struct TraitsK4 {
       w1 = I::or_masked(w1, I::template shift16<3 - 2 * P>(qh), m10);
     }
   }
+  template <bool Hi16 = false>
   static inline void unpack(const uint8_t* blk, Hoff o, int u, int p, V& w0, V& w1) {
     switch (p) {
-      case 0: unpack_p<0>(blk, o, u, w0, w1); break;
-      case 1: unpack_p<1>(blk, o, u, w0, w1); break;
-      case 2: unpack_p<2>(blk, o, u, w0, w1); break;
-      default: unpack_p<3>(blk, o, u, w0, w1); break;
-    }
-  }
-  static inline void unpack_hi16(const uint8_t* blk, Hoff o, int u, int p, V& w0, V& w1) {
-    switch (p) {
-      case 0: unpack_p<0, true>(blk, o, u, w0, w1); break;
-      case 1: unpack_p<1, true>(blk, o, u, w0, w1); break;
-      case 2: unpack_p<2, true>(blk, o, u, w0, w1); break;
-      default: unpack_p<3, true>(blk, o, u, w0, w1); break;
+      case 0: unpack_p<0, Hi16>(blk, o, u, w0, w1); break;
+      case 1: unpack_p<1, Hi16>(blk, o, u, w0, w1); break;
+      case 2: unpack_p<2, Hi16>(blk, o, u, w0, w1); break;
+      default: unpack_p<3, Hi16>(blk, o, u, w0, w1); break;
     }
   }
 };
@@ -415,7 +408,7 @@ __attribute__((always_inline)) inline void qtile(const GemmArgs& a, int64_t i0, 
         V w0[NR], w1[NR];
 #pragma GCC unroll 16
         for (int n = 0; n < NR; ++n) {
-          if constexpr (kHi16) Tr::unpack_hi16(blk[n], Hoff(hh[n]), u, p, w0[n], w1[n]);
+          if constexpr (kHi16) Tr::template unpack<true>(blk[n], Hoff(hh[n]), u, p, w0[n], w1[n]);
           else Tr::unpack(blk[n], Hoff(hh[n]), u, p, w0[n], w1[n]);
         }
 #pragma GCC unroll 16
