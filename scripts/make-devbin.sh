@@ -15,6 +15,8 @@ cp "$B/vireo" "$B/vireo_gpu_tests" "$B/vireo_gpu_bench" scripts/gpu-session.sh "
 cp models/stories260K.gguf tests/server/load_test.py "$S"/
 # other builds of the CLI to compare on the GPU machine (gpu-session.sh tiles: TILES_BINARIES)
 for x in ${EXTRA_BINARIES:-}; do cp "$x" "$S"/; done
+# symbols are not needed there (cuobjdump reads the fatbin); without them vireo_tests fits beside the rest
+for x in "$S"/vireo*; do strip --strip-unneeded "$x"; done
 L=/lib/x86_64-linux-gnu
 cp $L/libpcre2-8.so.0 $L/libstdc++.so.6 $L/libcpp-httplib.so.0.11 $L/libssl.so.3 $L/libcrypto.so.3 $L/libz.so.1 \
    $L/libbrotlidec.so.1 $L/libbrotlienc.so.1 $L/libbrotlicommon.so.1 $L/libicuuc.so.72 $L/libicudata.so.72 "$S"/lib/
