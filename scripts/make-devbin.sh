@@ -26,5 +26,5 @@ for w in .venv/lib/python3*/site-packages/wgpu/resources/libwgpu_native-release.
 [ -f $L/libvulkan.so.1 ] && cp -L $L/libvulkan.so.1 "$S"/lib/
 F=../shared/fixtures
 if [ -d "$F" ]; then cp "$F"/models/stories260K-*.gguf "$S"/fixtures/ && cp "$F"/golden/* "$S"/fixtures/golden/; fi
-tar -C "$S" -cf - . | gzip -6 > .devbin/devbin.tar.gz && rm -rf "$S"
+tar -C "$S" -cf - . | gzip -9 > .devbin/devbin.tar.gz && rm -rf "$S"
 du -sh .devbin/devbin.tar.gz
