@@ -39,8 +39,6 @@
 #              default, alternating, twice: vireo_gpu_bench decode on 8B F16, Q8_0, Q4_K_M and 1B Q4_K_M
 #   fold       block boundaries folded into the matvec before them (VIREO_CUDA_NORM_FOLD=1/0) on 8B/1B, and the cost of
 #              each kernel kind in a replayed 8B step (VIREO_CUDA_SKIP masks; FOLD_SKIPS overrides the list)
-#   l2pf       the next launch's weights asked into L2 by each matvec launch (VIREO_CUDA_L2_PF=MiB, L2PF_VALUES, default
-#              "0 16 48"), with the fold on and off: 8B and 1B -p 512 -n 128 -r 3, alternating, L2PF_ROUNDS (2) times
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -306,17 +304,6 @@ for st in $STAGES; do
       for v in ${FOLD_SKIPS:-VIREO_X=0 VIREO_CUDA_NORM_FOLD=0 VIREO_CUDA_NORM_FOLD=0,VIREO_CUDA_SKIP=1 VIREO_CUDA_SKIP=2 \
                  VIREO_CUDA_SKIP=4 VIREO_CUDA_SKIP=8 VIREO_CUDA_SKIP=16 VIREO_CUDA_SKIP=32 VIREO_CUDA_SKIP=63}; do
         model "$(basename $f .gguf) $v" ${v//,/ } -- --model $f --prefill 512 --decode 64
-      done ;;
-    l2pf)
-      for round in $(seq ${L2PF_ROUNDS:-2}); do
-        for p in llama3.1-8b llama3.2-1b; do
-          for fold in ${L2PF_FOLDS:-1 0}; do
-            for v in ${L2PF_VALUES:-0 16 48}; do
-              echo "## round $round $p fold=$fold l2pf=$v: $(VIREO_CUDA_NORM_FOLD=$fold VIREO_CUDA_L2_PF=$v timeout 90 ./vireo bench \
-                --device cuda -m $(synth $p q4_k_m) -p 512 -n 128 -r 3 2>&1 | tee -a $OUT/l2pf.log | grep -E 'tg128|rror' | tr -s ' ')"
-            done
-          done
-        done
       done ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do

@@ -1120,7 +1120,6 @@ TEST_P(Gpu, FusedDecodeLayersMatchUnfused) {
     small_chunks.attn_min_chunk = 16;
     small_chunks.mv_ksplit = 2;  // and one-token launches of few items split over a block (rope/cache epilogues)
     small_chunks.norm_fold = 1;  // and the block boundaries folded into the o and down projections
-    small_chunks.l2_prefetch_mib = 16;  // and every matvec launch asking L2 for the next launch's weights
     // Both run the int8 matrix-vector kernels for every step size tested here (up to 8 tokens), so the
     // comparison isolates the fusion (by default 5+ tokens take qgemm.cu's f16 tensor-core path).
     plain.matvec_max_tokens = small_chunks.matvec_max_tokens = 8;

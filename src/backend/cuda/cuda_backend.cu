@@ -1133,7 +1133,6 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     if (opts_.profile) prof_mark(groups);
     for (size_t i = 0; i < log_.size();) {
       skip_launch_ = opts_.skip_mask != 0 && (opts_.skip_mask & skip_kind(i)) != 0;
-      cur_op_ = i;
       size_t used = run_fused(i);
       skip_launch_ = false;
       if (used > 0) ++stats_.fused;
@@ -1305,32 +1304,8 @@ class CudaBackend final : public Backend, public CudaBackendExt {
         return 0;
     }
   }
-  // CudaOptions::l2_prefetch_mib: the weights of the next matmul launch after the group at cur_op_ (the first
-  // matmul whose weights this launch does not read, with the matmuls of the same input right after it, as the
-  // fusions group q/k/v and gate/up), up to the cap in all.
-  void mv_prefetch_next(MvArgs& a) const {
-    a.npf = 0;
-    if (opts_.l2_prefetch_mib <= 0) return;
-    auto in_launch = [&](const uint8_t* q) {
-      for (int k = 0; k < a.nseg; ++k)
-        if (a.seg[k].wa.q == q || a.seg[k].wb.q == q) return true;
-      return false;
-    };
-    size_t j = cur_op_;
-    while (j < log_.size() && (log_[j].kind != OpKind::Matmul || in_launch(view(log_[j]).q))) ++j;
-    int64_t left = int64_t(opts_.l2_prefetch_mib) << 20;
-    for (size_t k = j; k < log_.size() && a.npf < kMvMaxPrefetch && left > 0; ++k) {
-      const Op& op = log_[k];
-      if (op.kind != OpKind::Matmul || (k > j && !same_act(op.a, log_[j].a))) break;
-      const int64_t bytes = std::min(cw(op.w)->plan.total_bytes, left);
-      a.pf[a.npf] = view(op).q;
-      a.pf_bytes[a.npf++] = bytes;
-      left -= bytes;
-    }
-  }
-  void mv_run(MvArgs a, int64_t rows) {
+  void mv_run(const MvArgs& a, int64_t rows) {
     if (skip_launch_) return;
-    mv_prefetch_next(a);
     mv_launch(a, static_cast<int>(rows), opts_.mv_blocks_per_sm > 0 ? opts_.mv_blocks_per_sm * sms_ : 0, opts_.mv_tiles,
               opts_.mv_ksplit, stream_);
   }
@@ -1784,7 +1759,6 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   uint64_t clock_ = 0;
   bool graphs_broken_ = false;
   bool skip_launch_ = false;  // CudaOptions::skip_mask: the current group is not launched
-  size_t cur_op_ = 0;         // run_log: the first op of the group being run
   GraphStats stats_;
 
   struct ProfEntry {
@@ -1826,7 +1800,6 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_MV_BPS", &o.mv_blocks_per_sm);
   env_int("VIREO_CUDA_SKIP", &o.skip_mask);
   env_int("VIREO_CUDA_NORM_FOLD", &o.norm_fold);
-  env_int("VIREO_CUDA_L2_PF", &o.l2_prefetch_mib);
   env_int("VIREO_CUDA_MV_KSPLIT", &o.mv_ksplit);
   env_int("VIREO_CUDA_MV_TILES", &o.mv_tiles);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);

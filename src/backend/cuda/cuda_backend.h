@@ -75,10 +75,6 @@ struct CudaOptions {
   // launches read the norm's output (mv.h, MvArgs::resid): a decode layer without norm kernels
   // (VIREO_CUDA_NORM_FOLD=1). Off until measured on a GPU: emulator-tested only (docs/CUDA-NOTES.md, session 13).
   int norm_fold = 0;
-  // Matvec launches (decode steps) ask L2 for the weights of the step's next matmul launch, up to this many MiB,
-  // so it does not start cold on HBM (mv.h, MvArgs::pf; Hopper's bulk L2 prefetch). 0: off
-  // (VIREO_CUDA_L2_PF=MiB). Off until measured on a GPU.
-  int l2_prefetch_mib = 0;
   // Timing experiments only (results are wrong): matvec-step kernels of these kinds are not launched, so a
   // graph-replayed step shows what each kind costs in place (VIREO_CUDA_SKIP, a bit mask): 1 norms, 2 decode
   // attention, 4 q/k/v launches, 8 the o projection (a square matrix), 16 gate/up, 32 the down projection.
@@ -99,7 +95,7 @@ struct CudaOptions {
   int device_sampling = 1;
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
-  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS, _MV_TILES, _NORM_FOLD, _L2_PF, _SKIP, _TILE_MAX,
+  // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS, _MV_TILES, _TILE_MAX,
   // _ATTN_CHUNK, _ATTN_BPS, _SAMPLE, _MV_KSPLIT, _QFRAG, _QFRAG_MODEL,
   // _QFRAG_NT, _QFRAG_PDL, _QFRAG_MULTI, _F16_OUT, _ROPE_STORE, _GEMM_SLICE_MI from the environment over the defaults.
   static CudaOptions from_env();

@@ -230,24 +230,6 @@ VDEV void mv_sums(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int l
   }
 }
 
-// The block's share of the next launch's weights, asked into L2 (MvArgs::pf) by one thread, 64 KiB an instruction.
-VDEV void mv_l2_prefetch(const MvArgs& a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (a.npf == 0 || threadIdx.x != 0) return;
-  const int64_t G = gridDim.x, b = blockIdx.x;
-  for (int r = 0; r < a.npf; ++r) {
-    const int64_t share = (a.pf_bytes[r] / 16 + G - 1) / G * 16;
-    const int64_t lo = b * share, hi = lo + share < a.pf_bytes[r] ? lo + share : a.pf_bytes[r] / 16 * 16;
-    for (int64_t o = lo; o < hi; o += 65536) {
-      const uint32_t n = static_cast<uint32_t>(hi - o < 65536 ? hi - o : 65536);
-      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a.pf[r] + o), "r"(n) : "memory");
-    }
-  }
-#else
-  (void)a;
-#endif
-}
-
 // One item, one warp.
 template <WFmt F, int N>
 VDEV void mv_item(const MvArgs& a, const MvSeg& s, int64_t i, int lane) {
@@ -261,7 +243,6 @@ VDEV void mv_item(const MvArgs& a, const MvSeg& s, int64_t i, int lane) {
 // Warp per item (items of all segments in a row); with a capped grid, warps loop over items.
 template <WFmt F0, WFmt F1, int N>
 __global__ void __launch_bounds__(kWarps * 32) mv_kernel(const __grid_constant__ MvArgs a) {
-  mv_l2_prefetch(a);
   const int lane = static_cast<int>(threadIdx.x & 31);
   const int64_t T = a.seg[0].items + a.seg[1].items + a.seg[2].items;
   const int64_t W = static_cast<int64_t>(gridDim.x) * kWarps;
@@ -284,7 +265,6 @@ __global__ void __launch_bounds__(kWarps * 32) mv_kernel(const __grid_constant__
 template <WFmt F0, WFmt F1>
 __global__ void __launch_bounds__(kWarps * 32) mv_split_kernel(const __grid_constant__ MvArgs a) {
   VSHARED(float, part, kWarps * 2);
-  mv_l2_prefetch(a);
   const int lane = static_cast<int>(threadIdx.x & 31), warp = static_cast<int>(threadIdx.x >> 5);
   int64_t i;
   const MvSeg& sg = a.seg[mv_seg_of(a, blockIdx.x, &i)];
@@ -452,7 +432,6 @@ VHD int64_t mv_tiles(const MvSeg& s) { return (s.items + kTileItems - 1) / kTile
 template <WFmt F0, WFmt F1, int N>
 __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_constant__ MvArgs a) {
   VSHARED(float, part, kTileWarps * 4 * 32);
-  mv_l2_prefetch(a);
   const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
   int si = 0;
   int64_t tile = blockIdx.x;
@@ -496,7 +475,6 @@ __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_c
 template <WFmt F, int NT>
 __global__ void __launch_bounds__(kTileWarps * 32) mv_wide_kernel(const __grid_constant__ MvArgs a, int n, int rg) {
   VSHARED(float, part, kTileWarps * NT * 4 * 32);
-  mv_l2_prefetch(a);
   const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
   const int ks = kTileWarps / rg, grp = warp / ks, kslice = warp % ks;
   const MvSeg& s = a.seg[0];

@@ -5,7 +5,6 @@
 namespace vireo::VIREO_CUDA_NS {
 
 constexpr int kMvMaxSegs = 3;
-constexpr int kMvMaxPrefetch = 3;
 // Tokens up to which Q4_K/Q6_K plain products can run on the int8 tensor-core tiles (CudaOptions::tile_max_tokens).
 constexpr int kTileMaxN = 64;
 enum MvMode : int { kMvPlain = 0, kMvRopeNormal = 1, kMvRopeNeox = 2, kMvGlu = 3 };
@@ -54,13 +53,6 @@ struct MvArgs {
   const float* norm_w = nullptr;
   float norm_eps = 0.f;
   float* ssq = nullptr;
-  // Weights of the next matvec launch of the step, pulled into L2 while this one runs (CudaOptions::l2_prefetch_mib):
-  // each block asks for its share of every range at its start (cp.async.bulk.prefetch.L2; Hopper and newer, a no-op
-  // elsewhere), so the next launch reads them from L2 instead of starting cold on HBM. Weights are never written by
-  // a step, so this may run before pdl_wait(). Ranges are 16-byte aligned; bytes are rounded down to 16.
-  const uint8_t* pf[kMvMaxPrefetch] = {};
-  int64_t pf_bytes[kMvMaxPrefetch] = {};
-  int npf = 0;
   int64_t units = 0;  // units per row (set by mv_launch)
   int sms = 0;        // the device's multiprocessors (grid sizes)
 };
