@@ -73,8 +73,8 @@ struct CudaOptions {
   int mv_blocks_per_sm = 0;   // > 0: cap the matvec grid (warps loop over their items)
   // A block boundary's residual add + RMSNorm folded into the matvec launch before it when only int8 matvec
   // launches read the norm's output (mv.h, MvArgs::resid): a decode layer without norm kernels
-  // (VIREO_CUDA_NORM_FOLD=1). Off until measured on a GPU: emulator-tested only (docs/CUDA-NOTES.md, session 13).
-  int norm_fold = 0;
+  // (VIREO_CUDA_NORM_FOLD=0 keeps them). H100, -p 512 -n 128 (2026-12-07): 8B 328 -> 361 tok/s, 1B 1,125 -> 1,190.
+  int norm_fold = 1;
   // Timing experiments only (results are wrong): matvec-step kernels of these kinds are not launched, so a
   // graph-replayed step shows what each kind costs in place (VIREO_CUDA_SKIP, a bit mask): 1 norms, 2 decode
   // attention, 4 q/k/v launches, 8 the o projection (a square matrix), 16 gate/up, 32 the down projection.
