@@ -39,6 +39,10 @@
 #              default, alternating, twice: vireo_gpu_bench decode on 8B F16, Q8_0, Q4_K_M and 1B Q4_K_M
 #   fold       block boundaries folded into the matvec before them (VIREO_CUDA_NORM_FOLD=1/0) on 8B/1B, and the cost of
 #              each kernel kind in a replayed 8B step (VIREO_CUDA_SKIP masks; FOLD_SKIPS overrides the list)
+#   next       what session 15 could not measure (no machine after its first call), in one call of ~6 minutes: issue 5's
+#              --parallel 1,8,32,64 table on 1B and 8B with the fold on, 1-sequence decode with the matvec grid capped
+#              (VIREO_CUDA_MV_BPS=8) against the default, WebGPU decode on 1B and 8B, and Nsight Compute on the four
+#              matvec launches of an 8B decode layer (q/k/v, o, gate/up, down: occupancy, DRAM throughput, stalls)
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -305,6 +309,28 @@ for st in $STAGES; do
                  VIREO_CUDA_SKIP=4 VIREO_CUDA_SKIP=8 VIREO_CUDA_SKIP=16 VIREO_CUDA_SKIP=32 VIREO_CUDA_SKIP=63}; do
         model "$(basename $f .gguf) $v" ${v//,/ } -- --model $f --prefill 512 --decode 64
       done ;;
+    next)
+      for p in llama3.2-1b llama3.1-8b; do
+        f=$(synth $p q4_k_m)
+        echo "## $p --parallel 1,8,32,64"
+        timeout 90 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel 1,8,32,64 2>&1 | tee -a $OUT/next.log |
+          grep -E "^cuda|rror"
+        for v in 8 0 8 0; do
+          echo "## $p -p 512 -n 128 -r 3 VIREO_CUDA_MV_BPS=$v: $(VIREO_CUDA_MV_BPS=$v timeout 60 ./vireo bench --device cuda \
+            -m $f -p 512 -n 128 -r 3 2>&1 | tee -a $OUT/next.log | grep -E 'tg128|rror' | tr -s ' ')"
+        done
+        echo "## $p webgpu: $(timeout 90 ./vireo bench -m $f --device webgpu -p 32 -n 64 -r 2 2>&1 | tee -a $OUT/next.log |
+          grep -E 'tg64|dispatch|rror' | tr -s ' ' | tr '\n' ' ')"
+      done
+      N=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+      if [ -n "$N" ]; then  # a 16-token prompt runs on qgemm, so every mv_kernel launch is a decode step's
+        timeout 120 $N --kernel-name-base demangled --kernel-name regex:mv_kernel --launch-skip 200 --launch-count 4 \
+          --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+          --section MemoryWorkloadAnalysis ./vireo bench --device cuda -m $(synth llama3.1-8b q4_k_m) -p 16 -n 4 -r 1 \
+          > $OUT/ncu-mv.txt 2>&1
+        grep -E "mv_kernel|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Theoretical Occ|Block Limit|Warp Cycles Per Issued" \
+          $OUT/ncu-mv.txt | head -60
+      fi ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)
