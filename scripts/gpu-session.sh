@@ -41,8 +41,8 @@
 #              each kernel kind in a replayed 8B step (VIREO_CUDA_SKIP masks; FOLD_SKIPS overrides the list)
 #   next       what session 15 could not measure (no machine after its first call), in one call of ~6 minutes: issue 5's
 #              --parallel 1,8,32,64 table on 1B and 8B with the fold on, 1-sequence decode with the matvec grid capped
-#              (VIREO_CUDA_MV_BPS=8) against the default, WebGPU decode on 1B and 8B, and Nsight Compute on the four
-#              matvec launches of an 8B decode layer (q/k/v, o, gate/up, down: occupancy, DRAM throughput, stalls)
+#              (VIREO_CUDA_MV_BPS=8) against the default, WebGPU decode on 1B and 8B, the skip masks of an 8B step,
+#              and Nsight Compute on the four matvec launches of an 8B decode layer (q/k/v, o, gate/up, down: occupancy, DRAM throughput, stalls)
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -321,6 +321,12 @@ for st in $STAGES; do
         done
         echo "## $p webgpu: $(timeout 90 ./vireo bench -m $f --device webgpu -p 32 -n 64 -r 2 2>&1 | tee -a $OUT/next.log |
           grep -E 'tg64|dispatch|rror' | tr -s ' ' | tr '\n' ' ')"
+      done
+      # what each kernel kind costs in a replayed 8B step with the fold on (VIREO_CUDA_SKIP: 2 attention, 4 q/k/v,
+      # 8 o, 16 gate/up, 32 down; results wrong)
+      for v in 0 2 4 8 16 32; do
+        echo "## llama3.1-8b VIREO_CUDA_SKIP=$v: $(VIREO_CUDA_SKIP=$v timeout 60 ./vireo_gpu_bench --model $(synth llama3.1-8b q4_k_m) \
+          --prefill 512 --decode 64 2>&1 | tee -a $OUT/next.log | grep -E 'decode 1 seq|rror' | head -1)"
       done
       N=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
       if [ -n "$N" ]; then  # a 16-token prompt runs on qgemm, so every mv_kernel launch is a decode step's
