@@ -39,10 +39,11 @@
 #              default, alternating, twice: vireo_gpu_bench decode on 8B F16, Q8_0, Q4_K_M and 1B Q4_K_M
 #   fold       block boundaries folded into the matvec before them (VIREO_CUDA_NORM_FOLD=1/0) on 8B/1B, and the cost of
 #              each kernel kind in a replayed 8B step (VIREO_CUDA_SKIP masks; FOLD_SKIPS overrides the list)
-#   next       what session 15 could not measure (no machine after its first call), in one call of ~6 minutes: issue 5's
-#              --parallel 1,8,32,64 table on 1B and 8B with the fold on, 1-sequence decode with the matvec grid capped
-#              (VIREO_CUDA_MV_BPS=8) against the default, WebGPU decode on 1B and 8B, the skip masks of an 8B step,
-#              and Nsight Compute on the four matvec launches of an 8B decode layer (q/k/v, o, gate/up, down: occupancy, DRAM throughput, stalls)
+#   next       what session 15 could not measure (no machine after its first call), in one call of ~8 minutes: issue 5's
+#              --parallel 1,8,32,64 table on 1B and 8B with the fold on; 1-sequence decode under NEXT_VARIANTS (default:
+#              the matvec grid capped, VIREO_CUDA_MV_BPS=8, and attention chunks of 128, VIREO_CUDA_ATTN_CHUNK=128,
+#              between two default runs); WebGPU decode on 1B and 8B; the skip masks of an 8B step; Nsight Compute on
+#              the four matvec launches of an 8B decode layer (q/k/v, o, gate/up, down: occupancy, DRAM, stalls)
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -315,8 +316,8 @@ for st in $STAGES; do
         echo "## $p --parallel 1,8,32,64"
         timeout 90 ./vireo bench --device cuda -m $f -p 128 -n 128 -r 1 --parallel 1,8,32,64 2>&1 | tee -a $OUT/next.log |
           grep -E "^cuda|rror"
-        for v in 8 0 8 0; do
-          echo "## $p -p 512 -n 128 -r 3 VIREO_CUDA_MV_BPS=$v: $(VIREO_CUDA_MV_BPS=$v timeout 60 ./vireo bench --device cuda \
+        for v in ${NEXT_VARIANTS:-VIREO_X=1 VIREO_CUDA_MV_BPS=8 VIREO_CUDA_ATTN_CHUNK=128 VIREO_X=1}; do
+          echo "## $p -p 512 -n 128 -r 3 $v: $(env ${v//,/ } timeout 60 ./vireo bench --device cuda \
             -m $f -p 512 -n 128 -r 3 2>&1 | tee -a $OUT/next.log | grep -E 'tg128|rror' | tr -s ' ')"
         done
         echo "## $p webgpu: $(timeout 90 ./vireo bench -m $f --device webgpu -p 32 -n 64 -r 2 2>&1 | tee -a $OUT/next.log |
