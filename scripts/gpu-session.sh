@@ -60,6 +60,9 @@ synth() {  # preset type -> path
   [ -s "$f" ] || ./vireo synth --preset "$1" --type "$2" -o "$f" > /dev/null 2>&1 || echo "synth $1 $2 failed" >&2
   echo "$f"
 }
+ncu_bin() {  # Nsight Compute's command line tool, or nothing
+  command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1
+}
 OLD="VIREO_CUDA_FUSE=0 VIREO_CUDA_PDL=0 VIREO_CUDA_MV=0 VIREO_CUDA_ATTN=0"
 model() {  # label env... -- args
   local label=$1; shift
@@ -142,7 +145,7 @@ for st in $STAGES; do
       done ;;
     ncu)  # per-kernel GPU time and DRAM bytes (Nsight Compute, kernels serialized) of a short bench on NCU_PRESET
       f=$(synth ${NCU_PRESET:-llama3.1-8b} q4_k_m)
-      N=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu | head -1)
+      N=$(ncu_bin)
       timeout ${NCU_TIMEOUT:-240} $N --clock-control none --csv --launch-count ${NCU_COUNT:-2500} \
         --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
         ./vireo bench --device cuda -m $f -p ${NCU_PROMPT:-16} -n ${NCU_TOKENS:-4} -r 1 > $OUT/ncu.csv 2> $OUT/ncu.err
@@ -159,7 +162,7 @@ for st in $STAGES; do
           done
         done
       done
-      N=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+      N=$(ncu_bin)
       if [ -n "$N" ] && [ "${TILES_NCU:-1}" != 0 ]; then
         timeout 240 $N --kernel-name-base demangled --kernel-name regex:mv_tile_kernel --launch-skip 40 \
           --launch-count 5 --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
@@ -225,7 +228,7 @@ for st in $STAGES; do
         done
       done
       # Nsight Compute on 64-token launches (what stalls the warps: issue, tensor pipe, shared memory, barrier)
-      N=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+      N=$(ncu_bin)
       if [ -n "$N" ] && [ "${QFRAG_NCU:-1}" != 0 ]; then
         timeout 240 $N --kernel-name-base demangled --kernel-name "regex:qgemm_frag_kernel<.*\(int\)8, \(int\)1, " --launch-skip 20 \
           --launch-count 4 --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
@@ -325,16 +328,16 @@ for st in $STAGES; do
       done
       # what each kernel kind costs in a replayed 8B step with the fold on (VIREO_CUDA_SKIP: 2 attention, 4 q/k/v,
       # 8 o, 16 gate/up, 32 down; results wrong)
+      f=$(synth llama3.1-8b q4_k_m)
       for v in 0 2 4 8 16 32; do
-        echo "## llama3.1-8b VIREO_CUDA_SKIP=$v: $(VIREO_CUDA_SKIP=$v timeout 60 ./vireo_gpu_bench --model $(synth llama3.1-8b q4_k_m) \
+        echo "## llama3.1-8b VIREO_CUDA_SKIP=$v: $(VIREO_CUDA_SKIP=$v timeout 60 ./vireo_gpu_bench --model $f \
           --prefill 512 --decode 64 2>&1 | tee -a $OUT/next.log | grep -E 'decode 1 seq|rror' | head -1)"
       done
-      N=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+      N=$(ncu_bin)
       if [ -n "$N" ]; then  # a 16-token prompt runs on qgemm, so every mv_kernel launch is a decode step's
         timeout 120 $N --kernel-name-base demangled --kernel-name regex:mv_kernel --launch-skip 200 --launch-count 4 \
           --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-          --section MemoryWorkloadAnalysis ./vireo bench --device cuda -m $(synth llama3.1-8b q4_k_m) -p 16 -n 4 -r 1 \
-          > $OUT/ncu-mv.txt 2>&1
+          --section MemoryWorkloadAnalysis ./vireo bench --device cuda -m $f -p 16 -n 4 -r 1 > $OUT/ncu-mv.txt 2>&1
         grep -E "mv_kernel|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Theoretical Occ|Block Limit|Warp Cycles Per Issued" \
           $OUT/ncu-mv.txt | head -60
       fi ;;
