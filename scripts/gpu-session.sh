@@ -44,6 +44,8 @@
 #              the matvec grid capped, VIREO_CUDA_MV_BPS=8, and attention chunks of 128, VIREO_CUDA_ATTN_CHUNK=128,
 #              between two default runs); WebGPU decode on 1B and 8B; the skip masks of an 8B step; Nsight Compute on
 #              the four matvec launches of an 8B decode layer (q/k/v, o, gate/up, down: occupancy, DRAM, stalls)
+#   chain      chained matvec launches (VIREO_CUDA_CHAIN=1): the fused-layer and end-to-end tests with them, then
+#              VIREO_CUDA_CHAIN=0/1 alternating, twice, on 8B and 1B Q4_K_M (-p 512 -n 128 -r 3)
 #   sweep      decode under option variants: SWEEP_VARIANTS="VIREO_CUDA_PDL=0 VIREO_CUDA_MV_BPS=4,VIREO_CUDA_PDL=0",
 #              SWEEP_PRESETS="llama3.2-1b llama3.1-8b", SWEEP_ARGS (extra vireo_gpu_bench arguments)
 set -uo pipefail
@@ -341,6 +343,18 @@ for st in $STAGES; do
         grep -E "mv_kernel|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Theoretical Occ|Block Limit|Warp Cycles Per Issued" \
           $OUT/ncu-mv.txt | head -60
       fi ;;
+    chain)  # chained matvec launches (VIREO_CUDA_CHAIN): their tests, then VIREO_CUDA_CHAIN=0/1 alternating, twice, on
+      # 8B and 1B -p 512 -n 128 -r 3
+      timeout 120 ./vireo_gpu_tests --gtest_filter='*FusedDecodeLayers*Cuda*' 2>&1 | tee $OUT/chain_tests.log |
+        grep -E "^\[  (FAILED|PASSED|  OK) |Failure|actual|Which is" | head -20
+      VIREO_CUDA_CHAIN=1 timeout 150 ./vireo_gpu_tests --gtest_filter='*EndToEnd*Cuda*' 2>&1 | tee -a $OUT/chain_tests.log |
+        grep -E "^\[  (FAILED|PASSED|  OK|SKIPPED) |Failure|actual|Which is" | head -20
+      for v in 0 1 0 1; do
+        for p in llama3.1-8b llama3.2-1b; do
+          echo "## $p -p 512 -n 128 -r 3 VIREO_CUDA_CHAIN=$v: $(VIREO_CUDA_CHAIN=$v timeout 60 ./vireo bench --device cuda \
+            -m $(synth $p q4_k_m) -p 512 -n 128 -r 3 2>&1 | tee -a $OUT/chain_bench.log | grep -E 'tg128|rror' | tr -s ' ')"
+        done
+      done ;;
     sweep)  # SWEEP_VARIANTS (env settings, one per word; commas separate several), SWEEP_PRESETS
       for p in ${SWEEP_PRESETS:-llama3.2-1b llama3.1-8b}; do
         f=$(synth $p q4_k_m)

@@ -1123,12 +1123,16 @@ TEST_P(Gpu, FusedDecodeLayersMatchUnfused) {
     // Both run the int8 matrix-vector kernels for every step size tested here (up to 8 tokens), so the
     // comparison isolates the fusion (by default 5+ tokens take qgemm.cu's f16 tensor-core path).
     plain.matvec_max_tokens = small_chunks.matvec_max_tokens = 8;
+    CudaOptions chained;  // the defaults, with one-token matvec launches chained (o, gate/up, down, next q/k/v)
+    chained.mv_chain = 1;
+    chained.matvec_max_tokens = 8;
     auto fused = make(small_chunks);
     auto ref = make(plain);
     auto cpu = make_cpu_backend(static_cast<int>(n_threads()));
-    Backend* bes[3] = {fused.get(), ref.get(), cpu.get()};
-    LayerNet nets[3];
-    for (int i = 0; i < 3; ++i) nets[i].build(*bes[i], c, n_layers, 8, n_ctx, slots);
+    auto chain = make(chained);
+    Backend* bes[4] = {fused.get(), ref.get(), cpu.get(), chain.get()};
+    LayerNet nets[4];
+    for (int i = 0; i < 4; ++i) nets[i].build(*bes[i], c, n_layers, 8, n_ctx, slots);
     // the caches of slots 0 and 1 hold `prompt` and `prompt - 7` positions of random keys and values
     uint32_t sd = 7;
     const int kvd = c.kv_heads * c.hd;
@@ -1139,7 +1143,7 @@ TEST_P(Gpu, FusedDecodeLayersMatchUnfused) {
         for (int i = 0; i < n; ++i) b.add(0, p0 + i, s, false);
         for (int l = 0; l < n_layers; ++l) {
           const std::vector<float> ks = randn(static_cast<size_t>(n * kvd), ++sd), vs = randn(static_cast<size_t>(n * kvd), ++sd);
-          for (int i = 0; i < 3; ++i) {
+          for (int i = 0; i < 4; ++i) {
             put(*bes[i], nets[i].k, ks);
             put(*bes[i], nets[i].v, vs);
             step(*bes[i], b, [&] { bes[i]->kv_store(l, nets[i].k.with_rows(n), nets[i].v.with_rows(n)); });
@@ -1159,8 +1163,8 @@ TEST_P(Gpu, FusedDecodeLayersMatchUnfused) {
         for (int j = 0; j < 4; ++j) b.add((stepi + j) % c.vocab, pos[2]++, 2, j == 3);
         for (int j = 0; j < 4; ++j) b.add((stepi * 11 + j) % c.vocab, pos[j % 2]++, j % 2, true);
       }
-      std::vector<float> res[3];
-      for (int i = 0; i < 3; ++i) res[i] = nets[i].run(*bes[i], b);
+      std::vector<float> res[4];
+      for (int i = 0; i < 4; ++i) res[i] = nets[i].run(*bes[i], b);
       const bool quant = native_quant(c.wqk);
       // The two CUDA paths differ by the order of float sums (most of all the tensor-core tiles of 3+ tokens, which
       // add per 32-element sub-block), which can flip the rounding of int8 activations: ~1% apart over two random
@@ -1168,6 +1172,8 @@ TEST_P(Gpu, FusedDecodeLayersMatchUnfused) {
       // activations its own way. So: close to each other, and the fused path no farther from the CPU than the
       // unfused one (an error of the fused kernels would show there as 0.2 and more).
       EXPECT_LE(rel_l2(res[0], res[1]), quant ? 2e-2 : 2e-4) << "fused vs one kernel per op";
+      EXPECT_LE(rel_l2(res[3], res[1]), quant ? 2e-2 : 2e-4) << "chained vs one kernel per op";
+      ASSERT_TRUE(all_finite(res[3])) << "chained backend: non-finite output";
       if (quant)
         EXPECT_LE(rel_l2(res[0], res[2]), 1.1 * rel_l2(res[1], res[2]) + 1e-3) << "fused vs CPU, against unfused vs CPU";
       if (std::getenv("VIREO_TEST_DEBUG")) {  // relative L2 per buffer
@@ -1197,6 +1203,9 @@ TEST_P(Gpu, FusedDecodeLayersMatchUnfused) {
     // int8 activations everywhere: the block boundaries after the o and down projections fold into them
     if (native_quant(c.wqk) && c.wo != DType::F16) EXPECT_GT(st.folded_norms, 0) << "no norm was folded";
     EXPECT_EQ(ext_of(*ref)->graph_stats().fused, 0);
+    // one-token steps of int8 matvec layers whose weights are one format or a supported pair chain their launches
+    if (c.wqk == DType::Q4_K && c.wv == DType::Q6_K)
+      EXPECT_GT(ext_of(*chain)->graph_stats().chained, 0) << "no launch was chained";
   }
 }
 

@@ -107,6 +107,15 @@ VHD T ld_ro(const void* p) {
 #endif
 }
 VHD uint4 ld16(const void* p) { return ld_ro<uint4>(p); }
+// Activations: a plain (coherent, L1-cached) load, not the read-only path, because a chained matvec launch
+// (mv_chain_launch) reads activations that earlier blocks of the same grid wrote.
+VHD int4 ld16i_act(const void* p) {
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const int4*>(p);
+#else
+  return ld_ro<int4>(p);
+#endif
+}
 VHD int4 ld16i(const void* p) { return ld_ro<int4>(p); }
 VHD float4 ld16f(const void* p) { return ld_ro<float4>(p); }
 VHD uint2 ld8(const void* p) { return ld_ro<uint2>(p); }
@@ -268,6 +277,32 @@ VDEV void pdl_wait() {
 VDEV void pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+// A flag between blocks of one grid: an acquire load (later loads of this thread, and of its block after a barrier,
+// see what the releasing thread wrote before; it also drops stale L1 lines) and a release store.
+VDEV int ld_acquire(const int* p) {
+#if defined(__CUDA_ARCH__)
+  int v;
+  asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+#else
+  return *p;
+#endif
+}
+VDEV void st_release(int* p, int v) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("st.release.gpu.global.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+#else
+  *p = v;
+#endif
+}
+VDEV void sleep_ns(unsigned ns) {
+#if defined(__CUDA_ARCH__)
+  __nanosleep(ns);
+#else
+  (void)ns;
 #endif
 }
 

@@ -592,6 +592,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       // between launches; a folded norm also counts the finished groups), and folded norms keep each group's sum
       // of squares
       ensure_zeroed(glu_cnt_, static_cast<size_t>(v.rows / 32 + 1) * sizeof(int), "matmul scratch");
+      ensure_zeroed(chain_sync_, kChainSyncInts * sizeof(int), "matmul scratch");
       ensure(norm_ssq_, static_cast<size_t>(m_tok * (v.rows / 32 + 1)) * sizeof(float), "matmul scratch");
       if (wfmt_uses_q8(v.fmt)) {
         ensure_q8(m_tok, std::max(v.K, v.rows));
@@ -1360,9 +1361,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       }
       case OpKind::Matmul:
         if (!opts_.mv || !on_matvec_path(op)) return 0;
-        if (size_t k = run_resid_norm(i)) return k;
-        if (size_t k = run_glu(i)) return k;
-        return run_multi(i);
+        return run_matvecs(i);
       default:
         return 0;
     }
@@ -1392,10 +1391,52 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     }
   }
 
+  // The matvec launches from op i on: each pattern below (plan_*) fills the arguments of one launch; with
+  // CudaOptions::mv_chain, one-token launches that read the int8 output of the one before (o + boundary, gate/up +
+  // SwiGLU, down + boundary, the next q/k/v) go out as one chained launch (mv_chain_launch). Planning launches
+  // nothing after the first phase: a later phase's activations are the int8 output the phase before wrote.
+  size_t run_matvecs(size_t i) {
+    MvArgs ph[kMvChainMax];
+    int64_t rows[kMvChainMax];
+    int nph = 0;
+    size_t j = i;
+    const bool chain = opts_.mv_chain && n_ == 1 && opts_.mv_blocks_per_sm <= 0 && opts_.skip_mask == 0 && !opts_.profile;
+    for (;;) {
+      if (nph > 0) {  // does the group at j read the int8 output of the phase before, complete at its end?
+        const MvArgs& prev = ph[nph - 1];
+        if (!chain || nph == kMvChainMax || j >= log_.size() || !on_matvec_path(log_[j]) ||
+            log_[j].a.rows != 1 || !wfmt_uses_q8(view(log_[j]).fmt) || !prev.oq)
+          break;
+        const int b = q8_find(log_[j].a);
+        if (b < 0 || q8q(b) != prev.oq) break;
+      }
+      MvArgs& a = ph[nph];
+      rows[nph] = log_[j].a.rows;  // every pattern's tokens: its first matmul's
+      size_t k = plan_resid_norm(j, a);
+      if (!k) k = plan_glu(j, a);
+      if (!k) k = plan_multi(j, a);
+      ++nph;
+      j += k;
+      if (nph >= 2 && !mv_chain_supported(ph, nph, n_, opts_.mv_tiles)) {  // the last phase cannot join
+        run_phases(ph, rows, nph - 1);
+        run_phases(ph + nph - 1, rows + nph - 1, 1);
+        return j - i;
+      }
+    }
+    run_phases(ph, rows, nph);
+    return j - i;
+  }
+  void run_phases(const MvArgs* ph, const int64_t* rows, int nph) {
+    if (nph == 1) return mv_run(ph[0], rows[0]);
+    if (skip_launch_) return;
+    mv_chain_launch(ph, nph, 1, static_cast<int*>(chain_sync_.p), stream_);
+    ++stats_.chained;
+  }
+
   // A plain matmul y = W·a followed by the block boundary x += y, xb = rmsnorm(x), when xb is read only as int8
   // activations by the matvec launch(es) right after: one launch whose epilogue adds y into x and quantizes xb
   // (MvArgs::resid), no norm kernel. xb itself (f32) is then never written, so nothing may read it.
-  size_t run_resid_norm(size_t i) {
+  size_t plan_resid_norm(size_t i, MvArgs& a) {
     if (!opts_.norm_fold || i + 2 >= log_.size()) return 0;
     const Op &m = log_[i], &nm = log_[i + 1];
     if (nm.kind != OpKind::AddRmsNorm || !same_act(nm.b, m.b)) return 0;
@@ -1425,7 +1466,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       if (op_writes(o, y)) y_open = false;
     }
     if (readers == 0) return 0;
-    MvArgs a;
+    a = MvArgs{};
     mv_inputs(a, m.a, w);
     a.seg[0] = plain_seg(w, y);
     a.nseg = 1;
@@ -1440,7 +1481,6 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     a.oq_stride = xb.cols;
     a.ods_stride = xb.cols / 32;
     a.counters = static_cast<int*>(glu_cnt_.p);
-    mv_run(a, n);
     wrote(y.data);
     wrote(x.data);
     wrote(xb.data);
@@ -1450,7 +1490,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   }
 
   // gate/up matmuls + SwiGLU (+ the int8 activations of the next matmul, which reads the SwiGLU output).
-  size_t run_glu(size_t i) {
+  size_t plan_glu(size_t i, MvArgs& a) {
     if (i + 2 >= log_.size()) return 0;
     const Op &g = log_[i], &u = log_[i + 1], &sw = log_[i + 2];
     if (!on_matvec_path(u) || sw.kind != OpKind::Swiglu || !same_act(u.a, g.a)) return 0;
@@ -1463,7 +1503,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     if (overlaps(g.b, x) || overlaps(u.b, x) || overlaps(sw.c, x) || overlaps(g.b, u.b) || overlaps(u.b, sw.c) ||
         (overlaps(g.b, sw.c) && g.b.data != sw.c.data))
       return 0;
-    MvArgs a;
+    a = MvArgs{};
     mv_inputs(a, x, wg);
     MvSeg sg;
     sg.wa = wg;
@@ -1488,7 +1528,6 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       a.ods_stride = sw.c.cols / 32;
       a.counters = static_cast<int*>(glu_cnt_.p);
     }
-    mv_run(a, x.rows);
     wrote(g.b.data);
     wrote(u.b.data);
     wrote(sw.c.data);
@@ -1498,7 +1537,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
 
   // Up to three matmuls of one input in one launch; q/k/v followed by RoPE of q and k and the KV store take
   // those in too.
-  size_t run_multi(size_t i) {
+  size_t plan_multi(size_t i, MvArgs& a) {
     const Op& m0 = log_[i];
     const Act x = m0.a;
     size_t k = 1;
@@ -1524,7 +1563,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       return true;
     };
     while (k > 1 && !fits(k)) --k;
-    MvArgs a;
+    a = MvArgs{};
     mv_inputs(a, x, view(m0));
     for (size_t j = 0; j < k; ++j) a.seg[j] = plain_seg(view(log_[i + j]), log_[i + j].b);
     a.nseg = static_cast<int>(k);
@@ -1552,7 +1591,6 @@ class CudaBackend final : public Backend, public CudaBackendExt {
         used = 6;
       }
     }
-    mv_run(a, x.rows);
     for (size_t j = 0; j < k; ++j) wrote(log_[i + j].b.data);
     return used;
   }
@@ -1748,7 +1786,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   bool in_step_ = false;
   std::vector<Op> log_;
 
-  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, d_ids_, d_argmax_part_, d_cand_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_, norm_ssq_;
+  DevBuf q8_[2], q8ds_[2], f32x_, f16x_, f16w_, qgemm_part_, d_ids_, d_argmax_part_, d_cand_, attn_o_, attn_ml_, glu_cnt_, attn_cnt_, norm_ssq_, chain_sync_;
   PrepCache q8c_[2], f32_cache_, f16_cache_;
   uint64_t q8_stamp_[2] = {0, 0}, q8_clock_ = 0;
   std::vector<int32_t> slot_min_;
@@ -1800,6 +1838,7 @@ CudaOptions CudaOptions::from_env() {
   env_int("VIREO_CUDA_MV_BPS", &o.mv_blocks_per_sm);
   env_int("VIREO_CUDA_SKIP", &o.skip_mask);
   env_int("VIREO_CUDA_NORM_FOLD", &o.norm_fold);
+  env_int("VIREO_CUDA_CHAIN", &o.mv_chain);
   env_int("VIREO_CUDA_MV_KSPLIT", &o.mv_ksplit);
   env_int("VIREO_CUDA_MV_TILES", &o.mv_tiles);
   env_int("VIREO_CUDA_QGEMM_MAX", &o.qgemm_max_tokens);

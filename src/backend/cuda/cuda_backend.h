@@ -75,6 +75,10 @@ struct CudaOptions {
   // launches read the norm's output (mv.h, MvArgs::resid): a decode layer without norm kernels
   // (VIREO_CUDA_NORM_FOLD=0 keeps them). H100, -p 512 -n 128 (2026-12-07): 8B 328 -> 361 tok/s, 1B 1,125 -> 1,190.
   int norm_fold = 1;
+  // One-token matvec launches that read each other's int8 output (the o projection and its folded boundary, gate/up
+  // + SwiGLU, down and its boundary, the next layer's q/k/v) run as one chained launch whose phases wait on flags,
+  // not on kernel boundaries (mv.h, mv_chain_launch; VIREO_CUDA_CHAIN).
+  int mv_chain = 0;
   // Timing experiments only (results are wrong): matvec-step kernels of these kinds are not launched, so a
   // graph-replayed step shows what each kind costs in place (VIREO_CUDA_SKIP, a bit mask): 1 norms, 2 decode
   // attention, 4 q/k/v launches, 8 the o projection (a square matrix), 16 gate/up, 32 the down projection.
@@ -96,7 +100,7 @@ struct CudaOptions {
   int attn_min_chunk = 64;    // positions per split at least
   int attn_blocks_per_sm = 2; // split target: this many blocks per multiprocessor at full context
   // Reads VIREO_CUDA_GRAPHS=0/1, VIREO_CUDA_SYNC=1, VIREO_CUDA_PROFILE=1, VIREO_CUDA_QGEMM_MAX / _MATVEC_MAX (tokens), VIREO_CUDA_F16_WEIGHTS, VIREO_CUDA_FUSE, _PDL, _MV, _ATTN, _FA (0/1), VIREO_CUDA_MV_BPS, _MV_TILES, _TILE_MAX,
-  // _ATTN_CHUNK, _ATTN_BPS, _SAMPLE, _MV_KSPLIT, _QFRAG, _QFRAG_MODEL,
+  // _ATTN_CHUNK, _ATTN_BPS, _SAMPLE, _MV_KSPLIT, _CHAIN, _QFRAG, _QFRAG_MODEL,
   // _QFRAG_NT, _QFRAG_PDL, _QFRAG_MULTI, _F16_OUT, _ROPE_STORE, _GEMM_SLICE_MI from the environment over the defaults.
   static CudaOptions from_env();
 };
@@ -125,6 +129,7 @@ class CudaBackendExt {
     int64_t captures = 0, replays = 0, eager_steps = 0, recaptures = 0;
     int64_t fused = 0;  // fused kernels run (eager runs and captures; a replay runs what its capture ran)
     int64_t folded_norms = 0;  // of those, matvec launches with a block boundary's add + RMSNorm folded in
+    int64_t chained = 0;       // chained matvec launches (CudaOptions::mv_chain), each of 2+ phases
   };
   virtual GraphStats graph_stats() const = 0;
   virtual std::string device_name() const = 0;

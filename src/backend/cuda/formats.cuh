@@ -212,7 +212,7 @@ struct Act64 {
 };
 VHD void load_act64(const ActQ8& act, int t, int64_t u, Act64& a) {
   const int8_t* p = act.q + t * act.q_stride + 64 * u;
-  for (int i = 0; i < 4; ++i) a.a[i] = ld16i(p + 16 * i);
+  for (int i = 0; i < 4; ++i) a.a[i] = ld16i_act(p + 16 * i);
   const float2* ds = act.ds + t * act.ds_stride + 2 * u;
   a.ds[0] = ds[0];
   a.ds[1] = ds[1];
@@ -328,7 +328,7 @@ struct Unit<WFmt::Q6_K> {
     const int8_t* base = act.q + t * act.q_stride + 256 * b + 128 * n + 16 * lh;
     const float2* ds = act.ds + t * act.ds_stride + 8 * b + 4 * n;
     for (int k = 0; k < 4; ++k) {
-      a.a[k] = ld16i(base + 32 * k);
+      a.a[k] = ld16i_act(base + 32 * k);
       a.da[k] = ds[k].x;
     }
   }
@@ -373,8 +373,8 @@ struct Unit<WFmt::Q8_0> {
   }
   static VHD void load_a(const ActQ8& act, int t, int64_t u, A& a) {
     const int8_t* p = act.q + t * act.q_stride + 32 * u;
-    a.a0 = ld16i(p);
-    a.a1 = ld16i(p + 16);
+    a.a0 = ld16i_act(p);
+    a.a1 = ld16i_act(p + 16);
     a.d = act.ds[t * act.ds_stride + u].x;
   }
   static VHD float dot(const W& w, const A& a, int64_t) {
@@ -405,8 +405,8 @@ struct Unit<WFmt::Q4_0> {
   }
   static VHD void load_a(const ActQ8& act, int t, int64_t u, A& a) {
     const int8_t* p = act.q + t * act.q_stride + 32 * u;
-    a.a0 = ld16i(p);
-    a.a1 = ld16i(p + 16);
+    a.a0 = ld16i_act(p);
+    a.a1 = ld16i_act(p + 16);
     a.ds = act.ds[t * act.ds_stride + u];
   }
   static VHD float dot(const W& w, const A& a, int64_t) {

@@ -103,6 +103,13 @@ VDEV bool warp_completes(int* counter, int count, int total, int lane) {
   return true;
 }
 
+// A phase of a chained launch has finished one more piece of its output (after the warp's writes); the warp that
+// finishes the last raises the phase's done flags, one per lane (warp-collective).
+VDEV void chain_signal(const MvArgs& a, int lane) {
+  if (!a.done || !warp_completes(a.done, 1, a.done_target, lane)) return;
+  st_release(a.done_flags + lane * 32, 1);
+}
+
 // glu with int8 output activations: the warp has finished `count` rows of group g (32 rows) and counts them on the
 // group's atomic counter; the warp that completes the group quantizes it for every token (warp-collective).
 template <int N>
@@ -113,6 +120,7 @@ VDEV void mv_glu_count(const MvArgs& a, const MvSeg& s, int64_t g, int count, in
     quant_warp32(v, lane, a.oq + tt * a.oq_stride + g * 32, a.ods + tt * a.ods_stride + g);
   }
   if (lane == 0) a.counters[g] = 0;  // ready for the next launch
+  chain_signal(a, lane);
 }
 
 // The folded residual + RMSNorm (MvArgs::resid): the warp has added its `count` rows of group g into the residual;
@@ -143,6 +151,7 @@ VDEV void mv_resid_count(const MvArgs& a, int64_t g, int count, int lane) {
     }
   }
   if (lane == 0) a.counters[groups] = 0;
+  chain_signal(a, lane);
 }
 
 template <int N>
@@ -197,8 +206,18 @@ constexpr int kTripUnits<WFmt::Q8_0> = 4;
 // One warp's sums for the two rows of an item: lanes walk units u = lane + 32 P kslice, then on by 32 P KS (the KS
 // warps of a split item take turns over K), P = kTripUnits at a time (the loads of all first, then the products).
 // The first trip's weights are loaded before pdl_wait(): they stream in while the previous kernel finishes.
-template <WFmt F, int N, int KS>
-VDEV void mv_sums(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int lane, int kslice, float (&acc)[2][N]) {
+// What a warp does between its first weight loads and its first products: wait for the kernel before (programmatic
+// dependent launch) and let the next one start launching.
+struct PdlWait {
+  VDEV void operator()() const {
+    pdl_wait();
+    pdl_trigger();
+  }
+};
+
+template <WFmt F, int N, int KS, class Wait = PdlWait>
+VDEV void mv_sums(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int lane, int kslice, float (&acc)[2][N],
+                  const Wait& wait = Wait{}) {
   using U = Unit<F>;
   constexpr int P = kTripUnits<F>;
   const int nu = static_cast<int>(a.units);
@@ -213,8 +232,7 @@ VDEV void mv_sums(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int l
       U::load_w(s.wb, r1, u + 32 * p, wb[p]);
     }
   }
-  pdl_wait();  // the activations come from the previous kernel
-  pdl_trigger();
+  wait();  // the activations come from the previous kernel (or phase)
   for (;;) {
     VUNROLL for (int p = 0; p < P; ++p)
       if (h[p]) mv_unit<F, N>(a, wa[p], wb[p], u + 32 * p, acc);
@@ -231,12 +249,12 @@ VDEV void mv_sums(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int l
 }
 
 // One item, one warp.
-template <WFmt F, int N>
-VDEV void mv_item(const MvArgs& a, const MvSeg& s, int64_t i, int lane) {
+template <WFmt F, int N, class Wait = PdlWait>
+VDEV void mv_item(const MvArgs& a, const MvSeg& s, int64_t i, int lane, const Wait& wait = Wait{}) {
   int64_t r0, r1;
   mv_rows(s, i, &r0, &r1);
   float acc[2][N];
-  mv_sums<F, N, 1>(a, s, r0, r1, lane, 0, acc);
+  mv_sums<F, N, 1>(a, s, r0, r1, lane, 0, acc, wait);
   mv_epilogue<N>(a, s, r0, r1, lane, acc);
 }
 
@@ -283,6 +301,67 @@ __global__ void __launch_bounds__(kWarps * 32) mv_split_kernel(const __grid_cons
   for (int w = 0; w < kWarps; ++w) v0 += part[2 * w], v1 += part[2 * w + 1];
   if (lane == 0) mv_store(a, sg, r0, r1, 0, v0, v1);
   if (sg.mode == kMvGlu) mv_glu_count<1>(a, sg, r0 / 32, 1, lane);
+}
+
+// ---- chained launches (mv_chain_launch): phases in one grid, ordered by block ----
+// Blocks first[p] .. first[p + 1] - 1 run phase p, one item a warp. A block of phase p > 0 loads its first weights
+// like any matvec block, then waits until phase p - 1 has raised its done flag (thread 0 polls one of the flag's
+// copies, the block meets at a barrier), so the phase's weight stream starts while the phase before drains instead
+// of after a kernel boundary. Forward progress: a block waits only on blocks of lower index, which the hardware
+// dispatches first, so they are running or done. The last block to finish resets the flags for the next launch.
+struct MvChainArgs {
+  MvArgs ph[kMvChainMax];
+  int64_t first[kMvChainMax + 1] = {};
+  int nph = 0;
+  int* exited = nullptr;  // blocks finished
+};
+static_assert(sizeof(MvChainArgs) <= 4000, "a chained launch's arguments must fit the kernel parameter space");
+
+VDEV void chain_wait(const int* flags) {
+  if (threadIdx.x == 0) {
+    const int* f = flags + (blockIdx.x % kChainFlags) * 32;
+    while (ld_acquire(f) == 0) sleep_ns(100);
+  }
+  __syncthreads();
+}
+
+VDEV void chain_exit(const MvChainArgs& c) {
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  __threadfence();
+  if (atomicAdd(c.exited, 1) != static_cast<int>(gridDim.x) - 1) return;
+  for (int p = 0; p < c.nph; ++p) {
+    if (!c.ph[p].done) continue;
+    *c.ph[p].done = 0;
+    for (int j = 0; j < kChainFlags; ++j) c.ph[p].done_flags[j * 32] = 0;
+  }
+  *c.exited = 0;
+}
+
+template <WFmt F0, WFmt F1>
+__global__ void __launch_bounds__(kWarps * 32) mv_chain_kernel(const __grid_constant__ MvChainArgs c) {
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  const int64_t block = blockIdx.x;
+  int p = 0;
+  while (p + 1 < c.nph && block >= c.first[p + 1]) ++p;
+  const MvArgs& a = c.ph[p];
+  const int64_t it = (block - c.first[p]) * kWarps + (threadIdx.x >> 5);
+  const auto wait = [&] {
+    pdl_wait();
+    if (p > 0) chain_wait(a.wait);
+    pdl_trigger();
+  };
+  if (it < a.seg[0].items + a.seg[1].items + a.seg[2].items) {
+    int64_t i;
+    const MvSeg& sg = a.seg[mv_seg_of(a, it, &i)];
+    if (F0 == F1 || sg.wa.fmt == F0)
+      mv_item<F0, 1>(a, sg, i, lane, wait);
+    else
+      mv_item<F1, 1>(a, sg, i, lane, wait);
+  } else {
+    wait();  // every warp meets the block's barrier once
+  }
+  chain_exit(c);
 }
 
 // ---- tensor-core tiles: a block of kTileWarps warps computes 8 items (16 rows) for up to 8 tokens ----
@@ -597,7 +676,8 @@ int64_t mv_items(const MvSeg& s) {
   }
 }
 
-void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, int split_few, cudaStream_t s) {
+// Items per segment, unused segments cleared, units per row; the launch's items. Throws on inconsistent segments.
+static int64_t mv_prepare(MvArgs& a) {
   if (a.nseg < 1 || a.nseg > kMvMaxSegs) throw std::runtime_error("CUDA backend: fused matvec: bad segment count");
   int64_t items = 0;
   for (int i = 0; i < a.nseg; ++i) {
@@ -605,21 +685,38 @@ void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, int split_few, c
     items += a.seg[i].items;
   }
   for (int i = a.nseg; i < kMvMaxSegs; ++i) a.seg[i] = MvSeg{};
-  if (items <= 0) return;
   a.units = a.seg[0].wa.fmt == WFmt::Q8_0 || a.seg[0].wa.fmt == WFmt::Q4_0 ? a.seg[0].wa.nb
             : wfmt_is_float(a.seg[0].wa.fmt)                                ? a.seg[0].wa.Kp / 8
                                                                              : a.seg[0].wa.nb * 4;
   for (int i = 0; i < a.nseg; ++i)
     if (a.seg[i].wa.K != a.seg[0].wa.K || a.seg[i].wb.K != a.seg[0].wa.K || a.seg[i].wb.fmt != a.seg[i].wa.fmt)
       throw std::runtime_error("CUDA backend: fused matvec: segments differ in row length or format");
+  return items;
+}
+
+// The (at most two) weight formats of phases ph[0 .. nph - 1], f0 == f1 for one; false for more than two.
+static bool mv_format_pair(const MvArgs* ph, int nph, WFmt* f0, WFmt* f1) {
+  *f0 = *f1 = ph[0].seg[0].wa.fmt;
+  for (int p = 0; p < nph; ++p)
+    for (int i = 0; i < ph[p].nseg; ++i) {
+      const WFmt f = ph[p].seg[i].wa.fmt;
+      if (f == *f0 || f == *f1) continue;
+      if (*f1 != *f0) return false;
+      *f1 = f;
+    }
+  return true;
+}
+
+void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, int split_few, cudaStream_t s) {
+  a.wait = nullptr;
+  a.done = a.done_flags = nullptr;
+  const int64_t items = mv_prepare(a);
+  if (items <= 0) return;
   int64_t blocks = ceil_div(items, kWarps);
   if (max_blocks > 0) blocks = std::min<int64_t>(blocks, max_blocks);
-  WFmt f0 = a.seg[0].wa.fmt, f1 = f0;
-  for (int i = 1; i < a.nseg; ++i)
-    if (a.seg[i].wa.fmt != f0) f1 = a.seg[i].wa.fmt;
-  for (int i = 0; i < a.nseg; ++i)
-    if (a.seg[i].wa.fmt != f0 && a.seg[i].wa.fmt != f1)
-      throw std::runtime_error("CUDA backend: fused matvec: more than two formats in one launch");
+  WFmt f0, f1;
+  if (!mv_format_pair(&a, 1, &f0, &f1))
+    throw std::runtime_error("CUDA backend: fused matvec: more than two formats in one launch");
   // One token, few items (fewer warps than 32 per multiprocessor) and enough units for every lane of kWarps warps:
   // one block per item with K split over its warps, where enabled (by default for float weights only: on an H100
   // it took 8B F16 decode from 155 to 164 tok/s and Q8_0 from 262 down to 235).
@@ -653,6 +750,75 @@ void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, int split_few, c
     mv_n<WFmt::Q5_K, WFmt::Q6_K>(a, n, tiles, split, blocks, s);
   } else {
     mv_n<WFmt::Q4_K, WFmt::Q5_K>(a, n, tiles, split, blocks, s);
+  }
+}
+
+// Whether phases ph[0 .. nph - 1] of n tokens can run as one chained launch (mv_chain_launch).
+bool mv_chain_supported(const MvArgs* ph, int nph, int n, int tile_min_n) {
+  if (nph < 2 || nph > kMvChainMax || n != 1) return false;
+  WFmt f0, f1;
+  if (!mv_format_pair(ph, nph, &f0, &f1) || !mv_formats_supported(f0, f1) || !wfmt_uses_q8(f0) || !wfmt_uses_q8(f1) ||
+      mv_tiles_take(f0, n, tile_min_n) || mv_tiles_take(f1, n, tile_min_n))
+    return false;
+  for (int p = 0; p < nph; ++p) {
+    const MvArgs& a = ph[p];
+    if (a.nseg < 1 || a.nseg > kMvMaxSegs) return false;
+    if (p + 1 == nph) break;
+    // the phase after reads this one's int8 output, complete when the glu groups or the folded boundary are
+    const bool glu = a.nseg == 1 && a.seg[0].mode == kMvGlu && a.oq && a.seg[0].wa.rows % 32 == 0;
+    if (!(glu || (a.resid && a.oq))) return false;
+    if (ph[p + 1].aq.q != a.oq || ph[p + 1].aq.ds != a.ods) return false;
+  }
+  return true;
+}
+
+template <WFmt F0, WFmt F1>
+static void mv_chain_go(const MvChainArgs& c, cudaStream_t s) {
+  auto* k = &mv_chain_kernel<F0, F1>;
+  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(c.first[c.nph])), dim3(kWarps * 32), 0, s, c);
+  VCHECK_LAUNCH("matmul (chained matvec phases)");
+}
+
+void mv_chain_launch(const MvArgs* ph, int nph, int n, int* sync, cudaStream_t s) {
+  if (!mv_chain_supported(ph, nph, n, 0)) throw std::runtime_error("CUDA backend: chained matvec: unsupported phases");
+  MvChainArgs c;
+  c.nph = nph;
+  c.exited = sync;
+  for (int p = 0; p < nph; ++p) {
+    MvArgs& a = c.ph[p];
+    a = ph[p];
+    const int64_t items = mv_prepare(a);
+    if (items <= 0) throw std::runtime_error("CUDA backend: chained matvec: an empty phase");
+    c.first[p + 1] = c.first[p] + ceil_div(items, kWarps);
+    a.wait = p > 0 ? c.ph[p - 1].done_flags : nullptr;
+    a.done = a.done_flags = nullptr;
+    a.done_target = 0;
+    if (p + 1 < nph) {
+      a.done = sync + 1 + p;
+      a.done_flags = sync + 8 + p * kChainFlags * 32;
+      a.done_target = a.seg[0].mode == kMvGlu ? static_cast<int>(a.seg[0].wa.rows / 32) : 1;
+    }
+  }
+  if (c.first[nph] > 0x7fffffff) throw std::runtime_error("CUDA backend: chained matvec: grid too large");
+  WFmt f0, f1;
+  mv_format_pair(ph, nph, &f0, &f1);
+  if (f1 == WFmt::Q4_K && f0 != WFmt::Q4_K) std::swap(f0, f1);
+  if (f1 == WFmt::Q5_K && f0 == WFmt::Q6_K) std::swap(f0, f1);
+  if (f0 == f1) {
+    switch (f0) {
+      case WFmt::Q4_K: return mv_chain_go<WFmt::Q4_K, WFmt::Q4_K>(c, s);
+      case WFmt::Q5_K: return mv_chain_go<WFmt::Q5_K, WFmt::Q5_K>(c, s);
+      case WFmt::Q6_K: return mv_chain_go<WFmt::Q6_K, WFmt::Q6_K>(c, s);
+      case WFmt::Q8_0: return mv_chain_go<WFmt::Q8_0, WFmt::Q8_0>(c, s);
+      case WFmt::Q4_0: return mv_chain_go<WFmt::Q4_0, WFmt::Q4_0>(c, s);
+      default: throw std::runtime_error("CUDA backend: chained matvec: unsupported format");
+    }
+  } else if (f0 == WFmt::Q4_K && f1 == WFmt::Q6_K) {
+    mv_chain_go<WFmt::Q4_K, WFmt::Q6_K>(c, s);
+  } else if (f0 == WFmt::Q5_K && f1 == WFmt::Q6_K) {
+    mv_chain_go<WFmt::Q5_K, WFmt::Q6_K>(c, s);
+  } else {
+    mv_chain_go<WFmt::Q4_K, WFmt::Q5_K>(c, s);
   }
 }
 

@@ -55,6 +55,14 @@ struct MvArgs {
   float* ssq = nullptr;
   int64_t units = 0;  // units per row (set by mv_launch)
   int sms = 0;        // the device's multiprocessors (grid sizes)
+  // A phase of a chained launch (mv_chain_launch), set there: `wait` is the done flags of the phase before (a block
+  // reads flag (block % kChainFlags) before its first product); `done` counts this phase's finished output (glu:
+  // quantized groups, resid: 1 for the whole boundary) up to done_target, when the completing warp raises every flag
+  // of done_flags.
+  const int* wait = nullptr;
+  int* done = nullptr;
+  int* done_flags = nullptr;
+  int done_target = 0;
 };
 
 int64_t mv_items(const MvSeg& s);
@@ -65,6 +73,16 @@ bool mv_formats_supported(WFmt f0, WFmt f1);
 // split_few: one-token launches of few items split each item's K over a block's warps (mv_split_kernel):
 // 0 never, 1 for float weights only, 2 for every format.
 void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, int split_few, cudaStream_t s);
+// Phases of a chained launch: matvec launches that would run one after another (the o projection with its folded
+// block boundary, gate/up + SwiGLU, down with its boundary, the next layer's q/k/v), as one grid whose blocks are
+// ordered by phase; a block of phase p > 0 loads its first weights, then waits for phase p - 1's done flag instead of
+// a kernel boundary. Every phase but the last must end in int8 output the next reads (glu with oq, or resid).
+// One token, no tensor-core tiles or split items; `sync` is kChainSyncInts zeroed ints (left zeroed).
+constexpr int kMvChainMax = 4;
+constexpr int kChainFlags = 32;         // copies of a done flag, 128 bytes apart (waiting blocks spread over them)
+constexpr int kChainSyncInts = 8 + kMvChainMax * kChainFlags * 32;
+bool mv_chain_supported(const MvArgs* ph, int nph, int n, int tile_min_n);
+void mv_chain_launch(const MvArgs* ph, int nph, int n, int* sync, cudaStream_t s);
 // The formats with tensor-core tiles, and whether n tokens of format f run on them from tile_min_n tokens on.
 VHD constexpr bool mv_tile_format(WFmt f) { return f == WFmt::Q4_K || f == WFmt::Q6_K; }
 VHD constexpr bool mv_tiles_take(WFmt f, int64_t n, int tile_min_n) {
