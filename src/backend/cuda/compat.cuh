@@ -298,6 +298,15 @@ VDEV void st_release(int* p, int v) {
   *p = v;
 #endif
 }
+// A block barrier that warps may reach from different places in the code (__syncthreads is bar.sync, which requires
+// every warp to execute the same instruction; barrier.sync without .aligned does not).
+VDEV void block_barrier_any() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("barrier.sync 0;" ::: "memory");
+#else
+  __syncthreads();
+#endif
+}
 VDEV void sleep_ns(unsigned ns) {
 #if defined(__CUDA_ARCH__)
   __nanosleep(ns);

@@ -322,7 +322,7 @@ VDEV void chain_wait(const int* flags) {
     const int* f = flags + (blockIdx.x % kChainFlags) * 32;
     while (ld_acquire(f) == 0) sleep_ns(100);
   }
-  __syncthreads();
+  block_barrier_any();  // reached from the item paths of each format and from warps without an item
 }
 
 VDEV void chain_exit(const MvChainArgs& c) {
