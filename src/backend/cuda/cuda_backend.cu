@@ -1400,12 +1400,12 @@ class CudaBackend final : public Backend, public CudaBackendExt {
     int64_t rows[kMvChainMax];
     int nph = 0;
     size_t j = i;
-    const bool chain = opts_.mv_chain && n_ == 1 && opts_.mv_blocks_per_sm <= 0 && opts_.skip_mask == 0 && !opts_.profile;
+    const bool chain = opts_.mv_chain && n_ <= kMatvecMaxN && opts_.mv_blocks_per_sm <= 0 && opts_.skip_mask == 0 && !opts_.profile;
     for (;;) {
       if (nph > 0) {  // does the group at j read the int8 output of the phase before, complete at its end?
         const MvArgs& prev = ph[nph - 1];
         if (!chain || nph == kMvChainMax || j >= log_.size() || !on_matvec_path(log_[j]) ||
-            log_[j].a.rows != 1 || !wfmt_uses_q8(view(log_[j]).fmt) || !prev.oq)
+            log_[j].a.rows != rows[0] || !wfmt_uses_q8(view(log_[j]).fmt) || !prev.oq)
           break;
         const int b = q8_find(log_[j].a);
         if (b < 0 || q8q(b) != prev.oq) break;
@@ -1417,7 +1417,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
       if (!k) k = plan_multi(j, a);
       ++nph;
       j += k;
-      if (nph >= 2 && !mv_chain_supported(ph, nph, n_, opts_.mv_tiles)) {  // the last phase cannot join
+      if (nph >= 2 && !mv_chain_supported(ph, nph, static_cast<int>(rows[0]), opts_.mv_tiles)) {  // the last phase cannot join
         run_phases(ph, rows, nph - 1);
         run_phases(ph + nph - 1, rows + nph - 1, 1);
         return j - i;
@@ -1429,7 +1429,7 @@ class CudaBackend final : public Backend, public CudaBackendExt {
   void run_phases(const MvArgs* ph, const int64_t* rows, int nph) {
     if (nph == 1) return mv_run(ph[0], rows[0]);
     if (skip_launch_) return;
-    mv_chain_launch(ph, nph, 1, static_cast<int*>(chain_sync_.p), stream_);
+    mv_chain_launch(ph, nph, static_cast<int>(rows[0]), opts_.mv_tiles, static_cast<int*>(chain_sync_.p), stream_);
     ++stats_.chained;
   }
 

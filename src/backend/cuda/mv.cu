@@ -482,9 +482,9 @@ struct TileW<WFmt::Q6_K> {
 
 // This warp's share of K for rows r0 (of wa) and r1 (of wb): blocks first, first + stride, ..., for n tokens in
 // NT tiles of 8.
-template <WFmt F, int NT>
+template <WFmt F, int NT, class Wait = PdlWait>
 VDEV void tile_rows(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int first, int stride, int lane, int n,
-                    float (&acc)[NT][2][2]) {
+                    float (&acc)[NT][2][2], const Wait& wait = Wait{}) {
   const int g = lane >> 2, tig = lane & 3;
   const int64_t nb = s.wa.nb;
   TileW<F> cur[2], nxt[2];
@@ -493,8 +493,7 @@ VDEV void tile_rows(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int
     TileW<F>::load(s.wa, r0, b, tig, nxt[0]);
     TileW<F>::load(s.wb, r1, b, tig, nxt[1]);
   }
-  pdl_wait();  // the activations come from the previous kernel
-  pdl_trigger();
+  wait();  // the activations come from the previous kernel (or phase)
   for (; b < nb; b += stride) {
     cur[0] = nxt[0];
     cur[1] = nxt[1];
@@ -508,12 +507,12 @@ VDEV void tile_rows(const MvArgs& a, const MvSeg& s, int64_t r0, int64_t r1, int
 
 VHD int64_t mv_tiles(const MvSeg& s) { return (s.items + kTileItems - 1) / kTileItems; }
 
-template <WFmt F0, WFmt F1, int N>
-__global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_constant__ MvArgs a) {
+// Block `tile` of a tile launch (every warp calls wait once).
+template <WFmt F0, WFmt F1, int N, class Wait>
+VDEV void mv_tile_block(const MvArgs& a, int64_t tile, const Wait& wait) {
   VSHARED(float, part, kTileWarps * 4 * 32);
   const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
   int si = 0;
-  int64_t tile = blockIdx.x;
   while (si + 1 < kMvMaxSegs && tile >= mv_tiles(a.seg[si])) tile -= mv_tiles(a.seg[si++]);
   const MvSeg& s = a.seg[si];
   const int64_t i0 = tile * kTileItems;
@@ -523,9 +522,9 @@ __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_c
   mv_rows(s, item, &r0, &r1);
   float acc[1][2][2] = {{{0.f, 0.f}, {0.f, 0.f}}};
   if (F0 == F1 || s.wa.fmt == F0)
-    tile_rows<F0, 1>(a, s, r0, r1, warp, kTileWarps, lane, N, acc);
+    tile_rows<F0, 1>(a, s, r0, r1, warp, kTileWarps, lane, N, acc, wait);
   else
-    tile_rows<F1, 1>(a, s, r0, r1, warp, kTileWarps, lane, N, acc);
+    tile_rows<F1, 1>(a, s, r0, r1, warp, kTileWarps, lane, N, acc, wait);
   VUNROLL for (int j = 0; j < 4; ++j) part[(warp * 4 + j) * 32 + lane] = acc[0][j >> 1][j & 1];
   __syncthreads();
   if (warp != 0) return;
@@ -544,6 +543,27 @@ __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_c
     mv_glu_count<N>(a, s, i0 / 32, static_cast<int>(left < kTileItems ? left : kTileItems), lane);
   }
   if (a.resid) mv_resid_count<N>(a, 2 * i0 / 32, 2 * kTileItems, lane);  // rows 2 i0 .. + 15: one group
+}
+
+template <WFmt F0, WFmt F1, int N>
+__global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_constant__ MvArgs a) {
+  mv_tile_block<F0, F1, N>(a, blockIdx.x, PdlWait{});
+}
+
+// Chained phases on tiles (3-8 tokens): a block a tile, as mv_chain_kernel.
+template <WFmt F0, WFmt F1, int N>
+__global__ void __launch_bounds__(kTileWarps * 32) mv_tile_chain_kernel(const __grid_constant__ MvChainArgs c) {
+  const int64_t block = blockIdx.x;
+  int p = 0;
+  while (p + 1 < c.nph && block >= c.first[p + 1]) ++p;
+  const MvArgs& a = c.ph[p];
+  const auto wait = [&] {
+    pdl_wait();
+    if (p > 0) chain_wait(a.wait);
+    pdl_trigger();
+  };
+  mv_tile_block<F0, F1, N>(a, block - c.first[p], wait);
+  chain_exit(c);
 }
 
 // ---- wide tiles: plain products of kMatvecMaxN + 1 .. kTileMaxN tokens (continuous batching) ----
@@ -755,11 +775,13 @@ void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, int split_few, c
 
 // Whether phases ph[0 .. nph - 1] of n tokens can run as one chained launch (mv_chain_launch).
 bool mv_chain_supported(const MvArgs* ph, int nph, int n, int tile_min_n) {
-  if (nph < 2 || nph > kMvChainMax || n != 1) return false;
+  if (nph < 2 || nph > kMvChainMax || n < 1 || n > kMatvecMaxN) return false;
   WFmt f0, f1;
-  if (!mv_format_pair(ph, nph, &f0, &f1) || !mv_formats_supported(f0, f1) || !wfmt_uses_q8(f0) || !wfmt_uses_q8(f1) ||
-      mv_tiles_take(f0, n, tile_min_n) || mv_tiles_take(f1, n, tile_min_n))
+  if (!mv_format_pair(ph, nph, &f0, &f1) || !mv_formats_supported(f0, f1) || !wfmt_uses_q8(f0) || !wfmt_uses_q8(f1))
     return false;
+  // one token on the warp-per-item kernel, or 3-8 on the tiles (both formats tiled)
+  const bool tiles = mv_tiles_take(f0, n, tile_min_n) && mv_tiles_take(f1, n, tile_min_n);
+  if (tiles ? n < 3 : (n != 1 || mv_tiles_take(f0, n, tile_min_n) || mv_tiles_take(f1, n, tile_min_n))) return false;
   for (int p = 0; p < nph; ++p) {
     const MvArgs& a = ph[p];
     if (a.nseg < 1 || a.nseg > kMvMaxSegs) return false;
@@ -779,8 +801,26 @@ static void mv_chain_go(const MvChainArgs& c, cudaStream_t s) {
   VCHECK_LAUNCH("matmul (chained matvec phases)");
 }
 
-void mv_chain_launch(const MvArgs* ph, int nph, int n, int* sync, cudaStream_t s) {
-  if (!mv_chain_supported(ph, nph, n, 0)) throw std::runtime_error("CUDA backend: chained matvec: unsupported phases");
+template <WFmt F0, WFmt F1>
+static void mv_tile_chain_go(const MvChainArgs& c, int n, cudaStream_t s) {
+  void (*k)(MvChainArgs) = nullptr;
+  switch (n) {
+    case 3: k = &mv_tile_chain_kernel<F0, F1, 3>; break;
+    case 4: k = &mv_tile_chain_kernel<F0, F1, 4>; break;
+    case 5: k = &mv_tile_chain_kernel<F0, F1, 5>; break;
+    case 6: k = &mv_tile_chain_kernel<F0, F1, 6>; break;
+    case 7: k = &mv_tile_chain_kernel<F0, F1, 7>; break;
+    case 8: k = &mv_tile_chain_kernel<F0, F1, 8>; break;
+    default: throw std::runtime_error("CUDA backend: chained tiles called with " + std::to_string(n) + " tokens");
+  }
+  VLAUNCH_PDL(k, dim3(static_cast<unsigned>(c.first[c.nph])), dim3(kTileWarps * 32), 0, s, c);
+  VCHECK_LAUNCH("matmul (chained matvec phases, tensor-core tiles)");
+}
+
+void mv_chain_launch(const MvArgs* ph, int nph, int n, int tile_min_n, int* sync, cudaStream_t s) {
+  if (!mv_chain_supported(ph, nph, n, tile_min_n))
+    throw std::runtime_error("CUDA backend: chained matvec: unsupported phases");
+  const bool tiles = n > 1;  // mv_chain_supported: more than one token only on the tiles
   MvChainArgs c;
   c.nph = nph;
   c.exited = sync;
@@ -789,7 +829,12 @@ void mv_chain_launch(const MvArgs* ph, int nph, int n, int* sync, cudaStream_t s
     a = ph[p];
     const int64_t items = mv_prepare(a);
     if (items <= 0) throw std::runtime_error("CUDA backend: chained matvec: an empty phase");
-    c.first[p + 1] = c.first[p] + ceil_div(items, kWarps);
+    int64_t blocks = ceil_div(items, kWarps);
+    if (tiles) {
+      blocks = 0;
+      for (int i = 0; i < a.nseg; ++i) blocks += mv_tiles(a.seg[i]);
+    }
+    c.first[p + 1] = c.first[p] + blocks;
     a.wait = p > 0 ? c.ph[p - 1].done_flags : nullptr;
     a.done = a.done_flags = nullptr;
     a.done_target = 0;
@@ -804,6 +849,11 @@ void mv_chain_launch(const MvArgs* ph, int nph, int n, int* sync, cudaStream_t s
   mv_format_pair(ph, nph, &f0, &f1);
   if (f1 == WFmt::Q4_K && f0 != WFmt::Q4_K) std::swap(f0, f1);
   if (f1 == WFmt::Q5_K && f0 == WFmt::Q6_K) std::swap(f0, f1);
+  if (tiles) {
+    if (f0 == WFmt::Q4_K && f1 == WFmt::Q4_K) return mv_tile_chain_go<WFmt::Q4_K, WFmt::Q4_K>(c, n, s);
+    if (f0 == WFmt::Q6_K && f1 == WFmt::Q6_K) return mv_tile_chain_go<WFmt::Q6_K, WFmt::Q6_K>(c, n, s);
+    return mv_tile_chain_go<WFmt::Q4_K, WFmt::Q6_K>(c, n, s);
+  }
   if (f0 == f1) {
     switch (f0) {
       case WFmt::Q4_K: return mv_chain_go<WFmt::Q4_K, WFmt::Q4_K>(c, s);

@@ -77,12 +77,13 @@ void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, int split_few, c
 // block boundary, gate/up + SwiGLU, down with its boundary, the next layer's q/k/v), as one grid whose blocks are
 // ordered by phase; a block of phase p > 0 loads its first weights, then waits for phase p - 1's done flag instead of
 // a kernel boundary. Every phase but the last must end in int8 output the next reads (glu with oq, or resid).
-// One token, no tensor-core tiles or split items; `sync` is kChainSyncInts zeroed ints (left zeroed).
+// One token on the warp-per-item kernel, or 3-8 tokens on the int8 tiles (Q4_K/Q6_K; tile_min_n as for mv_launch);
+// `sync` is kChainSyncInts zeroed ints (left zeroed).
 constexpr int kMvChainMax = 4;
 constexpr int kChainFlags = 32;         // copies of a done flag, 128 bytes apart (waiting blocks spread over them)
 constexpr int kChainSyncInts = 8 + kMvChainMax * kChainFlags * 32;
 bool mv_chain_supported(const MvArgs* ph, int nph, int n, int tile_min_n);
-void mv_chain_launch(const MvArgs* ph, int nph, int n, int* sync, cudaStream_t s);
+void mv_chain_launch(const MvArgs* ph, int nph, int n, int tile_min_n, int* sync, cudaStream_t s);
 // The formats with tensor-core tiles, and whether n tokens of format f run on them from tile_min_n tokens on.
 VHD constexpr bool mv_tile_format(WFmt f) { return f == WFmt::Q4_K || f == WFmt::Q6_K; }
 VHD constexpr bool mv_tiles_take(WFmt f, int64_t n, int tile_min_n) {
