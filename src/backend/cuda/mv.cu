@@ -325,6 +325,23 @@ VDEV void chain_wait(const int* flags) {
   block_barrier_any();  // reached from the item paths of each format and from warps without an item
 }
 
+// The phase of this block.
+VDEV int chain_phase(const MvChainArgs& c) {
+  int p = 0;
+  while (p + 1 < c.nph && static_cast<int64_t>(blockIdx.x) >= c.first[p + 1]) ++p;
+  return p;
+}
+
+// A chained block's wait: the kernel before (PDL), then for a later phase the done flag of the phase before.
+struct ChainWait {
+  const int* flags;  // null in phase 0
+  VDEV void operator()() const {
+    pdl_wait();
+    if (flags) chain_wait(flags);
+    pdl_trigger();
+  }
+};
+
 VDEV void chain_exit(const MvChainArgs& c) {
   __syncthreads();
   if (threadIdx.x != 0) return;
@@ -341,16 +358,10 @@ VDEV void chain_exit(const MvChainArgs& c) {
 template <WFmt F0, WFmt F1>
 __global__ void __launch_bounds__(kWarps * 32) mv_chain_kernel(const __grid_constant__ MvChainArgs c) {
   const int lane = static_cast<int>(threadIdx.x & 31);
-  const int64_t block = blockIdx.x;
-  int p = 0;
-  while (p + 1 < c.nph && block >= c.first[p + 1]) ++p;
+  const int p = chain_phase(c);
   const MvArgs& a = c.ph[p];
-  const int64_t it = (block - c.first[p]) * kWarps + (threadIdx.x >> 5);
-  const auto wait = [&] {
-    pdl_wait();
-    if (p > 0) chain_wait(a.wait);
-    pdl_trigger();
-  };
+  const int64_t it = (static_cast<int64_t>(blockIdx.x) - c.first[p]) * kWarps + (threadIdx.x >> 5);
+  const ChainWait wait{a.wait};
   if (it < a.seg[0].items + a.seg[1].items + a.seg[2].items) {
     int64_t i;
     const MvSeg& sg = a.seg[mv_seg_of(a, it, &i)];
@@ -553,16 +564,9 @@ __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_kernel(const __grid_c
 // Chained phases on tiles (3-8 tokens): a block a tile, as mv_chain_kernel.
 template <WFmt F0, WFmt F1, int N>
 __global__ void __launch_bounds__(kTileWarps * 32) mv_tile_chain_kernel(const __grid_constant__ MvChainArgs c) {
-  const int64_t block = blockIdx.x;
-  int p = 0;
-  while (p + 1 < c.nph && block >= c.first[p + 1]) ++p;
+  const int p = chain_phase(c);
   const MvArgs& a = c.ph[p];
-  const auto wait = [&] {
-    pdl_wait();
-    if (p > 0) chain_wait(a.wait);
-    pdl_trigger();
-  };
-  mv_tile_block<F0, F1, N>(a, block - c.first[p], wait);
+  mv_tile_block<F0, F1, N>(a, static_cast<int64_t>(blockIdx.x) - c.first[p], ChainWait{a.wait});
   chain_exit(c);
 }
 
@@ -724,6 +728,9 @@ static bool mv_format_pair(const MvArgs* ph, int nph, WFmt* f0, WFmt* f1) {
       if (*f1 != *f0) return false;
       *f1 = f;
     }
+  // the order the launchers instantiate: Q4_K first, Q5_K before Q6_K
+  if (*f1 == WFmt::Q4_K && *f0 != WFmt::Q4_K) std::swap(*f0, *f1);
+  if (*f1 == WFmt::Q5_K && *f0 == WFmt::Q6_K) std::swap(*f0, *f1);
   return true;
 }
 
@@ -750,8 +757,6 @@ void mv_launch(MvArgs a, int n, int max_blocks, int tile_min_n, int split_few, c
                   !a.counters || a.ods_stride * 32 != a.seg[0].wa.rows || n > kMatvecMaxN))
     throw std::runtime_error("CUDA backend: fused matvec: bad residual + norm epilogue");
   const bool tiles = mv_tiles_take(f0, n, tile_min_n) && mv_tiles_take(f1, n, tile_min_n);
-  if (f1 == WFmt::Q4_K && f0 != WFmt::Q4_K) std::swap(f0, f1);
-  if (f1 == WFmt::Q5_K && f0 == WFmt::Q6_K) std::swap(f0, f1);
   if (f0 == f1) {
     switch (f0) {
       case WFmt::Q4_K: mv_n<WFmt::Q4_K, WFmt::Q4_K>(a, n, tiles, split, blocks, s); break;
@@ -847,8 +852,6 @@ void mv_chain_launch(const MvArgs* ph, int nph, int n, int tile_min_n, int* sync
   if (c.first[nph] > 0x7fffffff) throw std::runtime_error("CUDA backend: chained matvec: grid too large");
   WFmt f0, f1;
   mv_format_pair(ph, nph, &f0, &f1);
-  if (f1 == WFmt::Q4_K && f0 != WFmt::Q4_K) std::swap(f0, f1);
-  if (f1 == WFmt::Q5_K && f0 == WFmt::Q6_K) std::swap(f0, f1);
   if (tiles) {
     if (f0 == WFmt::Q4_K && f1 == WFmt::Q4_K) return mv_tile_chain_go<WFmt::Q4_K, WFmt::Q4_K>(c, n, s);
     if (f0 == WFmt::Q6_K && f1 == WFmt::Q6_K) return mv_tile_chain_go<WFmt::Q6_K, WFmt::Q6_K>(c, n, s);
